@@ -1,0 +1,115 @@
+/*
+ * mod_bff aggregation engine: an endpoint definition (built from the
+ * <BFFEndpoint> config section) and the per-request run that calls its
+ * backends through a fetcher, concurrently, in dependency order, and merges
+ * the replies into one JSON document. No httpd.h here.
+ */
+#ifndef BFF_ENGINE_H
+#define BFF_ENGINE_H
+
+#include "bff_core.h"
+#include "bff_fetch.h"
+
+typedef struct bff_backend_t {
+    const char *name;
+    const char *method;
+    bff_tpl_t *url;
+    bff_tpl_t *body;          /* NULL: no request body */
+    int required;
+    json_t *defval;           /* value used when it fails; NULL: null */
+    long timeout_ms;          /* 0: the endpoint deadline */
+    apr_size_t max_body;      /* 0: the endpoint's */
+    int index;                /* position in the endpoint, config order */
+    /* derived by bff_endpoint_finalize */
+    apr_array_header_t *deps; /* int: indexes of backends referenced */
+} bff_backend_t;
+
+typedef struct bff_endpoint_t {
+    const char *method;       /* GET, POST, ... (GET also answers HEAD) */
+    const char *pattern;
+    bff_route_t *route;
+    apr_array_header_t *backends;       /* bff_backend_t * */
+    bff_shape_t *shape;
+    long timeout_ms;                    /* deadline for the whole run */
+    long connect_timeout_ms;
+    apr_size_t max_body;                /* per backend reply */
+    int max_depth;                      /* JSON nesting of a reply */
+    int max_backends;
+    const char *file;                   /* where it was defined */
+    int line;
+} bff_endpoint_t;
+
+/* Allocates an endpoint with defaults: 5 s deadline, 1 s connect timeout,
+ * 1 MiB replies, depth 64, at most 32 backends. */
+bff_endpoint_t *bff_endpoint_create(const char *method, const char *pattern,
+                                    apr_pool_t *p);
+
+/* Parses one backend definition's options after name, method and URL:
+ *   required | optional | default=<json> | body=<json template> |
+ *   timeout=<duration> | max-size=<size>
+ * Returns NULL or an error naming the offending option. */
+const char *bff_backend_option(bff_backend_t *be, const char *opt,
+                               apr_pool_t *p);
+
+/* Checks the definition once all directives are read: unique names, every
+ * reference names a route parameter or another backend, no cycles, limits.
+ * Fills deps. Returns NULL or an error. */
+const char *bff_endpoint_finalize(bff_endpoint_t *ep, apr_pool_t *p);
+
+/* What happened to one backend during a run. */
+typedef enum {
+    BFF_BE_PENDING = 0,
+    BFF_BE_RUNNING,
+    BFF_BE_OK,
+    BFF_BE_FAILED,
+    BFF_BE_SKIPPED          /* not called: a dependency failed */
+} bff_be_state_e;
+
+typedef struct {
+    bff_be_state_e state;
+    bff_fetch_err_e err;     /* fetch error when FAILED by the transport */
+    int status;              /* HTTP status, 0 when none */
+    const char *reason;      /* short, client-safe: "timeout", "HTTP 503" */
+    const char *detail;      /* for the error log only */
+    json_t *value;           /* parsed reply (pool owned) */
+    apr_interval_time_t elapsed;
+    bff_fetch_req_t req;
+} bff_be_result_t;
+
+/* Per-call extras the glue supplies (request id, trace context, forwarded
+ * client headers, client query parameters). */
+typedef struct {
+    const apr_array_header_t *headers;    /* "Name: value", every call */
+    const char *query;                    /* appended to GET URLs, encoded */
+    /* called once per backend call to add call-specific headers (e.g. a
+     * traceparent with a new span id); may be NULL */
+    void (*per_call)(void *baton, const bff_backend_t *be,
+                     apr_array_header_t *headers, apr_pool_t *p);
+    void *baton;
+} bff_call_ctx_t;
+
+typedef struct {
+    int status;              /* HTTP status for the client */
+    int completed;           /* 1: every backend answered */
+    json_t *doc;             /* 2xx: the merged document (pool owned) */
+    const char *title;       /* non-2xx: problem title */
+    const char *detail;      /* non-2xx: problem detail (client-safe) */
+    const char *backend;     /* the required backend that failed, if any */
+    bff_be_result_t *results;   /* one per backend, config order */
+    apr_interval_time_t elapsed;
+} bff_run_result_t;
+
+/* Runs ep for one request. values are the route parameter values in route
+ * order. Always fills res; never blocks past ep->timeout_ms. */
+void bff_engine_run(bff_run_result_t *res, const bff_endpoint_t *ep,
+                    const char *const *values, const bff_call_ctx_t *cc,
+                    bff_fetcher_t *f, apr_pool_t *p);
+
+/* Serialises doc compactly into pool memory. */
+const char *bff_json_dump(apr_size_t *len, const json_t *doc, apr_pool_t *p);
+
+/* An RFC 9457 problem document. */
+json_t *bff_problem(int status, const char *title, const char *detail,
+                    const char *instance, apr_pool_t *p);
+
+#endif /* BFF_ENGINE_H */

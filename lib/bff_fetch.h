@@ -1,0 +1,98 @@
+/*
+ * mod_bff fetcher: runs many HTTP requests concurrently on the calling
+ * thread. A small vtable (as mod_md does for its HTTP client) so the engine
+ * does not care whether libcurl or another client does the work, and unit
+ * tests can plug in a fake.
+ *
+ * A fetcher is used by one thread at a time. It is reused across client
+ * requests (the httpd glue keeps a per-child pool of them) so keep-alive
+ * connections to backends survive from one client request to the next.
+ */
+#ifndef BFF_FETCH_H
+#define BFF_FETCH_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <apr_time.h>
+
+typedef enum {
+    BFF_FETCH_OK = 0,     /* a complete HTTP response arrived (any status) */
+    BFF_FETCH_ECONNECT,   /* DNS or TCP/TLS connect failed */
+    BFF_FETCH_ETIMEOUT,   /* the request's timeout elapsed */
+    BFF_FETCH_ETOOBIG,    /* the body exceeded max_body */
+    BFF_FETCH_EPROTO,     /* connection dropped, truncated or bad HTTP */
+    BFF_FETCH_EABORTED,   /* cancelled by bff_fetch_abort_all */
+    BFF_FETCH_EINTERNAL   /* out of memory, bad URL, client bug */
+} bff_fetch_err_e;
+
+/* Short, stable text for an error ("timeout", "connect error", ...): it is
+ * what clients see in _errors and what metrics use as a label. */
+const char *bff_fetch_err_str(bff_fetch_err_e err);
+
+typedef struct bff_fetch_req_t bff_fetch_req_t;
+struct bff_fetch_req_t {
+    /* in */
+    const char *method;
+    const char *url;
+    const char *body;               /* NULL: no body */
+    apr_size_t body_len;
+    const apr_array_header_t *headers;  /* const char * "Name: value" */
+    long timeout_ms;                /* whole exchange; > 0 */
+    long connect_timeout_ms;        /* > 0 */
+    apr_size_t max_body;            /* > 0 */
+    void *baton;                    /* caller's */
+
+    /* out, valid after the request completed */
+    bff_fetch_err_e err;
+    const char *errmsg;             /* detail for logs, never for clients */
+    int status;                     /* HTTP status or 0 */
+    const char *resp;               /* body, NUL terminated; owned by the
+                                       fetcher until bff_fetch_release */
+    apr_size_t resp_len;
+    apr_interval_time_t elapsed;    /* from start to completion */
+    int reused_conn;                /* 1 when a keep-alive connection served it */
+
+    void *impl;                     /* the fetcher's */
+};
+
+typedef struct bff_fetcher_t bff_fetcher_t;
+
+typedef struct {
+    const char *name;
+    /* Queues req; it starts on the next wait. Returns APR_SUCCESS or an
+     * error (req is then complete with err set, and not queued). */
+    apr_status_t (*start)(bff_fetcher_t *f, bff_fetch_req_t *req);
+    /* Drives I/O until one request completes (*done set, APR_SUCCESS), the
+     * wait elapses (APR_TIMEUP) or nothing is in flight (APR_EOF). */
+    apr_status_t (*wait)(bff_fetcher_t *f, bff_fetch_req_t **done,
+                         long max_wait_ms);
+    /* Gives back the resources of a completed request (its body). */
+    void (*release)(bff_fetcher_t *f, bff_fetch_req_t *req);
+    /* Cancels everything in flight and releases all requests; the fetcher
+     * is ready for the next client request. */
+    void (*reset)(bff_fetcher_t *f);
+    void (*destroy)(bff_fetcher_t *f);
+} bff_fetch_vtable_t;
+
+struct bff_fetcher_t {
+    const bff_fetch_vtable_t *vt;
+    void *ctx;
+};
+
+#define bff_fetch_start(f, r)        ((f)->vt->start((f), (r)))
+#define bff_fetch_wait(f, d, ms)     ((f)->vt->wait((f), (d), (ms)))
+#define bff_fetch_release(f, r)      ((f)->vt->release((f), (r)))
+#define bff_fetch_reset(f)           ((f)->vt->reset((f)))
+
+typedef struct {
+    long max_host_connections;   /* per backend host; 0: unlimited */
+    long max_cached_connections; /* idle keep-alive connections kept */
+} bff_fetch_curl_opts_t;
+
+/* Needs curl_global_init to have been called. The fetcher lives until
+ * destroy, or until pool p is cleared. */
+apr_status_t bff_fetch_curl_create(bff_fetcher_t **out,
+                                   const bff_fetch_curl_opts_t *opts,
+                                   apr_pool_t *p);
+
+#endif /* BFF_FETCH_H */

@@ -1,0 +1,415 @@
+/*
+ * The libcurl multi implementation of the bff fetcher.
+ *
+ * One CURLM per fetcher: its connection cache is what keeps backend
+ * connections alive between client requests. Easy handles are recycled
+ * through a free list (curl_easy_reset keeps their DNS cache and session
+ * data), and each keeps its body buffer so steady state allocates nothing.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <apr_strings.h>
+
+#include "bff_fetch.h"
+
+typedef struct slot_t slot_t;
+struct slot_t {
+    CURL *easy;
+    struct curl_slist *hdrs;
+    char *buf;
+    apr_size_t len, cap, max;
+    int too_big;
+    int active;              /* added to the multi handle */
+    bff_fetch_req_t *req;
+    slot_t *next;            /* free list / all list */
+    slot_t *next_all;
+    char errbuf[CURL_ERROR_SIZE];   /* per handle: others write theirs */
+};
+
+typedef struct {
+    CURLM *multi;
+    slot_t *free_slots;
+    slot_t *all_slots;
+    int in_flight;
+} curl_ctx_t;
+
+const char *bff_fetch_err_str(bff_fetch_err_e err)
+{
+    switch (err) {
+    case BFF_FETCH_OK:        return "ok";
+    case BFF_FETCH_ECONNECT:  return "connect error";
+    case BFF_FETCH_ETIMEOUT:  return "timeout";
+    case BFF_FETCH_ETOOBIG:   return "response too large";
+    case BFF_FETCH_EPROTO:    return "bad response";
+    case BFF_FETCH_EABORTED:  return "aborted";
+    default:                  return "internal error";
+    }
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *baton)
+{
+    slot_t *s = baton;
+    size_t n = size * nmemb;
+
+    if (n > s->max - s->len) {
+        s->too_big = 1;
+        return 0;   /* makes curl fail the transfer with CURLE_WRITE_ERROR */
+    }
+    if (s->len + n + 1 > s->cap) {
+        apr_size_t cap = s->cap ? s->cap : 4096;
+        char *nb;
+        while (cap < s->len + n + 1) {
+            cap *= 2;
+        }
+        nb = realloc(s->buf, cap);
+        if (!nb) {
+            return 0;
+        }
+        s->buf = nb;
+        s->cap = cap;
+    }
+    memcpy(s->buf + s->len, data, n);
+    s->len += n;
+    return n;
+}
+
+static bff_fetch_err_e map_curl_error(CURLcode rc, const slot_t *s)
+{
+    switch (rc) {
+    case CURLE_OK:
+        return BFF_FETCH_OK;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+        return BFF_FETCH_ECONNECT;
+    case CURLE_OPERATION_TIMEDOUT:
+        return BFF_FETCH_ETIMEOUT;
+    case CURLE_FILESIZE_EXCEEDED:
+        return BFF_FETCH_ETOOBIG;
+    case CURLE_WRITE_ERROR:
+        return s->too_big ? BFF_FETCH_ETOOBIG : BFF_FETCH_EINTERNAL;
+    case CURLE_OUT_OF_MEMORY:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_BAD_FUNCTION_ARGUMENT:
+        return BFF_FETCH_EINTERNAL;
+    default:
+        /* GOT_NOTHING, RECV_ERROR, PARTIAL_FILE, WEIRD_SERVER_REPLY, ... */
+        return BFF_FETCH_EPROTO;
+    }
+}
+
+static void slot_detach(curl_ctx_t *c, slot_t *s)
+{
+    if (s->active) {
+        curl_multi_remove_handle(c->multi, s->easy);
+        s->active = 0;
+        c->in_flight--;
+    }
+    if (s->hdrs) {
+        curl_slist_free_all(s->hdrs);
+        s->hdrs = NULL;
+    }
+    if (s->req) {
+        s->req->impl = NULL;
+        s->req = NULL;
+    }
+    s->next = c->free_slots;
+    c->free_slots = s;
+}
+
+static slot_t *slot_get(curl_ctx_t *c)
+{
+    slot_t *s = c->free_slots;
+
+    if (s) {
+        c->free_slots = s->next;
+        curl_easy_reset(s->easy);
+    }
+    else {
+        s = calloc(1, sizeof(*s));
+        if (!s) {
+            return NULL;
+        }
+        s->easy = curl_easy_init();
+        if (!s->easy) {
+            free(s);
+            return NULL;
+        }
+        s->next_all = c->all_slots;
+        c->all_slots = s;
+    }
+    s->next = NULL;
+    s->len = 0;
+    s->too_big = 0;
+    return s;
+}
+
+static apr_status_t fail_req(bff_fetch_req_t *req, bff_fetch_err_e err,
+                             const char *msg)
+{
+    req->err = err;
+    req->errmsg = msg;
+    req->status = 0;
+    req->resp = NULL;
+    req->resp_len = 0;
+    return APR_EGENERAL;
+}
+
+static apr_status_t curl_start(bff_fetcher_t *f, bff_fetch_req_t *req)
+{
+    curl_ctx_t *c = f->ctx;
+    slot_t *s;
+    CURL *e;
+    int i;
+
+    req->impl = NULL;
+    req->err = BFF_FETCH_OK;
+    req->errmsg = NULL;
+    req->status = 0;
+    req->resp = NULL;
+    req->resp_len = 0;
+    req->reused_conn = 0;
+    req->elapsed = 0;
+
+    s = slot_get(c);
+    if (!s) {
+        return fail_req(req, BFF_FETCH_EINTERNAL, "out of memory");
+    }
+    e = s->easy;
+    s->max = req->max_body;
+    s->req = req;
+    req->impl = s;
+
+    for (i = 0; req->headers && i < req->headers->nelts; i++) {
+        struct curl_slist *n = curl_slist_append(
+            s->hdrs, APR_ARRAY_IDX(req->headers, i, const char *));
+        if (!n) {
+            slot_detach(c, s);
+            return fail_req(req, BFF_FETCH_EINTERNAL, "out of memory");
+        }
+        s->hdrs = n;
+    }
+    if (req->body) {
+        /* no "Expect: 100-continue" round trip for small JSON bodies */
+        struct curl_slist *n = curl_slist_append(s->hdrs, "Expect:");
+        if (!n) {
+            slot_detach(c, s);
+            return fail_req(req, BFF_FETCH_EINTERNAL, "out of memory");
+        }
+        s->hdrs = n;
+    }
+
+    curl_easy_setopt(e, CURLOPT_URL, req->url);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, s);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, s);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->hdrs);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     req->connect_timeout_ms < req->timeout_ms
+                         ? req->connect_timeout_ms : req->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_body);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    s->errbuf[0] = '\0';
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s->errbuf);
+    /* a backend answer is data, never instructions to go elsewhere */
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+
+    if (!strcmp(req->method, "GET")) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    }
+    else if (!strcmp(req->method, "POST")) {
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+    }
+    else if (!strcmp(req->method, "HEAD")) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    }
+    else {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+    }
+    if (req->body) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t)req->body_len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
+    }
+
+    if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
+        slot_detach(c, s);
+        return fail_req(req, BFF_FETCH_EINTERNAL, "curl_multi_add_handle failed");
+    }
+    s->active = 1;
+    c->in_flight++;
+    return APR_SUCCESS;
+}
+
+static void complete(curl_ctx_t *c, slot_t *s, CURLcode rc)
+{
+    bff_fetch_req_t *req = s->req;
+    long status = 0, nconn = 0;
+    curl_off_t total_us = 0;
+
+    curl_multi_remove_handle(c->multi, s->easy);
+    s->active = 0;
+    c->in_flight--;
+
+    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(s->easy, CURLINFO_NUM_CONNECTS, &nconn);
+    curl_easy_getinfo(s->easy, CURLINFO_TOTAL_TIME_T, &total_us);
+
+    req->err = map_curl_error(rc, s);
+    req->errmsg = rc == CURLE_OK ? NULL
+                  : (s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc));
+    req->status = (int)status;
+    req->reused_conn = nconn == 0;
+    req->elapsed = (apr_interval_time_t)total_us;
+    if (req->err == BFF_FETCH_OK) {
+        if (!s->buf) {
+            s->buf = malloc(1);
+            s->cap = s->buf ? 1 : 0;
+        }
+        if (!s->buf) {
+            fail_req(req, BFF_FETCH_EINTERNAL, "out of memory");
+            return;
+        }
+        s->buf[s->len] = '\0';
+        req->resp = s->buf;
+        req->resp_len = s->len;
+    }
+    else {
+        req->status = 0;
+    }
+}
+
+static apr_status_t curl_wait(bff_fetcher_t *f, bff_fetch_req_t **done,
+                              long max_wait_ms)
+{
+    curl_ctx_t *c = f->ctx;
+    apr_time_t until = apr_time_now() + apr_time_from_msec(max_wait_ms);
+
+    *done = NULL;
+    for (;;) {
+        int running = 0, queued = 0;
+        CURLMsg *m;
+        long left;
+
+        curl_multi_perform(c->multi, &running);
+        while ((m = curl_multi_info_read(c->multi, &queued)) != NULL) {
+            slot_t *s = NULL;
+            if (m->msg != CURLMSG_DONE) {
+                continue;
+            }
+            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+            if (!s || !s->req) {
+                continue;
+            }
+            complete(c, s, m->data.result);
+            *done = s->req;
+            return APR_SUCCESS;
+        }
+        if (c->in_flight == 0) {
+            return APR_EOF;
+        }
+        left = (long)apr_time_as_msec(until - apr_time_now());
+        if (left <= 0) {
+            return APR_TIMEUP;
+        }
+        /* curl_multi_poll also wakes for curl's own internal timeouts */
+        curl_multi_poll(c->multi, NULL, 0, (int)(left > 1000 ? 1000 : left),
+                        NULL);
+    }
+}
+
+static void curl_release(bff_fetcher_t *f, bff_fetch_req_t *req)
+{
+    slot_t *s = req->impl;
+
+    if (s && s->req == req) {
+        slot_detach(f->ctx, s);
+    }
+    req->resp = NULL;
+}
+
+static void curl_reset(bff_fetcher_t *f)
+{
+    curl_ctx_t *c = f->ctx;
+    slot_t *s;
+
+    for (s = c->all_slots; s; s = s->next_all) {
+        if (s->req) {
+            if (s->active) {
+                s->req->err = BFF_FETCH_EABORTED;
+            }
+            slot_detach(c, s);
+        }
+    }
+}
+
+static void curl_destroy(bff_fetcher_t *f)
+{
+    curl_ctx_t *c = f->ctx;
+    slot_t *s, *n;
+
+    if (!c) {
+        return;
+    }
+    curl_reset(f);
+    for (s = c->all_slots; s; s = n) {
+        n = s->next_all;
+        curl_easy_cleanup(s->easy);
+        free(s->buf);
+        free(s);
+    }
+    if (c->multi) {
+        curl_multi_cleanup(c->multi);
+    }
+    free(c);
+    f->ctx = NULL;
+}
+
+static const bff_fetch_vtable_t curl_vtable = {
+    "curl-multi", curl_start, curl_wait, curl_release, curl_reset, curl_destroy
+};
+
+static apr_status_t fetcher_cleanup(void *data)
+{
+    curl_destroy(data);
+    return APR_SUCCESS;
+}
+
+apr_status_t bff_fetch_curl_create(bff_fetcher_t **out,
+                                   const bff_fetch_curl_opts_t *opts,
+                                   apr_pool_t *p)
+{
+    bff_fetcher_t *f = apr_pcalloc(p, sizeof(*f));
+    curl_ctx_t *c = calloc(1, sizeof(*c));
+
+    *out = NULL;
+    if (!c) {
+        return APR_ENOMEM;
+    }
+    c->multi = curl_multi_init();
+    if (!c->multi) {
+        free(c);
+        return APR_EGENERAL;
+    }
+    if (opts && opts->max_host_connections > 0) {
+        curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                          opts->max_host_connections);
+    }
+    if (opts && opts->max_cached_connections > 0) {
+        curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS,
+                          opts->max_cached_connections);
+    }
+    f->vt = &curl_vtable;
+    f->ctx = c;
+    apr_pool_cleanup_register(p, f, fetcher_cleanup, apr_pool_cleanup_null);
+    *out = f;
+    return APR_SUCCESS;
+}

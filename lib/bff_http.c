@@ -1,0 +1,187 @@
+/*
+ * mod_bff: request id, trace context and query helpers (pure logic).
+ */
+#include <string.h>
+
+#include <apr_lib.h>
+#include <apr_strings.h>
+
+#include "bff_core.h"
+#include "bff_http.h"
+
+int bff_request_id_valid(const char *id)
+{
+    apr_size_t n = 0;
+
+    if (!id) {
+        return 0;
+    }
+    for (; id[n]; n++) {
+        if (n >= 128 || !(apr_isalnum(id[n]) || strchr("._~:+/=@-", id[n]))) {
+            return 0;
+        }
+    }
+    return n > 0;
+}
+
+static int hex_field(const char *s, apr_size_t n, int lower_only)
+{
+    apr_size_t i;
+    int nonzero = 0;
+
+    for (i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
+              || (!lower_only && c >= 'A' && c <= 'F'))) {
+            return -1;
+        }
+        nonzero |= c != '0';
+    }
+    return nonzero;
+}
+
+int bff_trace_parse(bff_trace_t *out, const char *h)
+{
+    apr_size_t len;
+
+    if (!h) {
+        return 0;
+    }
+    len = strlen(h);
+    /* version(2) - trace-id(32) - parent-id(16) - flags(2) = 55 chars */
+    if (len < 55 || h[2] != '-' || h[35] != '-' || h[52] != '-') {
+        return 0;
+    }
+    if (hex_field(h, 2, 1) < 0 || !strncmp(h, "ff", 2)) {
+        return 0;
+    }
+    /* version 00 has exactly four fields; later versions may add more */
+    if (!strncmp(h, "00", 2) ? len != 55 : (len > 55 && h[55] != '-')) {
+        return 0;
+    }
+    if (hex_field(h + 3, 32, 1) != 1 || hex_field(h + 36, 16, 1) != 1
+        || hex_field(h + 53, 2, 1) < 0) {
+        return 0;
+    }
+    memcpy(out->trace_id, h + 3, 32);
+    out->trace_id[32] = '\0';
+    memcpy(out->parent_id, h + 36, 16);
+    out->parent_id[16] = '\0';
+    memcpy(out->flags, h + 53, 2);
+    out->flags[2] = '\0';
+    return 1;
+}
+
+static void hex_into(char *dst, const unsigned char *b, apr_size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    apr_size_t i;
+
+    for (i = 0; i < n; i++) {
+        dst[2 * i] = digits[b[i] >> 4];
+        dst[2 * i + 1] = digits[b[i] & 15];
+    }
+    dst[2 * n] = '\0';
+}
+
+const char *bff_hex(const unsigned char *b, apr_size_t n, apr_pool_t *p)
+{
+    char *s = apr_palloc(p, 2 * n + 1);
+
+    hex_into(s, b, n);
+    return s;
+}
+
+void bff_trace_new(bff_trace_t *out, const unsigned char rnd[16])
+{
+    hex_into(out->trace_id, rnd, 16);
+    if (hex_field(out->trace_id, 32, 1) != 1) {
+        out->trace_id[31] = '1';   /* all-zero is invalid */
+    }
+    out->parent_id[0] = '\0';
+    memcpy(out->flags, "01", 3);
+}
+
+const char *bff_trace_child(const bff_trace_t *t, const unsigned char rnd[8],
+                            apr_pool_t *p)
+{
+    char span[17];
+
+    hex_into(span, rnd, 8);
+    if (hex_field(span, 16, 1) != 1) {
+        span[15] = '1';
+    }
+    return apr_pstrcat(p, "00-", t->trace_id, "-", span, "-", t->flags, NULL);
+}
+
+/* Decodes application/x-www-form-urlencoded text ('+' is a space). Returns
+ * NULL on a bad escape or an encoded NUL. */
+static char *form_decode(const char *s, apr_size_t n, apr_pool_t *p)
+{
+    char *out = apr_palloc(p, n + 1), *d = out;
+    apr_size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (s[i] == '+') {
+            *d++ = ' ';
+        }
+        else if (s[i] == '%') {
+            int hi, lo;
+            if (i + 2 >= n || !apr_isxdigit(s[i + 1])
+                || !apr_isxdigit(s[i + 2])) {
+                return NULL;
+            }
+            hi = apr_isdigit(s[i + 1]) ? s[i + 1] - '0'
+                 : (apr_tolower(s[i + 1]) - 'a' + 10);
+            lo = apr_isdigit(s[i + 2]) ? s[i + 2] - '0'
+                 : (apr_tolower(s[i + 2]) - 'a' + 10);
+            if (hi == 0 && lo == 0) {
+                return NULL;
+            }
+            *d++ = (char)(hi * 16 + lo);
+            i += 2;
+        }
+        else {
+            *d++ = s[i];
+        }
+    }
+    *d = '\0';
+    return out;
+}
+
+const char *bff_query_filter(const char *args, const apr_array_header_t *names,
+                             apr_pool_t *p)
+{
+    const char *out = NULL, *s = args;
+
+    if (!args || !*args || !names || names->nelts == 0) {
+        return NULL;
+    }
+    while (*s) {
+        const char *amp = strchr(s, '&'), *eq;
+        apr_size_t len = amp ? (apr_size_t)(amp - s) : strlen(s);
+        char *name, *value;
+        int i;
+
+        eq = memchr(s, '=', len);
+        name = form_decode(s, eq ? (apr_size_t)(eq - s) : len, p);
+        value = eq ? form_decode(eq + 1, len - (apr_size_t)(eq - s) - 1, p)
+                   : apr_pstrdup(p, "");
+        if (name && value) {
+            for (i = 0; i < names->nelts; i++) {
+                if (!strcmp(name, APR_ARRAY_IDX(names, i, const char *))) {
+                    const char *pair = apr_pstrcat(p, bff_url_encode(name, p),
+                                                   "=", bff_url_encode(value, p),
+                                                   NULL);
+                    out = out ? apr_pstrcat(p, out, "&", pair, NULL) : pair;
+                    break;
+                }
+            }
+        }
+        s += len;
+        if (*s == '&') {
+            s++;
+        }
+    }
+    return out;
+}

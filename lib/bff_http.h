@@ -1,0 +1,47 @@
+/*
+ * mod_bff: small HTTP helpers the glue needs that are pure logic: request
+ * id validation, W3C trace context, query string filtering.
+ */
+#ifndef BFF_HTTP_H
+#define BFF_HTTP_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+
+/* A client-supplied X-Request-ID is kept only if it is 1..128 characters of
+ * [A-Za-z0-9._~:+/=@-] (no spaces, quotes or controls: it ends up in logs and
+ * in backend requests). */
+int bff_request_id_valid(const char *id);
+
+/* W3C trace context (traceparent version 00). */
+typedef struct {
+    char trace_id[33];   /* 32 lower-case hex digits */
+    char parent_id[17];  /* 16 lower-case hex digits */
+    char flags[3];       /* 2 hex digits */
+} bff_trace_t;
+
+/* Parses a traceparent header. Returns 1 when valid (version 00 exactly, or
+ * a later version whose first four fields are well formed), all-zero ids
+ * rejected. */
+int bff_trace_parse(bff_trace_t *out, const char *header);
+
+/* Fills trace_id from 16 random bytes (never all zero) and flags "01". */
+void bff_trace_new(bff_trace_t *out, const unsigned char rnd[16]);
+
+/* "00-<trace_id>-<span>-<flags>" for a call whose span id comes from 8
+ * random bytes. */
+const char *bff_trace_child(const bff_trace_t *t, const unsigned char rnd[8],
+                            apr_pool_t *p);
+
+/* Lower-case hex of n bytes. */
+const char *bff_hex(const unsigned char *b, apr_size_t n, apr_pool_t *p);
+
+/* Keeps the query parameters whose decoded names are listed in names
+ * (const char *), in the client's order, re-encoded from their decoded
+ * values: the result cannot carry anything but name=value pairs. Returns
+ * NULL when none is kept. Parameters whose value does not decode (bad %
+ * escape) are dropped. */
+const char *bff_query_filter(const char *args, const apr_array_header_t *names,
+                             apr_pool_t *p);
+
+#endif /* BFF_HTTP_H */

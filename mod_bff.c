@@ -1,0 +1,490 @@
+/*
+ * mod_bff: a Backend-for-Frontend gateway for Apache httpd 2.4.
+ *
+ * This file holds the module record, the configuration (the <BFFEndpoint>
+ * section and its directives) and the lifecycle hooks. The aggregation
+ * handler is in mod_bff_aggregate.c; pure logic is under lib/.
+ */
+#include <curl/curl.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "ap_mpm.h"
+
+#include "apr_lib.h"
+#include "apr_strings.h"
+
+#include "mod_bff.h"
+
+#define UNSET -1
+
+/* Client headers that must never be forwarded as configured: hop-by-hop
+ * (RFC 9110 7.6.1), framing, and what the gateway sets itself. */
+static const char *const fwd_header_denied[] = {
+    "Host", "Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
+    "Transfer-Encoding", "Upgrade", "Proxy-Authorization", "Proxy-Authenticate",
+    "Content-Length", "Content-Type", "Expect", "Accept",
+    "X-Request-ID", "traceparent", "tracestate", NULL
+};
+
+/* ------------------------------------------------------------ config -- */
+
+static void *create_server_conf(apr_pool_t *p, server_rec *s)
+{
+    bff_server_conf_t *sc = apr_pcalloc(p, sizeof(*sc));
+
+    sc->endpoints = apr_array_make(p, 4, sizeof(bff_ep_conf_t *));
+    sc->timeout_ms = UNSET;
+    sc->connect_timeout_ms = UNSET;
+    sc->fwd_headers = apr_array_make(p, 2, sizeof(const char *));
+    sc->fwd_query = apr_array_make(p, 2, sizeof(const char *));
+    return sc;
+}
+
+static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    bff_server_conf_t *base = basev, *add = addv;
+    bff_server_conf_t *sc = apr_pcalloc(p, sizeof(*sc));
+
+    /* a virtual host sees its own endpoints first, then the main server's */
+    sc->endpoints = apr_array_append(p, add->endpoints, base->endpoints);
+    sc->timeout_ms = add->timeout_ms != UNSET ? add->timeout_ms : base->timeout_ms;
+    sc->connect_timeout_ms = add->connect_timeout_ms != UNSET
+                             ? add->connect_timeout_ms : base->connect_timeout_ms;
+    sc->max_body = add->max_body ? add->max_body : base->max_body;
+    sc->max_depth = add->max_depth ? add->max_depth : base->max_depth;
+    sc->max_backends = add->max_backends ? add->max_backends : base->max_backends;
+    sc->backend_conns = add->backend_conns ? add->backend_conns
+                                           : base->backend_conns;
+    sc->fwd_headers = apr_array_append(p, base->fwd_headers, add->fwd_headers);
+    sc->fwd_query = apr_array_append(p, base->fwd_query, add->fwd_query);
+    return sc;
+}
+
+static void *create_dir_conf(apr_pool_t *p, char *dir)
+{
+    return apr_pcalloc(p, sizeof(bff_dir_conf_t));
+}
+
+/* -------------------------------------------------------- directives -- */
+
+static bff_server_conf_t *server_conf(cmd_parms *cmd)
+{
+    return ap_get_module_config(cmd->server->module_config, &bff_module);
+}
+
+static const char *in_endpoint_only(cmd_parms *cmd, bff_dir_conf_t *dc)
+{
+    if (!dc || !dc->epc) {
+        return apr_psprintf(cmd->pool, "%s is only allowed inside "
+                            "<BFFEndpoint>", cmd->cmd->name);
+    }
+    return NULL;
+}
+
+static const char *method_check(cmd_parms *cmd, const char *m)
+{
+    const char *s;
+
+    if (!*m) {
+        return "missing method";
+    }
+    for (s = m; *s; s++) {
+        if (!apr_isupper(*s)) {
+            return apr_psprintf(cmd->pool, "'%s' is not an HTTP method "
+                                "(upper case, e.g. GET or POST)", m);
+        }
+    }
+    return NULL;
+}
+
+static const char *cmd_endpoint(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
+    bff_server_conf_t *sc = server_conf(cmd);
+    const char *endp, *args, *method, *pattern;
+    const ap_directive_t *d;
+    ap_conf_vector_t *section;
+    bff_dir_conf_t *dc;
+    bff_ep_conf_t *epc;
+    int i;
+
+    if (err) {
+        return err;
+    }
+    endp = ap_strrchr_c(arg, '>');
+    if (!endp) {
+        return "<BFFEndpoint> directive missing closing '>'";
+    }
+    args = apr_pstrmemdup(cmd->temp_pool, arg, (apr_size_t)(endp - arg));
+    method = ap_getword_conf(cmd->pool, &args);
+    pattern = ap_getword_conf(cmd->pool, &args);
+    if (!*pattern || *ap_getword_conf(cmd->temp_pool, &args)) {
+        return "<BFFEndpoint> takes a method and a path: "
+               "<BFFEndpoint GET /api/profile/{user_id:int}>";
+    }
+    if ((err = method_check(cmd, method)) != NULL) {
+        return apr_pstrcat(cmd->pool, "<BFFEndpoint>: ", err, NULL);
+    }
+    if (strcmp(method, "GET")) {
+        return apr_psprintf(cmd->pool, "<BFFEndpoint %s %s>: only GET "
+                            "endpoints are supported (HEAD is answered too)",
+                            method, pattern);
+    }
+
+    epc = apr_pcalloc(cmd->pool, sizeof(*epc));
+    epc->ep = bff_endpoint_create(method, pattern, cmd->pool);
+    epc->server = cmd->server;
+    epc->ep->file = cmd->directive->filename;
+    epc->ep->line = cmd->directive->line_num;
+    epc->timeout_ms = UNSET;
+    epc->connect_timeout_ms = UNSET;
+    epc->fwd_headers = apr_array_make(cmd->pool, 2, sizeof(const char *));
+    epc->fwd_query = apr_array_make(cmd->pool, 2, sizeof(const char *));
+    if ((err = bff_route_compile(&epc->ep->route, pattern, cmd->pool)) != NULL) {
+        return apr_psprintf(cmd->pool, "<BFFEndpoint %s %s>: %s", method,
+                            pattern, err);
+    }
+
+    /* Other modules' directives would be applied to a configuration that is
+     * never used: refuse them instead of ignoring them silently. */
+    for (d = cmd->directive->first_child; d; d = d->next) {
+        if (strncasecmp(d->directive, "BFF", 3)) {
+            cmd->err_directive = d;
+            return apr_psprintf(cmd->pool, "%s is not allowed inside "
+                "<BFFEndpoint>: only BFF* directives are (put access control "
+                "in a <Location> for the endpoint's path)", d->directive);
+        }
+    }
+
+    section = ap_create_per_dir_config(cmd->pool);
+    dc = create_dir_conf(cmd->pool, NULL);
+    dc->epc = epc;
+    ap_set_module_config(section, &bff_module, dc);
+    if ((err = ap_walk_config(cmd->directive->first_child, cmd, section))) {
+        return err;
+    }
+
+    if (sc->max_backends) {
+        epc->ep->max_backends = sc->max_backends;
+    }
+    if ((err = bff_endpoint_finalize(epc->ep, cmd->pool)) != NULL) {
+        return apr_psprintf(cmd->pool, "<BFFEndpoint %s %s>: %s", method,
+                            pattern, err);
+    }
+    for (i = 0; i < sc->endpoints->nelts; i++) {
+        bff_ep_conf_t *o = APR_ARRAY_IDX(sc->endpoints, i, bff_ep_conf_t *);
+        if (!strcmp(o->ep->method, method) && !strcmp(o->ep->pattern, pattern)) {
+            return apr_psprintf(cmd->pool, "<BFFEndpoint %s %s> is already "
+                                "defined at %s:%d", method, pattern,
+                                o->ep->file, o->ep->line);
+        }
+    }
+    APR_ARRAY_PUSH(sc->endpoints, bff_ep_conf_t *) = epc;
+    return NULL;
+}
+
+static const char *cmd_backend(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    bff_dir_conf_t *dc = dcv;
+    const char *err = in_endpoint_only(cmd, dc);
+    bff_backend_t *be;
+    const char *url, *opt;
+
+    if (err) {
+        return err;
+    }
+    be = apr_pcalloc(cmd->pool, sizeof(*be));
+    be->name = ap_getword_conf(cmd->pool, &arg);
+    be->method = ap_getword_conf(cmd->pool, &arg);
+    url = ap_getword_conf(cmd->pool, &arg);
+    if (!*be->name || !*be->method || !*url) {
+        return "BFFBackend takes a name, a method and a URL, then options: "
+               "BFFBackend user GET http://127.0.0.1:8001/users/{user_id} required";
+    }
+    if ((err = method_check(cmd, be->method)) != NULL) {
+        return apr_psprintf(cmd->pool, "BFFBackend %s: %s", be->name, err);
+    }
+    if ((err = bff_tpl_compile(&be->url, url, BFF_TPL_URL, cmd->pool))) {
+        return apr_psprintf(cmd->pool, "BFFBackend %s: %s", be->name, err);
+    }
+    while (*(opt = ap_getword_conf(cmd->temp_pool, &arg))) {
+        if ((err = bff_backend_option(be, opt, cmd->pool))) {
+            return apr_psprintf(cmd->pool, "BFFBackend %s: %s", be->name, err);
+        }
+    }
+    APR_ARRAY_PUSH(dc->epc->ep->backends, bff_backend_t *) = be;
+    return NULL;
+}
+
+static const char *cmd_shape(cmd_parms *cmd, void *dcv, const char *path)
+{
+    bff_dir_conf_t *dc = dcv;
+    const char *err = in_endpoint_only(cmd, dc);
+
+    if (!err) {
+        err = bff_shape_add(dc->epc->ep->shape, path, cmd->info != NULL,
+                            cmd->pool);
+    }
+    return err ? apr_psprintf(cmd->pool, "%s %s: %s", cmd->cmd->name, path, err)
+               : NULL;
+}
+
+static const char *cmd_duration(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    bff_dir_conf_t *dc = dcv;
+    bff_server_conf_t *sc = server_conf(cmd);
+    int connect = cmd->info != NULL;
+    long ms;
+    const char *err = bff_parse_duration_ms(&ms, arg, cmd->temp_pool);
+
+    if (!err && ms <= 0) {
+        err = "must be greater than 0";
+    }
+    if (err) {
+        return apr_psprintf(cmd->pool, "%s %s: %s", cmd->cmd->name, arg, err);
+    }
+    if (dc && dc->epc) {
+        *(connect ? &dc->epc->connect_timeout_ms : &dc->epc->timeout_ms) = ms;
+    }
+    else {
+        *(connect ? &sc->connect_timeout_ms : &sc->timeout_ms) = ms;
+    }
+    return NULL;
+}
+
+static const char *cmd_max_size(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    bff_dir_conf_t *dc = dcv;
+    apr_size_t n;
+    const char *err = bff_parse_size(&n, arg, cmd->temp_pool);
+
+    if (!err && n == 0) {
+        err = "must be greater than 0";
+    }
+    if (err) {
+        return apr_psprintf(cmd->pool, "BFFMaxResponseSize %s: %s", arg, err);
+    }
+    *(dc && dc->epc ? &dc->epc->max_body : &server_conf(cmd)->max_body) = n;
+    return NULL;
+}
+
+static const char *parse_int(cmd_parms *cmd, int *out, const char *arg,
+                             int lo, int hi)
+{
+    char *end;
+    long v = strtol(arg, &end, 10);
+
+    if (!*arg || *end || v < lo || v > hi) {
+        return apr_psprintf(cmd->pool, "%s %s: expected a number from %d to "
+                            "%d", cmd->cmd->name, arg, lo, hi);
+    }
+    *out = (int)v;
+    return NULL;
+}
+
+static const char *cmd_max_depth(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    bff_dir_conf_t *dc = dcv;
+
+    return parse_int(cmd, dc && dc->epc ? &dc->epc->max_depth
+                                        : &server_conf(cmd)->max_depth,
+                     arg, 1, 1024);
+}
+
+static const char *cmd_max_backends(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    bff_dir_conf_t *dc = dcv;
+
+    if (dc && dc->epc) {
+        return parse_int(cmd, &dc->epc->ep->max_backends, arg, 1, 256);
+    }
+    return parse_int(cmd, &server_conf(cmd)->max_backends, arg, 1, 256);
+}
+
+static const char *cmd_backend_conns(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
+
+    return err ? err : parse_int(cmd, &server_conf(cmd)->backend_conns, arg,
+                                 1, 100000);
+}
+
+static const char *cmd_fwd_header(cmd_parms *cmd, void *dcv, const char *name)
+{
+    bff_dir_conf_t *dc = dcv;
+    const char *s;
+    int i;
+
+    for (s = name; *s; s++) {
+        /* an RFC 9110 token */
+        if (!apr_isalnum(*s) && !strchr("!#$%&'*+-.^_`|~", *s)) {
+            return apr_psprintf(cmd->pool, "BFFForwardHeader %s: not a "
+                                "header name", name);
+        }
+    }
+    for (i = 0; fwd_header_denied[i]; i++) {
+        if (!strcasecmp(name, fwd_header_denied[i])) {
+            return apr_psprintf(cmd->pool, "BFFForwardHeader %s: this header "
+                                "is never forwarded (hop-by-hop, framing, or "
+                                "set by mod_bff itself)", name);
+        }
+    }
+    APR_ARRAY_PUSH(dc && dc->epc ? dc->epc->fwd_headers
+                                 : server_conf(cmd)->fwd_headers,
+                   const char *) = name;
+    return NULL;
+}
+
+static const char *cmd_fwd_query(cmd_parms *cmd, void *dcv, const char *name)
+{
+    bff_dir_conf_t *dc = dcv;
+    const char *s;
+
+    for (s = name; *s; s++) {
+        if (!apr_isalnum(*s) && !strchr("-_.~[]", *s)) {
+            return apr_psprintf(cmd->pool, "BFFForwardQuery %s: not a plain "
+                                "parameter name", name);
+        }
+    }
+    APR_ARRAY_PUSH(dc && dc->epc ? dc->epc->fwd_query
+                                 : server_conf(cmd)->fwd_query,
+                   const char *) = name;
+    return NULL;
+}
+
+static const command_rec bff_cmds[] = {
+    AP_INIT_RAW_ARGS("<BFFEndpoint", cmd_endpoint, NULL, RSRC_CONF,
+        "An aggregated endpoint: <BFFEndpoint GET /path/{param:type}> ... "
+        "</BFFEndpoint>"),
+    AP_INIT_RAW_ARGS("BFFBackend", cmd_backend, NULL, RSRC_CONF,
+        "A backend call: name METHOD URL-template [required|optional] "
+        "[default=JSON] [body=JSON-template] [timeout=DURATION] "
+        "[max-size=SIZE]"),
+    AP_INIT_ITERATE("BFFDeny", cmd_shape, NULL, RSRC_CONF,
+        "Dotted paths removed from the answer, e.g. user.password_hash"),
+    AP_INIT_ITERATE("BFFAllow", cmd_shape, (void *)1, RSRC_CONF,
+        "Dotted paths kept in the answer (everything else is dropped)"),
+    AP_INIT_TAKE1("BFFTimeout", cmd_duration, NULL, RSRC_CONF,
+        "Deadline for a whole endpoint, e.g. 2s or 800ms (default 5s)"),
+    AP_INIT_TAKE1("BFFConnectTimeout", cmd_duration, (void *)1, RSRC_CONF,
+        "TCP/TLS connect timeout for backend calls (default 1s)"),
+    AP_INIT_TAKE1("BFFMaxResponseSize", cmd_max_size, NULL, RSRC_CONF,
+        "Largest accepted backend reply, e.g. 1M (default 1M)"),
+    AP_INIT_TAKE1("BFFMaxJSONDepth", cmd_max_depth, NULL, RSRC_CONF,
+        "Deepest JSON nesting accepted in a backend reply (default 64)"),
+    AP_INIT_TAKE1("BFFMaxBackends", cmd_max_backends, NULL, RSRC_CONF,
+        "Most backends one endpoint may define (default 32)"),
+    AP_INIT_TAKE1("BFFBackendConnections", cmd_backend_conns, NULL, RSRC_CONF,
+        "Idle keep-alive backend connections kept per worker thread "
+        "(default 16)"),
+    AP_INIT_ITERATE("BFFForwardHeader", cmd_fwd_header, NULL, RSRC_CONF,
+        "Client request headers passed on to every backend call"),
+    AP_INIT_ITERATE("BFFForwardQuery", cmd_fwd_query, NULL, RSRC_CONF,
+        "Client query parameters appended to every backend GET"),
+    { NULL }
+};
+
+/* --------------------------------------------------------- lifecycle -- */
+
+static apr_status_t curl_cleanup(void *data)
+{
+    curl_global_cleanup();
+    return APR_SUCCESS;
+}
+
+/* Endpoint limits the admin left unset take the server's value, then the
+ * engine's default (already in the endpoint). */
+static void apply_server_defaults(bff_server_conf_t *sc, server_rec *s)
+{
+    int i;
+
+    for (i = 0; i < sc->endpoints->nelts; i++) {
+        bff_ep_conf_t *epc = APR_ARRAY_IDX(sc->endpoints, i, bff_ep_conf_t *);
+        bff_endpoint_t *ep = epc->ep;
+
+        if (epc->server != s) {
+            continue;   /* inherited from the main server: done there */
+        }
+
+        ep->timeout_ms = epc->timeout_ms != UNSET ? epc->timeout_ms
+                         : sc->timeout_ms != UNSET ? sc->timeout_ms
+                         : ep->timeout_ms;
+        ep->connect_timeout_ms = epc->connect_timeout_ms != UNSET
+                                 ? epc->connect_timeout_ms
+                                 : sc->connect_timeout_ms != UNSET
+                                 ? sc->connect_timeout_ms
+                                 : ep->connect_timeout_ms;
+        ep->max_body = epc->max_body ? epc->max_body
+                       : sc->max_body ? sc->max_body : ep->max_body;
+        ep->max_depth = epc->max_depth ? epc->max_depth
+                        : sc->max_depth ? sc->max_depth : ep->max_depth;
+    }
+}
+
+static int bff_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                           apr_pool_t *ptemp, server_rec *s)
+{
+    server_rec *vs;
+    CURLcode rc;
+
+    for (vs = s; vs; vs = vs->next) {
+        bff_server_conf_t *sc = ap_get_module_config(vs->module_config,
+                                                     &bff_module);
+        int i;
+
+        apply_server_defaults(sc, vs);
+        for (i = 0; sc->max_backends && i < sc->endpoints->nelts; i++) {
+            bff_endpoint_t *ep = APR_ARRAY_IDX(sc->endpoints, i,
+                                               bff_ep_conf_t *)->ep;
+            if (ep->backends->nelts > sc->max_backends) {
+                ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, BFFLOGNO(1)
+                             "<BFFEndpoint %s %s> at %s:%d has %d backends, "
+                             "more than BFFMaxBackends %d", ep->method,
+                             ep->pattern, ep->file, ep->line,
+                             ep->backends->nelts, sc->max_backends);
+                return HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
+    }
+
+    /* once per configuration cycle, balanced by the cleanup */
+    rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (rc != CURLE_OK) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(2)
+                     "curl_global_init failed: %s", curl_easy_strerror(rc));
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    apr_pool_cleanup_register(pconf, NULL, curl_cleanup, apr_pool_cleanup_null);
+    return OK;
+}
+
+static void bff_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    apr_status_t rv = bff_aggregate_child_init(pchild, s);
+
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, BFFLOGNO(3)
+                     "cannot create the backend client pool");
+    }
+}
+
+static void bff_register_hooks(apr_pool_t *p)
+{
+    ap_hook_post_config(bff_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(bff_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    bff_aggregate_register_hooks(p);
+}
+
+AP_DECLARE_MODULE(bff) = {
+    STANDARD20_MODULE_STUFF,
+    create_dir_conf,
+    NULL,
+    create_server_conf,
+    merge_server_conf,
+    bff_cmds,
+    bff_register_hooks,
+    AP_MODULE_FLAG_NONE
+};

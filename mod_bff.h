@@ -1,0 +1,57 @@
+/*
+ * mod_bff: private header shared by the httpd glue files (mod_bff*.c).
+ */
+#ifndef MOD_BFF_H
+#define MOD_BFF_H
+
+#include "httpd.h"
+#include "http_config.h"
+
+#include "bff_engine.h"
+
+/* Every log message at debug level and above carries its own number, so
+ * operators and tests can grep for it. Never reuse a number. */
+#define BFFLOGNO(n) "BFF" #n ": "
+
+#define BFF_HANDLER "bff-aggregate"
+
+extern module AP_MODULE_DECLARE_DATA bff_module;
+
+/* One <BFFEndpoint> section: the engine's definition plus what only the
+ * glue needs. Limits left unset (-1 / 0) take the server's value in
+ * post_config. */
+typedef struct {
+    bff_endpoint_t *ep;
+    server_rec *server;          /* where it was defined */
+    long timeout_ms;             /* -1: unset */
+    long connect_timeout_ms;     /* -1: unset */
+    apr_size_t max_body;         /* 0: unset */
+    int max_depth;               /* 0: unset */
+    apr_array_header_t *fwd_headers;   /* const char * */
+    apr_array_header_t *fwd_query;     /* const char * */
+} bff_ep_conf_t;
+
+typedef struct {
+    apr_array_header_t *endpoints;     /* bff_ep_conf_t * */
+    long timeout_ms;
+    long connect_timeout_ms;
+    apr_size_t max_body;
+    int max_depth;
+    int max_backends;                  /* 0: unset */
+    int backend_conns;                 /* idle keep-alive connections per
+                                          fetcher; 0: unset */
+    apr_array_header_t *fwd_headers;
+    apr_array_header_t *fwd_query;
+} bff_server_conf_t;
+
+/* The per-directory config only carries the endpoint being defined while
+ * the directives inside <BFFEndpoint> are read. */
+typedef struct {
+    bff_ep_conf_t *epc;
+} bff_dir_conf_t;
+
+/* mod_bff_aggregate.c */
+void bff_aggregate_register_hooks(apr_pool_t *p);
+apr_status_t bff_aggregate_child_init(apr_pool_t *pchild, server_rec *s);
+
+#endif /* MOD_BFF_H */

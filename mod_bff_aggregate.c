@@ -1,0 +1,371 @@
+/*
+ * mod_bff: the aggregation handler.
+ *
+ * translate_name matches the request against the server's <BFFEndpoint>
+ * routes before mod_proxy and mod_alias see it; map_to_storage keeps httpd
+ * from looking for a file; <Location> sections (Require, ...) still apply.
+ * The handler runs the engine with a fetcher checked out of a per-child
+ * pool, so backend keep-alive connections outlive the client request.
+ */
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "ap_mpm.h"
+
+#include "apr_strings.h"
+#include "apr_reslist.h"
+
+#include "mod_bff.h"
+#include "bff_http.h"
+
+APLOG_USE_MODULE(bff);
+
+/* What translate_name found, for the handler. */
+typedef struct {
+    bff_ep_conf_t *epc;          /* the endpoint whose route and method match */
+    const char **values;
+    bff_ep_conf_t *bad;          /* a route matched but a parameter did not */
+    int bad_param;
+    const char *allow;           /* methods of routes that matched the path */
+    const char *request_id;
+    bff_trace_t trace;
+} bff_req_t;
+
+static apr_reslist_t *fetchers;  /* per child; NULL before child_init */
+
+/* ----------------------------------------------------------- routing -- */
+
+static int method_matches(const bff_endpoint_t *ep, const request_rec *r)
+{
+    return !strcmp(ep->method, r->method)
+           || (r->method_number == M_GET && r->header_only
+               && !strcmp(ep->method, "GET"));
+}
+
+static int bff_translate(request_rec *r)
+{
+    bff_server_conf_t *sc = ap_get_module_config(r->server->module_config,
+                                                 &bff_module);
+    bff_req_t *rq = NULL;
+    int i;
+
+    if (!sc->endpoints->nelts || !r->uri || r->uri[0] != '/') {
+        return DECLINED;
+    }
+    for (i = 0; i < sc->endpoints->nelts; i++) {
+        bff_ep_conf_t *epc = APR_ARRAY_IDX(sc->endpoints, i, bff_ep_conf_t *);
+        const char **values;
+        int bad = -1;
+        bff_route_result_e m = bff_route_match(&values, &bad, epc->ep->route,
+                                               r->uri, r->pool);
+        if (m == BFF_ROUTE_NOMATCH) {
+            continue;
+        }
+        if (!rq) {
+            rq = apr_pcalloc(r->pool, sizeof(*rq));
+        }
+        if (m == BFF_ROUTE_BADPARAM) {
+            if (!rq->bad) {
+                rq->bad = epc;
+                rq->bad_param = bad;
+            }
+            continue;
+        }
+        rq->allow = rq->allow ? apr_pstrcat(r->pool, rq->allow, ", ",
+                                            epc->ep->method, NULL)
+                              : epc->ep->method;
+        if (!strcmp(epc->ep->method, "GET")) {
+            rq->allow = apr_pstrcat(r->pool, rq->allow, ", HEAD", NULL);
+        }
+        if (!rq->epc && method_matches(epc->ep, r)) {
+            rq->epc = epc;
+            rq->values = values;
+        }
+    }
+    if (!rq) {
+        return DECLINED;
+    }
+    ap_set_module_config(r->request_config, &bff_module, rq);
+    r->handler = BFF_HANDLER;
+    r->filename = apr_pstrcat(r->pool, "bff:", r->uri, NULL);
+    return OK;
+}
+
+static int bff_map_to_storage(request_rec *r)
+{
+    /* not a file: skip the directory walk (the <Location> walk still runs) */
+    return ap_get_module_config(r->request_config, &bff_module) ? OK : DECLINED;
+}
+
+/* ------------------------------------------------------- correlation -- */
+
+static void set_correlation(request_rec *r, bff_req_t *rq)
+{
+    const char *id = apr_table_get(r->headers_in, "X-Request-ID");
+    unsigned char rnd[16];
+
+    if (!bff_request_id_valid(id)) {
+        id = apr_table_get(r->subprocess_env, "UNIQUE_ID");   /* mod_unique_id */
+        if (!bff_request_id_valid(id)) {
+            ap_random_insecure_bytes(rnd, sizeof(rnd));
+            id = bff_hex(rnd, sizeof(rnd), r->pool);
+        }
+    }
+    rq->request_id = id;
+    apr_table_setn(r->headers_out, "X-Request-ID", id);
+    apr_table_setn(r->notes, "bff-request-id", id);
+
+    if (!bff_trace_parse(&rq->trace, apr_table_get(r->headers_in, "traceparent"))) {
+        ap_random_insecure_bytes(rnd, sizeof(rnd));
+        bff_trace_new(&rq->trace, rnd);
+    }
+    apr_table_setn(r->notes, "bff-trace-id",
+                   apr_pstrdup(r->pool, rq->trace.trace_id));
+}
+
+/* Every backend call gets its own span id under the request's trace. */
+static void per_call_headers(void *baton, const bff_backend_t *be,
+                             apr_array_header_t *hdrs, apr_pool_t *p)
+{
+    bff_req_t *rq = baton;
+    unsigned char rnd[8];
+
+    ap_random_insecure_bytes(rnd, sizeof(rnd));
+    APR_ARRAY_PUSH(hdrs, const char *) = apr_pstrcat(p, "traceparent: ",
+        bff_trace_child(&rq->trace, rnd, p), NULL);
+}
+
+static int header_value_ok(const char *v)
+{
+    for (; *v; v++) {
+        if ((unsigned char)*v < 0x20 && *v != '\t') {
+            return 0;
+        }
+        if (*v == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void add_forwarded(apr_array_header_t *hdrs, request_rec *r,
+                          const apr_array_header_t *names)
+{
+    int i;
+
+    for (i = 0; i < names->nelts; i++) {
+        const char *name = APR_ARRAY_IDX(names, i, const char *);
+        const char *v = apr_table_get(r->headers_in, name);
+        if (v && header_value_ok(v)) {
+            APR_ARRAY_PUSH(hdrs, const char *) = apr_pstrcat(r->pool, name,
+                                                             ": ", v, NULL);
+        }
+    }
+}
+
+/* ---------------------------------------------------------- response -- */
+
+static int send_json(request_rec *r, int status, const char *ctype,
+                     const json_t *doc)
+{
+    apr_size_t len;
+    const char *body = bff_json_dump(&len, doc, r->pool);
+
+    r->status = status;
+    ap_set_content_type(r, ctype);
+    ap_set_content_length(r, (apr_off_t)len);
+    if (!r->header_only) {
+        ap_rwrite(body, (int)len, r);
+    }
+    return OK;
+}
+
+static int send_problem(request_rec *r, bff_req_t *rq, int status,
+                        const char *title, const char *detail)
+{
+    json_t *pb = bff_problem(status, title, detail, r->uri, r->pool);
+
+    if (!pb) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (rq->request_id) {
+        json_object_set_new(pb, "request_id", json_string(rq->request_id));
+    }
+    apr_table_setn(r->headers_out, "X-BFF-Completed", "false");
+    return send_json(r, status, "application/problem+json", pb);
+}
+
+static void log_failures(request_rec *r, const bff_endpoint_t *ep,
+                         const bff_run_result_t *res)
+{
+    /* warn only when the client gets a gateway error: a partial answer or
+     * a 404 passed on are part of normal operation */
+    int level = res->status >= 500 ? APLOG_WARNING : APLOG_INFO;
+    int i;
+
+    for (i = 0; i < ep->backends->nelts; i++) {
+        const bff_backend_t *be = APR_ARRAY_IDX(ep->backends, i,
+                                                const bff_backend_t *);
+        const bff_be_result_t *br = &res->results[i];
+        if (br->state != BFF_BE_FAILED) {
+            continue;
+        }
+        ap_log_rerror(APLOG_MARK, level, 0,
+                      r, BFFLOGNO(10) "%s %s: %s backend '%s' failed: %s%s%s "
+                      "(%s %s)", ep->method, ep->pattern,
+                      be->required ? "required" : "optional", be->name,
+                      br->reason, br->detail ? ": " : "",
+                      br->detail ? br->detail : "",
+                      be->method, br->req.url ? br->req.url : "-");
+    }
+}
+
+/* ----------------------------------------------------------- handler -- */
+
+static int bff_handler(request_rec *r)
+{
+    bff_server_conf_t *sc;
+    bff_req_t *rq;
+    bff_ep_conf_t *epc;
+    apr_array_header_t *hdrs;
+    bff_call_ctx_t cc;
+    bff_run_result_t res;
+    bff_fetcher_t *f;
+    const char *query;
+    apr_status_t rv;
+    int rc;
+
+    if (!r->handler || strcmp(r->handler, BFF_HANDLER)) {
+        return DECLINED;
+    }
+    rq = ap_get_module_config(r->request_config, &bff_module);
+    if (!rq) {
+        /* SetHandler bff-aggregate on a path no <BFFEndpoint> matches */
+        return HTTP_NOT_FOUND;
+    }
+    set_correlation(r, rq);
+    epc = rq->epc;
+
+    if (!epc && rq->allow) {
+        apr_table_setn(r->headers_out, "Allow", rq->allow);
+        return send_problem(r, rq, HTTP_METHOD_NOT_ALLOWED, "Method Not Allowed",
+                            apr_psprintf(r->pool, "%s is not allowed here "
+                                         "(allowed: %s)", r->method, rq->allow));
+    }
+    if (!epc) {
+        return send_problem(r, rq, HTTP_BAD_REQUEST, "Bad Request",
+            apr_psprintf(r->pool, "parameter '%s' does not match %s",
+                         bff_route_param_name(rq->bad->ep->route, rq->bad_param),
+                         rq->bad->ep->pattern));
+    }
+    if ((rc = ap_discard_request_body(r)) != OK) {
+        return rc;
+    }
+    apr_table_setn(r->notes, "bff-endpoint", epc->ep->pattern);
+
+    sc = ap_get_module_config(r->server->module_config, &bff_module);
+    hdrs = apr_array_make(r->pool, 4, sizeof(const char *));
+    APR_ARRAY_PUSH(hdrs, const char *) = apr_pstrcat(r->pool, "X-Request-ID: ",
+                                                     rq->request_id, NULL);
+    add_forwarded(hdrs, r, sc->fwd_headers);
+    add_forwarded(hdrs, r, epc->fwd_headers);
+    query = bff_query_filter(r->args, sc->fwd_query, r->pool);
+    if (epc->fwd_query->nelts) {
+        const char *q2 = bff_query_filter(r->args, epc->fwd_query, r->pool);
+        query = query && q2 ? apr_pstrcat(r->pool, query, "&", q2, NULL)
+                            : query ? query : q2;
+    }
+    cc.headers = hdrs;
+    cc.query = query;
+    cc.per_call = per_call_headers;
+    cc.baton = rq;
+
+    if (!fetchers) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, BFFLOGNO(11)
+                      "no backend client pool in this child");
+        return send_problem(r, rq, HTTP_SERVICE_UNAVAILABLE,
+                            "Service Unavailable", "gateway not ready");
+    }
+    rv = apr_reslist_acquire(fetchers, (void **)&f);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, BFFLOGNO(12)
+                      "cannot get a backend client");
+        return send_problem(r, rq, HTTP_SERVICE_UNAVAILABLE,
+                            "Service Unavailable", "no backend client available");
+    }
+    bff_engine_run(&res, epc->ep, rq->values, &cc, f, r->pool);
+    apr_reslist_release(fetchers, f);
+
+    log_failures(r, epc->ep, &res);
+    apr_table_setn(r->notes, "bff-completed", res.completed ? "true" : "false");
+    if (res.status != 200) {
+        return send_problem(r, rq, res.status, res.title, res.detail);
+    }
+    apr_table_setn(r->headers_out, "X-BFF-Completed",
+                   res.completed ? "true" : "false");
+    return send_json(r, HTTP_OK, "application/json", res.doc);
+}
+
+/* ----------------------------------------------------- fetcher pool -- */
+
+typedef struct {
+    bff_fetch_curl_opts_t opts;
+} pool_params_t;
+
+static apr_status_t fetcher_construct(void **res, void *params, apr_pool_t *p)
+{
+    pool_params_t *pp = params;
+    bff_fetcher_t *f;
+    apr_status_t rv = bff_fetch_curl_create(&f, &pp->opts, p);
+
+    *res = f;
+    return rv;
+}
+
+static apr_status_t fetcher_destruct(void *res, void *params, apr_pool_t *p)
+{
+    bff_fetcher_t *f = res;
+
+    f->vt->destroy(f);
+    return APR_SUCCESS;
+}
+
+apr_status_t bff_aggregate_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    bff_server_conf_t *sc = ap_get_module_config(s->module_config, &bff_module);
+    pool_params_t *pp = apr_pcalloc(pchild, sizeof(*pp));
+    server_rec *vs;
+    int threads = 1, any = 0;
+
+    for (vs = s; vs; vs = vs->next) {
+        bff_server_conf_t *vsc = ap_get_module_config(vs->module_config,
+                                                      &bff_module);
+        any |= vsc->endpoints->nelts > 0;
+    }
+    if (!any) {
+        return APR_SUCCESS;
+    }
+    ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
+    if (threads < 1) {
+        threads = 1;
+    }
+    pp->opts.max_cached_connections = sc->backend_conns ? sc->backend_conns : 16;
+    /* one fetcher per worker thread at most: a thread never waits for one */
+    return apr_reslist_create(&fetchers, 0, threads, threads, 0,
+                              fetcher_construct, fetcher_destruct, pp, pchild);
+}
+
+void bff_aggregate_register_hooks(apr_pool_t *p)
+{
+    /* before mod_proxy's ProxyPass and mod_alias: an endpoint is more
+     * specific than a catch-all proxy */
+    static const char *const succ[] = { "mod_proxy.c", "mod_alias.c",
+                                        "mod_rewrite.c", NULL };
+
+    ap_hook_translate_name(bff_translate, NULL, succ, APR_HOOK_FIRST);
+    ap_hook_map_to_storage(bff_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_handler(bff_handler, NULL, NULL, APR_HOOK_MIDDLE);
+}

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Builds mod_bff, the demo services and the unit tests in the source tree
+# (autotools + apxs). Extra arguments go to configure, e.g.
+#   scripts/build.sh --enable-sanitizers
+set -eu
+cd "$(dirname "$0")/.."
+
+APXS=${APXS:-$(command -v apxs2 || command -v apxs || echo /usr/bin/apxs)}
+want="--with-apxs=$APXS $*"
+if [ ! -f configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt configure ]; then
+    autoreconf -fi
+fi
+# reconfigure when the options changed since the last build
+if [ ! -f Makefile ] || [ "$(cat .configure-args 2>/dev/null)" != "$want" ]; then
+    # shellcheck disable=SC2086
+    ./configure -q $want
+    echo "$want" > .configure-args
+fi
+make -j"$(nproc)" all
+make -j"$(nproc)" t/unit/check_core t/unit/check_engine

@@ -1,0 +1,37 @@
+#!/bin/sh
+# Installs the Debian 12 packages mod_bff needs to build, run its demo and
+# run its tests. Only missing packages are installed; services that Debian
+# would start on install (apache2, redis-server, memcached) are kept from
+# starting: mod_bff runs its own instances, never the system's.
+set -eu
+
+PKGS="build-essential autoconf automake libtool pkg-config
+apache2 apache2-dev libapr1-dev libaprutil1-dev
+libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev libhiredis-dev libjwt-dev
+check libapache2-mod-perl2 libwww-perl libjson-perl libjson-xs-perl
+redis-server memcached curl jq wrk procps iproute2 lsof"
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+    echo "deps: missing packages:$missing (run as root to install them)" >&2
+    exit 1
+fi
+echo "deps: installing:$missing" >&2
+created_policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    created_policy=1
+fi
+trap '[ -n "$created_policy" ] && rm -f /usr/sbin/policy-rc.d' EXIT
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing
