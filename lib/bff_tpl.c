@@ -10,6 +10,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>      /* strncasecmp */
 
 #include <apr_strings.h>
 #include <apr_lib.h>

@@ -55,7 +55,16 @@ sub svc_admin {
     return decode($res->content);
 }
 
-sub svc_reset { svc_admin($_, '/__admin/reset') for (@_ ? @_ : qw(user order product)) }
+# Clears faults and request logs; first waits for calls still running
+# (e.g. a slow backend call abandoned at an earlier deadline), so they do
+# not show up in the next test's log.
+sub svc_reset {
+    for my $role (@_ ? @_ : qw(user order product)) {
+        my $until = now() + 5;
+        Time::HiRes::sleep(0.02) while svc_admin($role, '/__admin/stats')->{in_flight} && now() < $until;
+        svc_admin($role, '/__admin/reset');
+    }
+}
 sub svc_log   { svc_admin($_[0], '/__admin/log') }
 sub svc_stats { svc_admin($_[0], '/__admin/stats') }
 

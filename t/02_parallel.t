@@ -1,0 +1,35 @@
+# Concurrency: independent backends run at the same time; a dependent
+# backend starts as soon as what it references is in.
+use strict;
+use warnings FATAL => 'all';
+
+use Apache::Test qw(-withtestmore);
+use Apache::TestUtil;
+use BFFTest;
+
+plan tests => 10;
+
+bff_get('/t/parallel/1');   # warm the keep-alive connections
+
+# three backends delayed 200 ms each: well under 400 ms in all
+svc_reset();
+my $t0 = now();
+my $res = bff_get('/t/parallel/5');
+my $took = now() - $t0;
+ok t_cmp($res->code, 200);
+ok t_cmp($res->header('X-BFF-Completed'), 'true');
+ok $took >= 0.2 && $took < 0.33, "3 x 200 ms backends took $took s";
+my @logs = map { svc_log($_)->[0] } qw(user order product);
+my ($first_end) = sort { $a <=> $b } map { $_->{t_end} } @logs;
+ok !grep({ $_->{t_start} > $first_end } @logs), 'all three started before any finished';
+
+# chain: user (100 ms) -> orders(user.id) -> products(orders[].product_id)
+svc_reset();
+$res = bff_get('/t/chain/7');
+ok t_cmp($res->code, 200);
+my ($u, $o, $p) = map { svc_log($_)->[0] } qw(user order product);
+ok $o->{t_start} >= $u->{t_end}, 'orders waits for the user';
+ok $p->{t_start} >= $o->{t_end}, 'products waits for the orders';
+ok t_cmp($o->{uri}, '/orders/user/7');
+ok json_is($res->{json}{orders}, orders_of(7));
+ok !exists $res->{json}{user}{password_hash};
