@@ -23,6 +23,12 @@ fi
 echo "== unit tests"
 make -s check || { cat t/unit/*.log 2>/dev/null; exit 1; }
 
+if [ "${SANITIZE:-0}" = 1 ]; then
+    # httpd is not built with ASan: preload its runtime for the module
+    LD_PRELOAD=$(gcc -print-file-name=libasan.so)
+    export LD_PRELOAD
+fi
+
 echo "== config file checks"
 scripts/check-conf.sh
 
@@ -31,12 +37,7 @@ APXS=${APXS:-$(command -v apxs2 || command -v apxs)}
 HTTPD=$("$APXS" -q SBINDIR)/$("$APXS" -q TARGET)
 set -- -apxs "$APXS" -httpd "$HTTPD"
 rc=0
-if [ "${SANITIZE:-0}" = 1 ]; then
-    # httpd is not built with ASan: preload its runtime for the module
-    LD_PRELOAD=$(gcc -print-file-name=libasan.so) perl t/TEST.PL "$@" || rc=$?
-else
-    perl t/TEST.PL "$@" || rc=$?
-fi
+perl t/TEST.PL "$@" || rc=$?
 if [ "${SANITIZE:-0}" = 1 ] && ls t/logs/asan.* >/dev/null 2>&1; then
     echo "AddressSanitizer/UBSan reports:" >&2
     cat t/logs/asan.* >&2

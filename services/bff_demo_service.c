@@ -382,6 +382,8 @@ static json_t *load_array(const char *name, char **path_out)
     if (asprintf(&path, "%s/%s", cfg.data_dir, name) < 0)
         die("out of memory");
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    if (root == NULL && err.line < 1)
+        die("%s", err.text);    /* e.g. cannot open: text names the file */
     if (root == NULL)
         die("%s: line %d column %d: %s", path, err.line, err.column, err.text);
     if (!json_is_array(root))
@@ -1592,11 +1594,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
-    fprintf(stderr, PROG ": mhd: ");
-    vfprintf(stderr, fmt, ap);
-    size_t n = strlen(fmt);
-    if (n == 0 || fmt[n - 1] != '\n')
-        fputc('\n', stderr);
+    char msg[512];              /* longer messages are truncated, not lost */
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    if (n < 0)
+        return;
+    size_t len = strlen(msg);
+    while (len > 0 && msg[len - 1] == '\n')
+        msg[--len] = '\0';
+    fprintf(stderr, PROG ": mhd: %s\n", msg);
 }
 
 /* ------------------------------------------------------------------------ */
