@@ -923,8 +923,21 @@ static void request_log(struct MHD_Connection *conn, struct req *r,
     sb_puts(&b, "},\"body\":");
     sb_json_str(&b, r->body ? r->body : "", r->body_len > LOG_BODY_MAX ? LOG_BODY_MAX : r->body_len,
                 false);
-    sb_printf(&b, ",\"body_len\":%llu,\"in_flight\":%ld,\"status\":%u}",
-              r->body_total, r->in_flight, status);
+    /* the client's source port tells tests which connection carried the
+     * request (keep-alive reuse) */
+    unsigned peer_port = 0;
+    if (conn != NULL) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ci != NULL && ci->client_addr != NULL) {
+            if (ci->client_addr->sa_family == AF_INET)
+                peer_port = ntohs(((const struct sockaddr_in *)(const void *)ci->client_addr)->sin_port);
+            else if (ci->client_addr->sa_family == AF_INET6)
+                peer_port = ntohs(((const struct sockaddr_in6 *)(const void *)ci->client_addr)->sin6_port);
+        }
+    }
+    sb_printf(&b, ",\"body_len\":%llu,\"in_flight\":%ld,\"status\":%u,\"peer_port\":%u}",
+              r->body_total, r->in_flight, status, peer_port);
     free(h.v);
     if (h.oom)
         b.oom = true;

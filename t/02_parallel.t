@@ -6,8 +6,9 @@ use warnings FATAL => 'all';
 use Apache::Test qw(-withtestmore);
 use Apache::TestUtil;
 use BFFTest;
+use POSIX ();
 
-plan tests => 10;
+plan tests => 14;
 
 bff_get('/t/parallel/1');   # warm the keep-alive connections
 
@@ -33,3 +34,33 @@ ok $p->{t_start} >= $o->{t_end}, 'products waits for the orders';
 ok t_cmp($o->{uri}, '/orders/user/7');
 ok json_is($res->{json}{orders}, orders_of(7));
 ok !exists $res->{json}{user}{password_hash};
+
+# keep-alive: sequential client requests reuse the backend connections
+svc_reset();
+bff_get('/api/profile/' . (1 + $_ % 5)) for 1 .. 30;
+my $ulog = svc_log('user');
+my %ports; $ports{$_->{peer_port}}++ for @$ulog;
+ok t_cmp(scalar @$ulog, 30);
+ok scalar(keys %ports) <= 10, '30 requests used ' . scalar(keys %ports) . ' backend connections';
+
+# many clients at once, several children and threads: every answer correct
+my %want = map { ($_ => BFFTest::canonical(expected_profile($_))) } 1 .. 20;
+my @kids;
+for my $k (1 .. 8) {
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        my $bad = 0;
+        for my $i (1 .. 25) {
+            my $id = 1 + ($k * 7 + $i) % 20;
+            my $r = bff_get("/api/profile/$id");
+            $bad++ unless $r->code == 200 && $r->{json}
+                && BFFTest::canonical($r->{json}) eq $want{$id};
+        }
+        POSIX::_exit($bad > 255 ? 255 : $bad);
+    }
+    push @kids, $pid;
+}
+my $bad = 0;
+for (@kids) { waitpid $_, 0; $bad += $? >> 8 }
+ok t_cmp($bad, 0, '200 concurrent requests, all answers exact');
+ok t_cmp(scalar @{ svc_log('user') }, 30 + 200, 'one user call per request');

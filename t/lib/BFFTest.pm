@@ -107,6 +107,8 @@ sub expected_profile {
     return { user => \%u, orders => \@orders, products => [ map { $p->{$_} } grep { $p->{$_} } @ids ] };
 }
 
+sub canonical { $json->encode($_[0]) }
+
 # Compares two structures as canonical JSON.
 sub json_is {
     my ($got, $want) = @_;
