@@ -58,6 +58,7 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     sc->max_backends = add->max_backends ? add->max_backends : base->max_backends;
     sc->backend_conns = add->backend_conns ? add->backend_conns
                                            : base->backend_conns;
+    sc->client = add->client ? add->client : base->client;
     sc->fwd_headers = apr_array_append(p, base->fwd_headers, add->fwd_headers);
     sc->fwd_query = apr_array_append(p, base->fwd_query, add->fwd_query);
     return sc;
@@ -306,10 +307,31 @@ static const char *cmd_max_backends(cmd_parms *cmd, void *dcv, const char *arg)
 
 static const char *cmd_backend_conns(cmd_parms *cmd, void *dcv, const char *arg)
 {
-    const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
+    /* the client pool belongs to the child process, not to a vhost */
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
 
     return err ? err : parse_int(cmd, &server_conf(cmd)->backend_conns, arg,
                                  1, 100000);
+}
+
+static const char *cmd_client(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(arg, "native")) {
+        server_conf(cmd)->client = BFF_CLIENT_NATIVE;
+    }
+    else if (!strcasecmp(arg, "curl")) {
+        server_conf(cmd)->client = BFF_CLIENT_CURL;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "BFFHTTPClient %s: expected native "
+                            "or curl", arg);
+    }
+    return NULL;
 }
 
 static const char *cmd_fwd_header(cmd_parms *cmd, void *dcv, const char *name)
@@ -380,6 +402,9 @@ static const command_rec bff_cmds[] = {
     AP_INIT_TAKE1("BFFBackendConnections", cmd_backend_conns, NULL, RSRC_CONF,
         "Idle keep-alive backend connections kept per worker thread "
         "(default 16)"),
+    AP_INIT_TAKE1("BFFHTTPClient", cmd_client, NULL, RSRC_CONF,
+        "Backend HTTP client: native (own HTTP/1.1 client, libcurl for "
+        "https; the default) or curl (libcurl for everything)"),
     AP_INIT_ITERATE("BFFForwardHeader", cmd_fwd_header, NULL, RSRC_CONF,
         "Client request headers passed on to every backend call"),
     AP_INIT_ITERATE("BFFForwardQuery", cmd_fwd_query, NULL, RSRC_CONF,

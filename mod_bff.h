@@ -15,6 +15,10 @@
 
 #define BFF_HANDLER "bff-aggregate"
 
+/* BFFHTTPClient: which HTTP client calls the backends */
+#define BFF_CLIENT_NATIVE 1   /* own HTTP/1.1 client; https via libcurl */
+#define BFF_CLIENT_CURL   2   /* libcurl for everything */
+
 extern module AP_MODULE_DECLARE_DATA bff_module;
 
 /* One <BFFEndpoint> section: the engine's definition plus what only the
@@ -40,6 +44,7 @@ typedef struct {
     int max_backends;                  /* 0: unset */
     int backend_conns;                 /* idle keep-alive connections per
                                           fetcher; 0: unset */
+    int client;                        /* BFF_CLIENT_*; 0: unset */
     apr_array_header_t *fwd_headers;
     apr_array_header_t *fwd_query;
 } bff_server_conf_t;

@@ -313,13 +313,16 @@ static int bff_handler(request_rec *r)
 
 typedef struct {
     bff_fetch_curl_opts_t opts;
+    int client;
 } pool_params_t;
 
 static apr_status_t fetcher_construct(void **res, void *params, apr_pool_t *p)
 {
     pool_params_t *pp = params;
     bff_fetcher_t *f;
-    apr_status_t rv = bff_fetch_curl_create(&f, &pp->opts, p);
+    apr_status_t rv = pp->client == BFF_CLIENT_CURL
+                      ? bff_fetch_curl_create(&f, &pp->opts, p)
+                      : bff_fetch_h1_create(&f, &pp->opts, p);
 
     *res = f;
     return rv;
@@ -353,6 +356,11 @@ apr_status_t bff_aggregate_child_init(apr_pool_t *pchild, server_rec *s)
         threads = 1;
     }
     pp->opts.max_cached_connections = sc->backend_conns ? sc->backend_conns : 16;
+    pp->client = sc->client ? sc->client : BFF_CLIENT_NATIVE;
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, BFFLOGNO(4)
+                 "backend HTTP client: %s, up to %d per child, %ld idle "
+                 "connections each", pp->client == BFF_CLIENT_CURL
+                 ? "curl" : "native", threads, pp->opts.max_cached_connections);
     /* one fetcher per worker thread at most: a thread never waits for one */
     return apr_reslist_create(&fetchers, 0, threads, threads, 0,
                               fetcher_construct, fetcher_destruct, pp, pchild);

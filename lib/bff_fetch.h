@@ -95,4 +95,12 @@ apr_status_t bff_fetch_curl_create(bff_fetcher_t **out,
                                    const bff_fetch_curl_opts_t *opts,
                                    apr_pool_t *p);
 
+/* mod_bff's own HTTP/1.1 client for http:// URLs (keep-alive connections
+ * per host:port, opts as for curl), with https:// handed to an internal
+ * curl fetcher: so it also needs curl_global_init. Lives until destroy or
+ * until pool p is cleared. */
+apr_status_t bff_fetch_h1_create(bff_fetcher_t **out,
+                                 const bff_fetch_curl_opts_t *opts,
+                                 apr_pool_t *p);
+
 #endif /* BFF_FETCH_H */

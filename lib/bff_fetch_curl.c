@@ -6,6 +6,8 @@
  * through a free list (curl_easy_reset keeps their DNS cache and session
  * data), and each keeps its body buffer so steady state allocates nothing.
  */
+#include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +15,7 @@
 #include <apr_strings.h>
 
 #include "bff_fetch.h"
+#include "bff_fetch_curl.h"
 
 typedef struct slot_t slot_t;
 struct slot_t {
@@ -33,6 +36,8 @@ typedef struct {
     slot_t *free_slots;
     slot_t *all_slots;
     int in_flight;
+    struct curl_waitfd *wfds;    /* bff_fetch_curl_poll's, reused */
+    unsigned wcap;
 } curl_ctx_t;
 
 const char *bff_fetch_err_str(bff_fetch_err_e err)
@@ -369,8 +374,54 @@ static void curl_destroy(bff_fetcher_t *f)
     if (c->multi) {
         curl_multi_cleanup(c->multi);
     }
+    free(c->wfds);
     free(c);
     f->ctx = NULL;
+}
+
+/* ------------------------------------------ hooks for other fetchers -- */
+
+int bff_fetch_curl_in_flight(const bff_fetcher_t *f)
+{
+    const curl_ctx_t *c = f->ctx;
+
+    return c ? c->in_flight : 0;
+}
+
+apr_status_t bff_fetch_curl_poll(bff_fetcher_t *f, struct pollfd *fds,
+                                 unsigned nfds, int timeout_ms)
+{
+    curl_ctx_t *c = f->ctx;
+    unsigned i;
+    int numfds = 0;
+
+    if (!c) {
+        return APR_EINVAL;
+    }
+    if (nfds > c->wcap) {
+        struct curl_waitfd *w = realloc(c->wfds, nfds * sizeof(*w));
+        if (!w) {
+            return APR_ENOMEM;
+        }
+        c->wfds = w;
+        c->wcap = nfds;
+    }
+    for (i = 0; i < nfds; i++) {
+        c->wfds[i].fd = fds[i].fd;
+        c->wfds[i].events = (short)(((fds[i].events & POLLIN) ? CURL_WAIT_POLLIN : 0)
+                                    | ((fds[i].events & POLLOUT) ? CURL_WAIT_POLLOUT : 0));
+        c->wfds[i].revents = 0;
+    }
+    if (curl_multi_poll(c->multi, c->wfds, nfds, timeout_ms, &numfds)
+        != CURLM_OK) {
+        return APR_EGENERAL;
+    }
+    /* curl reports only IN/OUT/PRI for extra fds, dropping ERR and HUP: ask
+     * the kernel for the exact events, without waiting */
+    if (nfds && poll(fds, nfds, 0) < 0 && errno != EINTR) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    return APR_SUCCESS;
 }
 
 static const bff_fetch_vtable_t curl_vtable = {

@@ -32,12 +32,15 @@ fi
 echo "== config file checks"
 scripts/check-conf.sh
 
-echo "== Apache::Test suite"
 APXS=${APXS:-$(command -v apxs2 || command -v apxs)}
 HTTPD=$("$APXS" -q SBINDIR)/$("$APXS" -q TARGET)
 set -- -apxs "$APXS" -httpd "$HTTPD"
 rc=0
-perl t/TEST.PL "$@" || rc=$?
+# once per backend HTTP client: the native one, then libcurl for everything
+for client in native curl; do
+    echo "== Apache::Test suite, BFFHTTPClient $client"
+    BFF_T_CLIENT=$client perl t/TEST.PL "$@" || rc=$?
+done
 if [ "${SANITIZE:-0}" = 1 ] && ls t/logs/asan.* >/dev/null 2>&1; then
     echo "AddressSanitizer/UBSan reports:" >&2
     cat t/logs/asan.* >&2

@@ -7,7 +7,7 @@ use Apache::Test qw(-withtestmore);
 use Apache::TestUtil;
 use BFFTest;
 
-plan tests => 8;
+plan tests => 9;
 
 svc_reset();
 my $res = bff_get('/t/denied/1');
@@ -26,3 +26,8 @@ $res = bff_get('/t/proxied/users/3');
 ok t_cmp($res->code, 200);
 ok !defined $res->header('X-BFF-Completed'), 'served by mod_proxy';
 ok t_cmp(svc_log('user')->[0]{uri}, '/users/3');
+
+# the suite runs with the backend HTTP client it was asked for
+open my $fh, '<', Apache::Test::vars('t_logs') . '/error_log' or die $!;
+my $client = $ENV{BFF_T_CLIENT};
+ok scalar(grep { /BFF4: backend HTTP client: \Q$client\E,/ } <$fh>), "client $client in use";

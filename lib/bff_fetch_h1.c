@@ -1,0 +1,1382 @@
+/*
+ * The bff fetcher with mod_bff's own HTTP/1.1 client, in the tradition of
+ * nginx, HAProxy and mod_proxy: http:// backends are served on non-blocking
+ * keep-alive sockets with poll(2), costing about one send, one poll and one
+ * recv per exchange; https:// goes to an internal curl fetcher (TLS,
+ * HTTP/2), and one wait serves both.
+ *
+ * Steady state allocates nothing and resolves nothing: request slots keep
+ * their request and body buffers, idle connections are kept per host:port
+ * (bounded in total, least recently used closed first), and resolved
+ * addresses are cached for DNS_TTL.
+ *
+ * A fetcher is used by one thread at a time; the module has no mutable
+ * globals.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <apr_strings.h>
+
+#include "bff_fetch.h"
+#include "bff_fetch_curl.h"
+#include "bff_h1.h"
+
+#define RBUF_SIZE      16384
+#define DNS_TTL        apr_time_from_sec(60)
+#define MAX_ADDRS      8
+#define MAX_HOSTS      64            /* soft: hosts in use are never dropped */
+#define MAX_HOSTNAME   255
+#define KEEP_BUF_MAX   (1024 * 1024) /* larger buffers are freed on release */
+#define DEFAULT_IDLE   16
+#define MAX_POLL_MS    60000         /* one poll; the wait loop goes on */
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL   0             /* httpd ignores SIGPIPE anyway */
+#endif
+
+typedef struct host_t host_t;
+typedef struct conn_t conn_t;
+typedef struct slot_t slot_t;
+
+/* A backend host:port, with its addresses, idle connections and the
+ * requests queued for its per-host connection limit. */
+struct host_t {
+    host_t *next;
+    char name[MAX_HOSTNAME + 1];  /* as in the URL, without [] */
+    char hosthdr[MAX_HOSTNAME + 9];   /* Host: value */
+    unsigned short port;
+    int numeric;                  /* an IP literal: never resolved */
+    struct sockaddr_storage addr[MAX_ADDRS];
+    socklen_t addrlen[MAX_ADDRS];
+    int naddrs;
+    int pref;                     /* the address that last connected */
+    apr_time_t resolved;
+    apr_time_t used;
+    conn_t *idle;                 /* most recently used first */
+    int nconns;                   /* open: busy and idle */
+    slot_t *qhead, *qtail;
+    int kicking;
+};
+
+struct conn_t {
+    int fd;
+    host_t *host;
+    int addr;                     /* index in host->addr */
+    int tried;                    /* addresses tried while connecting */
+    unsigned nreq;                /* exchanges completed */
+    conn_t *hprev, *hnext;        /* host->idle, or the free list */
+    conn_t *lprev, *lnext;        /* ctx idle LRU */
+};
+
+enum { S_FREE, S_QUEUED, S_CONNECTING, S_EXCHANGE, S_DONE };
+
+/* One request in flight (or completed and not yet released). */
+struct slot_t {
+    slot_t *next_all;
+    slot_t *next;                 /* free, done or host queue list */
+    bff_fetch_req_t *req;
+    int state;
+    int head_req;
+    int retried;
+    host_t *host;
+    conn_t *conn;
+    apr_size_t rx;                /* response bytes received */
+    apr_size_t out_off;
+    bff_h1_buf_t out;             /* the request, head and body */
+    bff_h1_buf_t body;
+    apr_time_t start, deadline, conn_deadline;
+    char errbuf[200];
+    bff_h1_parser_t ps;
+};
+
+typedef struct {
+    bff_fetcher_t *curl;          /* https:// */
+    host_t *hosts;
+    int nhosts;
+    conn_t *lru_head, *lru_tail;  /* idle connections, MRU first */
+    int nidle;
+    conn_t *free_conns;
+    slot_t *all_slots, *free_slots;
+    slot_t *done_head, *done_tail;
+    int nactive;                  /* queued, connecting or exchanging */
+    long max_idle, max_host;
+    struct pollfd *pfds;
+    slot_t **pslots;
+    unsigned pcap;
+    char rbuf[RBUF_SIZE];
+} h1_ctx_t;
+
+typedef struct {
+    const char *host;
+    apr_size_t hostlen;
+    int v6;
+    unsigned short port;
+    const char *target;           /* path and query, without fragment */
+    apr_size_t targetlen;
+} url_t;
+
+static void slot_connect(h1_ctx_t *c, slot_t *s, int fresh);
+static void slot_send(h1_ctx_t *c, slot_t *s);
+
+/* --------------------------------------------------------------- URL -- */
+
+static int is_https(const char *url)
+{
+    return url && strncasecmp(url, "https://", 8) == 0;
+}
+
+static int parse_port(unsigned short *port, const char *p, apr_size_t n)
+{
+    unsigned long v = 0;
+    apr_size_t i;
+
+    if (n == 0 || n > 5) {
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return -1;
+        }
+        v = v * 10 + (unsigned long)(p[i] - '0');
+    }
+    if (v == 0 || v > 65535) {
+        return -1;
+    }
+    *port = (unsigned short)v;
+    return 0;
+}
+
+/* host[:port] or [v6]:port; no userinfo. */
+static int parse_authority(url_t *u, const char *a, apr_size_t n)
+{
+    apr_size_t i, hs = 0, he;
+
+    if (n && a[0] == '[') {
+        for (he = 1; he < n && a[he] != ']'; he++) {
+        }
+        if (he == n) {
+            return -1;
+        }
+        hs = 1;
+        u->v6 = 1;
+        i = he + 1;
+    }
+    else {
+        for (he = 0; he < n && a[he] != ':'; he++) {
+            char ch = a[he];
+            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
+                  || (ch >= '0' && ch <= '9') || ch == '-' || ch == '.'
+                  || ch == '_')) {
+                return -1;
+            }
+        }
+        i = he;
+    }
+    u->host = a + hs;
+    u->hostlen = he - hs;
+    if (u->hostlen == 0 || u->hostlen > MAX_HOSTNAME) {
+        return -1;
+    }
+    u->port = 80;
+    if (i == n) {
+        return 0;
+    }
+    if (a[i] != ':') {
+        return -1;
+    }
+    return parse_port(&u->port, a + i + 1, n - i - 1);
+}
+
+/* http://host[:port][/path][?query][#fragment]: 0, or -1 when we cannot
+ * send it as is. Control bytes and spaces are refused in the target, since
+ * they would end the request line early. */
+static int parse_url(url_t *u, const char *url)
+{
+    const char *a, *t, *e;
+
+    memset(u, 0, sizeof(*u));
+    if (strncasecmp(url, "http://", 7) != 0) {
+        return -1;
+    }
+    a = url + 7;
+    t = a + strcspn(a, "/?#");
+    if (parse_authority(u, a, (apr_size_t)(t - a)) != 0) {
+        return -1;
+    }
+    e = t + strcspn(t, "#");
+    for (u->target = t; t < e; t++) {
+        if ((unsigned char)*t <= 0x20 || *t == 0x7f) {
+            return -1;
+        }
+    }
+    u->targetlen = (apr_size_t)(e - u->target);
+    return 0;
+}
+
+/* -------------------------------------------------------------- hosts -- */
+
+static int host_addr_literal(host_t *h, int v6)
+{
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&h->addr[0];
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&h->addr[0];
+
+    memset(&h->addr[0], 0, sizeof(h->addr[0]));
+    if (!v6 && inet_pton(AF_INET, h->name, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(h->port);
+        h->addrlen[0] = sizeof(*s4);
+    }
+    else if (v6 && inet_pton(AF_INET6, h->name, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(h->port);
+        h->addrlen[0] = sizeof(*s6);
+    }
+    else {
+        return v6 ? -1 : 0;   /* a bracketed host must be an IPv6 literal */
+    }
+    h->naddrs = 1;
+    h->numeric = 1;
+    return 0;
+}
+
+/* The least recently used host without connections or queue, if any. */
+static void host_evict_one(h1_ctx_t *c)
+{
+    host_t **pp, **victim = NULL;
+
+    for (pp = &c->hosts; *pp; pp = &(*pp)->next) {
+        if ((*pp)->nconns == 0 && !(*pp)->qhead
+            && (!victim || (*pp)->used < (*victim)->used)) {
+            victim = pp;
+        }
+    }
+    if (victim) {
+        host_t *h = *victim;
+        *victim = h->next;
+        free(h);
+        c->nhosts--;
+    }
+}
+
+static host_t *host_get(h1_ctx_t *c, const url_t *u, const char **err)
+{
+    host_t *h;
+
+    for (h = c->hosts; h; h = h->next) {
+        if (h->port == u->port && strlen(h->name) == u->hostlen
+            && strncasecmp(h->name, u->host, u->hostlen) == 0) {
+            return h;
+        }
+    }
+    if (c->nhosts >= MAX_HOSTS) {
+        host_evict_one(c);
+    }
+    h = calloc(1, sizeof(*h));
+    if (!h) {
+        *err = "out of memory";
+        return NULL;
+    }
+    memcpy(h->name, u->host, u->hostlen);
+    h->port = u->port;
+    apr_snprintf(h->hosthdr, sizeof(h->hosthdr), "%s%s%s", u->v6 ? "[" : "",
+                 h->name, u->v6 ? "]" : "");
+    if (u->port != 80) {
+        apr_size_t n = strlen(h->hosthdr);
+        apr_snprintf(h->hosthdr + n, sizeof(h->hosthdr) - n, ":%u",
+                     (unsigned)u->port);
+    }
+    if (host_addr_literal(h, u->v6) != 0) {
+        free(h);
+        *err = "bad IPv6 address in URL";
+        return NULL;
+    }
+    h->next = c->hosts;
+    c->hosts = h;
+    c->nhosts++;
+    return h;
+}
+
+/* Fresh addresses for a new connection. A failed refresh keeps the old
+ * ones for another TTL: a DNS hiccup should not take a backend down, nor
+ * make every connection wait for the resolver. */
+static int host_resolve(host_t *h, char *err, apr_size_t errlen)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    apr_time_t now;
+    int rc, n = 0;
+
+    if (h->numeric) {
+        return 0;
+    }
+    now = apr_time_now();
+    if (h->naddrs && now - h->resolved < DNS_TTL) {
+        return 0;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    rc = getaddrinfo(h->name, NULL, &hints, &res);
+    h->resolved = now;
+    if (rc != 0) {
+        apr_snprintf(err, errlen, "could not resolve host %s: %s", h->name,
+                     gai_strerror(rc));
+        return h->naddrs ? 0 : -1;
+    }
+    for (ai = res; ai && n < MAX_ADDRS; ai = ai->ai_next) {
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            || ai->ai_addrlen > sizeof(h->addr[0])) {
+            continue;
+        }
+        memcpy(&h->addr[n], ai->ai_addr, ai->ai_addrlen);
+        h->addrlen[n] = (socklen_t)ai->ai_addrlen;
+        if (ai->ai_family == AF_INET) {
+            ((struct sockaddr_in *)&h->addr[n])->sin_port = htons(h->port);
+        }
+        else {
+            ((struct sockaddr_in6 *)&h->addr[n])->sin6_port = htons(h->port);
+        }
+        n++;
+    }
+    freeaddrinfo(res);
+    if (n == 0) {
+        apr_snprintf(err, errlen, "no address for host %s", h->name);
+        return h->naddrs ? 0 : -1;
+    }
+    h->naddrs = n;
+    h->pref = 0;
+    return 0;
+}
+
+/* -------------------------------------------------------- connections -- */
+
+static void lru_unlink(h1_ctx_t *c, conn_t *cn)
+{
+    if (cn->lprev) {
+        cn->lprev->lnext = cn->lnext;
+    }
+    else {
+        c->lru_head = cn->lnext;
+    }
+    if (cn->lnext) {
+        cn->lnext->lprev = cn->lprev;
+    }
+    else {
+        c->lru_tail = cn->lprev;
+    }
+    cn->lprev = cn->lnext = NULL;
+}
+
+/* Takes an idle connection out of both idle lists. */
+static void idle_unlink(h1_ctx_t *c, conn_t *cn)
+{
+    host_t *h = cn->host;
+
+    if (cn->hprev) {
+        cn->hprev->hnext = cn->hnext;
+    }
+    else {
+        h->idle = cn->hnext;
+    }
+    if (cn->hnext) {
+        cn->hnext->hprev = cn->hprev;
+    }
+    cn->hprev = cn->hnext = NULL;
+    lru_unlink(c, cn);
+    c->nidle--;
+}
+
+static conn_t *conn_new(h1_ctx_t *c, host_t *h)
+{
+    conn_t *cn = c->free_conns;
+
+    if (cn) {
+        c->free_conns = cn->hnext;
+    }
+    else if (!(cn = malloc(sizeof(*cn)))) {
+        return NULL;
+    }
+    memset(cn, 0, sizeof(*cn));
+    cn->fd = -1;
+    cn->host = h;
+    h->nconns++;
+    return cn;
+}
+
+/* Closes a connection that is not idle (busy or connecting). */
+static void conn_close(h1_ctx_t *c, conn_t *cn)
+{
+    if (cn->fd >= 0) {
+        close(cn->fd);
+    }
+    cn->host->nconns--;
+    cn->host = NULL;
+    cn->hnext = c->free_conns;
+    c->free_conns = cn;
+}
+
+/* Keeps a connection for the next request to its host; beyond the limit
+ * the least recently used idle connection is closed. */
+static void conn_idle(h1_ctx_t *c, conn_t *cn)
+{
+    host_t *h = cn->host;
+
+    cn->hprev = NULL;
+    cn->hnext = h->idle;
+    if (h->idle) {
+        h->idle->hprev = cn;
+    }
+    h->idle = cn;
+    cn->lprev = NULL;
+    cn->lnext = c->lru_head;
+    if (c->lru_head) {
+        c->lru_head->lprev = cn;
+    }
+    else {
+        c->lru_tail = cn;
+    }
+    c->lru_head = cn;
+    c->nidle++;
+    while (c->nidle > c->max_idle) {
+        conn_t *old = c->lru_tail;
+        idle_unlink(c, old);
+        conn_close(c, old);
+    }
+}
+
+/* An idle connection is usable when there is nothing to read on it: EOF
+ * means the backend closed it, data would be a response to nothing (a late
+ * 408, say) that must not be taken for the next request's. */
+static int conn_alive(const conn_t *cn)
+{
+    char b;
+    ssize_t n = recv(cn->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+#ifndef SOCK_NONBLOCK
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        return -1;
+    }
+    return fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 ? -1 : 0;
+}
+#endif
+
+static int open_socket(int family)
+{
+    int one = 1, fd;
+
+#ifdef SOCK_NONBLOCK
+    fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+#else
+    fd = socket(family, SOCK_STREAM, 0);
+    if (fd >= 0 && set_nonblock(fd) != 0) {
+        close(fd);
+        return -1;
+    }
+#endif
+    if (fd < 0) {
+        return -1;
+    }
+    /* a request goes out in one segment: Nagle would only delay it */
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* ------------------------------------------------------------- slots -- */
+
+static void done_push(h1_ctx_t *c, slot_t *s)
+{
+    s->next = NULL;
+    if (c->done_tail) {
+        c->done_tail->next = s;
+    }
+    else {
+        c->done_head = s;
+    }
+    c->done_tail = s;
+}
+
+static void done_remove(h1_ctx_t *c, slot_t *s)
+{
+    slot_t **pp, *prev = NULL;
+
+    for (pp = &c->done_head; *pp; prev = *pp, pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            if (c->done_tail == s) {
+                c->done_tail = prev;
+            }
+            s->next = NULL;
+            return;
+        }
+    }
+}
+
+static void queue_remove(host_t *h, slot_t *s)
+{
+    slot_t **pp, *prev = NULL;
+
+    for (pp = &h->qhead; *pp; prev = *pp, pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            if (h->qtail == s) {
+                h->qtail = prev;
+            }
+            s->next = NULL;
+            return;
+        }
+    }
+}
+
+static void host_kick(h1_ctx_t *c, host_t *h);
+
+/* Completes the request: the connection is kept only when keep says the
+ * exchange ended cleanly. Queued requests of the host may now go. */
+static void slot_finish(h1_ctx_t *c, slot_t *s, bff_fetch_err_e err,
+                        const char *msg, int keep)
+{
+    bff_fetch_req_t *req = s->req;
+    host_t *h = s->host;
+
+    if (s->conn) {
+        if (keep) {
+            s->conn->nreq++;
+            conn_idle(c, s->conn);
+        }
+        else {
+            conn_close(c, s->conn);
+        }
+        s->conn = NULL;
+    }
+    if (s->state == S_QUEUED) {
+        queue_remove(h, s);
+    }
+    req->err = err;
+    req->errmsg = msg;
+    req->elapsed = apr_time_now() - s->start;
+    if (err == BFF_FETCH_OK) {
+        req->status = s->ps.status;
+        req->resp = s->body.data;
+        req->resp_len = s->body.len;
+    }
+    else {
+        req->status = 0;
+        req->resp = NULL;
+        req->resp_len = 0;
+    }
+    s->state = S_DONE;
+    s->host = NULL;
+    c->nactive--;
+    done_push(c, s);
+    host_kick(c, h);
+}
+
+static void slot_fail_errno(h1_ctx_t *c, slot_t *s, bff_fetch_err_e err,
+                            const char *what, int e)
+{
+    char ebuf[120];
+
+    apr_strerror(APR_FROM_OS_ERROR(e), ebuf, sizeof(ebuf));
+    apr_snprintf(s->errbuf, sizeof(s->errbuf), "%s %s:%u: %s", what,
+                 s->host->name, (unsigned)s->host->port, ebuf);
+    slot_finish(c, s, err, s->errbuf, 0);
+}
+
+/* Starts queued requests while the host has a connection for them. Not
+ * reentrant: a request that fails at once completes from inside the loop,
+ * which then simply goes on. */
+static void host_kick(h1_ctx_t *c, host_t *h)
+{
+    if (!h || h->kicking) {
+        return;
+    }
+    h->kicking = 1;
+    while (h->qhead && (h->idle || c->max_host <= 0
+                        || h->nconns < c->max_host)) {
+        slot_t *s = h->qhead;
+        h->qhead = s->next;
+        if (!h->qhead) {
+            h->qtail = NULL;
+        }
+        s->next = NULL;
+        s->state = S_CONNECTING;   /* leaves the queue */
+        slot_connect(c, s, 0);
+    }
+    h->kicking = 0;
+}
+
+/* Tries the host's addresses, from the one that worked last, until one
+ * connects or is in progress. */
+static void conn_try(h1_ctx_t *c, slot_t *s)
+{
+    conn_t *cn = s->conn;
+    host_t *h = s->host;
+    int e = 0;
+
+    for (; cn->tried < h->naddrs; cn->tried++) {
+        int i = (h->pref + cn->tried) % h->naddrs;
+        struct sockaddr *sa = (struct sockaddr *)&h->addr[i];
+        int fd = open_socket(sa->sa_family);
+
+        if (fd < 0) {
+            e = errno;
+            continue;
+        }
+        cn->fd = fd;
+        cn->addr = i;
+        if (connect(fd, sa, h->addrlen[i]) == 0) {
+            h->pref = i;
+            s->state = S_EXCHANGE;
+            slot_send(c, s);
+            return;
+        }
+        if (errno == EINPROGRESS) {
+            s->state = S_CONNECTING;
+            return;
+        }
+        e = errno;
+        close(fd);
+        cn->fd = -1;
+    }
+    slot_fail_errno(c, s, BFF_FETCH_ECONNECT, "connect to", e ? e : ECONNREFUSED);
+}
+
+/* An idle connection of the host that is still alive, unless fresh asks
+ * for a new one; else opens a new connection (the host has room for it). */
+static void slot_connect(h1_ctx_t *c, slot_t *s, int fresh)
+{
+    host_t *h = s->host;
+    conn_t *cn;
+
+    while (!fresh && (cn = h->idle) != NULL) {
+        idle_unlink(c, cn);
+        if (conn_alive(cn)) {
+            s->conn = cn;
+            s->req->reused_conn = 1;
+            s->state = S_EXCHANGE;
+            slot_send(c, s);
+            return;
+        }
+        conn_close(c, cn);
+    }
+    if (host_resolve(h, s->errbuf, sizeof(s->errbuf)) != 0) {
+        slot_finish(c, s, BFF_FETCH_ECONNECT, s->errbuf, 0);
+        return;
+    }
+    cn = conn_new(c, h);
+    if (!cn) {
+        slot_finish(c, s, BFF_FETCH_EINTERNAL, "out of memory", 0);
+        return;
+    }
+    s->conn = cn;
+    s->req->reused_conn = 0;
+    s->conn_deadline = s->req->connect_timeout_ms > 0
+        ? apr_time_now() + apr_time_from_msec(s->req->connect_timeout_ms)
+        : s->deadline;
+    if (s->conn_deadline > s->deadline) {
+        s->conn_deadline = s->deadline;
+    }
+    conn_try(c, s);
+}
+
+/* The idle connection (or a new one) for s, or a place in the host's
+ * queue when the host is at its connection limit. */
+static void slot_begin(h1_ctx_t *c, slot_t *s)
+{
+    host_t *h = s->host;
+
+    if (!h->idle && c->max_host > 0 && h->nconns >= c->max_host) {
+        s->state = S_QUEUED;
+        s->next = NULL;
+        if (h->qtail) {
+            h->qtail->next = s;
+        }
+        else {
+            h->qhead = s;
+        }
+        h->qtail = s;
+        return;
+    }
+    s->state = S_CONNECTING;
+    slot_connect(c, s, 0);
+}
+
+/* A reused connection failed before any response byte: the backend closed
+ * it as we sent (keep-alive race) and did not see the request. Once, on a
+ * fresh connection, as curl and browsers do. */
+static int slot_retry(h1_ctx_t *c, slot_t *s)
+{
+    if (s->retried || s->rx > 0 || !s->conn || s->conn->nreq == 0) {
+        return 0;
+    }
+    s->retried = 1;
+    conn_close(c, s->conn);
+    s->conn = NULL;
+    s->out_off = 0;
+    bff_h1_init(&s->ps, &s->body, s->req->max_body, s->head_req);
+    s->state = S_CONNECTING;
+    slot_connect(c, s, 1);
+    return 1;
+}
+
+static void slot_io_error(h1_ctx_t *c, slot_t *s, const char *what, int e)
+{
+    if (!slot_retry(c, s)) {
+        slot_fail_errno(c, s, BFF_FETCH_EPROTO, what, e);
+    }
+}
+
+static void slot_send(h1_ctx_t *c, slot_t *s)
+{
+    while (s->out_off < s->out.len) {
+        ssize_t n = send(s->conn->fd, s->out.data + s->out_off,
+                         s->out.len - s->out_off, MSG_NOSIGNAL);
+        if (n > 0) {
+            s->out_off += (apr_size_t)n;
+        }
+        else if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;   /* the rest on POLLOUT */
+        }
+        else {
+            slot_io_error(c, s, "send to", n < 0 ? errno : EPIPE);
+            return;
+        }
+    }
+}
+
+static void on_connected(h1_ctx_t *c, slot_t *s)
+{
+    conn_t *cn = s->conn;
+    int e = 0;
+    socklen_t len = sizeof(e);
+
+    if (getsockopt(cn->fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0) {
+        e = errno;
+    }
+    if (e == 0) {
+        cn->host->pref = cn->addr;
+        s->state = S_EXCHANGE;
+        slot_send(c, s);
+        return;
+    }
+    if (e == EINPROGRESS || e == EALREADY) {
+        return;
+    }
+    close(cn->fd);
+    cn->fd = -1;
+    cn->tried++;
+    if (cn->tried < s->host->naddrs) {
+        conn_try(c, s);
+        return;
+    }
+    slot_fail_errno(c, s, BFF_FETCH_ECONNECT, "connect to", e);
+}
+
+static bff_fetch_err_e map_h1(bff_h1_rc_e rc)
+{
+    switch (rc) {
+    case BFF_H1_ETOOBIG: return BFF_FETCH_ETOOBIG;
+    case BFF_H1_ENOMEM:  return BFF_FETCH_EINTERNAL;
+    default:             return BFF_FETCH_EPROTO;
+    }
+}
+
+/* The response is complete: the connection goes back to the pool only
+ * when the backend allows it, the whole request went out and nothing
+ * followed the response (stray bytes would be taken for the next one). */
+static void on_response(h1_ctx_t *c, slot_t *s, int clean)
+{
+    int keep = clean && s->ps.keep_alive && s->out_off == s->out.len;
+
+    slot_finish(c, s, BFF_FETCH_OK, NULL, keep);
+}
+
+static void on_eof(h1_ctx_t *c, slot_t *s)
+{
+    bff_h1_rc_e rc;
+
+    if (s->rx == 0) {
+        if (!slot_retry(c, s)) {
+            apr_snprintf(s->errbuf, sizeof(s->errbuf), "%s:%u closed the "
+                         "connection without a response", s->host->name,
+                         (unsigned)s->host->port);
+            slot_finish(c, s, BFF_FETCH_EPROTO, s->errbuf, 0);
+        }
+        return;
+    }
+    rc = bff_h1_eof(&s->ps);
+    if (rc == BFF_H1_DONE) {
+        on_response(c, s, 0);
+    }
+    else {
+        slot_finish(c, s, map_h1(rc), s->ps.errmsg, 0);
+    }
+}
+
+/* Reads what is there. A full buffer suggests more is waiting, so it reads
+ * again; a short read returns to poll without an extra EAGAIN recv. */
+static void slot_recv(h1_ctx_t *c, slot_t *s)
+{
+    for (;;) {
+        ssize_t n = recv(s->conn->fd, c->rbuf, RBUF_SIZE, 0);
+        apr_size_t used = 0;
+        bff_h1_rc_e rc;
+
+        if (n == 0) {
+            on_eof(c, s);
+            return;
+        }
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                slot_io_error(c, s, "receive from", errno);
+            }
+            return;
+        }
+        s->rx += (apr_size_t)n;
+        rc = bff_h1_feed(&s->ps, c->rbuf, (apr_size_t)n, &used);
+        if (rc == BFF_H1_DONE) {
+            on_response(c, s, used == (apr_size_t)n);
+            return;
+        }
+        if (rc != BFF_H1_AGAIN) {
+            slot_finish(c, s, map_h1(rc), s->ps.errmsg, 0);
+            return;
+        }
+        if (n < RBUF_SIZE) {
+            return;
+        }
+    }
+}
+
+static void slot_events(h1_ctx_t *c, slot_t *s, short revents)
+{
+    if (s->state == S_CONNECTING) {
+        on_connected(c, s);
+        return;
+    }
+    if ((revents & POLLOUT) && s->out_off < s->out.len) {
+        slot_send(c, s);
+    }
+    if (s->state == S_EXCHANGE && (revents & (POLLIN | POLLHUP | POLLERR))) {
+        slot_recv(c, s);
+    }
+}
+
+/* Gives the slot back to the free list, with its buffers unless a large
+ * response made them worth returning to the allocator. */
+static void slot_free(h1_ctx_t *c, slot_t *s)
+{
+    if (s->req && s->req->impl == s) {
+        s->req->impl = NULL;
+    }
+    s->req = NULL;
+    s->state = S_FREE;
+    if (s->body.cap > KEEP_BUF_MAX) {
+        bff_h1_buf_free(&s->body);
+    }
+    if (s->out.cap > KEEP_BUF_MAX) {
+        bff_h1_buf_free(&s->out);
+    }
+    s->next = c->free_slots;
+    c->free_slots = s;
+}
+
+static slot_t *slot_get(h1_ctx_t *c)
+{
+    slot_t *s = c->free_slots;
+
+    if (s) {
+        c->free_slots = s->next;
+    }
+    else {
+        s = calloc(1, sizeof(*s));
+        if (!s) {
+            return NULL;
+        }
+        s->next_all = c->all_slots;
+        c->all_slots = s;
+    }
+    s->next = NULL;
+    s->host = NULL;
+    s->conn = NULL;
+    s->retried = 0;
+    s->rx = 0;
+    s->out_off = 0;
+    s->errbuf[0] = '\0';
+    return s;
+}
+
+/* ----------------------------------------------------------- request -- */
+
+/* Checks one "Name: value" header. Returns its size on the wire (0: not
+ * sent, as curl does not send a header with an empty value), or -1 with
+ * *err set. CR and LF are refused anywhere: no header injection. */
+static long header_check(const char *hd, int *is_host, const char **err)
+{
+    const char *colon = strchr(hd, ':'), *v;
+    apr_size_t nlen;
+
+    *is_host = 0;
+    if (!colon || !bff_h1_is_token(hd, (apr_size_t)(colon - hd))) {
+        *err = "bad request header name";
+        return -1;
+    }
+    nlen = (apr_size_t)(colon - hd);
+    for (v = colon + 1; *v; v++) {
+        if ((unsigned char)*v < 0x20 ? *v != '\t' : *v == 0x7f) {
+            *err = "control character (CR, LF, ...) in a request header";
+            return -1;
+        }
+    }
+    if ((nlen == 14 && !strncasecmp(hd, "Content-Length", 14))
+        || (nlen == 17 && !strncasecmp(hd, "Transfer-Encoding", 17))) {
+        *err = "request framing headers are the fetcher's";
+        return -1;
+    }
+    *is_host = nlen == 4 && !strncasecmp(hd, "Host", 4);
+    for (v = colon + 1; *v == ' ' || *v == '\t'; v++) {
+    }
+    return *v ? (long)(v - hd) + (long)strlen(v) + 2 : 0;
+}
+
+/* Methods that carry content get a Content-Length even when empty, since
+ * servers may answer 411 otherwise. */
+static int wants_length(const char *m)
+{
+    return !strcmp(m, "POST") || !strcmp(m, "PUT") || !strcmp(m, "PATCH");
+}
+
+static void put(bff_h1_buf_t *b, const char *s, apr_size_t n)
+{
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+}
+
+/* The whole request in s->out, sized first so it is built with a single
+ * (usually no) allocation and sent with a single send. */
+static const char *build_request(slot_t *s, const url_t *u, const host_t *h)
+{
+    const bff_fetch_req_t *req = s->req;
+    const char *err = NULL;
+    char clbuf[32];
+    apr_size_t need, cl_len = 0, mlen = strlen(req->method);
+    int i, is_host, custom_host = 0;
+
+    if (!bff_h1_is_token(req->method, mlen)) {
+        return "bad request method";
+    }
+    need = mlen + 1 + 1 + u->targetlen + 11
+           + 6 + strlen(h->hosthdr) + 2 + 2 + req->body_len;
+    for (i = 0; req->headers && i < req->headers->nelts; i++) {
+        long n = header_check(APR_ARRAY_IDX(req->headers, i, const char *),
+                              &is_host, &err);
+        if (n < 0) {
+            return err;
+        }
+        custom_host |= is_host && n > 0;
+        need += (apr_size_t)n;
+    }
+    if (req->body || wants_length(req->method)) {
+        cl_len = (apr_size_t)apr_snprintf(clbuf, sizeof(clbuf),
+                                          "Content-Length: %" APR_SIZE_T_FMT
+                                          "\r\n", req->body ? req->body_len : 0);
+        need += cl_len;
+    }
+    if (bff_h1_buf_reserve(&s->out, need, need) != 0) {
+        return "out of memory";
+    }
+    s->out.len = 0;
+    put(&s->out, req->method, mlen);
+    put(&s->out, " ", 1);
+    if (u->targetlen == 0 || u->target[0] == '?') {
+        put(&s->out, "/", 1);   /* "http://h" and "http://h?q" */
+    }
+    put(&s->out, u->target, u->targetlen);
+    put(&s->out, " HTTP/1.1\r\n", 11);
+    if (!custom_host) {
+        put(&s->out, "Host: ", 6);
+        put(&s->out, h->hosthdr, strlen(h->hosthdr));
+        put(&s->out, "\r\n", 2);
+    }
+    for (i = 0; req->headers && i < req->headers->nelts; i++) {
+        const char *hd = APR_ARRAY_IDX(req->headers, i, const char *);
+        long n = header_check(hd, &is_host, &err);
+        if (n > 0) {
+            put(&s->out, hd, (apr_size_t)n - 2);
+            put(&s->out, "\r\n", 2);
+        }
+    }
+    put(&s->out, clbuf, cl_len);
+    put(&s->out, "\r\n", 2);
+    if (req->body) {
+        put(&s->out, req->body, req->body_len);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ vtable -- */
+
+static apr_status_t fail_start(bff_fetch_req_t *req, const char *msg)
+{
+    req->err = BFF_FETCH_EINTERNAL;
+    req->errmsg = msg;
+    return APR_EGENERAL;
+}
+
+static apr_status_t h1_start(bff_fetcher_t *f, bff_fetch_req_t *req)
+{
+    h1_ctx_t *c = f->ctx;
+    const char *err = NULL;
+    url_t u;
+    slot_t *s;
+    host_t *h;
+
+    if (is_https(req->url)) {
+        return bff_fetch_start(c->curl, req);
+    }
+    req->impl = NULL;
+    req->err = BFF_FETCH_OK;
+    req->errmsg = NULL;
+    req->status = 0;
+    req->resp = NULL;
+    req->resp_len = 0;
+    req->reused_conn = 0;
+    req->elapsed = 0;
+    if (!req->url || !req->method) {
+        return fail_start(req, "no URL or method");
+    }
+    if (parse_url(&u, req->url) != 0) {
+        return fail_start(req, strncasecmp(req->url, "http://", 7)
+                          ? "unsupported URL scheme" : "bad URL");
+    }
+    if (!(h = host_get(c, &u, &err))) {
+        return fail_start(req, err);
+    }
+    if (!(s = slot_get(c))) {
+        return fail_start(req, "out of memory");
+    }
+    s->req = req;
+    if ((err = build_request(s, &u, h)) != NULL) {
+        slot_free(c, s);
+        return fail_start(req, err);
+    }
+    req->impl = s;
+    s->host = h;
+    s->head_req = !strcmp(req->method, "HEAD");
+    s->start = apr_time_now();
+    /* no timeout is no limit, as with curl */
+    s->deadline = req->timeout_ms > 0
+        ? s->start + apr_time_from_msec(req->timeout_ms) : APR_INT64_MAX;
+    h->used = s->start;
+    bff_h1_init(&s->ps, &s->body, req->max_body, s->head_req);
+    c->nactive++;
+    /* under way at once: the backend works while the next one is built */
+    slot_begin(c, s);
+    return APR_SUCCESS;
+}
+
+/* Times out whatever passed its deadline; returns the next deadline (0:
+ * none). */
+static apr_time_t expire(h1_ctx_t *c, apr_time_t now)
+{
+    apr_time_t next = 0;
+    slot_t *s;
+
+    for (s = c->all_slots; s; s = s->next_all) {
+        apr_time_t d;
+        if (s->state != S_QUEUED && s->state != S_CONNECTING
+            && s->state != S_EXCHANGE) {
+            continue;
+        }
+        d = s->state == S_CONNECTING ? s->conn_deadline : s->deadline;
+        if (now >= d) {
+            apr_snprintf(s->errbuf, sizeof(s->errbuf), "%s after %ld ms",
+                         s->state == S_CONNECTING ? "connect timeout"
+                                                  : "timeout",
+                         (long)apr_time_as_msec(now - s->start));
+            slot_finish(c, s, BFF_FETCH_ETIMEOUT, s->errbuf, 0);
+        }
+        else if (!next || d < next) {
+            next = d;
+        }
+    }
+    return next;
+}
+
+static int build_pollset(h1_ctx_t *c)
+{
+    unsigned n = 0;
+    slot_t *s;
+
+    for (s = c->all_slots; s; s = s->next_all) {
+        if (s->state != S_CONNECTING && s->state != S_EXCHANGE) {
+            continue;
+        }
+        if (n == c->pcap) {
+            unsigned cap = c->pcap ? c->pcap * 2 : 16;
+            struct pollfd *pf = realloc(c->pfds, cap * sizeof(*pf));
+            slot_t **ps;
+            if (!pf) {
+                return -1;
+            }
+            c->pfds = pf;
+            ps = realloc(c->pslots, cap * sizeof(*ps));
+            if (!ps) {
+                return -1;
+            }
+            c->pslots = ps;
+            c->pcap = cap;
+        }
+        c->pfds[n].fd = s->conn->fd;
+        c->pfds[n].events = s->state == S_CONNECTING ? POLLOUT
+            : (short)(POLLIN | (s->out_off < s->out.len ? POLLOUT : 0));
+        c->pfds[n].revents = 0;
+        c->pslots[n++] = s;
+    }
+    return (int)n;
+}
+
+/* Waits for I/O on our sockets (and curl's, when it has work) for at most
+ * timeout_ms, then handles what happened. */
+static apr_status_t poll_once(h1_ctx_t *c, int timeout_ms)
+{
+    int n = build_pollset(c), i;
+
+    if (n < 0) {
+        return APR_ENOMEM;
+    }
+    if (bff_fetch_curl_in_flight(c->curl) > 0) {
+        apr_status_t rv = bff_fetch_curl_poll(c->curl, c->pfds, (unsigned)n,
+                                              timeout_ms);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+    }
+    else if (poll(c->pfds, (nfds_t)n, timeout_ms) < 0) {
+        return errno == EINTR ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
+    }
+    for (i = 0; i < n; i++) {
+        slot_t *s = c->pslots[i];
+        if (c->pfds[i].revents && (s->state == S_CONNECTING
+                                   || s->state == S_EXCHANGE)) {
+            slot_events(c, s, c->pfds[i].revents);
+        }
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t h1_wait(bff_fetcher_t *f, bff_fetch_req_t **done,
+                            long max_wait_ms)
+{
+    h1_ctx_t *c = f->ctx;
+    apr_time_t until = apr_time_now() + apr_time_from_msec(max_wait_ms);
+    int polled = 0;
+
+    *done = NULL;
+    for (;;) {
+        apr_time_t now, next;
+        apr_interval_time_t left;
+        int curl_busy = bff_fetch_curl_in_flight(c->curl) > 0;
+        apr_status_t rv;
+
+        if (c->done_head) {
+            slot_t *s = c->done_head;
+            c->done_head = s->next;
+            if (!c->done_head) {
+                c->done_tail = NULL;
+            }
+            s->next = NULL;
+            *done = s->req;
+            return APR_SUCCESS;
+        }
+        if (c->nactive == 0) {
+            return curl_busy ? bff_fetch_wait(c->curl, done,
+                                              (long)apr_time_as_msec(until - apr_time_now()))
+                             : APR_EOF;
+        }
+        now = apr_time_now();
+        next = expire(c, now);
+        if (c->done_head) {
+            continue;
+        }
+        left = until - now;
+        if (left <= 0) {
+            if (polled) {
+                return APR_TIMEUP;
+            }
+            left = 0;   /* a zero wait still looks once */
+        }
+        if (next && next - now < left) {
+            left = next - now;
+        }
+        if (left > apr_time_from_msec(MAX_POLL_MS)) {
+            left = apr_time_from_msec(MAX_POLL_MS);
+        }
+        /* rounded up: waking just before a deadline would spin */
+        rv = poll_once(c, (int)((left + 999) / 1000));
+        polled = 1;
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        if (curl_busy && bff_fetch_wait(c->curl, done, 0) == APR_SUCCESS
+            && *done) {
+            return APR_SUCCESS;
+        }
+    }
+}
+
+static void h1_release(bff_fetcher_t *f, bff_fetch_req_t *req)
+{
+    h1_ctx_t *c = f->ctx;
+    slot_t *s = req->impl;
+
+    if (is_https(req->url)) {
+        bff_fetch_release(c->curl, req);
+        return;
+    }
+    if (s && s->req == req) {
+        if (s->state == S_DONE) {
+            done_remove(c, s);
+        }
+        else if (s->state != S_FREE) {
+            /* not complete: a misuse, but never leave a socket half-read */
+            slot_finish(c, s, BFF_FETCH_EABORTED, "aborted", 0);
+            done_remove(c, s);
+        }
+        slot_free(c, s);
+    }
+    req->resp = NULL;
+}
+
+/* Cancels what is in flight: half-done exchanges cannot be resumed, so
+ * their connections are closed; completed requests are released. */
+static void h1_reset(bff_fetcher_t *f)
+{
+    h1_ctx_t *c = f->ctx;
+    host_t *h;
+    slot_t *s;
+
+    for (h = c->hosts; h; h = h->next) {
+        h->qhead = h->qtail = NULL;   /* their slots are freed below */
+    }
+    for (s = c->all_slots; s; s = s->next_all) {
+        if (s->state == S_FREE) {
+            continue;
+        }
+        if (s->state != S_DONE) {
+            if (s->conn) {
+                conn_close(c, s->conn);
+                s->conn = NULL;
+            }
+            s->req->err = BFF_FETCH_EABORTED;
+            s->req->errmsg = "aborted";
+            c->nactive--;
+        }
+        s->req->resp = NULL;
+        slot_free(c, s);
+    }
+    c->done_head = c->done_tail = NULL;
+    bff_fetch_reset(c->curl);
+}
+
+static void h1_destroy(bff_fetcher_t *f)
+{
+    h1_ctx_t *c = f->ctx;
+    slot_t *s, *sn;
+    conn_t *cn;
+    host_t *h;
+
+    if (!c) {
+        return;
+    }
+    h1_reset(f);
+    while ((cn = c->lru_head) != NULL) {
+        idle_unlink(c, cn);
+        conn_close(c, cn);
+    }
+    while ((cn = c->free_conns) != NULL) {
+        c->free_conns = cn->hnext;
+        free(cn);
+    }
+    while ((h = c->hosts) != NULL) {
+        c->hosts = h->next;
+        free(h);
+    }
+    for (s = c->all_slots; s; s = sn) {
+        sn = s->next_all;
+        bff_h1_buf_free(&s->out);
+        bff_h1_buf_free(&s->body);
+        free(s);
+    }
+    c->curl->vt->destroy(c->curl);
+    free(c->pfds);
+    free(c->pslots);
+    free(c);
+    f->ctx = NULL;
+}
+
+static const bff_fetch_vtable_t h1_vtable = {
+    "h1+curl", h1_start, h1_wait, h1_release, h1_reset, h1_destroy
+};
+
+static apr_status_t fetcher_cleanup(void *data)
+{
+    h1_destroy(data);
+    return APR_SUCCESS;
+}
+
+apr_status_t bff_fetch_h1_create(bff_fetcher_t **out,
+                                 const bff_fetch_curl_opts_t *opts,
+                                 apr_pool_t *p)
+{
+    bff_fetcher_t *f = apr_pcalloc(p, sizeof(*f));
+    h1_ctx_t *c = calloc(1, sizeof(*c));
+    apr_status_t rv;
+
+    *out = NULL;
+    if (!c) {
+        return APR_ENOMEM;
+    }
+    /* created first, so its pool cleanup runs after ours (which destroys
+     * it; destroying twice is harmless) */
+    rv = bff_fetch_curl_create(&c->curl, opts, p);
+    if (rv != APR_SUCCESS) {
+        free(c);
+        return rv;
+    }
+    c->max_idle = opts && opts->max_cached_connections > 0
+                  ? opts->max_cached_connections : DEFAULT_IDLE;
+    c->max_host = opts ? opts->max_host_connections : 0;
+    f->vt = &h1_vtable;
+    f->ctx = c;
+    apr_pool_cleanup_register(p, f, fetcher_cleanup, apr_pool_cleanup_null);
+    *out = f;
+    return APR_SUCCESS;
+}

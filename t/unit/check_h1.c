@@ -1,0 +1,1630 @@
+/*
+ * Unit tests for the HTTP/1.1 response parser (every input is fed whole,
+ * split at every point, byte by byte and in random chunks: the outcome
+ * must never depend on how bytes arrive) and for the h1 fetcher, against
+ * a small threaded server on 127.0.0.1 that scripts backend behaviour
+ * (delays, keep-alive races, bad framing) by request path.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <check.h>
+#include <curl/curl.h>
+#include <apr_general.h>
+#include <apr_strings.h>
+
+#include "bff_fetch.h"
+#include "bff_h1.h"
+
+/* ============================================================ parser == */
+
+#define S(lit) lit, (sizeof(lit) - 1)
+#define ALL ((apr_size_t)-1)   /* every byte consumed */
+
+typedef struct {
+    bff_h1_rc_e rc;
+    int status;
+    int keep_alive;
+    apr_size_t used;
+    char *body;
+    apr_size_t body_len;
+} pres_t;
+
+static bff_h1_parser_t *ps;   /* large: allocated once */
+
+static void pres_clear(pres_t *r)
+{
+    free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Parses in with cuts[] as the boundaries between feeds. */
+static void parse_cuts(pres_t *r, const char *in, apr_size_t n,
+                       const apr_size_t *cuts, int ncuts, apr_size_t max,
+                       int head, int eof)
+{
+    bff_h1_buf_t b = { NULL, 0, 0 };
+    bff_h1_rc_e rc = BFF_H1_AGAIN;
+    apr_size_t pos = 0;
+    int k;
+
+    memset(r, 0, sizeof(*r));
+    bff_h1_init(ps, &b, max, head);
+    for (k = 0; k <= ncuts && rc == BFF_H1_AGAIN; k++) {
+        apr_size_t end = k < ncuts ? cuts[k] : n, used = 0;
+        rc = bff_h1_feed(ps, in + pos, end - pos, &used);
+        ck_assert_uint_le(used, end - pos);
+        if (rc == BFF_H1_AGAIN) {
+            ck_assert_uint_eq(used, end - pos);
+        }
+        r->used = pos + used;
+        pos = end;
+    }
+    if (rc == BFF_H1_AGAIN && eof) {
+        rc = bff_h1_eof(ps);
+    }
+    r->rc = rc;
+    ck_assert_uint_le(b.len, max);
+    if (rc == BFF_H1_DONE) {
+        ck_assert_int_eq(b.data[b.len], '\0');
+        r->status = ps->status;
+        r->keep_alive = ps->keep_alive;
+        r->body = malloc(b.len + 1);
+        memcpy(r->body, b.data, b.len + 1);
+        r->body_len = b.len;
+    }
+    else if (rc != BFF_H1_AGAIN) {
+        ck_assert_ptr_nonnull(ps->errmsg);
+        /* errors are sticky */
+        ck_assert_int_eq(bff_h1_feed(ps, "x", 1, &pos), rc);
+        ck_assert_int_eq(bff_h1_eof(ps), rc);
+    }
+    bff_h1_buf_free(&b);
+}
+
+static void pres_same(const pres_t *a, const pres_t *b, const char *how)
+{
+    ck_assert_msg(a->rc == b->rc, "%s: rc %d vs %d", how, a->rc, b->rc);
+    if (a->rc == BFF_H1_DONE) {
+        ck_assert_int_eq(a->status, b->status);
+        ck_assert_int_eq(a->keep_alive, b->keep_alive);
+        ck_assert_uint_eq(a->used, b->used);
+        ck_assert_uint_eq(a->body_len, b->body_len);
+        ck_assert(memcmp(a->body, b->body, a->body_len) == 0);
+    }
+}
+
+/* Parses in every way the bytes could arrive; all must agree with the
+ * expectation. ka < 0: keep-alive not checked; body NULL: not checked. */
+static void expect_full(const char *in, apr_size_t n, apr_size_t max, int head,
+                        int eof, bff_h1_rc_e rc, int status, const char *body,
+                        apr_size_t body_len, int ka, apr_size_t used)
+{
+    pres_t whole, r;
+    apr_size_t *cuts = malloc((n + 1) * sizeof(*cuts)), k, step;
+    unsigned seed = 42;
+    int i, j;
+
+    parse_cuts(&whole, in, n, NULL, 0, max, head, eof);
+    ck_assert_msg(whole.rc == rc, "rc %d, want %d (%s)", whole.rc, rc,
+                  ps->errmsg ? ps->errmsg : "");
+    if (rc == BFF_H1_DONE) {
+        ck_assert_int_eq(whole.status, status);
+        if (body) {
+            ck_assert_uint_eq(whole.body_len, body_len);
+            ck_assert(memcmp(whole.body, body, body_len) == 0);
+        }
+        if (ka >= 0) {
+            ck_assert_int_eq(whole.keep_alive, ka);
+        }
+        ck_assert_uint_eq(whole.used, used == ALL ? n : used);
+    }
+    /* two feeds, split at every point (sampled for large inputs) */
+    step = n > 4096 ? n / 97 : 1;
+    for (k = 1; k < n; k += step) {
+        parse_cuts(&r, in, n, &k, 1, max, head, eof);
+        pres_same(&r, &whole, "split");
+        pres_clear(&r);
+    }
+    /* byte by byte */
+    for (k = 0; k + 1 < n; k++) {
+        cuts[k] = k + 1;
+    }
+    parse_cuts(&r, in, n, cuts, n ? (int)n - 1 : 0, max, head, eof);
+    pres_same(&r, &whole, "bytes");
+    pres_clear(&r);
+    /* random chunks */
+    for (i = 0; i < 30; i++) {
+        apr_size_t pos = 0;
+        for (j = 0; pos < n; j++) {
+            pos += 1 + (apr_size_t)rand_r(&seed) % (i < 15 ? 7 : 300);
+            cuts[j] = pos < n ? pos : n;
+        }
+        parse_cuts(&r, in, n, cuts, j, max, head, eof);
+        pres_same(&r, &whole, "random");
+        pres_clear(&r);
+    }
+    free(cuts);
+    pres_clear(&whole);
+}
+
+/* Complete, consumed entirely. */
+static void expect_ok(const char *in, apr_size_t n, int status,
+                      const char *body, int ka)
+{
+    expect_full(in, n, 1 << 20, 0, 0, BFF_H1_DONE, status, body,
+                body ? strlen(body) : 0, ka, n);
+}
+
+static void expect_err(const char *in, apr_size_t n, bff_h1_rc_e rc)
+{
+    expect_full(in, n, 1 << 20, 0, 1, rc, 0, NULL, 0, -1, 0);
+}
+
+static void parser_setup(void)
+{
+    ps = malloc(sizeof(*ps));
+}
+
+static void parser_teardown(void)
+{
+    free(ps);
+}
+
+START_TEST(content_length_keepalive)
+{
+    expect_ok(S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello"),
+              200, "hello", 1);
+    expect_ok(S("HTTP/1.1 404 Not Found\r\ncontent-length:0\r\n\r\n"), 404, "", 1);
+    /* no reason phrase, with and without its separator */
+    expect_ok(S("HTTP/1.1 200\r\nContent-Length: 1\r\n\r\nx"), 200, "x", 1);
+    expect_ok(S("HTTP/1.1 200 \r\nContent-Length: 1\r\n\r\nx"), 200, "x", 1);
+    /* OWS around values, obs-text in values and reason */
+    expect_ok(S("HTTP/1.1 200 \xc3\xa9\tok\r\nContent-Length: \t2 \r\n"
+                "X-U: caf\xc3\xa9\r\n\r\nab"), 200, "ab", 1);
+    /* a body with NUL bytes */
+    expect_full(S("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\na\0b"), 1 << 20,
+                0, 0, BFF_H1_DONE, 200, "a\0b", 3, 1, ALL);
+}
+END_TEST
+
+START_TEST(connection_semantics)
+{
+    expect_ok(S("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"),
+              200, "", 0);
+    expect_ok(S("HTTP/1.1 200 OK\r\nConnection: Upgrade, CLOSE\r\n"
+                "Content-Length: 0\r\n\r\n"), 200, "", 0);
+    expect_ok(S("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"),
+              200, "", 1);
+    expect_ok(S("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi"), 200, "hi", 0);
+    expect_ok(S("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\n"
+                "Content-Length: 2\r\n\r\nhi"), 200, "hi", 1);
+    expect_ok(S("HTTP/1.1 200 OK\r\nConnection: ,, keep-alive ,close\r\n"
+                "Content-Length: 0\r\n\r\n"), 200, "", 0);
+}
+END_TEST
+
+START_TEST(trailing_bytes_not_consumed)
+{
+    const char in[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1";
+
+    expect_full(in, sizeof(in) - 1, 100, 0, 0, BFF_H1_DONE, 200, "ok", 2, 1,
+                sizeof(in) - 1 - 8);
+}
+END_TEST
+
+START_TEST(chunked)
+{
+    expect_ok(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "5\r\nhello\r\n6;ext=1;q=\"a b\"\r\n world\r\nA \r\n0123456789\r\n"
+                "0\r\n\r\n"), 200, "hello world0123456789", 1);
+    expect_ok(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n"
+                "0000000000000003\r\nabc\r\n0\r\nX-Trailer: 1\r\nY: 2\r\n\r\n"),
+              200, "abc", 1);
+    expect_ok(S("HTTP/1.1 200 OK\r\nTransfer-Encoding:chunked\r\n\r\n0\r\n\r\n"),
+              200, "", 1);
+    /* the CRLF after chunk data, and the chunk line, are strict */
+    expect_err(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "5\r\nhelloX\r\n0\r\n\r\n"), BFF_H1_EPROTO);
+    expect_err(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "5\r\nhello\n0\r\n\r\n"), BFF_H1_EPROTO);
+    expect_err(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "zz\r\n"), BFF_H1_EPROTO);
+    expect_err(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "\r\n"), BFF_H1_EPROTO);
+    expect_err(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "-5\r\nhello\r\n0\r\n\r\n"), BFF_H1_EPROTO);
+    expect_err(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "5 x\r\nhello\r\n0\r\n\r\n"), BFF_H1_EPROTO);
+    expect_err(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "0x5\r\nhello\r\n0\r\n\r\n"), BFF_H1_EPROTO);
+    /* 17 digits: too long even when the value is small */
+    expect_err(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "00000000000000001\r\nx\r\n0\r\n\r\n"), BFF_H1_EPROTO);
+    /* overflowing sizes are over any limit */
+    expect_err(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "FFFFFFFFFFFFFFFF\r\nx\r\n"), BFF_H1_ETOOBIG);
+    expect_err(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "5;a=\x01\r\nhello\r\n0\r\n\r\n"), BFF_H1_EPROTO);
+    /* trailers follow header rules */
+    expect_err(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "0\r\nBad Trailer: 1\r\n\r\n"), BFF_H1_EPROTO);
+    expect_err(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "0\r\nT: 1\r\n folded\r\n\r\n"), BFF_H1_EPROTO);
+    /* truncated */
+    expect_err(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "5\r\nhel"), BFF_H1_EPROTO);
+    expect_err(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "0\r\n"), BFF_H1_EPROTO);
+}
+END_TEST
+
+START_TEST(chunk_line_limit)
+{
+    char *in = malloc(BFF_H1_MAX_CHUNK_LINE + 200);
+    const char *h = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    apr_size_t hl = strlen(h), n;
+
+    /* exactly at the limit: "1;" + padding + CRLF */
+    memcpy(in, h, hl);
+    memcpy(in + hl, "1;", 2);
+    memset(in + hl + 2, 'e', BFF_H1_MAX_CHUNK_LINE - 4);
+    n = hl + BFF_H1_MAX_CHUNK_LINE - 2;
+    memcpy(in + n, "\r\nx\r\n0\r\n\r\n", 10);
+    expect_ok(in, n + 10, 200, "x", 1);
+    /* one byte over */
+    memcpy(in + hl, "1;e", 3);
+    memset(in + hl + 3, 'e', BFF_H1_MAX_CHUNK_LINE - 4);
+    n = hl + BFF_H1_MAX_CHUNK_LINE - 1;
+    memcpy(in + n, "\r\nx\r\n0\r\n\r\n", 10);
+    expect_err(in, n + 10, BFF_H1_EPROTO);
+    free(in);
+}
+END_TEST
+
+START_TEST(close_delimited)
+{
+    /* HTTP/1.0, or announced by Connection: close: complete at EOF */
+    expect_full(S("HTTP/1.0 200 OK\r\n\r\nold style"), 1 << 20, 0, 1,
+                BFF_H1_DONE, 200, "old style", 9, 0, ALL);
+    expect_full(S("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbye"), 1 << 20,
+                0, 1, BFF_H1_DONE, 200, "bye", 3, 0, ALL);
+    expect_full(S("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\nx"), 1 << 20,
+                0, 1, BFF_H1_DONE, 200, "x", 1, 0, ALL);
+    /* ... and never complete before it */
+    expect_full(S("HTTP/1.0 200 OK\r\n\r\nold style"), 1 << 20, 0, 0,
+                BFF_H1_AGAIN, 0, NULL, 0, -1, 0);
+    /* an HTTP/1.1 keep-alive response without framing is malformed */
+    expect_err(S("HTTP/1.1 200 OK\r\n\r\nwho knows"), BFF_H1_EPROTO);
+    /* the limit holds */
+    expect_full(S("HTTP/1.0 200 OK\r\n\r\n0123456789"), 10, 0, 1,
+                BFF_H1_DONE, 200, "0123456789", 10, 0, ALL);
+    expect_full(S("HTTP/1.0 200 OK\r\n\r\n0123456789A"), 10, 0, 1,
+                BFF_H1_ETOOBIG, 0, NULL, 0, -1, 0);
+}
+END_TEST
+
+START_TEST(interim_responses)
+{
+    expect_ok(S("HTTP/1.1 100 Continue\r\n\r\n"
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), 200, "ok", 1);
+    expect_ok(S("HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n"
+                "HTTP/1.1 100 Continue\r\n\r\n"
+                "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"), 201, "", 1);
+    /* what a 1xx carried does not leak into the final response */
+    expect_ok(S("HTTP/1.1 100 Continue\r\nConnection: close\r\n\r\n"
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), 200, "", 1);
+    expect_err(S("HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"),
+               BFF_H1_EPROTO);
+}
+END_TEST
+
+START_TEST(too_many_interim)
+{
+    char in[1024] = "";
+    int i;
+
+    for (i = 0; i <= BFF_H1_MAX_INTERIM; i++) {
+        strcat(in, "HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    strcat(in, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    expect_err(in, strlen(in), BFF_H1_EPROTO);
+}
+END_TEST
+
+START_TEST(no_body_responses)
+{
+    /* HEAD: the length is the resource's, no body follows */
+    expect_full(S("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"), 100, 1, 0,
+                BFF_H1_DONE, 200, "", 0, 1, 39);
+    expect_full(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), 100,
+                1, 0, BFF_H1_DONE, 200, "", 0, 1, ALL);
+    /* over the limit does not matter when nothing is sent */
+    expect_full(S("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"), 10, 1, 0,
+                BFF_H1_DONE, 200, "", 0, 1, 41);
+    expect_ok(S("HTTP/1.1 204 No Content\r\n\r\n"), 204, "", 1);
+    expect_ok(S("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"), 304,
+              "", 1);
+    /* what follows a bodiless response is not its body */
+    expect_full(S("HTTP/1.1 204 No Content\r\n\r\nxyz"), 100, 0, 0,
+                BFF_H1_DONE, 204, "", 0, 1, 27);
+}
+END_TEST
+
+START_TEST(status_line_errors)
+{
+    static const char *const bad[] = {
+        "HTTP/2 200 OK\r\n\r\n",
+        "HTTP/2.0 200 OK\r\n\r\n",
+        "HTTP/1.1  200 OK\r\n\r\n",
+        "HTTP/1.1 20 OK\r\n\r\n",
+        "HTTP/1.1 2000 OK\r\n\r\n",
+        "HTTP/1.1 099 Low\r\n\r\n",
+        "HTTP/1.1 600 High\r\n\r\n",
+        "HTTP/1.1 2x0 OK\r\n\r\n",
+        "HTTP/1.10 200 OK\r\n\r\n",
+        "HTTP/1.x 200 OK\r\n\r\n",
+        "http/1.1 200 OK\r\n\r\n",
+        " HTTP/1.1 200 OK\r\n\r\n",
+        "HTTP/1.1 200 O\x01K\r\n\r\n",
+        "HTTP/1.1 200 O\rK\r\n\r\n",
+        "HTTP/1.1 200 O\x7fK\r\n\r\n",
+        "HTTP/1.1 200OK\r\n\r\n",
+        "HTTP/1.1 200 OK\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\n",
+        "\r\n",
+        "garbage\r\n\r\n",
+        NULL
+    };
+    int i;
+
+    for (i = 0; bad[i]; i++) {
+        expect_err(bad[i], strlen(bad[i]), BFF_H1_EPROTO);
+    }
+    /* a NUL is a control character */
+    expect_err(S("HTTP/1.1 200 O\0K\r\nContent-Length: 0\r\n\r\n"), BFF_H1_EPROTO);
+}
+END_TEST
+
+START_TEST(header_errors)
+{
+    static const char *const bad[] = {
+        "X-A: b\r\n c\r\n",                /* obs-fold */
+        "X-A: b\r\n\tc\r\n",
+        "X-A b\r\n",                       /* no colon */
+        "X-A\r\n",
+        ": b\r\n",                         /* empty name */
+        "Content-Length : 0\r\n",          /* whitespace before colon */
+        "X-A\t: b\r\n",
+        "X(A): b\r\n",                     /* not a token */
+        "X A: b\r\n",
+        "X-A: b\x01c\r\n",                 /* CTLs in the value */
+        "X-A: b\rc\r\n",
+        "X-A: b\x7f\r\n",
+        "X-\x80: b\r\n",
+        NULL
+    };
+    char in[256];
+    int i;
+
+    for (i = 0; bad[i]; i++) {
+        snprintf(in, sizeof(in), "HTTP/1.1 200 OK\r\n%sContent-Length: 0\r\n\r\n",
+                 bad[i]);
+        expect_err(in, strlen(in), BFF_H1_EPROTO);
+    }
+    expect_err(S("HTTP/1.1 200 OK\r\nX-A: b\0c\r\nContent-Length: 0\r\n\r\n"),
+               BFF_H1_EPROTO);
+}
+END_TEST
+
+START_TEST(framing_errors)
+{
+    static const char *const bad[] = {
+        "Content-Length: 2\r\nContent-Length: 2\r\n",    /* repeated */
+        "Content-Length: 2\r\nContent-Length: 3\r\n",    /* conflicting */
+        "Content-Length: 2, 2\r\n",
+        "Content-Length: +2\r\n",
+        "Content-Length: -1\r\n",
+        "Content-Length: 0x2\r\n",
+        "Content-Length: 2 2\r\n",
+        "Content-Length:\r\n",
+        "Content-Length: 2a\r\n",
+        "Content-Length: 00000000000000000002\r\n",      /* 20 digits */
+        "Content-Length: 2\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: chunked\r\nContent-Length: 2\r\n",
+        "Transfer-Encoding: gzip\r\n",
+        "Transfer-Encoding: gzip, chunked\r\n",
+        "Transfer-Encoding: chunked, chunked\r\n",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: identity\r\n",
+        "Transfer-Encoding:\r\n",
+        NULL
+    };
+    char in[256];
+    int i;
+
+    for (i = 0; bad[i]; i++) {
+        snprintf(in, sizeof(in), "HTTP/1.1 200 OK\r\n%s\r\nokok\r\n0\r\n\r\n",
+                 bad[i]);
+        expect_err(in, strlen(in), BFF_H1_EPROTO);
+    }
+    /* chunked is an HTTP/1.1 coding: in HTTP/1.0 the framing is faulty */
+    expect_err(S("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "0\r\n\r\n"), BFF_H1_EPROTO);
+    /* 19 digits is the most we take */
+    expect_full(S("HTTP/1.1 200 OK\r\nContent-Length: 0000000000000000002\r\n"
+                  "\r\nok"), 100, 0, 0, BFF_H1_DONE, 200, "ok", 2, 1, ALL);
+}
+END_TEST
+
+START_TEST(body_limit)
+{
+    /* announced length over the limit: refused before any body byte */
+    expect_full(S("HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n"), 10, 0, 0,
+                BFF_H1_ETOOBIG, 0, NULL, 0, -1, 0);
+    expect_full(S("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999\r\n\r\n"),
+                10, 0, 0, BFF_H1_ETOOBIG, 0, NULL, 0, -1, 0);
+    expect_full(S("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789"),
+                10, 0, 0, BFF_H1_DONE, 200, "0123456789", 10, 1, ALL);
+    /* chunked: the sum counts */
+    expect_full(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "5\r\n01234\r\n5\r\n56789\r\n0\r\n\r\n"), 10, 0, 0,
+                BFF_H1_DONE, 200, "0123456789", 10, 1, ALL);
+    expect_full(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "5\r\n01234\r\n6\r\n56789A\r\n0\r\n\r\n"), 10, 0, 0,
+                BFF_H1_ETOOBIG, 0, NULL, 0, -1, 0);
+    expect_full(S("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"), 0, 0, 0,
+                BFF_H1_ETOOBIG, 0, NULL, 0, -1, 0);
+}
+END_TEST
+
+/* A header section of exactly total bytes (>= 38), with nlines lines. */
+static char *make_head(apr_size_t total, int nlines, apr_size_t *len)
+{
+    const char *st = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n";  /* 36 */
+    char *in = malloc(total + 1);
+    apr_size_t pos = strlen(st), room;
+    int i;
+
+    memcpy(in, st, pos);
+    for (i = 1; i < nlines - 1; i++) {
+        pos += (apr_size_t)sprintf(in + pos, "H%d: v\r\n", i);
+    }
+    room = total - pos - 2;   /* the last line fills up to total */
+    ck_assert_uint_ge(room, 5);
+    memcpy(in + pos, "X: ", 3);
+    memset(in + pos + 3, 'a', room - 5);
+    memcpy(in + pos + room - 2, "\r\n\r\n", 4);
+    *len = total;
+    return in;
+}
+
+START_TEST(header_limits)
+{
+    apr_size_t n;
+    char *in;
+
+    in = make_head(BFF_H1_MAX_HEAD, 3, &n);
+    expect_ok(in, n, 200, "", 1);
+    free(in);
+    in = make_head(BFF_H1_MAX_HEAD + 1, 3, &n);
+    expect_err(in, n, BFF_H1_EPROTO);
+    free(in);
+    in = make_head(2000, BFF_H1_MAX_LINES, &n);
+    expect_ok(in, n, 200, "", 1);
+    free(in);
+    in = make_head(2000, BFF_H1_MAX_LINES + 1, &n);
+    expect_err(in, n, BFF_H1_EPROTO);
+    free(in);
+}
+END_TEST
+
+START_TEST(trailer_limits)
+{
+    char in[4096];
+    int i, pos;
+
+    for (i = 0; i < 2; i++) {
+        int k, lines = BFF_H1_MAX_LINES + i;
+        pos = sprintf(in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "1\r\nx\r\n0\r\n");
+        for (k = 0; k < lines; k++) {
+            pos += sprintf(in + pos, "T%d: v\r\n", k);
+        }
+        pos += sprintf(in + pos, "\r\n");
+        if (i == 0) {
+            expect_ok(in, (apr_size_t)pos, 200, "x", 1);
+        }
+        else {
+            expect_err(in, (apr_size_t)pos, BFF_H1_EPROTO);
+        }
+    }
+}
+END_TEST
+
+START_TEST(truncated)
+{
+    expect_err(S("HTTP/1.1 200 OK\r\nContent-Len"), BFF_H1_EPROTO);
+    expect_err(S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel"), BFF_H1_EPROTO);
+    expect_err(S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r"), BFF_H1_EPROTO);
+    expect_err(S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"), BFF_H1_EPROTO);
+    expect_err(S(""), BFF_H1_EPROTO);
+    /* incomplete without EOF is simply incomplete */
+    expect_full(S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel"), 100, 0, 0,
+                BFF_H1_AGAIN, 0, NULL, 0, -1, 0);
+}
+END_TEST
+
+START_TEST(buffer_reused)
+{
+    bff_h1_buf_t b = { NULL, 0, 0 };
+    const char r1[] = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nfirst!";
+    const char r2[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n2n";
+    apr_size_t used;
+    char *data;
+
+    bff_h1_init(ps, &b, 100, 0);
+    ck_assert_int_eq(bff_h1_feed(ps, r1, sizeof(r1) - 1, &used), BFF_H1_DONE);
+    ck_assert_str_eq(b.data, "first!");
+    data = b.data;
+    bff_h1_init(ps, &b, 100, 0);
+    ck_assert_uint_eq(b.len, 0);
+    ck_assert_int_eq(bff_h1_feed(ps, r2, sizeof(r2) - 1, &used), BFF_H1_DONE);
+    ck_assert_str_eq(b.data, "2n");
+    ck_assert_ptr_eq(b.data, data);   /* no new allocation */
+    /* feeding after DONE consumes nothing */
+    ck_assert_int_eq(bff_h1_feed(ps, "x", 1, &used), BFF_H1_DONE);
+    ck_assert_uint_eq(used, 0);
+    ck_assert_uint_le(b.cap, 101);    /* never more than max_body + 1 */
+    bff_h1_buf_free(&b);
+}
+END_TEST
+
+START_TEST(token_check)
+{
+    ck_assert(bff_h1_is_token(S("GET")));
+    ck_assert(bff_h1_is_token(S("X-Custom_1.~")));
+    ck_assert(!bff_h1_is_token(S("")));
+    ck_assert(!bff_h1_is_token(S("GE T")));
+    ck_assert(!bff_h1_is_token(S("A:")));
+    ck_assert(!bff_h1_is_token(S("A\0")));
+}
+END_TEST
+
+/* ========================================================== server == */
+
+#define MAX_CONN_THREADS 64
+
+typedef struct {
+    int lfd;
+    unsigned short port;
+    int stop[2];
+    pthread_t thr;
+    pthread_mutex_t mu;
+    int accepts;
+    int active, max_active;
+    int hang_closed;
+    char last_req[8192];
+    apr_size_t last_len;
+    pthread_t conns[MAX_CONN_THREADS];
+    int nconns;
+} srv_t;
+
+typedef struct {
+    srv_t *srv;
+    int fd;
+} conn_arg_t;
+
+static srv_t srv;
+
+/* Sleeps ms, or until the server stops (1) or the client closes (2). */
+static int srv_pause(int fd, int ms)
+{
+    struct pollfd p[2];
+
+    p[0].fd = srv.stop[0];
+    p[0].events = POLLIN;
+    p[1].fd = fd;
+    p[1].events = POLLIN;
+    for (;;) {
+        int n = poll(p, fd >= 0 ? 2 : 1, ms);
+        char b;
+        if (n == 0) {
+            return 0;
+        }
+        if (n < 0) {
+            return 1;
+        }
+        if (p[0].revents) {
+            return 1;
+        }
+        if (recv(fd, &b, 1, MSG_PEEK) <= 0) {
+            return 2;
+        }
+        if (ms < 0) {
+            continue;   /* data while hanging: keep hanging */
+        }
+        return 0;
+    }
+}
+
+static void srv_send(int fd, const char *s, apr_size_t n)
+{
+    while (n > 0) {
+        ssize_t k = send(fd, s, n, MSG_NOSIGNAL);
+        if (k <= 0) {
+            return;
+        }
+        s += k;
+        n -= (apr_size_t)k;
+    }
+}
+
+static void srv_sends(int fd, const char *s)
+{
+    srv_send(fd, s, strlen(s));
+}
+
+/* Reads one request (head and Content-Length body). 0 at EOF or stop. */
+static apr_size_t srv_read(int fd, char *buf, apr_size_t cap)
+{
+    apr_size_t len = 0;
+
+    for (;;) {
+        char *end;
+        ssize_t k;
+        buf[len] = '\0';
+        end = strstr(buf, "\r\n\r\n");
+        if (end) {
+            const char *cl = strcasestr(buf, "\r\nContent-Length:");
+            apr_size_t want = (apr_size_t)(end + 4 - buf);
+            if (cl && cl < end) {
+                want += (apr_size_t)atol(cl + 17);
+            }
+            if (len >= want) {
+                return len;
+            }
+        }
+        if (len + 1 >= cap) {
+            return 0;
+        }
+        {
+            struct pollfd p[2];
+            p[0].fd = srv.stop[0];
+            p[0].events = POLLIN;
+            p[1].fd = fd;
+            p[1].events = POLLIN;
+            if (poll(p, 2, -1) <= 0 || p[0].revents) {
+                return 0;
+            }
+        }
+        k = recv(fd, buf + len, cap - 1 - len, 0);
+        if (k <= 0) {
+            return 0;
+        }
+        len += (apr_size_t)k;
+    }
+}
+
+static const char OK_RESP[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+/* Answers one request; returns 0 to close the connection. */
+static int srv_handle(int fd, const char *req, apr_size_t len, int nreq)
+{
+    char path[256] = "", method[16] = "";
+
+    if (sscanf(req, "%15s %255s", method, path) != 2) {
+        return 0;
+    }
+    path[strcspn(path, "?")] = '\0';
+    pthread_mutex_lock(&srv.mu);
+    if (len < sizeof(srv.last_req)) {
+        memcpy(srv.last_req, req, len);
+        srv.last_len = len;
+    }
+    pthread_mutex_unlock(&srv.mu);
+
+    if (!strcmp(path, "/ok")) {
+        srv_sends(fd, OK_RESP);
+    }
+    else if (!strncmp(path, "/delay/", 7)) {
+        if (srv_pause(-1, atoi(path + 7)) != 0) {
+            return 0;
+        }
+        srv_sends(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nd");
+    }
+    else if (!strcmp(path, "/hang")) {
+        if (srv_pause(fd, -1) == 2) {
+            pthread_mutex_lock(&srv.mu);
+            srv.hang_closed++;
+            pthread_mutex_unlock(&srv.mu);
+        }
+        return 0;
+    }
+    else if (!strcmp(path, "/chunked")) {
+        srv_sends(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "4\r\n{\"a\"\r\n3;x=y\r\n:1}\r\n0\r\nX-T: 1\r\n\r\n");
+    }
+    else if (!strcmp(path, "/big")) {
+        char body[5000];
+        memset(body, 'x', sizeof(body));
+        srv_sends(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n");
+        srv_send(fd, body, sizeof(body));
+    }
+    else if (!strcmp(path, "/close-after")) {
+        srv_sends(fd, OK_RESP);
+        return 0;   /* an idle close the client learns about later */
+    }
+    else if (!strcmp(path, "/race")) {
+        if (nreq > 0) {
+            return 0;
+        }
+        srv_sends(fd, OK_RESP);
+    }
+    else if (!strcmp(path, "/race-partial")) {
+        if (nreq > 0) {
+            srv_sends(fd, "HTTP/1.1 200 OK\r\nContent-Le");
+            return 0;
+        }
+        srv_sends(fd, OK_RESP);
+    }
+    else if (!strcmp(path, "/http10")) {
+        srv_sends(fd, "HTTP/1.0 200 OK\r\n\r\nold");
+        return 0;
+    }
+    else if (!strcmp(path, "/split")) {
+        srv_sends(fd, "HTTP/1.1 200 OK\r\nCont");
+        srv_pause(-1, 20);
+        srv_sends(fd, "ent-Length: 5\r\n\r\nhe");
+        srv_pause(-1, 20);
+        srv_sends(fd, "llo");
+    }
+    else if (!strcmp(path, "/trailing")) {
+        srv_sends(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokXX");
+    }
+    else if (!strcmp(path, "/bad")) {
+        srv_sends(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                  "Content-Length: 3\r\n\r\nok");
+    }
+    else if (!strcmp(path, "/head")) {
+        srv_sends(fd, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n");
+    }
+    else {
+        srv_sends(fd, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    }
+    return 1;
+}
+
+static void *srv_conn(void *arg)
+{
+    conn_arg_t *ca = arg;
+    char *buf = malloc(16384);
+    int nreq;
+
+    for (nreq = 0;; nreq++) {
+        apr_size_t len = srv_read(ca->fd, buf, 16384);
+        int keep;
+        if (!len) {
+            break;
+        }
+        pthread_mutex_lock(&srv.mu);
+        if (++srv.active > srv.max_active) {
+            srv.max_active = srv.active;
+        }
+        pthread_mutex_unlock(&srv.mu);
+        keep = srv_handle(ca->fd, buf, len, nreq);
+        pthread_mutex_lock(&srv.mu);
+        srv.active--;
+        pthread_mutex_unlock(&srv.mu);
+        if (!keep) {
+            break;
+        }
+    }
+    close(ca->fd);
+    free(buf);
+    free(ca);
+    return NULL;
+}
+
+static void *srv_accept(void *unused)
+{
+    (void)unused;
+    for (;;) {
+        struct pollfd p[2];
+        conn_arg_t *ca;
+        int fd;
+
+        p[0].fd = srv.stop[0];
+        p[0].events = POLLIN;
+        p[1].fd = srv.lfd;
+        p[1].events = POLLIN;
+        if (poll(p, 2, -1) < 0 || p[0].revents) {
+            return NULL;
+        }
+        fd = accept(srv.lfd, NULL, NULL);
+        if (fd < 0) {
+            continue;
+        }
+        pthread_mutex_lock(&srv.mu);
+        srv.accepts++;
+        pthread_mutex_unlock(&srv.mu);
+        ca = malloc(sizeof(*ca));
+        ca->srv = &srv;
+        ca->fd = fd;
+        if (srv.nconns == MAX_CONN_THREADS
+            || pthread_create(&srv.conns[srv.nconns], NULL, srv_conn, ca) != 0) {
+            close(fd);
+            free(ca);
+            continue;
+        }
+        srv.nconns++;
+    }
+}
+
+/* A socket bound to 127.0.0.1 on a free port. */
+static int bound_socket(unsigned short *port)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+
+    ck_assert_int_ge(fd, 0);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void srv_start(void)
+{
+    memset(&srv, 0, sizeof(srv));
+    pthread_mutex_init(&srv.mu, NULL);
+    ck_assert_int_eq(pipe(srv.stop), 0);
+    srv.lfd = bound_socket(&srv.port);
+    ck_assert_int_eq(listen(srv.lfd, 64), 0);
+    ck_assert_int_eq(pthread_create(&srv.thr, NULL, srv_accept, NULL), 0);
+}
+
+static void srv_stop(void)
+{
+    int i;
+
+    ck_assert_int_eq(write(srv.stop[1], "x", 1), 1);
+    pthread_join(srv.thr, NULL);
+    for (i = 0; i < srv.nconns; i++) {
+        pthread_join(srv.conns[i], NULL);
+    }
+    close(srv.lfd);
+    close(srv.stop[0]);
+    close(srv.stop[1]);
+    pthread_mutex_destroy(&srv.mu);
+}
+
+static int srv_get(const int *field)
+{
+    int v;
+
+    pthread_mutex_lock(&srv.mu);
+    v = *field;
+    pthread_mutex_unlock(&srv.mu);
+    return v;
+}
+
+/* ========================================================= fetcher == */
+
+static apr_pool_t *pool;
+static bff_fetcher_t *fetcher;
+
+static void fetch_setup_opts(long max_host, long max_cached)
+{
+    bff_fetch_curl_opts_t opts;
+
+    opts.max_host_connections = max_host;
+    opts.max_cached_connections = max_cached;
+    apr_pool_create(&pool, NULL);
+    srv_start();
+    ck_assert_int_eq(bff_fetch_h1_create(&fetcher, &opts, pool), APR_SUCCESS);
+}
+
+static void fetch_setup(void)
+{
+    fetch_setup_opts(0, 16);
+}
+
+static void fetch_teardown(void)
+{
+    fetcher->vt->destroy(fetcher);
+    apr_pool_destroy(pool);   /* runs the cleanup again: harmless */
+    srv_stop();
+}
+
+static const char *url(const char *path)
+{
+    return apr_psprintf(pool, "http://127.0.0.1:%u%s", (unsigned)srv.port, path);
+}
+
+static void mkreq(bff_fetch_req_t *r, const char *method, const char *u)
+{
+    memset(r, 0, sizeof(*r));
+    r->method = method;
+    r->url = u;
+    r->timeout_ms = 3000;
+    r->connect_timeout_ms = 1000;
+    r->max_body = 1 << 20;
+}
+
+/* Waits for the next completion. */
+static bff_fetch_req_t *next_done(void)
+{
+    bff_fetch_req_t *d = NULL;
+    apr_status_t rv = bff_fetch_wait(fetcher, &d, 5000);
+
+    ck_assert_int_eq(rv, APR_SUCCESS);
+    ck_assert_ptr_nonnull(d);
+    return d;
+}
+
+/* One request start to finish, like one client request of the engine;
+ * the result stays readable until the next call (release is deferred to
+ * the reset). */
+static bff_fetch_req_t *run1(bff_fetch_req_t *r)
+{
+    ck_assert_int_eq(bff_fetch_start(fetcher, r), APR_SUCCESS);
+    ck_assert_ptr_eq(next_done(), r);
+    return r;
+}
+
+static void assert_ok(const bff_fetch_req_t *r, const char *body)
+{
+    ck_assert_msg(r->err == BFF_FETCH_OK, "err %d: %s", r->err,
+                  r->errmsg ? r->errmsg : "");
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_str_eq(r->resp, body);
+    ck_assert_uint_eq(r->resp_len, strlen(body));
+}
+
+START_TEST(keepalive_reuse)
+{
+    bff_fetch_req_t r;
+    int i;
+
+    for (i = 0; i < 5; i++) {
+        mkreq(&r, "GET", url("/ok"));
+        run1(&r);
+        assert_ok(&r, "ok");
+        ck_assert_int_eq(r.reused_conn, i > 0);
+        ck_assert_int_gt(r.elapsed, 0);
+        bff_fetch_release(fetcher, &r);
+        ck_assert_ptr_null(r.resp);
+        bff_fetch_reset(fetcher);
+    }
+    ck_assert_int_eq(srv_get(&srv.accepts), 1);
+}
+END_TEST
+
+START_TEST(concurrent_on_separate_connections)
+{
+    bff_fetch_req_t r[3];
+    apr_time_t t0 = apr_time_now();
+    int i, seen = 0;
+
+    for (i = 0; i < 3; i++) {
+        mkreq(&r[i], "GET", url("/delay/300"));
+        r[i].baton = &r[i];
+        ck_assert_int_eq(bff_fetch_start(fetcher, &r[i]), APR_SUCCESS);
+    }
+    for (i = 0; i < 3; i++) {
+        bff_fetch_req_t *d = next_done();
+        assert_ok(d, "d");
+        seen |= 1 << (d - r);
+        bff_fetch_release(fetcher, d);
+    }
+    ck_assert_int_eq(seen, 7);
+    ck_assert_int_lt(apr_time_now() - t0, apr_time_from_msec(800));
+    ck_assert_int_eq(srv_get(&srv.accepts), 3);
+    ck_assert_int_eq(srv_get(&srv.max_active), 3);
+    bff_fetch_reset(fetcher);
+    {
+        bff_fetch_req_t *d = NULL;
+        ck_assert_int_eq(bff_fetch_wait(fetcher, &d, 10), APR_EOF);
+    }
+}
+END_TEST
+
+static void host_limit_setup(void)
+{
+    fetch_setup_opts(1, 16);
+}
+
+START_TEST(per_host_limit_queues)
+{
+    bff_fetch_req_t r[3];
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        mkreq(&r[i], "GET", url("/delay/50"));
+        ck_assert_int_eq(bff_fetch_start(fetcher, &r[i]), APR_SUCCESS);
+    }
+    for (i = 0; i < 3; i++) {
+        bff_fetch_req_t *d = next_done();
+        assert_ok(d, "d");
+        bff_fetch_release(fetcher, d);
+    }
+    ck_assert_int_eq(srv_get(&srv.max_active), 1);
+    ck_assert_int_eq(srv_get(&srv.accepts), 1);
+    bff_fetch_reset(fetcher);
+}
+END_TEST
+
+START_TEST(per_host_limit_timeout_in_queue)
+{
+    bff_fetch_req_t r[2];
+    bff_fetch_req_t *d;
+
+    mkreq(&r[0], "GET", url("/delay/400"));
+    mkreq(&r[1], "GET", url("/ok"));
+    r[1].timeout_ms = 100;
+    ck_assert_int_eq(bff_fetch_start(fetcher, &r[0]), APR_SUCCESS);
+    ck_assert_int_eq(bff_fetch_start(fetcher, &r[1]), APR_SUCCESS);
+    d = next_done();
+    ck_assert_ptr_eq(d, &r[1]);
+    ck_assert_int_eq(d->err, BFF_FETCH_ETIMEOUT);
+    d = next_done();
+    ck_assert_ptr_eq(d, &r[0]);
+    assert_ok(d, "d");
+    bff_fetch_reset(fetcher);
+}
+END_TEST
+
+static void lru_setup(void)
+{
+    fetch_setup_opts(0, 1);
+}
+
+START_TEST(idle_connections_bounded)
+{
+    bff_fetch_req_t r[3];
+    int round, i;
+
+    for (round = 0; round < 2; round++) {
+        for (i = 0; i < 3; i++) {
+            mkreq(&r[i], "GET", url("/delay/50"));
+            ck_assert_int_eq(bff_fetch_start(fetcher, &r[i]), APR_SUCCESS);
+        }
+        for (i = 0; i < 3; i++) {
+            assert_ok(next_done(), "d");
+        }
+        bff_fetch_reset(fetcher);
+    }
+    /* one kept after the first round: 3 + 2 */
+    ck_assert_int_eq(srv_get(&srv.accepts), 5);
+    mkreq(&r[0], "GET", url("/ok"));
+    run1(&r[0]);
+    assert_ok(&r[0], "ok");
+    ck_assert_int_eq(r[0].reused_conn, 1);
+    ck_assert_int_eq(srv_get(&srv.accepts), 5);
+    bff_fetch_reset(fetcher);
+}
+END_TEST
+
+START_TEST(stale_idle_connection_not_used)
+{
+    bff_fetch_req_t r;
+
+    mkreq(&r, "GET", url("/close-after"));
+    assert_ok(run1(&r), "ok");
+    bff_fetch_reset(fetcher);
+    usleep(50000);   /* the FIN arrives */
+    mkreq(&r, "GET", url("/ok"));
+    assert_ok(run1(&r), "ok");
+    ck_assert_int_eq(r.reused_conn, 0);
+    ck_assert_int_eq(srv_get(&srv.accepts), 2);
+    bff_fetch_reset(fetcher);
+}
+END_TEST
+
+START_TEST(keepalive_race_retried_once)
+{
+    bff_fetch_req_t r;
+
+    mkreq(&r, "GET", url("/ok"));
+    assert_ok(run1(&r), "ok");
+    bff_fetch_reset(fetcher);
+    /* the backend closes the reused connection on reading the request */
+    mkreq(&r, "POST", url("/race"));
+    r.body = "{}";
+    r.body_len = 2;
+    assert_ok(run1(&r), "ok");
+    ck_assert_int_eq(r.reused_conn, 0);
+    ck_assert_int_eq(srv_get(&srv.accepts), 2);
+    bff_fetch_reset(fetcher);
+}
+END_TEST
+
+START_TEST(no_retry_once_response_started)
+{
+    bff_fetch_req_t r;
+
+    mkreq(&r, "GET", url("/ok"));
+    assert_ok(run1(&r), "ok");
+    bff_fetch_reset(fetcher);
+    mkreq(&r, "GET", url("/race-partial"));
+    run1(&r);
+    ck_assert_int_eq(r.err, BFF_FETCH_EPROTO);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_null(r.resp);
+    ck_assert_ptr_nonnull(r.errmsg);
+    ck_assert_int_eq(srv_get(&srv.accepts), 1);
+    bff_fetch_reset(fetcher);
+}
+END_TEST
+
+START_TEST(no_retry_on_fresh_connection)
+{
+    bff_fetch_req_t r;
+
+    /* /race closes only reused connections; /hang-like drop on a fresh one
+     * is the "no response" error, without a second attempt */
+    mkreq(&r, "GET", url("/http10"));
+    assert_ok(run1(&r), "old");
+    ck_assert_int_eq(srv_get(&srv.accepts), 1);
+    bff_fetch_reset(fetcher);
+    /* the HTTP/1.0 close-delimited connection was not kept */
+    mkreq(&r, "GET", url("/ok"));
+    assert_ok(run1(&r), "ok");
+    ck_assert_int_eq(r.reused_conn, 0);
+    ck_assert_int_eq(srv_get(&srv.accepts), 2);
+    bff_fetch_reset(fetcher);
+}
+END_TEST
+
+START_TEST(connect_refused)
+{
+    unsigned short port;
+    int fd = bound_socket(&port);
+    bff_fetch_req_t r;
+
+    close(fd);
+    mkreq(&r, "GET", apr_psprintf(pool, "http://127.0.0.1:%u/x", (unsigned)port));
+    run1(&r);
+    ck_assert_int_eq(r.err, BFF_FETCH_ECONNECT);
+    ck_assert_ptr_nonnull(strstr(r.errmsg, "refused"));
+    bff_fetch_reset(fetcher);
+}
+END_TEST
+
+START_TEST(connect_timeout)
+{
+    unsigned short port;
+    int lfd = bound_socket(&port), fill[4], i, nfill = 0;
+    struct sockaddr_in a;
+    bff_fetch_req_t r;
+
+    /* a full accept queue drops SYNs: the connect hangs */
+    ck_assert_int_eq(listen(lfd, 0), 0);
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    for (i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fill[i], (struct sockaddr *)&a, sizeof(a));
+        nfill++;
+    }
+    usleep(20000);
+    mkreq(&r, "GET", apr_psprintf(pool, "http://127.0.0.1:%u/x", (unsigned)port));
+    r.connect_timeout_ms = 150;
+    run1(&r);
+    ck_assert_msg(r.err == BFF_FETCH_ETIMEOUT, "err %d %s", r.err, r.errmsg);
+    ck_assert_ptr_nonnull(strstr(r.errmsg, "connect timeout"));
+    ck_assert_int_ge(r.elapsed, apr_time_from_msec(140));
+    ck_assert_int_lt(r.elapsed, apr_time_from_msec(1000));
+    for (i = 0; i < nfill; i++) {
+        close(fill[i]);
+    }
+    close(lfd);
+    bff_fetch_reset(fetcher);
+}
+END_TEST
+
+START_TEST(exchange_timeout)
+{
+    bff_fetch_req_t r;
+
+    mkreq(&r, "GET", url("/hang"));
+    r.timeout_ms = 200;
+    run1(&r);
+    ck_assert_int_eq(r.err, BFF_FETCH_ETIMEOUT);
+    ck_assert_int_ge(r.elapsed, apr_time_from_msec(195));
+    ck_assert_int_lt(r.elapsed, apr_time_from_msec(1000));
+    bff_fetch_reset(fetcher);
+}
+END_TEST
+
+START_TEST(wait_timeup_and_eof)
+{
+    bff_fetch_req_t r, *d = NULL;
+
+    ck_assert_int_eq(bff_fetch_wait(fetcher, &d, 10), APR_EOF);
+    mkreq(&r, "GET", url("/hang"));
+    ck_assert_int_eq(bff_fetch_start(fetcher, &r), APR_SUCCESS);
+    ck_assert_int_eq(bff_fetch_wait(fetcher, &d, 50), APR_TIMEUP);
+    ck_assert_ptr_null(d);
+    ck_assert_int_eq(bff_fetch_wait(fetcher, &d, 0), APR_TIMEUP);
+    bff_fetch_reset(fetcher);
+    ck_assert_int_eq(r.err, BFF_FETCH_EABORTED);
+    ck_assert_int_eq(bff_fetch_wait(fetcher, &d, 10), APR_EOF);
+}
+END_TEST
+
+START_TEST(too_big)
+{
+    bff_fetch_req_t r;
+
+    mkreq(&r, "GET", url("/big"));
+    r.max_body = 4999;
+    run1(&r);
+    ck_assert_int_eq(r.err, BFF_FETCH_ETOOBIG);
+    ck_assert_ptr_null(r.resp);
+    bff_fetch_reset(fetcher);
+    mkreq(&r, "GET", url("/big"));
+    r.max_body = 5000;
+    run1(&r);
+    ck_assert_int_eq(r.err, BFF_FETCH_OK);
+    ck_assert_uint_eq(r.resp_len, 5000);
+    ck_assert_uint_eq(strspn(r.resp, "x"), 5000);
+    /* the refused body left its connection unusable */
+    ck_assert_int_eq(srv_get(&srv.accepts), 2);
+    bff_fetch_reset(fetcher);
+}
+END_TEST
+
+START_TEST(chunked_and_split_responses)
+{
+    bff_fetch_req_t r;
+
+    mkreq(&r, "GET", url("/chunked"));
+    assert_ok(run1(&r), "{\"a\":1}");
+    bff_fetch_reset(fetcher);
+    mkreq(&r, "GET", url("/split"));
+    assert_ok(run1(&r), "hello");
+    ck_assert_int_eq(r.reused_conn, 1);
+    bff_fetch_reset(fetcher);
+    ck_assert_int_eq(srv_get(&srv.accepts), 1);
+}
+END_TEST
+
+START_TEST(bad_responses)
+{
+    bff_fetch_req_t r;
+
+    mkreq(&r, "GET", url("/bad"));
+    run1(&r);
+    ck_assert_int_eq(r.err, BFF_FETCH_EPROTO);
+    ck_assert_ptr_nonnull(strstr(r.errmsg, "Content-Length"));
+    bff_fetch_reset(fetcher);
+    /* stray bytes after a response: the answer stands, the connection goes */
+    mkreq(&r, "GET", url("/trailing"));
+    assert_ok(run1(&r), "ok");
+    bff_fetch_reset(fetcher);
+    mkreq(&r, "GET", url("/ok"));
+    assert_ok(run1(&r), "ok");
+    ck_assert_int_eq(r.reused_conn, 0);
+    ck_assert_int_eq(srv_get(&srv.accepts), 3);
+    bff_fetch_reset(fetcher);
+}
+END_TEST
+
+START_TEST(head_and_status)
+{
+    bff_fetch_req_t r;
+
+    mkreq(&r, "HEAD", url("/head"));
+    run1(&r);
+    ck_assert_int_eq(r.err, BFF_FETCH_OK);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.resp_len, 0);
+    ck_assert_str_eq(r.resp, "");
+    bff_fetch_reset(fetcher);
+    mkreq(&r, "GET", url("/nothing-here"));
+    run1(&r);
+    ck_assert_int_eq(r.err, BFF_FETCH_OK);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_int_eq(r.reused_conn, 1);
+    ck_assert_int_eq(srv_get(&srv.accepts), 1);
+    bff_fetch_reset(fetcher);
+}
+END_TEST
+
+static void assert_wire(const char *want)
+{
+    pthread_mutex_lock(&srv.mu);
+    srv.last_req[srv.last_len] = '\0';
+    ck_assert_str_eq(srv.last_req, want);
+    pthread_mutex_unlock(&srv.mu);
+}
+
+START_TEST(request_on_the_wire)
+{
+    apr_array_header_t *h = apr_array_make(pool, 4, sizeof(const char *));
+    bff_fetch_req_t r;
+
+    APR_ARRAY_PUSH(h, const char *) = "Accept: application/json";
+    APR_ARRAY_PUSH(h, const char *) = "X-Empty:";      /* not sent, as curl */
+    APR_ARRAY_PUSH(h, const char *) = "X-Blank:  \t";
+    APR_ARRAY_PUSH(h, const char *) = "X-T: a\tb";
+    mkreq(&r, "POST", url("/ok?x=1&y=%20#frag"));
+    r.headers = h;
+    r.body = "{\"k\":1}";
+    r.body_len = 7;
+    assert_ok(run1(&r), "ok");
+    assert_wire(apr_psprintf(pool, "POST /ok?x=1&y=%%20 HTTP/1.1\r\n"
+                             "Host: 127.0.0.1:%u\r\nAccept: application/json\r\n"
+                             "X-T: a\tb\r\nContent-Length: 7\r\n\r\n{\"k\":1}",
+                             (unsigned)srv.port));
+    bff_fetch_reset(fetcher);
+
+    mkreq(&r, "GET", apr_psprintf(pool, "http://127.0.0.1:%u?q=1",
+                                  (unsigned)srv.port));
+    run1(&r);
+    assert_wire(apr_psprintf(pool, "GET /?q=1 HTTP/1.1\r\nHost: 127.0.0.1:%u"
+                             "\r\n\r\n", (unsigned)srv.port));
+    bff_fetch_reset(fetcher);
+
+    /* a body-carrying method always says how long its body is */
+    mkreq(&r, "PUT", apr_psprintf(pool, "HTTP://127.0.0.1:%u", (unsigned)srv.port));
+    run1(&r);
+    assert_wire(apr_psprintf(pool, "PUT / HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n"
+                             "Content-Length: 0\r\n\r\n", (unsigned)srv.port));
+    bff_fetch_reset(fetcher);
+
+    /* a caller's Host replaces ours */
+    h = apr_array_make(pool, 1, sizeof(const char *));
+    APR_ARRAY_PUSH(h, const char *) = "host: api.example";
+    mkreq(&r, "DELETE", url("/ok"));
+    r.headers = h;
+    run1(&r);
+    assert_wire("DELETE /ok HTTP/1.1\r\nhost: api.example\r\n\r\n");
+    bff_fetch_reset(fetcher);
+    ck_assert_int_eq(srv_get(&srv.accepts), 1);
+}
+END_TEST
+
+START_TEST(request_header_injection_refused)
+{
+    static const char *const bad[] = {
+        "X-A: b\r\nX-Evil: 1", "X-A: b\nX-Evil: 1", "X-A: b\r", "X-A: \x01",
+        "Bad Name: x", "NoColon", ": x", "Content-Length: 5",
+        "transfer-encoding: chunked", NULL
+    };
+    int i;
+
+    for (i = 0; bad[i]; i++) {
+        apr_array_header_t *h = apr_array_make(pool, 1, sizeof(const char *));
+        bff_fetch_req_t r;
+        APR_ARRAY_PUSH(h, const char *) = bad[i];
+        mkreq(&r, "GET", url("/ok"));
+        r.headers = h;
+        ck_assert_int_ne(bff_fetch_start(fetcher, &r), APR_SUCCESS);
+        ck_assert_int_eq(r.err, BFF_FETCH_EINTERNAL);
+        ck_assert_ptr_nonnull(r.errmsg);
+    }
+    {
+        bff_fetch_req_t r, *d;
+        mkreq(&r, "GE T", url("/ok"));
+        ck_assert_int_ne(bff_fetch_start(fetcher, &r), APR_SUCCESS);
+        ck_assert_int_eq(r.err, BFF_FETCH_EINTERNAL);
+        ck_assert_int_eq(bff_fetch_wait(fetcher, &d, 10), APR_EOF);
+    }
+    ck_assert_int_eq(srv_get(&srv.accepts), 0);
+}
+END_TEST
+
+START_TEST(bad_urls_refused)
+{
+    static const char *const bad[] = {
+        "ftp://127.0.0.1/", "file:///etc/passwd", "http:///x", "http://",
+        "http://h:0/", "http://h:65536/", "http://h:/", "http://h:8x/",
+        "http://u@h/", "http://u:p@h/", "http://h/a b", "http://h/a\r\nX: y",
+        "http://h/\x7f", "http://[::1/", "http://[zz]/", "http://[127.0.0.1]/",
+        "http://h%41/", "", "/relative", NULL
+    };
+    int i;
+
+    for (i = 0; bad[i]; i++) {
+        bff_fetch_req_t r;
+        mkreq(&r, "GET", bad[i]);
+        ck_assert_msg(bff_fetch_start(fetcher, &r) != APR_SUCCESS, "%s", bad[i]);
+        ck_assert_int_eq(r.err, BFF_FETCH_EINTERNAL);
+    }
+}
+END_TEST
+
+START_TEST(localhost_resolved)
+{
+    bff_fetch_req_t r;
+    int i;
+
+    /* "localhost" may list ::1 first: the server only has 127.0.0.1 */
+    for (i = 0; i < 2; i++) {
+        mkreq(&r, "GET", apr_psprintf(pool, "http://localhost:%u/ok",
+                                      (unsigned)srv.port));
+        assert_ok(run1(&r), "ok");
+        bff_fetch_reset(fetcher);
+    }
+    ck_assert_int_eq(srv_get(&srv.accepts), 1);
+    mkreq(&r, "GET", apr_psprintf(pool, "http://no-such-host.invalid:%u/ok",
+                                  (unsigned)srv.port));
+    run1(&r);
+    ck_assert_int_eq(r.err, BFF_FETCH_ECONNECT);
+    bff_fetch_reset(fetcher);
+}
+END_TEST
+
+START_TEST(reset_cancels_in_flight)
+{
+    bff_fetch_req_t r[3];
+    bff_fetch_req_t *d;
+    int i;
+
+    mkreq(&r[0], "GET", url("/hang"));
+    mkreq(&r[1], "GET", url("/hang"));
+    mkreq(&r[2], "GET", url("/ok"));
+    for (i = 0; i < 3; i++) {
+        ck_assert_int_eq(bff_fetch_start(fetcher, &r[i]), APR_SUCCESS);
+    }
+    d = next_done();
+    ck_assert_ptr_eq(d, &r[2]);
+    bff_fetch_reset(fetcher);
+    ck_assert_int_eq(r[0].err, BFF_FETCH_EABORTED);
+    ck_assert_int_eq(r[1].err, BFF_FETCH_EABORTED);
+    /* the server sees both hanging connections closed */
+    for (i = 0; i < 100 && srv_get(&srv.hang_closed) < 2; i++) {
+        usleep(10000);
+    }
+    ck_assert_int_eq(srv_get(&srv.hang_closed), 2);
+    /* the completed one's connection is reusable */
+    mkreq(&r[0], "GET", url("/ok"));
+    assert_ok(run1(&r[0]), "ok");
+    ck_assert_int_eq(r[0].reused_conn, 1);
+    ck_assert_int_eq(srv_get(&srv.accepts), 3);
+    bff_fetch_reset(fetcher);
+}
+END_TEST
+
+START_TEST(https_goes_to_curl)
+{
+    unsigned short port;
+    int fd = bound_socket(&port);
+    bff_fetch_req_t r[2];
+    int i, seen = 0;
+
+    close(fd);
+    mkreq(&r[0], "GET", apr_psprintf(pool, "https://127.0.0.1:%u/x",
+                                     (unsigned)port));
+    mkreq(&r[1], "GET", url("/delay/100"));
+    /* both kinds in flight: one wait serves them */
+    for (i = 0; i < 2; i++) {
+        ck_assert_int_eq(bff_fetch_start(fetcher, &r[i]), APR_SUCCESS);
+    }
+    for (i = 0; i < 2; i++) {
+        bff_fetch_req_t *d = next_done();
+        seen |= 1 << (d - r);
+        if (d == &r[0]) {
+            ck_assert_int_eq(d->err, BFF_FETCH_ECONNECT);
+        }
+        else {
+            assert_ok(d, "d");
+        }
+        bff_fetch_release(fetcher, d);
+    }
+    ck_assert_int_eq(seen, 3);
+    bff_fetch_reset(fetcher);
+    /* https alone */
+    mkreq(&r[0], "GET", apr_psprintf(pool, "HTTPS://127.0.0.1:%u/x",
+                                     (unsigned)port));
+    run1(&r[0]);
+    ck_assert_int_eq(r[0].err, BFF_FETCH_ECONNECT);
+    bff_fetch_reset(fetcher);
+}
+END_TEST
+
+/* ============================================================ main == */
+
+static Suite *h1_suite(void)
+{
+    Suite *s = suite_create("h1");
+    TCase *tp = tcase_create("parser");
+    TCase *tf = tcase_create("fetcher");
+    TCase *tl = tcase_create("limits");
+
+    tcase_add_checked_fixture(tp, parser_setup, parser_teardown);
+    tcase_set_timeout(tp, 60);
+    tcase_add_test(tp, content_length_keepalive);
+    tcase_add_test(tp, connection_semantics);
+    tcase_add_test(tp, trailing_bytes_not_consumed);
+    tcase_add_test(tp, chunked);
+    tcase_add_test(tp, chunk_line_limit);
+    tcase_add_test(tp, close_delimited);
+    tcase_add_test(tp, interim_responses);
+    tcase_add_test(tp, too_many_interim);
+    tcase_add_test(tp, no_body_responses);
+    tcase_add_test(tp, status_line_errors);
+    tcase_add_test(tp, header_errors);
+    tcase_add_test(tp, framing_errors);
+    tcase_add_test(tp, body_limit);
+    tcase_add_test(tp, header_limits);
+    tcase_add_test(tp, trailer_limits);
+    tcase_add_test(tp, truncated);
+    tcase_add_test(tp, buffer_reused);
+    tcase_add_test(tp, token_check);
+    suite_add_tcase(s, tp);
+
+    tcase_add_checked_fixture(tf, fetch_setup, fetch_teardown);
+    tcase_set_timeout(tf, 20);
+    tcase_add_test(tf, keepalive_reuse);
+    tcase_add_test(tf, concurrent_on_separate_connections);
+    tcase_add_test(tf, stale_idle_connection_not_used);
+    tcase_add_test(tf, keepalive_race_retried_once);
+    tcase_add_test(tf, no_retry_once_response_started);
+    tcase_add_test(tf, no_retry_on_fresh_connection);
+    tcase_add_test(tf, connect_refused);
+    tcase_add_test(tf, connect_timeout);
+    tcase_add_test(tf, exchange_timeout);
+    tcase_add_test(tf, wait_timeup_and_eof);
+    tcase_add_test(tf, too_big);
+    tcase_add_test(tf, chunked_and_split_responses);
+    tcase_add_test(tf, bad_responses);
+    tcase_add_test(tf, head_and_status);
+    tcase_add_test(tf, request_on_the_wire);
+    tcase_add_test(tf, request_header_injection_refused);
+    tcase_add_test(tf, bad_urls_refused);
+    tcase_add_test(tf, localhost_resolved);
+    tcase_add_test(tf, reset_cancels_in_flight);
+    tcase_add_test(tf, https_goes_to_curl);
+    suite_add_tcase(s, tf);
+
+    tcase_set_timeout(tl, 20);
+    tcase_add_checked_fixture(tl, host_limit_setup, fetch_teardown);
+    tcase_add_test(tl, per_host_limit_queues);
+    tcase_add_test(tl, per_host_limit_timeout_in_queue);
+    suite_add_tcase(s, tl);
+    {
+        TCase *tc = tcase_create("lru");
+        tcase_set_timeout(tc, 20);
+        tcase_add_checked_fixture(tc, lru_setup, fetch_teardown);
+        tcase_add_test(tc, idle_connections_bounded);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr;
+    int failed;
+
+    apr_initialize();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    sr = srunner_create(h1_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    curl_global_cleanup();
+    apr_terminate();
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
