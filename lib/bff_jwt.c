@@ -641,7 +641,7 @@ static const char *jwk_ec(EVP_PKEY **out, json_t *jwk, apr_pool_t *p)
     }
     OSSL_PARAM_BLD_free(bld);
     if (!*out) {
-        return "not a valid EC public key";
+        return "not a valid EC public key (is (x, y) on the curve?)";
     }
     /* fromdata does not promise the point is on the curve; an off-curve
      * point is the classic invalid-curve attack vector. */

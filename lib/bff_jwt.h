@@ -61,9 +61,11 @@ typedef struct {
     const char *secret_file;  /* HS*: the file's bytes, minus one trailing
                                  LF or CRLF; at least 32/48/64 bytes for
                                  HS256/384/512 */
-    const char *pubkey_file;  /* RS* or ES*: one PEM public key (SPKI, "BEGIN
-                                 PUBLIC KEY"); RSA >= 2048 bits or EC
-                                 P-256 (ES256) / P-384 (ES384) */
+    const char *pubkey_file;  /* RS* or ES*: one PEM public key ("BEGIN
+                                 PUBLIC KEY", or "BEGIN RSA PUBLIC KEY");
+                                 RSA >= 2048 bits or EC P-256 (ES256) /
+                                 P-384 (ES384). Private keys and
+                                 certificates are refused. */
     const char *jwks_file;    /* {"keys":[...]}: RSA (n, e), EC P-256/P-384
                                  (crv, x, y) and oct (k) keys, each with a
                                  unique "kid"; tokens must name one */

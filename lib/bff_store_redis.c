@@ -140,21 +140,25 @@ static void free_replies(redisReply **r, int n)
 }
 
 /* Flushes what is queued on c and reads n replies before deadline.
- * Returns NULL (replies filled, caller frees) or an error; *eof is set
- * when the peer closed or reset the connection before any reply, the one
- * failure worth a retry on a fresh connection (a pooled connection Redis
- * dropped while it was idle). */
-static const char *roundtrip(redisReply **replies, int *eof, redisContext *c,
+ * Returns NULL (replies filled, caller frees) or an error, and sets *how:
+ * RT_EOF when the peer closed or reset the connection before any reply,
+ * the one failure worth a retry on a fresh connection (a pooled
+ * connection Redis dropped while idle); RT_LOCAL when we refused the
+ * reply (too large): the connection is lost but Redis is fine. */
+#define RT_EOF   1
+#define RT_LOCAL 2
+
+static const char *roundtrip(redisReply **replies, int *how, redisContext *c,
                              int n, apr_size_t max_reply, apr_time_t deadline,
                              apr_pool_t *p)
 {
     int done = 0, i, w;
 
-    *eof = 0;
+    *how = 0;
     memset(replies, 0, sizeof(*replies) * (apr_size_t)n);
     for (;;) {
         if (redisBufferWrite(c, &done) != REDIS_OK) {
-            *eof = 1;
+            *how = RT_EOF;
             return apr_psprintf(p, "write: %s", c->errstr);
         }
         if (done) {
@@ -178,6 +182,7 @@ static const char *roundtrip(redisReply **replies, int *eof, redisContext *c,
              * refused while it arrives, not after */
             if (c->reader->len > max_reply + 4096) {
                 free_replies(replies, i);
+                *how = RT_LOCAL;
                 return "reply too large";
             }
             if ((w = wait_fd(c->fd, POLLIN, deadline)) <= 0) {
@@ -185,7 +190,7 @@ static const char *roundtrip(redisReply **replies, int *eof, redisContext *c,
                 return w ? "poll failed" : "timeout waiting for the reply";
             }
             if (redisBufferRead(c) != REDIS_OK) {
-                *eof = (i == 0);
+                *how = i == 0 ? RT_EOF : 0;
                 free_replies(replies, i);
                 return apr_psprintf(p, "read: %s", c->errstr);
             }
@@ -262,7 +267,7 @@ static const char *rs_connect(redisContext **out, rstore_t *s, int select,
     redisReply *rep[3];
     rcmd_t cmds[3];
     const char *err, *db = apr_itoa(p, s->url.db);
-    int n = 0, i, eof, flags;
+    int n = 0, i, how, flags;
 
     c = s->url.path ? redisConnectUnixWithTimeout(s->url.path, tv)
                     : redisConnectWithTimeout(s->url.host, s->url.port, tv);
@@ -296,7 +301,7 @@ static const char *rs_connect(redisContext **out, rstore_t *s, int select,
     }
     cmds[n++] = cmd(p, 1, "PING");
     if ((err = append(c, cmds, n))
-        || (err = roundtrip(rep, &eof, c, n, 4096, deadline, p))) {
+        || (err = roundtrip(rep, &how, c, n, 4096, deadline, p))) {
         redisFree(c);
         return apr_psprintf(p, "connect to %s: handshake: %s", s->desc, err);
     }
@@ -357,7 +362,7 @@ static bff_store_rc_e rs_exec(redisReply **rep, rstore_t *s,
     rconn_t *rc;
     const char *err;
     void *res;
-    int attempt, eof, i;
+    int attempt, how = 0, i;
     apr_status_t rv;
 
     if (!bff_store_gate_enter(s->gate, apr_time_now())) {
@@ -390,7 +395,8 @@ static bff_store_rc_e rs_exec(redisReply **rep, rstore_t *s,
         if (!(err = append(rc->c, cmds, n))) {
             apr_time_t deadline = apr_time_now()
                                   + apr_time_from_msec(s->o.command_timeout_ms);
-            err = roundtrip(rep, &eof, rc->c, n, s->o.max_value, deadline, p);
+            err = roundtrip(rep, &how, rc->c, n, s->o.max_value, deadline,
+                            p);
         }
         if (!err) {
             rc->uses++;
@@ -404,8 +410,13 @@ static bff_store_rc_e rs_exec(redisReply **rep, rstore_t *s,
         err = apr_psprintf(p, "%s: %s", s->desc, err);
         redisFree(rc->c);
         rc->c = NULL;
+        if (how == RT_LOCAL) {
+            bff_store_gate_note_error(s->gate, apr_time_now(), err);
+            apr_reslist_invalidate(s->conns, rc);
+            return BFF_STORE_ERROR;
+        }
         /* one retry when an idle pooled connection turned out closed */
-        if (!(attempt == 0 && eof && rc->uses > 0)) {
+        if (!(attempt == 0 && how == RT_EOF && rc->uses > 0)) {
             break;
         }
     }
@@ -669,7 +680,7 @@ static bff_store_rc_e rs_subscribe(bff_store_t *st, const char *channel,
     redisReply *r;
     rcmd_t sc = cmd(p, 2, "SUBSCRIBE", channel);
     const char *err;
-    int eof;
+    int how;
 
     /* its own connection, outside the pool and the gate: it lives long,
      * and the request path judges Redis' health by itself */
@@ -680,7 +691,7 @@ static bff_store_rc_e rs_subscribe(bff_store_t *st, const char *channel,
     }
     bff_store_gate_count(s->gate, 1, 0);
     if ((err = append(c, &sc, 1))
-        || (err = roundtrip(&r, &eof, c, 1, 4096, apr_time_now()
+        || (err = roundtrip(&r, &how, c, 1, 4096, apr_time_now()
                             + apr_time_from_msec(s->o.command_timeout_ms),
                             p))) {
         goto fail;
