@@ -7,7 +7,7 @@ use Apache::Test qw(-withtestmore);
 use Apache::TestUtil;
 use BFFTest;
 
-plan tests => 29;
+plan tests => 32;
 
 my $tp_re = qr/^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
@@ -35,6 +35,14 @@ ok t_cmp($tp[0], '4bf92f3577b34da6a3ce929d0e0e4736', 'trace continued');
 ok $tp[1] && $tp[1] ne '00f067aa0ba902b7', 'new span id for the call';
 ok t_cmp($tp[2], '01');
 ok t_cmp($e->{uri}, '/users/3?lang=de', 'only configured query parameters');
+
+# server-level forwarding lists apply to every endpoint, with its own
+svc_reset();
+bff_get('/t/headers/3?tenant=t1&lang=en&x=1', 'X-Tenant' => 'acme', 'X-Test-Forward' => 'y');
+$e = svc_log('user')->[0];
+ok t_cmp($e->{headers}{'x-tenant'}, 'acme', 'server-level header');
+ok t_cmp($e->{headers}{'x-test-forward'}, 'y', 'endpoint-level header');
+ok t_cmp($e->{uri}, '/users/3?tenant=t1&lang=en', 'server-level then endpoint-level query');
 
 # query values are re-encoded from their decoded form
 svc_reset();

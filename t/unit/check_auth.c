@@ -899,10 +899,22 @@ static const char *jwks_err(const char *algs, const char *json)
     return create_err(&c);
 }
 
+/* {"keys": keys} as text (keys is consumed) */
+static const char *keys_doc(json_t *keys)
+{
+    json_t *doc = json_pack("{s:o}", "keys", keys);
+    char *text = json_dumps(doc, 0);
+    const char *out = apr_pstrdup(tp, text);
+
+    free(text);
+    json_decref(doc);
+    return out;
+}
+
 START_TEST(jwks_refusals)
 {
     json_t *k;
-    char *s;
+    const char *s;
     const char *err;
 
     has(jwks_err("RS256", "{\"keys\":[]}"), "no \"keys\" array");
@@ -911,44 +923,37 @@ START_TEST(jwks_refusals)
 
     k = jwk_rsa("rsa.pub", "a");
     json_object_del(k, "kid");
-    s = json_dumps(json_pack("{s:[o]}", "keys", k), 0);
+    s = keys_doc(json_pack("[o]", k));
     has(jwks_err("RS256", s), "\"kid\" missing");
-    free(s);
 
     k = json_pack("[o,o]", jwk_rsa("rsa.pub", "a"), jwk_rsa("rsa2.pub", "a"));
-    s = json_dumps(json_pack("{s:o}", "keys", k), 0);
+    s = keys_doc(k);
     has(jwks_err("RS256", s), "key 2 (kid \"a\"): duplicate");
-    free(s);
 
     k = jwk_rsa("rsa.pub", "a");
     json_object_set_new(k, "d", json_string("AAAA"));
-    s = json_dumps(json_pack("{s:[o]}", "keys", k), 0);
+    s = keys_doc(json_pack("[o]", k));
     has(jwks_err("RS256", s), "private key material");
-    free(s);
 
     k = jwk_rsa("rsa1024.pub", "small");
-    s = json_dumps(json_pack("{s:[o]}", "keys", k), 0);
+    s = keys_doc(json_pack("[o]", k));
     has(jwks_err("RS256", s), "1024 bits");
-    free(s);
 
     k = jwk_ec("ec256.pub", "e", "P-256", 32);
     json_object_set_new(k, "y", json_string(b64u("0123456789abcdef0123456789"
                                                  "abcdef", 32, tp)));
-    s = json_dumps(json_pack("{s:[o]}", "keys", k), 0);
+    s = keys_doc(json_pack("[o]", k));
     has(jwks_err("ES256", s), "not a valid EC public key");
-    free(s);
 
     k = jwk_ec("ec256.pub", "e", "P-256", 32);
     json_object_set_new(k, "crv", json_string("P-384"));
-    s = json_dumps(json_pack("{s:[o]}", "keys", k), 0);
+    s = keys_doc(json_pack("[o]", k));
     has(jwks_err("ES384", s), "48 bytes");
-    free(s);
 
     k = jwk_ec("ec256.pub", "e", "P-256", 32);
     json_object_set_new(k, "x", json_string("!!"));
-    s = json_dumps(json_pack("{s:[o]}", "keys", k), 0);
+    s = keys_doc(json_pack("[o]", k));
     has(jwks_err("ES256", s), "\"x\" is not base64url");
-    free(s);
 
     has(jwks_err("HS256", "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"h\","
                  "\"k\":\"c2hvcnQ\"}]}"), "5 bytes, HS256 needs");
@@ -956,10 +961,9 @@ START_TEST(jwks_refusals)
         "\"OKP\" is not supported");
     k = jwk_rsa("rsa.pub", "r");
     json_object_set_new(k, "alg", json_string("ES256"));
-    s = json_dumps(json_pack("{s:[o]}", "keys", k), 0);
+    s = keys_doc(json_pack("[o]", k));
     has(jwks_err("RS256 ES256", s), "key 1 (kid \"r\"): its \"alg\" ES256 "
         "does not fit");
-    free(s);
     has(jwks_err("RS256", "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"o\","
                  "\"n\":\"AQAB\",\"e\":\"AQAB\"}]}"), "17 bits");
     has(jwks_err("RS256", "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"o\","
