@@ -233,8 +233,9 @@ const bff_apikey_t *bff_apikeys_lookup(const bff_apikeys_t *keys,
         return NULL;
     }
     SHA256((const unsigned char *)key, len, h);
-    /* Every entry is compared; the match is selected without a branch on
-     * secret-dependent data beyond one pointer assignment. */
+    /* Every entry is compared in full, whatever matched before: the time
+     * taken depends on the number of entries only, never on how close the
+     * presented key's hash is to a stored one. */
     for (i = 0; i < keys->n; i++) {
         int eq = CRYPTO_memcmp(h, keys->entries[i].hash, sizeof(h)) == 0;
         found = eq ? &keys->entries[i].info : found;

@@ -3,13 +3,14 @@
  *
  * The keys file holds hashes, never keys:
  *
- *     # consumer      sha256-hex-of-key                                                 plan
- *     acme            9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08  gold
- *     globex          60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752
+ *     # consumer  sha256-hex-of-key                                                 plan
+ *     acme        9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08  gold
+ *     globex      2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824
  *
- * one consumer per line: a name ([A-Za-z0-9._:@-], 1-64 bytes), the
- * SHA-256 of the key in hex (64 digits, either case), and optionally a
- * plan name ([A-Za-z0-9._-], 1-64 bytes) the glue maps to rate limits.
+ * (the hashes of the keys "test" and "hello"): one consumer per line, a
+ * name ([A-Za-z0-9._:@-], 1-64 bytes), the SHA-256 of the key in hex (64
+ * digits, either case), and optionally a plan name ([A-Za-z0-9._-], 1-64
+ * bytes) the glue maps to rate limits.
  * Fields are separated by spaces or tabs; '#' starts a comment line;
  * blank lines are ignored. The hash of a key is what
  *

@@ -302,9 +302,8 @@ const char *bff_bucket_redis_take(bff_bucket_result_t *res,
     argv[8] = apr_psprintf(p, "%" APR_INT64_T_FMT, cost);
     argv[9] = "0";
     for (i = 0; i < 10; i++) {
-        argl[i] = strlen(argv[i]);
+        argl[i] = i == 3 ? keylen : strlen(argv[i]);   /* key: binary */
     }
-    argl[3] = keylen;
 
     r = redisCommandArgv(c, 10, argv, argl);
     if (r && r->type == REDIS_REPLY_ERROR && r->str

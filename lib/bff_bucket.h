@@ -102,7 +102,8 @@ void bff_bucket_headers(bff_bucket_headers_t *h, const char *name,
  * uses one clock, so hosts whose clocks disagree cannot refill a shared
  * bucket early (and a host whose clock lags cannot stall it). A caller's
  * now_ms >= 0 is for tests and for deployments that prefer it. Needs Redis
- * >= 3.2 (effects replication; the default from 5, the only mode in 7).
+ * >= 4.0 (variadic HSET; TIME before a write relies on effects
+ * replication, switched on by the script, the default from 5).
  * The key expires after max(ttl_ms, time until full + 1 s): an expired
  * key is a full bucket, so no state is lost.
  * Returns {allowed, remaining, retry_after_ms, reset_ms}. */

@@ -2,6 +2,7 @@
  * mod_bff: JWT verification (pure core). See bff_jwt.h for the design; the
  * comments here say why each check exists.
  */
+#include <errno.h>
 #include <string.h>
 #include <strings.h>
 
@@ -781,27 +782,33 @@ static const char *load_jwks(bff_jwt_verifier_t *v, const char *path,
         return err;
     }
     doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* oct keys are secrets: keep no copy of the file around */
+    OPENSSL_cleanse(buf, len);
     if (!doc) {
         return apr_psprintf(p, "JWKS file %s: line %d: %s", path, jerr.line,
                             jerr.text);
     }
-    bff_json_pool_own(doc, p);
     keys = json_object_get(doc, "keys");
     if (!json_is_array(keys) || json_array_size(keys) == 0) {
-        return apr_psprintf(p, "JWKS file %s: no \"keys\" array", path);
+        err = apr_psprintf(p, "JWKS file %s: no \"keys\" array", path);
     }
-    json_array_foreach(keys, i, doc) {
+    for (i = 0; !err && i < json_array_size(keys); i++) {
         const char *kid = NULL;
         unsigned usable;
 
-        err = jwk_load(v, doc, &kid, &usable, p);
+        err = jwk_load(v, json_array_get(keys, i), &kid, &usable, p);
         if (err) {
-            return apr_psprintf(p, "JWKS file %s: key %" APR_SIZE_T_FMT
-                                "%s%s%s: %s", path, i + 1,
-                                kid ? " (kid \"" : "",
-                                kid ? log_str(kid, strlen(kid), p) : "",
-                                kid ? "\")" : "", err);
+            err = apr_psprintf(p, "JWKS file %s: key %" APR_SIZE_T_FMT
+                               "%s%s%s: %s", path, i + 1,
+                               kid ? " (kid \"" : "",
+                               kid ? log_str(kid, strlen(kid), p) : "",
+                               kid ? "\")" : "", err);
         }
+    }
+    /* everything needed was copied (kids, PEM, secrets) */
+    json_decref(doc);
+    if (err) {
+        return err;
     }
     if (v->keys->nelts == 0) {
         return apr_psprintf(p, "JWKS file %s: no key usable with the allowed "

@@ -1502,8 +1502,12 @@ static int free_port(void)
     memset(&a, 0, sizeof(a));
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a))
+    if (fd < 0) {
+        return -1;
+    }
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a))
         || getsockname(fd, (struct sockaddr *)&a, &len)) {
+        close(fd);
         return -1;
     }
     port = ntohs(a.sin_port);
