@@ -40,6 +40,7 @@ static void *create_server_conf(apr_pool_t *p, server_rec *s)
     sc->connect_timeout_ms = UNSET;
     sc->fwd_headers = apr_array_make(p, 2, sizeof(const char *));
     sc->fwd_query = apr_array_make(p, 2, sizeof(const char *));
+    sc->cache = bff_cache_conf_create(p);
     return sc;
 }
 
@@ -61,6 +62,7 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     sc->client = add->client ? add->client : base->client;
     sc->fwd_headers = apr_array_append(p, base->fwd_headers, add->fwd_headers);
     sc->fwd_query = apr_array_append(p, base->fwd_query, add->fwd_query);
+    sc->cache = bff_cache_conf_merge(p, base->cache, add->cache);
     return sc;
 }
 
@@ -171,7 +173,8 @@ static const char *cmd_endpoint(cmd_parms *cmd, void *dummy, const char *arg)
     if (sc->max_backends) {
         epc->ep->max_backends = sc->max_backends;
     }
-    if ((err = bff_endpoint_finalize(epc->ep, cmd->pool)) != NULL) {
+    if ((err = bff_endpoint_finalize(epc->ep, cmd->pool)) != NULL
+        || (err = bff_cache_ep_finalize(epc, cmd->pool)) != NULL) {
         return apr_psprintf(cmd->pool, "<BFFEndpoint %s %s>: %s", method,
                             pattern, err);
     }
@@ -409,6 +412,47 @@ static const command_rec bff_cmds[] = {
         "Client request headers passed on to every backend call"),
     AP_INIT_ITERATE("BFFForwardQuery", cmd_fwd_query, NULL, RSRC_CONF,
         "Client query parameters appended to every backend GET"),
+    /* the response cache (mod_bff_cache.c) */
+    AP_INIT_TAKE1("BFFCacheStore", bff_cache_cmd_server, (void *)BFF_CC_STORE, RSRC_CONF,
+        "Where cached answers live: redis://[:password@]host:port/db, "
+        "memcache://host:port[,host:port...], shmcb[:path(size)] or off"),
+    AP_INIT_TAKE1("BFFCacheFallback", bff_cache_cmd_server, (void *)BFF_CC_FALLBACK, RSRC_CONF,
+        "Shared memory cache used while the store fails: shmcb[:path(size)] "
+        "or off"),
+    AP_INIT_TAKE1("BFFCachePrefix", bff_cache_cmd_server, (void *)BFF_CC_PREFIX, RSRC_CONF,
+        "Prefix of every cache key (default bff:)"),
+    AP_INIT_TAKE1("BFFCacheConnectTimeout", bff_cache_cmd_server, (void *)BFF_CC_CONNECT,
+        RSRC_CONF, "Store connect timeout (default 50ms)"),
+    AP_INIT_TAKE1("BFFCacheTimeout", bff_cache_cmd_server, (void *)BFF_CC_COMMAND, RSRC_CONF,
+        "Store command timeout (default 50ms)"),
+    AP_INIT_TAKE1("BFFCachePoolSize", bff_cache_cmd_server, (void *)BFF_CC_POOL, RSRC_CONF,
+        "Store connections per child process (default 16)"),
+    AP_INIT_TAKE1("BFFCacheNearTTL", bff_cache_cmd_server, (void *)BFF_CC_NEAR, RSRC_CONF,
+        "How long hot answers are also kept in local shared memory "
+        "(default 0: off)"),
+    AP_INIT_TAKE1("BFFCacheMaxEntrySize", bff_cache_cmd_server, (void *)BFF_CC_MAXENTRY,
+        RSRC_CONF, "Largest answer stored (default 512k)"),
+    AP_INIT_TAKE1("BFFCacheTTL", bff_cache_cmd_endpoint, (void *)BFF_CE_TTL, RSRC_CONF,
+        "Caches the endpoint's answers for this long, e.g. 30s"),
+    AP_INIT_TAKE1("BFFCacheStaleIfError", bff_cache_cmd_endpoint, (void *)BFF_CE_STALE,
+        RSRC_CONF, "How long an expired answer may stand in for an error"),
+    AP_INIT_TAKE1("BFFCachePartialTTL", bff_cache_cmd_endpoint, (void *)BFF_CE_PARTIAL,
+        RSRC_CONF, "TTL of partial answers (default 0: not stored)"),
+    AP_INIT_TAKE1("BFFCacheLockWait", bff_cache_cmd_endpoint, (void *)BFF_CE_LOCK,
+        RSRC_CONF, "How long a miss waits for a concurrent refresh "
+        "(default: the endpoint deadline)"),
+    AP_INIT_TAKE1("BFFCacheClientNoCache", bff_cache_cmd_endpoint, (void *)BFF_CE_NOCACHE,
+        RSRC_CONF, "on: a client's Cache-Control: no-cache bypasses the cache"),
+    AP_INIT_TAKE1("BFFCacheControl", bff_cache_cmd_endpoint, (void *)BFF_CE_CONTROL,
+        RSRC_CONF, "Cache-Control header of the endpoint's answers"),
+    AP_INIT_ITERATE("BFFCacheVary", bff_cache_cmd_endpoint_list, (void *)BFF_CE_VARY,
+        RSRC_CONF, "Identity inputs of the key: header:NAME, note:NAME, "
+        "env:NAME"),
+    AP_INIT_ITERATE("BFFCacheKeyQuery", bff_cache_cmd_endpoint_list, (void *)BFF_CE_KEYQUERY,
+        RSRC_CONF, "Query parameters that are part of the key"),
+    AP_INIT_ITERATE("BFFCacheTag", bff_cache_cmd_endpoint_list, (void *)BFF_CE_TAG,
+        RSRC_CONF, "Surrogate keys for purges, e.g. user:{user_id} "
+        "product:{products[].id}"),
     { NULL }
 };
 
@@ -501,6 +545,7 @@ static void bff_register_hooks(apr_pool_t *p)
     ap_hook_post_config(bff_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(bff_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     bff_aggregate_register_hooks(p);
+    bff_cache_register_hooks(p);
 }
 
 AP_DECLARE_MODULE(bff) = {

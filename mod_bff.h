@@ -21,6 +21,11 @@
 
 extern module AP_MODULE_DECLARE_DATA bff_module;
 
+/* Cache configuration (mod_bff_cache.c owns these types). */
+typedef struct bff_cache_ep_t bff_cache_ep_t;       /* per endpoint */
+typedef struct bff_cache_conf_t bff_cache_conf_t;   /* per server */
+typedef struct bff_cache_req_t bff_cache_req_t;     /* per request */
+
 /* One <BFFEndpoint> section: the engine's definition plus what only the
  * glue needs. Limits left unset (-1 / 0) take the server's value in
  * post_config. */
@@ -33,6 +38,7 @@ typedef struct {
     int max_depth;               /* 0: unset */
     apr_array_header_t *fwd_headers;   /* const char * */
     apr_array_header_t *fwd_query;     /* const char * */
+    bff_cache_ep_t *cache;             /* NULL: never cached */
 } bff_ep_conf_t;
 
 typedef struct {
@@ -47,6 +53,7 @@ typedef struct {
     int client;                        /* BFF_CLIENT_*; 0: unset */
     apr_array_header_t *fwd_headers;
     apr_array_header_t *fwd_query;
+    bff_cache_conf_t *cache;
 } bff_server_conf_t;
 
 /* The per-directory config only carries the endpoint being defined while
@@ -54,6 +61,37 @@ typedef struct {
 typedef struct {
     bff_ep_conf_t *epc;
 } bff_dir_conf_t;
+
+/* mod_bff_cache.c: directives (listed in mod_bff.c's table, cmd->info
+ * one of these) */
+enum {
+    BFF_CC_STORE = 1, BFF_CC_FALLBACK, BFF_CC_PREFIX, BFF_CC_CONNECT,
+    BFF_CC_COMMAND, BFF_CC_POOL, BFF_CC_NEAR, BFF_CC_MAXENTRY,
+    BFF_CE_TTL, BFF_CE_STALE, BFF_CE_PARTIAL, BFF_CE_LOCK, BFF_CE_NOCACHE,
+    BFF_CE_CONTROL, BFF_CE_VARY, BFF_CE_KEYQUERY, BFF_CE_TAG
+};
+const char *bff_cache_cmd_server(cmd_parms *cmd, void *dc, const char *arg);
+const char *bff_cache_cmd_endpoint(cmd_parms *cmd, void *dc, const char *arg);
+const char *bff_cache_cmd_endpoint_list(cmd_parms *cmd, void *dc,
+                                        const char *arg);
+bff_cache_conf_t *bff_cache_conf_create(apr_pool_t *p);
+bff_cache_conf_t *bff_cache_conf_merge(apr_pool_t *p, const bff_cache_conf_t *base,
+                                       const bff_cache_conf_t *add);
+const char *bff_cache_ep_finalize(bff_ep_conf_t *epc, apr_pool_t *p);
+void bff_cache_register_hooks(apr_pool_t *p);
+
+/* The request side: bff_cache_lookup answers from the cache (OK) or says
+ * the handler must compute (DECLINED, *cr set when the answer is to be
+ * stored); bff_cache_finish stores what was computed, or answers with a
+ * stale copy instead of an error (OK). */
+int bff_cache_lookup(bff_cache_req_t **cr, request_rec *r,
+                     const bff_ep_conf_t *epc, const char *const *values);
+int bff_cache_finish(bff_cache_req_t *cr, request_rec *r,
+                     const bff_run_result_t *res, const char *body,
+                     apr_size_t len, const char *etag);
+/* Sends a JSON body with ETag / If-None-Match handling. */
+int bff_send_body(request_rec *r, int status, const char *ctype,
+                  const char *body, apr_size_t len, const char *etag);
 
 /* mod_bff_aggregate.c */
 void bff_aggregate_register_hooks(apr_pool_t *p);

@@ -20,6 +20,7 @@
 
 #include "mod_bff.h"
 #include "bff_http.h"
+#include "bff_cache.h"
 
 APLOG_USE_MODULE(bff);
 
@@ -168,12 +169,20 @@ static void add_forwarded(apr_array_header_t *hdrs, request_rec *r,
 
 /* ---------------------------------------------------------- response -- */
 
-static int send_json(request_rec *r, int status, const char *ctype,
-                     const json_t *doc)
+/* Sends a body with its ETag; a client whose copy is current (its
+ * If-None-Match matches) gets 304 without the body. */
+int bff_send_body(request_rec *r, int status, const char *ctype,
+                  const char *body, apr_size_t len, const char *etag)
 {
-    apr_size_t len;
-    const char *body = bff_json_dump(&len, doc, r->pool);
-
+    if (etag) {
+        apr_table_setn(r->headers_out, "ETag", etag);
+        if (status == HTTP_OK
+            && bff_etag_match(apr_table_get(r->headers_in, "If-None-Match"),
+                              etag)) {
+            r->status = HTTP_NOT_MODIFIED;
+            return OK;
+        }
+    }
     r->status = status;
     ap_set_content_type(r, ctype);
     ap_set_content_length(r, (apr_off_t)len);
@@ -181,6 +190,15 @@ static int send_json(request_rec *r, int status, const char *ctype,
         ap_rwrite(body, (int)len, r);
     }
     return OK;
+}
+
+static int send_json(request_rec *r, int status, const char *ctype,
+                     const json_t *doc)
+{
+    apr_size_t len;
+    const char *body = bff_json_dump(&len, doc, r->pool);
+
+    return bff_send_body(r, status, ctype, body, len, NULL);
 }
 
 static int send_problem(request_rec *r, bff_req_t *rq, int status,
@@ -234,7 +252,9 @@ static int bff_handler(request_rec *r)
     bff_call_ctx_t cc;
     bff_run_result_t res;
     bff_fetcher_t *f;
-    const char *query;
+    const char *query, *body = NULL, *etag = NULL;
+    apr_size_t len = 0;
+    bff_cache_req_t *cr = NULL;
     apr_status_t rv;
     int rc;
 
@@ -265,6 +285,9 @@ static int bff_handler(request_rec *r)
         return rc;
     }
     apr_table_setn(r->notes, "bff-endpoint", epc->ep->pattern);
+    if (bff_cache_lookup(&cr, r, epc, rq->values) == OK) {
+        return OK;
+    }
 
     sc = ap_get_module_config(r->server->module_config, &bff_module);
     hdrs = apr_array_make(r->pool, 4, sizeof(const char *));
@@ -300,13 +323,20 @@ static int bff_handler(request_rec *r)
     apr_reslist_release(fetchers, f);
 
     log_failures(r, epc->ep, &res);
+    if (res.status == 200) {
+        body = bff_json_dump(&len, res.doc, r->pool);
+        etag = bff_cache_etag(body, len, r->pool);
+    }
+    if (bff_cache_finish(cr, r, &res, body, len, etag) == OK) {
+        return OK;    /* answered from the cache instead of an error */
+    }
     apr_table_setn(r->notes, "bff-completed", res.completed ? "true" : "false");
     if (res.status != 200) {
         return send_problem(r, rq, res.status, res.title, res.detail);
     }
     apr_table_setn(r->headers_out, "X-BFF-Completed",
                    res.completed ? "true" : "false");
-    return send_json(r, HTTP_OK, "application/json", res.doc);
+    return bff_send_body(r, HTTP_OK, "application/json", body, len, etag);
 }
 
 /* ----------------------------------------------------- fetcher pool -- */

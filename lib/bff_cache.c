@@ -959,6 +959,34 @@ void bff_store_opts_default(bff_store_opts_t *o)
     o->max_value = 16 * 1024 * 1024;
 }
 
+const char *bff_store_opts_check(const bff_store_opts_t *o, apr_pool_t *p)
+{
+    if (!bff_cache_prefix_valid(o->prefix)) {
+        return apr_psprintf(p, "cache key prefix '%s' is invalid (at most %d "
+                            "of A-Z a-z 0-9 _ . : -)",
+                            o->prefix ? o->prefix : "(null)",
+                            BFF_CACHE_PREFIX_MAX);
+    }
+    if (o->connect_timeout_ms <= 0 || o->command_timeout_ms <= 0) {
+        return "cache store timeouts must be positive";
+    }
+    if (o->pool_max <= 0 || o->pool_max > 1024) {
+        return apr_psprintf(p, "cache store pool size %d: must be 1 to 1024",
+                            o->pool_max);
+    }
+    if (o->pool_idle_ms < 0) {
+        return "cache store idle time must not be negative";
+    }
+    if (o->backoff_min_ms <= 0 || o->backoff_max_ms < o->backoff_min_ms) {
+        return "cache store backoff: the minimum must be positive and not "
+               "above the maximum";
+    }
+    if (o->max_value < 1024) {
+        return "cache store value limit must be at least 1k";
+    }
+    return NULL;
+}
+
 const char *bff_store_token(apr_pool_t *p)
 {
     unsigned char rnd[16];

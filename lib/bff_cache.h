@@ -208,13 +208,15 @@ typedef struct bff_store_t bff_store_t;
  * per backoff period. p receives results and scratch memory. */
 typedef struct {
     const char *name;                 /* "redis", "memcache" */
-    /* *val (not NUL terminated) lives in p. Values above max_value are
-     * an ERROR (and the connection is dropped), never truncated. */
+    /* *val (not NUL terminated) lives in p. A value above max_value is
+     * an ERROR (read no further than needed, never truncated); the
+     * store stays up. */
     bff_store_rc_e (*get)(bff_store_t *s, const char **val, apr_size_t *len,
                           const char *key, apr_pool_t *p);
     /* Stores val for ttl_ms and adds key to each tag (const char *, may
-     * be NULL): atomically on Redis (one script: SET PX, SADD, and a
-     * PEXPIRE that only ever lengthens the tag set's life). */
+     * be NULL). Redis: atomically, one script: SET PX, then per tag a
+     * sorted set scored by member expiry (ZADD; expired members pruned
+     * on each write) and a PEXPIRE that only ever lengthens its life. */
     bff_store_rc_e (*set)(bff_store_t *s, const char *key, const char *val,
                           apr_size_t len, long ttl_ms,
                           const apr_array_header_t *tags, apr_pool_t *p);
@@ -263,7 +265,8 @@ typedef struct {
     long connect_timeout_ms;     /* TCP connect + AUTH/SELECT; > 0 */
     long command_timeout_ms;     /* one operation, all round trips; > 0 */
     int pool_max;                /* connections per process (per server) */
-    long pool_idle_ms;           /* idle connections closed after; 0: never */
+    long pool_idle_ms;           /* a pooled connection idle longer is
+                                    closed, not used; 0: never */
     long backoff_min_ms;         /* first "down" period */
     long backoff_max_ms;         /* doubling stops here */
     apr_size_t max_value;        /* largest value get accepts */
@@ -272,6 +275,10 @@ typedef struct {
 /* Defaults: prefix "bff:", connect 50 ms, command 50 ms, pool 16, idle
  * 60 s, backoff 100 ms doubling to 5 s, values up to 16 MiB. */
 void bff_store_opts_default(bff_store_opts_t *o);
+
+/* NULL or an error naming the bad option; the create functions check
+ * too, the glue may check at config time. */
+const char *bff_store_opts_check(const bff_store_opts_t *o, apr_pool_t *p);
 
 /* ------------------------------------------------------------- Redis -- */
 

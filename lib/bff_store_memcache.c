@@ -94,6 +94,8 @@ static void conn_close(mconn_t *c)
 
 static const char *conn_open(mconn_t *c, mserver_t *srv, apr_pool_t *p)
 {
+    apr_time_t deadline = apr_time_now() + apr_time_from_msec(
+                              srv->store->o.connect_timeout_ms);
     apr_sockaddr_t *sa;
     apr_status_t rv;
     char ebuf[128];
@@ -102,16 +104,28 @@ static const char *conn_open(mconn_t *c, mserver_t *srv, apr_pool_t *p)
         != APR_SUCCESS) {
         return "out of memory";
     }
-    if ((rv = apr_sockaddr_info_get(&sa, srv->host, APR_UNSPEC,
-                                    (apr_port_t)srv->port, 0, c->pool))
-        == APR_SUCCESS
-        && (rv = apr_socket_create(&c->sock, sa->family, SOCK_STREAM,
-                                   APR_PROTO_TCP, c->pool)) == APR_SUCCESS) {
+    rv = apr_sockaddr_info_get(&sa, srv->host, APR_UNSPEC,
+                               (apr_port_t)srv->port, 0, c->pool);
+    /* every address of the name ("localhost" may give ::1 first), all
+     * within one connect timeout */
+    for (; rv == APR_SUCCESS && sa; sa = sa->next) {
+        apr_interval_time_t left = remaining(deadline);
+        if (!left) {
+            rv = APR_TIMEUP;
+            break;
+        }
+        if ((rv = apr_socket_create(&c->sock, sa->family, SOCK_STREAM,
+                                    APR_PROTO_TCP, c->pool)) != APR_SUCCESS) {
+            continue;
+        }
         apr_socket_opt_set(c->sock, APR_TCP_NODELAY, 1);
         apr_socket_opt_set(c->sock, APR_SO_KEEPALIVE, 1);
-        apr_socket_timeout_set(c->sock, apr_time_from_msec(
-                                   srv->store->o.connect_timeout_ms));
-        rv = apr_socket_connect(c->sock, sa);
+        apr_socket_timeout_set(c->sock, left);
+        if ((rv = apr_socket_connect(c->sock, sa)) == APR_SUCCESS) {
+            break;
+        }
+        apr_socket_close(c->sock);
+        c->sock = NULL;
     }
     if (rv != APR_SUCCESS) {
         conn_close(c);
@@ -1033,17 +1047,8 @@ const char *bff_store_memcache_create(bff_store_t **out, const char *url,
     if ((err = bff_memcache_url_parse(&list, url, p))) {
         return err;
     }
-    if (!bff_cache_prefix_valid(opts->prefix)) {
-        return apr_psprintf(p, "cache key prefix '%s' is invalid",
-                            opts->prefix ? opts->prefix : "(null)");
-    }
-    if (opts->connect_timeout_ms <= 0 || opts->command_timeout_ms <= 0
-        || opts->pool_max <= 0 || opts->pool_max > 1024
-        || opts->pool_idle_ms < 0 || opts->backoff_min_ms <= 0
-        || opts->backoff_max_ms < opts->backoff_min_ms
-        || opts->max_value < 1024) {
-        return "bad memcache store options (timeouts and backoff must be "
-               "positive, pool 1 to 1024, max value at least 1k)";
+    if ((err = bff_store_opts_check(opts, p))) {
+        return err;
     }
     s->o = *opts;
     s->o.prefix = apr_pstrdup(p, opts->prefix);

@@ -392,6 +392,7 @@ static bff_store_rc_e rs_exec(redisReply **rep, rstore_t *s,
             rc->gen = gen;
             rc->uses = 0;
         }
+        how = 0;
         if (!(err = append(rc->c, cmds, n))) {
             apr_time_t deadline = apr_time_now()
                                   + apr_time_from_msec(s->o.command_timeout_ms);
@@ -781,30 +782,6 @@ static void sha1_hex(char out[41], const char *text)
     out[40] = '\0';
 }
 
-/* Shared by both stores' create functions in spirit: one message per
- * bad option. */
-static const char *check_opts(const bff_store_opts_t *o, apr_pool_t *p)
-{
-    if (!bff_cache_prefix_valid(o->prefix)) {
-        return apr_psprintf(p, "cache key prefix '%s' is invalid",
-                            o->prefix ? o->prefix : "(null)");
-    }
-    if (o->connect_timeout_ms <= 0 || o->command_timeout_ms <= 0) {
-        return "store timeouts must be positive";
-    }
-    if (o->pool_max <= 0 || o->pool_max > 1024) {
-        return "store pool size must be 1 to 1024";
-    }
-    if (o->pool_idle_ms < 0 || o->backoff_min_ms <= 0
-        || o->backoff_max_ms < o->backoff_min_ms) {
-        return "bad store idle time or backoff";
-    }
-    if (o->max_value < 1024) {
-        return "store max value must be at least 1k";
-    }
-    return NULL;
-}
-
 const char *bff_store_redis_create(bff_store_t **out, const char *url,
                                    const bff_store_opts_t *opts,
                                    apr_pool_t *p)
@@ -818,7 +795,7 @@ const char *bff_store_redis_create(bff_store_t **out, const char *url,
     if ((err = bff_redis_url_parse(&s->url, url, p))) {
         return err;
     }
-    if ((err = check_opts(opts, p))) {
+    if ((err = bff_store_opts_check(opts, p))) {
         return err;
     }
     s->o = *opts;

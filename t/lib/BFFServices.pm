@@ -47,6 +47,24 @@ sub start {
     }
     # a port nothing listens on, for connect errors
     $ENV{BFF_T_CLOSED_PORT} = free_port();
+
+    # the cache stores: Redis and memcached, when installed
+    $self->{logdir} = $a{logdir};
+    $ENV{BFF_T_REDIS_PORT} = free_port();
+    $ENV{BFF_T_REDIS_URL} = "redis://127.0.0.1:$ENV{BFF_T_REDIS_PORT}/0";
+    $self->start_redis;
+    $ENV{BFF_T_MEMCACHE_PORT} = free_port();
+    my $mpid = fork // die "fork: $!";
+    if (!$mpid) {
+        open STDOUT, '>>', "$a{logdir}/memcached.out";
+        open STDERR, '>&', \*STDOUT;
+        { no warnings 'exec'; exec 'memcached', '-l', '127.0.0.1', '-p',
+              $ENV{BFF_T_MEMCACHE_PORT}, '-U', '0', '-m', '64', '-u', 'nobody'; }
+        POSIX::_exit(127);
+    }
+    $self->{pids}{memcached} = $mpid;
+    wait_port($ENV{BFF_T_REDIS_PORT}) or die "redis-server did not start\n";
+    wait_port($ENV{BFF_T_MEMCACHE_PORT}) or die "memcached did not start\n";
     for my $role (@ROLES) {
         my $port = $ENV{'BFF_T_' . uc($role) . '_PORT'};
         my $ok;
@@ -64,6 +82,36 @@ sub start {
     return $self;
 }
 
+sub wait_port {
+    my $port = shift;
+    for (1 .. 100) {
+        return 1 if IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                          PeerPort => $port, Proto => 'tcp');
+        sleep 0.05;
+    }
+    return 0;
+}
+
+# Redis can be stopped and started again on the same port during the run
+# (tests of the shared memory fallback): the PID goes to a file the tests
+# read, t/logs/redis.pid.
+sub start_redis {
+    my $self = shift;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        open STDOUT, '>>', "$self->{logdir}/redis.out";
+        open STDERR, '>&', \*STDOUT;
+        { no warnings 'exec'; exec 'redis-server', '--bind', '127.0.0.1',
+              '--port', $ENV{BFF_T_REDIS_PORT}, '--save', '', '--appendonly', 'no'; }
+        POSIX::_exit(127);
+    }
+    $self->{pids}{redis} = $pid;
+    open my $fh, '>', "$self->{logdir}/redis.pid" or die $!;
+    print $fh "$pid\n";
+    close $fh;
+    return $pid;
+}
+
 sub stop {
     my $self = shift;
     return unless $self->{owner} == $$;   # never from a forked child
@@ -71,6 +119,13 @@ sub stop {
         my $pid = delete $self->{pids}{$role};
         kill 'TERM', $pid;
         waitpid $pid, 0;
+    }
+    # a Redis that a test restarted is not our child: its PID is in the file
+    if ($self->{logdir} && open my $fh, '<', "$self->{logdir}/redis.pid") {
+        my $pid = <$fh>;
+        chomp $pid if defined $pid;
+        kill 'TERM', $pid if $pid && $pid =~ /^\d+$/;
+        unlink "$self->{logdir}/redis.pid";
     }
 }
 

@@ -9,10 +9,13 @@ use JSON::PP ();
 use LWP::UserAgent ();
 use Time::HiRes ();
 use Apache::TestRequest ();
+use POSIX ();
+use BFFServices ();
 
 our @EXPORT = qw(bff_get bff_req decode svc_reset svc_log svc_fault svc_stats
                  svc_url fixture users orders_of products_by_id expected_profile
-                 json_is now);
+                 json_is now redis_cli redis_stop redis_start start_httpd
+                 stop_httpd http_get);
 
 my $json = JSON::PP->new->canonical(1)->allow_nonref(1);
 my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 0);
@@ -108,6 +111,102 @@ sub expected_profile {
 }
 
 sub canonical { $json->encode($_[0]) }
+
+# ------------------------------------------------------------- Redis --
+
+sub redis_cli {
+    my @args = @_;
+    my $cmd = join ' ', 'redis-cli', '-h', '127.0.0.1', '-p', $ENV{BFF_T_REDIS_PORT},
+              map { "'$_'" } @args;
+    my $out = `$cmd 2>/dev/null`;
+    chomp $out;
+    return $out;
+}
+
+sub redis_pidfile { Apache::Test::vars('t_logs') . '/redis.pid' }
+
+sub redis_stop {
+    open my $fh, '<', redis_pidfile() or die "no redis pid file: $!";
+    chomp(my $pid = <$fh>);
+    kill 'TERM', $pid;
+    for (1 .. 100) { last unless kill 0, $pid; Time::HiRes::sleep(0.05) }
+}
+
+sub redis_start {
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        POSIX::setsid();
+        open STDOUT, '>>', Apache::Test::vars('t_logs') . '/redis.out';
+        open STDERR, '>&', \*STDOUT;
+        { no warnings 'exec'; exec 'redis-server', '--bind', '127.0.0.1', '--port',
+              $ENV{BFF_T_REDIS_PORT}, '--save', '', '--appendonly', 'no'; }
+        POSIX::_exit(127);
+    }
+    open my $fh, '>', redis_pidfile() or die $!;
+    print $fh "$pid\n";
+    close $fh;
+    for (1 .. 100) { last if redis_cli('PING') eq 'PONG'; Time::HiRes::sleep(0.05) }
+    return $pid;
+}
+
+# ------------------------------------------- extra httpd instances --
+
+# Starts another httpd with mod_bff and the given configuration body on a
+# free loopback port (for settings that are per server: the cache store,
+# the near cache, a second instance sharing Redis). Stopped by PID.
+sub start_httpd {
+    my ($name, $body) = @_;
+    my $dir = Apache::Test::vars('t_logs') . "/$name";
+    my $libexec = $ENV{BFF_T_LIBEXECDIR};
+    my $port = BFFServices::free_port();
+    mkdir $dir;
+    unlink "$dir/error.log";
+    my $user = $> == 0 ? "User nobody\nGroup nogroup\n" : '';
+    open my $fh, '>', "$dir/httpd.conf" or die $!;
+    print $fh <<"CONF";
+ServerRoot "$dir"
+ServerName 127.0.0.1
+PidFile "$dir/httpd.pid"
+DefaultRuntimeDir "$dir"
+Mutex file:$dir default
+ErrorLog "$dir/error.log"
+LogLevel info
+Listen 127.0.0.1:$port
+$user
+LoadModule mpm_event_module "$libexec/mod_mpm_event.so"
+LoadModule authz_core_module "$libexec/mod_authz_core.so"
+LoadModule authz_host_module "$libexec/mod_authz_host.so"
+LoadModule socache_shmcb_module "$libexec/mod_socache_shmcb.so"
+LoadModule slotmem_shm_module "$libexec/mod_slotmem_shm.so"
+LoadModule bff_module "$ENV{BFF_T_MODULE}"
+StartServers 2
+ThreadsPerChild 16
+MaxRequestWorkers 64
+$body
+CONF
+    close $fh;
+    my $httpd = Apache::Test::vars('httpd');
+    system($httpd, '-f', "$dir/httpd.conf", '-k', 'start') == 0
+        or die "httpd $name did not start: " . `cat $dir/error.log`;
+    BFFServices::wait_port($port) or die "httpd $name not listening";
+    return { name => $name, port => $port, dir => $dir };
+}
+
+sub stop_httpd {
+    my $h = shift;
+    open my $fh, '<', "$h->{dir}/httpd.pid" or return;
+    chomp(my $pid = <$fh>);
+    kill 'TERM', $pid;
+    for (1 .. 100) { last unless kill 0, $pid; Time::HiRes::sleep(0.05) }
+}
+
+sub http_get {
+    my ($port, $path, @headers) = @_;
+    my $res = $ua->request(HTTP::Request->new(GET => "http://127.0.0.1:$port$path", [@headers]));
+    $res->{json} = decode($res->content) if ($res->header('Content-Type') // '') =~ /json/;
+    return $res;
+}
+
 
 # Compares two structures as canonical JSON.
 sub json_is {

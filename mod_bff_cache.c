@@ -1,0 +1,1408 @@
+/*
+ * mod_bff: the response cache.
+ *
+ * Aggregated answers are stored in a primary store (Redis or memcached,
+ * lib/bff_store_*.c, shared by every child and every instance) and, when
+ * that store fails, in httpd's shared memory cache through the socache
+ * provider API (shmcb by default), within the same request. The same
+ * socache instance holds the optional near cache: hot answers kept for a
+ * short time so most hits need no network round trip.
+ *
+ * Concurrent misses of one key are coalesced with a short lock in the
+ * store (Redis SET NX PX; a lock entry under the global mutex in shared
+ * memory): one request refreshes, the others wait briefly for its result
+ * or get the stale copy. Counters live in a slotmem slot, so they are the
+ * server's totals, and survive graceful restarts.
+ */
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "ap_provider.h"
+#include "ap_socache.h"
+#include "ap_slotmem.h"
+#include "ap_mpm.h"
+#include "util_mutex.h"
+#include "util_script.h"
+
+#include "apr_atomic.h"
+#include "apr_lib.h"
+#include "apr_strings.h"
+#include "apr_thread_proc.h"
+
+#include "mod_bff.h"
+#include "bff_cache.h"
+#include "bff_http.h"
+
+APLOG_USE_MODULE(bff);
+
+#define MUTEX_TYPE      "bff-cache"
+#define STATS_NAME      "bff-cache-stats"
+#define NEAR_CHANNEL    "purge"
+#define UNSET           -1
+
+/* ------------------------------------------------------------ config -- */
+
+struct bff_cache_conf_t {
+    const char *store;           /* URL, "shmcb[:args]" or "off"; NULL unset */
+    const char *fallback;        /* "shmcb[:args]" or "off"; NULL unset */
+    const char *prefix;
+    long connect_ms;
+    long command_ms;
+    int pool;
+    long near_ms;
+    apr_size_t max_entry;
+};
+
+typedef struct {
+    const char *kind;            /* "header", "note", "env" */
+    const char *name;
+} vary_t;
+
+typedef struct {
+    const char *prefix;          /* "user:" */
+    bff_ref_t *ref;              /* NULL: the tag is the prefix alone */
+} tagtpl_t;
+
+struct bff_cache_ep_t {
+    long ttl_ms;                 /* > 0: cached */
+    long stale_ms;               /* stale-if-error grace */
+    long partial_ms;             /* partial answers; 0: never stored */
+    long lock_ms;                /* wait for another request's refresh */
+    int client_no_cache;         /* honour a client's no-cache */
+    const char *cache_control;
+    apr_array_header_t *vary;    /* vary_t */
+    apr_array_header_t *key_query;
+    apr_array_header_t *tags;    /* tagtpl_t */
+    const char *endpoint;        /* "GET /api/profile/{user_id:int}" */
+    const char *ep_tag;          /* "ep:" + encoded pattern */
+    const bff_endpoint_t *ep;
+};
+
+bff_cache_conf_t *bff_cache_conf_create(apr_pool_t *p)
+{
+    bff_cache_conf_t *c = apr_pcalloc(p, sizeof(*c));
+
+    c->connect_ms = UNSET;
+    c->command_ms = UNSET;
+    c->near_ms = UNSET;
+    return c;
+}
+
+bff_cache_conf_t *bff_cache_conf_merge(apr_pool_t *p,
+                                       const bff_cache_conf_t *base,
+                                       const bff_cache_conf_t *add)
+{
+    bff_cache_conf_t *c = apr_pcalloc(p, sizeof(*c));
+
+    c->store = add->store ? add->store : base->store;
+    c->fallback = add->fallback ? add->fallback : base->fallback;
+    c->prefix = add->prefix ? add->prefix : base->prefix;
+    c->connect_ms = add->connect_ms != UNSET ? add->connect_ms : base->connect_ms;
+    c->command_ms = add->command_ms != UNSET ? add->command_ms : base->command_ms;
+    c->pool = add->pool ? add->pool : base->pool;
+    c->near_ms = add->near_ms != UNSET ? add->near_ms : base->near_ms;
+    c->max_entry = add->max_entry ? add->max_entry : base->max_entry;
+    return c;
+}
+
+static const char *cfg_store(const bff_cache_conf_t *c)
+{
+    return c->store ? c->store : "shmcb";
+}
+
+static const char *cfg_fallback(const bff_cache_conf_t *c)
+{
+    return c->fallback ? c->fallback : "shmcb";
+}
+
+static apr_size_t cfg_max_entry(const bff_cache_conf_t *c)
+{
+    return c->max_entry ? c->max_entry : 512 * 1024;
+}
+
+static int is_shmcb(const char *spec)
+{
+    return !strncasecmp(spec, "shmcb", 5) && (!spec[5] || spec[5] == ':');
+}
+
+static const char *duration(cmd_parms *cmd, long *out, const char *arg,
+                            int allow_zero)
+{
+    const char *err = bff_parse_duration_ms(out, arg, cmd->temp_pool);
+
+    if (!err && *out == 0 && !allow_zero) {
+        err = "must be greater than 0";
+    }
+    return err ? apr_psprintf(cmd->pool, "%s %s: %s", cmd->cmd->name, arg, err)
+               : NULL;
+}
+
+const char *bff_cache_cmd_server(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    bff_server_conf_t *sc = ap_get_module_config(cmd->server->module_config,
+                                                 &bff_module);
+    bff_cache_conf_t *c = sc->cache;
+    /* one store per child process: not per virtual host */
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    int id = (int)(apr_uintptr_t)cmd->info;
+    bff_store_opts_t o;
+
+    if (err) {
+        return err;
+    }
+    switch (id) {
+    case BFF_CC_STORE:
+        if (!strcasecmp(arg, "off") || is_shmcb(arg)) {
+            c->store = arg;
+        }
+        else if (!strncmp(arg, "redis", 5)) {
+            bff_redis_url_t u;
+            if ((err = bff_redis_url_parse(&u, arg, cmd->temp_pool))) {
+                return apr_psprintf(cmd->pool, "BFFCacheStore: %s", err);
+            }
+            c->store = arg;
+        }
+        else if (!strncmp(arg, "memcache://", 11)) {
+            apr_array_header_t *servers;
+            if ((err = bff_memcache_url_parse(&servers, arg, cmd->temp_pool))) {
+                return apr_psprintf(cmd->pool, "BFFCacheStore: %s", err);
+            }
+            c->store = arg;
+        }
+        else {
+            return apr_psprintf(cmd->pool, "BFFCacheStore %s: expected "
+                                "redis://[:password@]host:port/db, "
+                                "memcache://host:port[,host:port...], "
+                                "shmcb[:path(size)] or off", arg);
+        }
+        return NULL;
+    case BFF_CC_FALLBACK:
+        if (strcasecmp(arg, "off") && !is_shmcb(arg)) {
+            return apr_psprintf(cmd->pool, "BFFCacheFallback %s: expected "
+                                "shmcb[:path(size)] or off", arg);
+        }
+        c->fallback = arg;
+        return NULL;
+    case BFF_CC_PREFIX:
+        if (!bff_cache_prefix_valid(arg)) {
+            return apr_psprintf(cmd->pool, "BFFCachePrefix %s: up to 64 of "
+                                "A-Z a-z 0-9 _ . : -", arg);
+        }
+        c->prefix = arg;
+        return NULL;
+    case BFF_CC_CONNECT:
+        return duration(cmd, &c->connect_ms, arg, 0);
+    case BFF_CC_COMMAND:
+        return duration(cmd, &c->command_ms, arg, 0);
+    case BFF_CC_NEAR:
+        return duration(cmd, &c->near_ms, arg, 1);
+    case BFF_CC_POOL: {
+        char *end;
+        long n = strtol(arg, &end, 10);
+        if (!*arg || *end || n < 1 || n > 4096) {
+            return apr_psprintf(cmd->pool, "BFFCachePoolSize %s: expected "
+                                "1 to 4096", arg);
+        }
+        c->pool = (int)n;
+        return NULL;
+    }
+    case BFF_CC_MAXENTRY:
+        bff_store_opts_default(&o);
+        if ((err = bff_parse_size(&c->max_entry, arg, cmd->temp_pool))
+            || c->max_entry == 0 || c->max_entry > o.max_value) {
+            return apr_psprintf(cmd->pool, "BFFCacheMaxEntrySize %s: %s", arg,
+                                err ? err : "expected 1 byte to 16M");
+        }
+        return NULL;
+    }
+    return "BFFCache: unknown directive";
+}
+
+static bff_cache_ep_t *ep_cache(bff_ep_conf_t *epc, apr_pool_t *p)
+{
+    if (!epc->cache) {
+        bff_cache_ep_t *ce = apr_pcalloc(p, sizeof(*ce));
+        ce->stale_ms = 0;
+        ce->partial_ms = 0;
+        ce->lock_ms = UNSET;
+        ce->vary = apr_array_make(p, 2, sizeof(vary_t));
+        ce->key_query = apr_array_make(p, 2, sizeof(const char *));
+        ce->tags = apr_array_make(p, 2, sizeof(tagtpl_t));
+        epc->cache = ce;
+    }
+    return epc->cache;
+}
+
+static bff_ep_conf_t *in_endpoint(cmd_parms *cmd, void *dcv, const char **err)
+{
+    bff_dir_conf_t *dc = dcv;
+
+    if (!dc || !dc->epc) {
+        *err = apr_psprintf(cmd->pool, "%s is only allowed inside "
+                            "<BFFEndpoint>", cmd->cmd->name);
+        return NULL;
+    }
+    *err = NULL;
+    return dc->epc;
+}
+
+const char *bff_cache_cmd_endpoint(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    const char *err;
+    bff_ep_conf_t *epc = in_endpoint(cmd, dcv, &err);
+    bff_cache_ep_t *ce;
+
+    if (!epc) {
+        return err;
+    }
+    ce = ep_cache(epc, cmd->pool);
+    switch ((int)(apr_uintptr_t)cmd->info) {
+    case BFF_CE_TTL:
+        return duration(cmd, &ce->ttl_ms, arg, 1);
+    case BFF_CE_STALE:
+        return duration(cmd, &ce->stale_ms, arg, 1);
+    case BFF_CE_PARTIAL:
+        return duration(cmd, &ce->partial_ms, arg, 1);
+    case BFF_CE_LOCK:
+        return duration(cmd, &ce->lock_ms, arg, 1);
+    case BFF_CE_NOCACHE:
+        if (strcasecmp(arg, "on") && strcasecmp(arg, "off")) {
+            return apr_psprintf(cmd->pool, "%s %s: expected on or off",
+                                cmd->cmd->name, arg);
+        }
+        ce->client_no_cache = !strcasecmp(arg, "on");
+        return NULL;
+    case BFF_CE_CONTROL: {
+        const char *s;
+        for (s = arg; *s; s++) {
+            if (apr_iscntrl(*s)) {
+                return "BFFCacheControl: control characters are not allowed";
+            }
+        }
+        ce->cache_control = arg;
+        return NULL;
+    }
+    }
+    return "BFFCache: unknown directive";
+}
+
+static const char *tag_template(tagtpl_t *t, const char *arg, apr_pool_t *p)
+{
+    const char *open = strchr(arg, '{');
+    const char *err;
+
+    if (!open) {
+        if (!bff_cache_tag_valid(arg)) {
+            return "a tag is 1 to 255 visible ASCII characters";
+        }
+        t->prefix = arg;
+        t->ref = NULL;
+        return NULL;
+    }
+    if (arg[strlen(arg) - 1] != '}' || strchr(open + 1, '{')) {
+        return "a tag template is PREFIX{reference}, e.g. user:{user_id}";
+    }
+    t->prefix = apr_pstrmemdup(p, arg, (apr_size_t)(open - arg));
+    if (*t->prefix && !bff_cache_tag_valid(t->prefix)) {
+        return "the prefix must be visible ASCII";
+    }
+    err = bff_ref_parse(&t->ref, apr_pstrmemdup(p, open + 1,
+                                                strlen(open + 1) - 1), p);
+    return err;
+}
+
+const char *bff_cache_cmd_endpoint_list(cmd_parms *cmd, void *dcv,
+                                        const char *arg)
+{
+    const char *err;
+    bff_ep_conf_t *epc = in_endpoint(cmd, dcv, &err);
+    bff_cache_ep_t *ce;
+    const char *s;
+
+    if (!epc) {
+        return err;
+    }
+    ce = ep_cache(epc, cmd->pool);
+    switch ((int)(apr_uintptr_t)cmd->info) {
+    case BFF_CE_VARY: {
+        vary_t *v = apr_array_push(ce->vary);
+        const char *colon = strchr(arg, ':');
+        if (!colon || colon == arg || !colon[1]) {
+            return apr_psprintf(cmd->pool, "BFFCacheVary %s: expected "
+                                "header:NAME, note:NAME or env:NAME", arg);
+        }
+        v->kind = apr_pstrmemdup(cmd->pool, arg, (apr_size_t)(colon - arg));
+        v->name = colon + 1;
+        if (strcmp(v->kind, "header") && strcmp(v->kind, "note")
+            && strcmp(v->kind, "env")) {
+            return apr_psprintf(cmd->pool, "BFFCacheVary %s: unknown kind "
+                                "'%s' (header, note or env)", arg, v->kind);
+        }
+        return NULL;
+    }
+    case BFF_CE_KEYQUERY:
+        for (s = arg; *s; s++) {
+            if (!apr_isalnum(*s) && !strchr("-_.~[]", *s)) {
+                return apr_psprintf(cmd->pool, "BFFCacheKeyQuery %s: not a "
+                                    "plain parameter name", arg);
+            }
+        }
+        APR_ARRAY_PUSH(ce->key_query, const char *) = arg;
+        return NULL;
+    case BFF_CE_TAG:
+        if ((err = tag_template(apr_array_push(ce->tags), arg, cmd->pool))) {
+            return apr_psprintf(cmd->pool, "BFFCacheTag %s: %s", arg, err);
+        }
+        return NULL;
+    }
+    return "BFFCache: unknown directive";
+}
+
+static int find_param(const bff_endpoint_t *ep, const char *name)
+{
+    int i;
+
+    for (i = 0; i < bff_route_nparams(ep->route); i++) {
+        if (!strcmp(bff_route_param_name(ep->route, i), name)) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static int find_backend(const bff_endpoint_t *ep, const char *name)
+{
+    int i;
+
+    for (i = 0; i < ep->backends->nelts; i++) {
+        if (!strcmp(APR_ARRAY_IDX(ep->backends, i, bff_backend_t *)->name,
+                    name)) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* Called when the <BFFEndpoint> section is complete. */
+const char *bff_cache_ep_finalize(bff_ep_conf_t *epc, apr_pool_t *p)
+{
+    bff_cache_ep_t *ce = epc->cache;
+    int i;
+
+    if (!ce) {
+        return NULL;
+    }
+    if (ce->ttl_ms <= 0) {
+        return "BFFCache* directives need BFFCacheTTL (greater than 0)";
+    }
+    for (i = 0; i < ce->tags->nelts; i++) {
+        tagtpl_t *t = &APR_ARRAY_IDX(ce->tags, i, tagtpl_t);
+        const char *root = t->ref ? bff_ref_root(t->ref) : NULL;
+        if (root && find_param(epc->ep, root) < 0
+            && find_backend(epc->ep, root) < 0) {
+            return apr_psprintf(p, "BFFCacheTag %s{%s}: names neither a "
+                                "parameter nor a backend", t->prefix,
+                                bff_ref_text(t->ref));
+        }
+    }
+    ce->ep = epc->ep;
+    ce->endpoint = apr_pstrcat(p, epc->ep->method, " ", epc->ep->pattern, NULL);
+    ce->ep_tag = apr_pstrcat(p, "ep:", bff_url_encode(epc->ep->pattern, p),
+                             NULL);
+    if (ce->lock_ms == UNSET) {
+        ce->lock_ms = 0;   /* resolved against the deadline at request time */
+    }
+    return NULL;
+}
+
+/* ----------------------------------------------------------- counters -- */
+
+typedef struct {
+    apr_uint64_t hits, near_hits, misses, stale, bypass, coalesced;
+    apr_uint64_t errors, fallbacks, stored, skipped, purges, not_modified;
+    apr_uint32_t near_gen;
+    apr_uint32_t pad;
+} stats_t;
+
+static stats_t local_stats;          /* when no slotmem is available */
+static stats_t *stats = &local_stats;
+
+#define COUNT(field) __atomic_fetch_add(&stats->field, 1, __ATOMIC_RELAXED)
+
+/* ------------------------------------------------------ process state -- */
+
+static bff_cache_conf_t *gconf;               /* the main server's */
+static ap_socache_provider_t *shm_provider;
+static ap_socache_instance_t *shm_inst;
+static apr_global_mutex_t *shm_mutex;
+static server_rec *main_server;
+static bff_store_t *primary;                  /* per child */
+static bff_store_t *shm_store;                /* shared memory, or NULL */
+static int caching;                           /* some endpoint caches */
+static apr_thread_t *subscriber;
+static volatile apr_uint32_t subscriber_stop;
+
+/* ----------------------------------------- the shared memory store -- */
+
+/* A bff_store_t over an ap_socache instance. shmcb is not safe for
+ * concurrent use (AP_SOCACHE_FLAG_NOTMPSAFE): every call holds the global
+ * mutex, which also makes lock/unlock and tag updates atomic. */
+
+#define SHM_TAG_MAX 4096   /* bytes of keys recorded per tag */
+
+static apr_status_t shm_get_locked(const char **val, apr_size_t *len,
+                                   const char *key, apr_pool_t *p)
+{
+    unsigned int cap = 16384, n;
+    unsigned char *buf;
+    apr_status_t rv;
+
+    for (;;) {
+        buf = apr_palloc(p, cap);
+        n = cap;
+        rv = shm_provider->retrieve(shm_inst, main_server,
+                                    (const unsigned char *)key,
+                                    (unsigned int)strlen(key), buf, &n, p);
+        if (rv == APR_ENOSPC && cap < cfg_max_entry(gconf) + 1024) {
+            cap = (unsigned int)(cfg_max_entry(gconf) + 1024);
+            continue;
+        }
+        break;
+    }
+    if (rv == APR_SUCCESS) {
+        *val = (const char *)buf;
+        *len = n;
+    }
+    return rv;
+}
+
+static apr_status_t shm_put_locked(const char *key, const char *val,
+                                   apr_size_t len, long ttl_ms, apr_pool_t *p)
+{
+    return shm_provider->store(shm_inst, main_server,
+                               (const unsigned char *)key,
+                               (unsigned int)strlen(key),
+                               apr_time_now() + apr_time_from_msec(ttl_ms),
+                               (unsigned char *)val, (unsigned int)len, p);
+}
+
+static int shm_lock(void)
+{
+    return !shm_mutex || apr_global_mutex_lock(shm_mutex) == APR_SUCCESS;
+}
+
+static void shm_unlock(void)
+{
+    if (shm_mutex) {
+        apr_global_mutex_unlock(shm_mutex);
+    }
+}
+
+static bff_store_rc_e shm_get(bff_store_t *s, const char **val,
+                              apr_size_t *len, const char *key, apr_pool_t *p)
+{
+    apr_status_t rv;
+
+    if (!shm_lock()) {
+        return BFF_STORE_ERROR;
+    }
+    rv = shm_get_locked(val, len, key, p);
+    shm_unlock();
+    return rv == APR_SUCCESS ? BFF_STORE_OK
+           : rv == APR_NOTFOUND ? BFF_STORE_MISS : BFF_STORE_ERROR;
+}
+
+/* A tag's entry lists the keys stored with it, one per line; bounded, so
+ * the oldest keys fall off (they expire soon anyway). */
+static void shm_tag_add_locked(const char *tag, const char *key,
+                               long ttl_ms, apr_pool_t *p)
+{
+    const char *tkey = bff_cache_tag_key(gconf->prefix ? gconf->prefix : "bff:",
+                                         tag, p);
+    const char *old = NULL, *list;
+    apr_size_t olen = 0, klen = strlen(key);
+
+    if (shm_get_locked(&old, &olen, tkey, p) != APR_SUCCESS) {
+        old = "";
+        olen = 0;
+    }
+    while (olen + klen + 1 > SHM_TAG_MAX && olen) {
+        const char *nl = memchr(old, '\n', olen);
+        apr_size_t cut = nl ? (apr_size_t)(nl - old) + 1 : olen;
+        old += cut;
+        olen -= cut;
+    }
+    list = apr_pstrcat(p, apr_pstrmemdup(p, old, olen), key, "\n", NULL);
+    shm_put_locked(tkey, list, strlen(list), ttl_ms, p);
+}
+
+static bff_store_rc_e shm_set(bff_store_t *s, const char *key,
+                              const char *val, apr_size_t len, long ttl_ms,
+                              const apr_array_header_t *tags, apr_pool_t *p)
+{
+    apr_status_t rv;
+    int i;
+
+    if (!shm_lock()) {
+        return BFF_STORE_ERROR;
+    }
+    rv = shm_put_locked(key, val, len, ttl_ms, p);
+    for (i = 0; rv == APR_SUCCESS && tags && i < tags->nelts; i++) {
+        shm_tag_add_locked(APR_ARRAY_IDX(tags, i, const char *), key, ttl_ms, p);
+    }
+    shm_unlock();
+    return rv == APR_SUCCESS ? BFF_STORE_OK : BFF_STORE_ERROR;
+}
+
+static bff_store_rc_e shm_del(bff_store_t *s, const char *key, apr_pool_t *p)
+{
+    apr_status_t rv;
+
+    if (!shm_lock()) {
+        return BFF_STORE_ERROR;
+    }
+    rv = shm_provider->remove(shm_inst, main_server, (const unsigned char *)key,
+                              (unsigned int)strlen(key), p);
+    shm_unlock();
+    return rv == APR_SUCCESS ? BFF_STORE_OK : BFF_STORE_MISS;
+}
+
+static bff_store_rc_e shm_lockkey(bff_store_t *s, const char **token,
+                                  const char *key, long ttl_ms, apr_pool_t *p)
+{
+    const char *lkey = apr_pstrcat(p, key, ":lock", NULL), *v;
+    apr_size_t n;
+    bff_store_rc_e rc;
+
+    if (!shm_lock()) {
+        return BFF_STORE_ERROR;
+    }
+    if (shm_get_locked(&v, &n, lkey, p) == APR_SUCCESS) {
+        rc = BFF_STORE_HELD;
+    }
+    else {
+        *token = bff_store_token(p);
+        rc = shm_put_locked(lkey, *token, strlen(*token), ttl_ms, p)
+             == APR_SUCCESS ? BFF_STORE_OK : BFF_STORE_ERROR;
+    }
+    shm_unlock();
+    return rc;
+}
+
+static bff_store_rc_e shm_unlockkey(bff_store_t *s, const char *key,
+                                    const char *token, apr_pool_t *p)
+{
+    const char *lkey = apr_pstrcat(p, key, ":lock", NULL), *v;
+    apr_size_t n;
+    bff_store_rc_e rc = BFF_STORE_MISS;
+
+    if (!shm_lock()) {
+        return BFF_STORE_ERROR;
+    }
+    if (shm_get_locked(&v, &n, lkey, p) == APR_SUCCESS
+        && n == strlen(token) && !memcmp(v, token, n)) {
+        shm_provider->remove(shm_inst, main_server,
+                             (const unsigned char *)lkey,
+                             (unsigned int)strlen(lkey), p);
+        rc = BFF_STORE_OK;
+    }
+    shm_unlock();
+    return rc;
+}
+
+static bff_store_rc_e shm_purge_tag(bff_store_t *s, long *npurged,
+                                    const char *tag, apr_pool_t *p)
+{
+    const char *tkey = bff_cache_tag_key(gconf->prefix ? gconf->prefix : "bff:",
+                                         tag, p);
+    const char *list;
+    apr_size_t len;
+    long n = 0;
+
+    if (!shm_lock()) {
+        return BFF_STORE_ERROR;
+    }
+    if (shm_get_locked(&list, &len, tkey, p) == APR_SUCCESS) {
+        char *copy = apr_pstrmemdup(p, list, len), *last, *k;
+        for (k = apr_strtok(copy, "\n", &last); k;
+             k = apr_strtok(NULL, "\n", &last)) {
+            if (shm_provider->remove(shm_inst, main_server,
+                                     (const unsigned char *)k,
+                                     (unsigned int)strlen(k), p)
+                == APR_SUCCESS) {
+                n++;
+            }
+        }
+        shm_provider->remove(shm_inst, main_server,
+                             (const unsigned char *)tkey,
+                             (unsigned int)strlen(tkey), p);
+    }
+    shm_unlock();
+    *npurged = n;
+    return BFF_STORE_OK;
+}
+
+static bff_store_rc_e shm_publish(bff_store_t *s, const char *channel,
+                                  const char *msg, apr_size_t len,
+                                  apr_pool_t *p)
+{
+    return BFF_STORE_UNSUPPORTED;
+}
+
+static bff_store_rc_e shm_subscribe(bff_store_t *s, const char *channel,
+                                    bff_store_msg_fn *fn, void *baton,
+                                    volatile apr_uint32_t *stop, apr_pool_t *p)
+{
+    return BFF_STORE_UNSUPPORTED;
+}
+
+static void shm_health(bff_store_t *s, bff_store_health_t *out, apr_pool_t *p)
+{
+    memset(out, 0, sizeof(*out));
+    out->up = 1;
+    out->servers = 1;
+}
+
+static const bff_store_vtable_t shm_vtable = {
+    "shmcb", shm_get, shm_set, shm_del, shm_lockkey, shm_unlockkey,
+    shm_purge_tag, shm_publish, shm_subscribe, shm_health
+};
+
+static bff_store_t shm_store_obj = { &shm_vtable, NULL };
+
+/* ------------------------------------------------------- near cache -- */
+
+static long near_ms(void)
+{
+    return gconf && gconf->near_ms > 0 && shm_store && primary
+           && primary != shm_store ? gconf->near_ms : 0;
+}
+
+/* Near entries live under a generation number that any purge bumps (on
+ * every instance, through Redis pub/sub): invalidating all of them at once
+ * is cheap and they only live for a second or so anyway. */
+static const char *near_key(const char *key, apr_pool_t *p)
+{
+    return apr_psprintf(p, "n%u:%s",
+                        __atomic_load_n(&stats->near_gen, __ATOMIC_ACQUIRE),
+                        key);
+}
+
+static void near_flush(void)
+{
+    __atomic_fetch_add(&stats->near_gen, 1, __ATOMIC_ACQ_REL);
+}
+
+static void on_purge_message(void *baton, const char *msg, apr_size_t len)
+{
+    near_flush();   /* msg NULL (resubscribed, maybe missed some): flush too */
+}
+
+static void *APR_THREAD_FUNC subscriber_main(apr_thread_t *t, void *data)
+{
+    apr_pool_t *p;
+
+    apr_pool_create(&p, apr_thread_pool_get(t));
+    while (!subscriber_stop) {
+        bff_store_subscribe(primary, apr_pstrcat(p, gconf->prefix ? gconf->prefix
+                                                 : "bff:", NEAR_CHANNEL, NULL),
+                            on_purge_message, NULL, &subscriber_stop, p);
+        apr_pool_clear(p);
+        /* the connection failed: entries may have missed a purge */
+        near_flush();
+        if (!subscriber_stop) {
+            apr_sleep(apr_time_from_msec(500));
+        }
+    }
+    apr_pool_destroy(p);
+    apr_thread_exit(t, APR_SUCCESS);
+    return NULL;
+}
+
+static apr_status_t subscriber_cleanup(void *data)
+{
+    apr_status_t rv;
+
+    if (subscriber) {
+        subscriber_stop = 1;
+        apr_thread_join(&rv, subscriber);
+        subscriber = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------ request -- */
+
+struct bff_cache_req_t {
+    const bff_cache_ep_t *ce;
+    const char *key;
+    bff_store_t *store;          /* where this request reads and writes */
+    const char *token;           /* the refresh lock we hold */
+    bff_cache_entry_t stale;     /* an expired copy still usable */
+    int have_stale;
+    const char *status;          /* X-Cache-Status for a computed answer */
+    const char *const *values;
+};
+
+static const char *vary_value(request_rec *r, const vary_t *v)
+{
+    if (!strcmp(v->kind, "header")) {
+        return apr_table_get(r->headers_in, v->name);
+    }
+    if (!strcmp(v->kind, "note")) {
+        return apr_table_get(r->notes, v->name);
+    }
+    return apr_table_get(r->subprocess_env, v->name);
+}
+
+static const char *build_key(request_rec *r, const bff_ep_conf_t *epc,
+                             const char *const *values)
+{
+    bff_server_conf_t *sc = ap_get_module_config(r->server->module_config,
+                                                 &bff_module);
+    const bff_cache_ep_t *ce = epc->cache;
+    int np = bff_route_nparams(epc->ep->route), i;
+    bff_cache_kv_t *params = apr_palloc(r->pool, sizeof(*params) * (np + 1));
+    bff_cache_kv_t *vary = apr_palloc(r->pool, sizeof(*vary)
+                                      * (apr_size_t)(ce->vary->nelts + 1));
+    apr_array_header_t *qkeys;
+    bff_cache_key_in_t in;
+    const char *key, *err;
+
+    for (i = 0; i < np; i++) {
+        params[i].name = bff_route_param_name(epc->ep->route, i);
+        params[i].value = values[i];
+    }
+    for (i = 0; i < ce->vary->nelts; i++) {
+        const vary_t *v = &APR_ARRAY_IDX(ce->vary, i, vary_t);
+        vary[i].name = apr_pstrcat(r->pool, v->kind, ":", v->name, NULL);
+        vary[i].value = vary_value(r, v);
+    }
+    /* every query parameter a backend can see is part of the key */
+    qkeys = apr_array_append(r->pool, ce->key_query, epc->fwd_query);
+    qkeys = apr_array_append(r->pool, qkeys, sc->fwd_query);
+    memset(&in, 0, sizeof(in));
+    in.prefix = gconf->prefix ? gconf->prefix : "bff:";
+    in.endpoint = ce->endpoint;
+    in.params = params;
+    in.nparams = np;
+    in.query = r->args;
+    in.query_keys = qkeys;
+    in.vary = vary;
+    in.nvary = ce->vary->nelts;
+    if ((err = bff_cache_key(&key, &in, r->pool))) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, BFFLOGNO(30)
+                      "cache key: %s", err);
+        return NULL;
+    }
+    return key;
+}
+
+static int client_no_cache(request_rec *r)
+{
+    const char *cc = apr_table_get(r->headers_in, "Cache-Control");
+    const char *pragma = apr_table_get(r->headers_in, "Pragma");
+
+    return (cc && (ap_strcasestr(cc, "no-cache") || ap_strcasestr(cc, "max-age=0")))
+           || (!cc && pragma && ap_strcasestr(pragma, "no-cache"));
+}
+
+/* Answers from a stored entry: status, headers, 304 when the client's
+ * copy is current. */
+static int serve_entry(request_rec *r, const bff_cache_entry_t *e,
+                       const bff_cache_ep_t *ce, const char *status)
+{
+    apr_table_setn(r->headers_out, "X-Cache-Status", status);
+    apr_table_setn(r->headers_out, "Age",
+                   apr_ltoa(r->pool, bff_cache_entry_age(e, apr_time_now())));
+    apr_table_setn(r->headers_out, "X-BFF-Completed",
+                   e->completed ? "true" : "false");
+    apr_table_setn(r->notes, "bff-cache", status);
+    apr_table_setn(r->notes, "bff-completed", e->completed ? "true" : "false");
+    if (ce->cache_control) {
+        apr_table_setn(r->headers_out, "Cache-Control", ce->cache_control);
+    }
+    return bff_send_body(r, e->status, e->content_type ? e->content_type
+                         : "application/json", e->body, e->body_len, e->etag);
+}
+
+static int fetch_entry(bff_cache_entry_t *e, bff_store_t *st, const char *key,
+                       request_rec *r, bff_store_rc_e *rcp)
+{
+    const char *val, *err;
+    apr_size_t len;
+    bff_store_rc_e rc = bff_store_get(st, &val, &len, key, r->pool);
+
+    *rcp = rc;
+    if (rc != BFF_STORE_OK) {
+        return 0;
+    }
+    if ((err = bff_cache_entry_decode(e, val, len, cfg_max_entry(gconf),
+                                      r->pool))) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, BFFLOGNO(31)
+                      "cache entry for %s unusable (%s): ignored", key, err);
+        return 0;
+    }
+    return 1;
+}
+
+/* The primary store, or the shared memory one when the primary fails. */
+static bff_store_t *fall_back(request_rec *r, const char *what)
+{
+    COUNT(errors);
+    if (!shm_store || shm_store == primary) {
+        return NULL;
+    }
+    COUNT(fallbacks);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, BFFLOGNO(32)
+                  "cache store %s failed on %s: using shared memory",
+                  primary->vt->name, what);
+    return shm_store;
+}
+
+int bff_cache_lookup(bff_cache_req_t **out, request_rec *r,
+                     const bff_ep_conf_t *epc, const char *const *values)
+{
+    const bff_cache_ep_t *ce = epc->cache;
+    bff_cache_req_t *cr;
+    bff_cache_entry_t e;
+    bff_store_rc_e rc;
+    apr_time_t now, until;
+    long lock_ms, wait_ms;
+
+    *out = NULL;
+    if (!ce || !primary) {
+        apr_table_setn(r->headers_out, "X-Cache-Status", "BYPASS");
+        apr_table_setn(r->notes, "bff-cache", "BYPASS");
+        return DECLINED;
+    }
+    cr = apr_pcalloc(r->pool, sizeof(*cr));
+    cr->ce = ce;
+    cr->values = values;
+    cr->store = primary;
+    cr->status = "MISS";
+    if (!(cr->key = build_key(r, epc, values))) {
+        return DECLINED;
+    }
+    *out = cr;
+
+    if (ce->client_no_cache && client_no_cache(r)) {
+        COUNT(bypass);
+        cr->status = "BYPASS";
+        return DECLINED;          /* compute, and refresh the stored copy */
+    }
+
+    now = apr_time_now();
+    if (near_ms()) {
+        bff_store_rc_e nrc;
+        if (fetch_entry(&e, shm_store, near_key(cr->key, r->pool), r, &nrc)
+            && bff_cache_entry_is_fresh(&e, now)) {
+            COUNT(hits);
+            COUNT(near_hits);
+            return serve_entry(r, &e, ce, "HIT");
+        }
+    }
+    if (fetch_entry(&e, cr->store, cr->key, r, &rc)) {
+        if (bff_cache_entry_is_fresh(&e, now)) {
+            COUNT(hits);
+            if (near_ms()) {
+                const char *buf;
+                apr_size_t len;
+                bff_cache_entry_t ne = e;
+                ne.ttl_ms = near_ms();
+                ne.grace_ms = 0;
+                ne.created = now - apr_time_from_sec(bff_cache_entry_age(&e, now));
+                if (!bff_cache_entry_encode(&buf, &len, &ne, r->pool)) {
+                    bff_store_set(shm_store, near_key(cr->key, r->pool), buf,
+                                  len, near_ms(), NULL, r->pool);
+                }
+            }
+            return serve_entry(r, &e, ce, "HIT");
+        }
+        if (bff_cache_entry_is_stale_usable(&e, now)) {
+            cr->stale = e;
+            cr->have_stale = 1;
+        }
+    }
+    else if (rc == BFF_STORE_ERROR) {
+        if (!(cr->store = fall_back(r, "get"))) {
+            cr->key = NULL;       /* no store at all: just compute */
+            COUNT(misses);
+            return DECLINED;
+        }
+        if (fetch_entry(&e, cr->store, cr->key, r, &rc)) {
+            if (bff_cache_entry_is_fresh(&e, now)) {
+                COUNT(hits);
+                return serve_entry(r, &e, ce, "HIT");
+            }
+            if (bff_cache_entry_is_stale_usable(&e, now)) {
+                cr->stale = e;
+                cr->have_stale = 1;
+            }
+        }
+    }
+
+    /* A miss: one request refreshes, the others wait for its answer. */
+    lock_ms = epc->ep->timeout_ms + 1000;
+    rc = bff_store_lock(cr->store, &cr->token, cr->key, lock_ms, r->pool);
+    if (rc == BFF_STORE_OK || rc == BFF_STORE_ERROR) {
+        if (rc == BFF_STORE_ERROR) {
+            cr->token = NULL;
+        }
+        COUNT(misses);
+        return DECLINED;
+    }
+    if (cr->have_stale) {
+        COUNT(stale);
+        return serve_entry(r, &cr->stale, ce, "STALE");
+    }
+    wait_ms = ce->lock_ms > 0 ? ce->lock_ms : epc->ep->timeout_ms;
+    until = apr_time_now() + apr_time_from_msec(wait_ms);
+    while (apr_time_now() < until) {
+        apr_sleep(apr_time_from_msec(10));
+        if (fetch_entry(&e, cr->store, cr->key, r, &rc)
+            && bff_cache_entry_is_fresh(&e, apr_time_now())) {
+            COUNT(hits);
+            COUNT(coalesced);
+            return serve_entry(r, &e, ce, "HIT");
+        }
+        if (rc == BFF_STORE_ERROR) {
+            break;
+        }
+    }
+    COUNT(misses);
+    return DECLINED;              /* waited long enough: compute ourselves */
+}
+
+/* Surrogate keys of an answer: the endpoint, the path, and the configured
+ * templates over parameters and backend replies. */
+static apr_array_header_t *entry_tags(request_rec *r, const bff_cache_req_t *cr,
+                                      const bff_run_result_t *res)
+{
+    const bff_cache_ep_t *ce = cr->ce;
+    apr_array_header_t *tags = apr_array_make(r->pool, 4, sizeof(const char *));
+    int i;
+
+    APR_ARRAY_PUSH(tags, const char *) = "all";
+    APR_ARRAY_PUSH(tags, const char *) = ce->ep_tag;
+    APR_ARRAY_PUSH(tags, const char *) = apr_pstrcat(r->pool, "url:",
+                                         bff_url_encode(r->uri, r->pool), NULL);
+    for (i = 0; i < ce->tags->nelts; i++) {
+        const tagtpl_t *t = &APR_ARRAY_IDX(ce->tags, i, tagtpl_t);
+        json_t *base = NULL, *v;
+        int k;
+
+        if (!t->ref) {
+            APR_ARRAY_PUSH(tags, const char *) = t->prefix;
+            continue;
+        }
+        if ((k = find_param(ce->ep, bff_ref_root(t->ref))) >= 0) {
+            base = bff_json_pool_own(json_string(cr->values[k]), r->pool);
+        }
+        else if ((k = find_backend(ce->ep, bff_ref_root(t->ref))) >= 0
+                 && res->results[k].state == BFF_BE_OK) {
+            base = res->results[k].value;
+        }
+        v = base ? bff_json_pool_own(bff_ref_eval(t->ref, base), r->pool) : NULL;
+        if (!v) {
+            continue;
+        }
+        for (k = 0; k < (json_is_array(v) ? (int)json_array_size(v) : 1); k++) {
+            json_t *item = json_is_array(v) ? json_array_get(v, (size_t)k) : v;
+            const char *s = json_is_string(item) ? json_string_value(item)
+                            : json_is_integer(item)
+                            ? apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                           (apr_int64_t)json_integer_value(item))
+                            : NULL;
+            const char *tag = s ? apr_pstrcat(r->pool, t->prefix,
+                                              bff_url_encode(s, r->pool), NULL)
+                                : NULL;
+            if (tag && bff_cache_tag_valid(tag)
+                && tags->nelts < BFF_CACHE_MAX_TAGS) {
+                APR_ARRAY_PUSH(tags, const char *) = tag;
+            }
+        }
+    }
+    return tags;
+}
+
+static void store_answer(request_rec *r, bff_cache_req_t *cr,
+                         const bff_run_result_t *res, const char *body,
+                         apr_size_t len, const char *etag)
+{
+    const bff_cache_ep_t *ce = cr->ce;
+    long ttl = res->completed ? ce->ttl_ms : ce->partial_ms;
+    bff_cache_entry_t e;
+    const char *buf, *err;
+    apr_size_t blen;
+    bff_store_rc_e rc;
+
+    if (ttl <= 0) {
+        return;
+    }
+    if (len > cfg_max_entry(gconf)) {
+        COUNT(skipped);
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, BFFLOGNO(33)
+                      "answer of %" APR_SIZE_T_FMT " bytes not cached: over "
+                      "BFFCacheMaxEntrySize %" APR_SIZE_T_FMT, len,
+                      cfg_max_entry(gconf));
+        return;
+    }
+    memset(&e, 0, sizeof(e));
+    e.status = res->status;
+    e.content_type = "application/json";
+    e.body = body;
+    e.body_len = len;
+    e.etag = etag;
+    e.created = apr_time_now();
+    e.ttl_ms = ttl;
+    e.grace_ms = ce->stale_ms;
+    e.completed = res->completed;
+    e.tags = entry_tags(r, cr, res);
+    if (APLOGrdebug(r)) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, BFFLOGNO(41)
+                      "storing %s for %ld ms, tags: %s", cr->key, ttl,
+                      apr_array_pstrcat(r->pool, e.tags, ' '));
+    }
+    if ((err = bff_cache_entry_encode(&buf, &blen, &e, r->pool))) {
+        COUNT(skipped);
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, BFFLOGNO(34)
+                      "answer not cached: %s", err);
+        return;
+    }
+    rc = bff_store_set(cr->store, cr->key, buf, blen,
+                       bff_cache_entry_store_ttl_ms(&e), e.tags, r->pool);
+    if (rc == BFF_STORE_ERROR && cr->store != shm_store
+        && (cr->store = fall_back(r, "set")) != NULL) {
+        rc = bff_store_set(cr->store, cr->key, buf, blen,
+                           bff_cache_entry_store_ttl_ms(&e), e.tags, r->pool);
+    }
+    if (rc == BFF_STORE_OK) {
+        COUNT(stored);
+    }
+}
+
+int bff_cache_finish(bff_cache_req_t *cr, request_rec *r,
+                     const bff_run_result_t *res, const char *body,
+                     apr_size_t len, const char *etag)
+{
+    int answered = DECLINED;
+
+    if (!cr || !cr->key) {
+        return DECLINED;
+    }
+    if (res->status >= 500 && cr->have_stale) {
+        /* stale-if-error: an expired copy beats an error */
+        COUNT(stale);
+        answered = serve_entry(r, &cr->stale, cr->ce, "STALE");
+    }
+    else if (res->status == 200) {
+        store_answer(r, cr, res, body, len, etag);
+    }
+    if (cr->token) {
+        bff_store_unlock(cr->store, cr->key, cr->token, r->pool);
+    }
+    if (answered == DECLINED) {
+        apr_table_setn(r->headers_out, "X-Cache-Status", cr->status);
+        apr_table_setn(r->notes, "bff-cache", cr->status);
+        apr_table_setn(r->headers_out, "Age", "0");
+        if (cr->ce->cache_control) {
+            apr_table_setn(r->headers_out, "Cache-Control",
+                           cr->ce->cache_control);
+        }
+    }
+    return answered;
+}
+
+/* ------------------------------------------------------------- purge -- */
+
+static int purge_reply(request_rec *r, int status, json_t *j)
+{
+    apr_size_t len;
+    const char *body = bff_json_dump(&len, bff_json_pool_own(j, r->pool),
+                                     r->pool);
+
+    r->status = status;
+    ap_set_content_type(r, status == 200 ? "application/json"
+                                         : "application/problem+json");
+    ap_set_content_length(r, (apr_off_t)len);
+    ap_rwrite(body, (int)len, r);
+    return OK;
+}
+
+static int purge_problem(request_rec *r, int status, const char *title,
+                         const char *detail)
+{
+    return purge_reply(r, status, json_pack("{s:s, s:s, s:i, s:s}", "type",
+                       "about:blank", "title", title, "status", status,
+                       "detail", detail));
+}
+
+/* PURGE or DELETE /<location>?tag=user:7 | ?url=/api/profile/7 |
+ * ?endpoint=/api/profile/{user_id:int} | ?all=1 */
+static int purge_handler(request_rec *r)
+{
+    apr_table_t *args;
+    const char *tag, *v;
+    long n1 = 0, n2 = 0, published = -1;
+    bff_store_rc_e rc1 = BFF_STORE_OK, rc2 = BFF_STORE_OK;
+
+    if (!r->handler || strcmp(r->handler, "bff-cache-purge")) {
+        return DECLINED;
+    }
+    if (strcmp(r->method, "PURGE") && r->method_number != M_DELETE) {
+        apr_table_setn(r->headers_out, "Allow", "PURGE, DELETE");
+        return purge_problem(r, HTTP_METHOD_NOT_ALLOWED, "Method Not Allowed",
+                             "use PURGE or DELETE");
+    }
+    if (!primary) {
+        return purge_problem(r, HTTP_SERVICE_UNAVAILABLE, "Service Unavailable",
+                             "no cache store is configured");
+    }
+    ap_args_to_table(r, &args);
+    if ((v = apr_table_get(args, "tag")) != NULL) {
+        tag = v;
+    }
+    else if ((v = apr_table_get(args, "url")) != NULL) {
+        tag = apr_pstrcat(r->pool, "url:", bff_url_encode(v, r->pool), NULL);
+    }
+    else if ((v = apr_table_get(args, "endpoint")) != NULL) {
+        tag = apr_pstrcat(r->pool, "ep:", bff_url_encode(v, r->pool), NULL);
+    }
+    else if ((v = apr_table_get(args, "all")) != NULL && !strcmp(v, "1")) {
+        tag = "all";      /* every entry carries it */
+    }
+    else {
+        return purge_problem(r, HTTP_BAD_REQUEST, "Bad Request",
+                             "name what to purge: ?tag=, ?url=, ?endpoint= "
+                             "or ?all=1");
+    }
+    if (!bff_cache_tag_valid(tag)) {
+        return purge_problem(r, HTTP_BAD_REQUEST, "Bad Request",
+                             "a tag is 1 to 255 visible ASCII characters");
+    }
+    rc1 = bff_store_purge_tag(primary, &n1, tag, r->pool);
+    if (shm_store && shm_store != primary) {
+        /* answers stored while the primary was down */
+        rc2 = bff_store_purge_tag(shm_store, &n2, tag, r->pool);
+    }
+    near_flush();
+    if (near_ms()) {
+        const char *chan = apr_pstrcat(r->pool, gconf->prefix ? gconf->prefix
+                                       : "bff:", NEAR_CHANNEL, NULL);
+        if (bff_store_publish(primary, chan, tag, strlen(tag), r->pool)
+            == BFF_STORE_OK) {
+            published = 1;
+        }
+    }
+    COUNT(purges);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, BFFLOGNO(35)
+                  "cache purge of %s: %ld in %s (%s), %ld in shared memory",
+                  tag, n1, primary->vt->name, bff_store_rc_str(rc1), n2);
+    if (rc1 == BFF_STORE_ERROR && rc2 != BFF_STORE_OK) {
+        return purge_problem(r, HTTP_SERVICE_UNAVAILABLE, "Service Unavailable",
+                             "the cache store failed; nothing was purged");
+    }
+    return purge_reply(r, HTTP_OK, json_pack("{s:s, s:I, s:I, s:s, s:b}",
+                       "tag", tag, "purged", (json_int_t)(n1 < 0 ? 0 : n1),
+                       "purged_shared_memory", (json_int_t)n2,
+                       "store", bff_store_rc_str(rc1),
+                       "near_caches_notified", published > 0));
+}
+
+/* ------------------------------------------------------------ lifecycle -- */
+
+static int cache_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
+                            apr_pool_t *ptemp)
+{
+    ap_mutex_register(pconf, MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
+    caching = 0;
+    primary = NULL;
+    shm_store = NULL;
+    shm_inst = NULL;
+    shm_mutex = NULL;
+    stats = &local_stats;
+    return OK;
+}
+
+static int any_cached_endpoint(server_rec *s)
+{
+    for (; s; s = s->next) {
+        bff_server_conf_t *sc = ap_get_module_config(s->module_config,
+                                                     &bff_module);
+        int i;
+        for (i = 0; i < sc->endpoints->nelts; i++) {
+            if (APR_ARRAY_IDX(sc->endpoints, i, bff_ep_conf_t *)->cache) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+static apr_status_t shm_destroy(void *data)
+{
+    if (shm_inst && shm_provider) {
+        shm_provider->destroy(shm_inst, main_server);
+        shm_inst = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+static int setup_shm(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
+                     const char *spec)
+{
+    static const struct ap_socache_hints hints = { 64, 2048, 30000000 };
+    const char *arg = strchr(spec, ':'), *err;
+    apr_status_t rv;
+
+    shm_provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, "shmcb",
+                                      AP_SOCACHE_PROVIDER_VERSION);
+    if (!shm_provider) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(36)
+                     "the shared memory cache needs mod_socache_shmcb: "
+                     "LoadModule socache_shmcb_module (or BFFCacheStore/"
+                     "BFFCacheFallback off)");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if ((err = shm_provider->create(&shm_inst, arg ? arg + 1 : NULL, ptemp,
+                                    pconf))) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(37)
+                     "shmcb %s: %s", spec, err);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if ((rv = ap_global_mutex_create(&shm_mutex, NULL, MUTEX_TYPE, NULL, s,
+                                     pconf, 0)) != APR_SUCCESS) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if ((rv = shm_provider->init(shm_inst, "mod_bff", &hints, s, pconf))
+        != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, BFFLOGNO(38)
+                     "cannot create the shared memory cache %s", spec);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    apr_pool_cleanup_register(pconf, NULL, shm_destroy, apr_pool_cleanup_null);
+    shm_store = &shm_store_obj;
+    return OK;
+}
+
+static void setup_stats(apr_pool_t *pconf, server_rec *s)
+{
+    const ap_slotmem_provider_t *sm = ap_lookup_provider(
+        AP_SLOTMEM_PROVIDER_GROUP, "shm", AP_SLOTMEM_PROVIDER_VERSION);
+    ap_slotmem_instance_t *inst;
+    void *mem;
+
+    if (!sm) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, BFFLOGNO(39)
+                     "mod_slotmem_shm is not loaded: cache counters are per "
+                     "child process");
+        return;
+    }
+    if (sm->create(&inst, STATS_NAME, sizeof(stats_t), 1,
+                   AP_SLOTMEM_TYPE_PREGRAB, pconf) == APR_SUCCESS
+        && sm->dptr(inst, 0, &mem) == APR_SUCCESS) {
+        stats = mem;
+    }
+}
+
+static int cache_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                             apr_pool_t *ptemp, server_rec *s)
+{
+    bff_server_conf_t *sc = ap_get_module_config(s->module_config, &bff_module);
+    const char *store, *fb;
+    int rc;
+
+    main_server = s;
+    gconf = sc->cache;
+    if (!any_cached_endpoint(s)) {
+        return OK;
+    }
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
+        return OK;   /* the dry run: no shared memory yet */
+    }
+    caching = 1;
+    store = cfg_store(gconf);
+    fb = cfg_fallback(gconf);
+    if (is_shmcb(store)) {
+        if ((rc = setup_shm(pconf, ptemp, s, store)) != OK) {
+            return rc;
+        }
+    }
+    else if (strcasecmp(fb, "off")) {
+        if ((rc = setup_shm(pconf, ptemp, s, fb)) != OK) {
+            return rc;
+        }
+    }
+    setup_stats(pconf, s);
+    return OK;
+}
+
+static void cache_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    const char *store, *err = NULL;
+    bff_store_opts_t o;
+
+    if (!caching) {
+        return;
+    }
+    if (shm_mutex) {
+        apr_global_mutex_child_init(&shm_mutex,
+                                    apr_global_mutex_lockfile(shm_mutex),
+                                    pchild);
+    }
+    store = cfg_store(gconf);
+    if (!strcasecmp(store, "off")) {
+        return;
+    }
+    if (is_shmcb(store)) {
+        primary = shm_store;
+        return;
+    }
+    bff_store_opts_default(&o);
+    if (gconf->prefix) {
+        o.prefix = gconf->prefix;
+    }
+    if (gconf->connect_ms > 0) {
+        o.connect_timeout_ms = gconf->connect_ms;
+    }
+    if (gconf->command_ms > 0) {
+        o.command_timeout_ms = gconf->command_ms;
+    }
+    if (gconf->pool > 0) {
+        o.pool_max = gconf->pool;
+    }
+    o.max_value = cfg_max_entry(gconf) + 4096;
+    err = !strncmp(store, "redis", 5)
+          ? bff_store_redis_create(&primary, store, &o, pchild)
+          : bff_store_memcache_create(&primary, store, &o, pchild);
+    if (err) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(40)
+                     "cache store %s: %s; using shared memory only", store, err);
+        primary = shm_store;
+        return;
+    }
+    if (near_ms() && !strncmp(store, "redis", 5)) {
+        subscriber_stop = 0;
+        if (apr_thread_create(&subscriber, NULL, subscriber_main, NULL, pchild)
+            == APR_SUCCESS) {
+            apr_pool_cleanup_register(pchild, NULL, subscriber_cleanup,
+                                      apr_pool_cleanup_null);
+        }
+    }
+}
+
+void bff_cache_register_hooks(apr_pool_t *p)
+{
+    static const char *const after_socache[] = { "mod_socache_shmcb.c",
+                                                 "mod_slotmem_shm.c", NULL };
+
+    ap_hook_pre_config(cache_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(cache_post_config, after_socache, NULL,
+                        APR_HOOK_MIDDLE);
+    ap_hook_child_init(cache_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(purge_handler, NULL, NULL, APR_HOOK_MIDDLE);
+}
