@@ -151,6 +151,9 @@ sub redis_start {
 
 # ------------------------------------------- extra httpd instances --
 
+# instances a test started are stopped even when it dies half way
+my @started;
+
 # Starts another httpd with mod_bff and the given configuration body on a
 # free loopback port (for settings that are per server: the cache store,
 # the near cache, a second instance sharing Redis). Stopped by PID.
@@ -160,6 +163,8 @@ sub start_httpd {
     my $libexec = $ENV{BFF_T_LIBEXECDIR};
     my $port = BFFServices::free_port();
     mkdir $dir;
+    # an instance left over by an aborted earlier run: stop it by its PID
+    stop_httpd({ dir => $dir });
     unlink "$dir/error.log";
     my $user = $> == 0 ? "User nobody\nGroup nogroup\n" : '';
     open my $fh, '>', "$dir/httpd.conf" or die $!;
@@ -188,16 +193,28 @@ CONF
     my $httpd = Apache::Test::vars('httpd');
     system($httpd, '-f', "$dir/httpd.conf", '-k', 'start') == 0
         or die "httpd $name did not start: " . `cat $dir/error.log`;
+    my $h = { name => $name, port => $port, dir => $dir };
+    push @started, $h;
     BFFServices::wait_port($port) or die "httpd $name not listening";
-    return { name => $name, port => $port, dir => $dir };
+    return $h;
 }
+
+END { stop_httpd($_) for @started }
 
 sub stop_httpd {
     my $h = shift;
     open my $fh, '<', "$h->{dir}/httpd.pid" or return;
     chomp(my $pid = <$fh>);
+    return unless $pid && $pid =~ /^\d+$/;
     kill 'TERM', $pid;
     for (1 .. 100) { last unless kill 0, $pid; Time::HiRes::sleep(0.05) }
+}
+
+sub bff_req_port {
+    my ($port, $method, $path, @headers) = @_;
+    my $res = $ua->request(HTTP::Request->new($method => "http://127.0.0.1:$port$path", [@headers]));
+    $res->{json} = decode($res->content) if ($res->header('Content-Type') // '') =~ /json/;
+    return $res;
 }
 
 sub http_get {
