@@ -1213,6 +1213,53 @@ static int purge_handler(request_rec *r)
                        "near_caches_notified", published > 0));
 }
 
+/* ------------------------------------------------------------ status -- */
+
+/* GET on a `SetHandler bff-cache-status` location: the server's cache
+ * counters (summed over all children, from shared memory) and the state of
+ * the stores, as JSON. The metrics and health endpoints build on it. */
+static int status_handler(request_rec *r)
+{
+    bff_store_health_t h;
+    json_t *j, *st;
+
+    if (!r->handler || strcmp(r->handler, "bff-cache-status")) {
+        return DECLINED;
+    }
+    if (r->method_number != M_GET) {
+        return HTTP_METHOD_NOT_ALLOWED;
+    }
+    j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+        "hits", (json_int_t)stats->hits,
+        "near_hits", (json_int_t)stats->near_hits,
+        "misses", (json_int_t)stats->misses,
+        "stale", (json_int_t)stats->stale,
+        "bypass", (json_int_t)stats->bypass,
+        "coalesced", (json_int_t)stats->coalesced,
+        "errors", (json_int_t)stats->errors,
+        "fallbacks", (json_int_t)stats->fallbacks,
+        "stored", (json_int_t)stats->stored,
+        "skipped", (json_int_t)stats->skipped,
+        "purges", (json_int_t)stats->purges);
+    if (!j) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    bff_json_pool_own(j, r->pool);
+    if (primary) {
+        bff_store_health(primary, &h, r->pool);
+        st = json_pack("{s:s, s:b, s:s?, s:I, s:I}", "type", primary->vt->name,
+                       "up", h.up, "last_error", h.last_error,
+                       "connect_failures", (json_int_t)h.connect_failures,
+                       "fast_fails", (json_int_t)h.fast_fails);
+        if (st) {
+            json_object_set_new(j, "store", st);
+        }
+    }
+    json_object_set_new(j, "fallback", json_string(shm_store && shm_store != primary
+                                                   ? "shmcb" : "none"));
+    return purge_reply(r, HTTP_OK, json_incref(j));
+}
+
 /* ------------------------------------------------------------ lifecycle -- */
 
 static int cache_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
@@ -1405,4 +1452,5 @@ void bff_cache_register_hooks(apr_pool_t *p)
                         APR_HOOK_MIDDLE);
     ap_hook_child_init(cache_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(purge_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(status_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }

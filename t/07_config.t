@@ -69,6 +69,25 @@ my @cases = (
   [ "<BFFEndpoint GET /p/{id:int}>\n BFFBackend a GET $U/{id}\n BFFDeny a..b\n</BFFEndpoint>",
     3, qr/BFFDeny a\.\.b/ ],
   [ "<Location /x>\n BFFTimeout 2s\n</Location>", 2, qr/BFFTimeout not allowed in <Location> context/ ],
+  [ "BFFCacheStore redis://h:99999/0\n", 1, qr/BFFCacheStore: .*port/i ],
+  [ "BFFCacheStore mysql://h\n", 1, qr/expected redis:/ ],
+  [ "BFFCacheStore memcache://\n", 1, qr/BFFCacheStore: / ],
+  [ "BFFCacheFallback redis://h:1\n", 1, qr/expected shmcb/ ],
+  [ "BFFCachePrefix 'a b'\n", 1, qr/BFFCachePrefix/ ],
+  [ "BFFCacheTimeout 0\n", 1, qr/greater than 0/ ],
+  [ "BFFCachePoolSize 0\n", 1, qr/1 to 4096/ ],
+  [ "<VirtualHost 127.0.0.1:1>\n BFFCacheStore shmcb\n</VirtualHost>", 2, qr/cannot occur within <VirtualHost>/ ],
+  [ "BFFCacheTTL 2s\n", 1, qr/only allowed inside <BFFEndpoint>/ ],
+  [ "<BFFEndpoint GET /p/{id:int}>\n BFFBackend a GET $U/{id}\n BFFCacheVary header:X\n</BFFEndpoint>",
+    1, qr/need BFFCacheTTL/ ],
+  [ "<BFFEndpoint GET /p/{id:int}>\n BFFBackend a GET $U/{id}\n BFFCacheTTL 1s\n BFFCacheVary cookie:x\n</BFFEndpoint>",
+    4, qr/unknown kind 'cookie'/ ],
+  [ "<BFFEndpoint GET /p/{id:int}>\n BFFBackend a GET $U/{id}\n BFFCacheTTL 1s\n BFFCacheTag x:{nope.id}\n</BFFEndpoint>",
+    1, qr/names neither a parameter nor a backend/ ],
+  [ "<BFFEndpoint GET /p/{id:int}>\n BFFBackend a GET $U/{id}\n BFFCacheTTL 1s\n BFFCacheTag 'a b'\n</BFFEndpoint>",
+    4, qr/BFFCacheTag/ ],
+  [ "<BFFEndpoint GET /p/{id:int}>\n BFFBackend a GET $U/{id}\n BFFCacheTTL 1s\n BFFCacheClientNoCache maybe\n</BFFEndpoint>",
+    4, qr/expected on or off/ ],
 );
 
 plan tests => 3 * @cases + 2;
@@ -123,8 +142,21 @@ my ($rc, $out) = configtest(<<"EOF");
     BFFMaxJSONDepth 32
     BFFForwardHeader Accept-Language
     BFFForwardQuery page
+    BFFCacheTTL 30s
+    BFFCacheStaleIfError 5m
+    BFFCachePartialTTL 2s
+    BFFCacheLockWait 500ms
+    BFFCacheClientNoCache on
+    BFFCacheControl "private, max-age=30"
+    BFFCacheVary header:Accept-Language note:bff-subject
+    BFFCacheKeyQuery lang
+    BFFCacheTag user:{id} item:{b[].id} static-tag
 </BFFEndpoint>
 BFFTimeout 3s
+BFFCacheStore redis://:secret\@127.0.0.1:6379/2
+BFFCacheFallback shmcb
+BFFCacheNearTTL 1s
+BFFCacheMaxEntrySize 256k
 BFFMaxBackends 8
 BFFBackendConnections 32
 EOF

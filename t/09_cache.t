@@ -8,9 +8,10 @@ use Apache::Test qw(-withtestmore);
 use Apache::TestUtil;
 use BFFTest;
 use POSIX ();
+use JSON::PP ();
 use Time::HiRes qw(sleep);
 
-plan tests => 52;
+plan tests => 57;
 
 sub user_calls { scalar @{ svc_log('user') } }
 sub purge { bff_req(PURGE => "/t/purge?$_[0]") }
@@ -132,3 +133,14 @@ ok t_cmp(purge('all=1')->code, 200);
 ok t_cmp(bff_get('/t/cached/12')->header('X-Cache-Status'), 'MISS', 'all purged');
 ok t_cmp(bff_get('/t/purge?tag=x')->code, 405, 'GET on the purge location');
 ok t_cmp(purge('nothing=1')->code, 400, 'purge without a target');
+
+# the counters are the server's totals (all children, shared memory)
+purge('tag=user:13');
+my $before = bff_get('/t/cache-status')->{json};
+bff_get('/t/cached/13') for 1 .. 4;
+my $after = bff_get('/t/cache-status')->{json};
+ok t_cmp($after->{hits} - $before->{hits}, 3, 'hits counted');
+ok t_cmp($after->{misses} - $before->{misses}, 1, 'misses counted');
+ok t_cmp($after->{stored} - $before->{stored}, 1, 'stores counted');
+ok t_cmp($after->{store}{type}, 'redis');
+ok t_cmp($after->{store}{up}, JSON::PP::true(), 'store up');
