@@ -73,17 +73,23 @@ for spec in user:8001 order:8002 product:8003; do
 done
 for port in 8001 8002 8003; do wait_port $port health; done
 
+cache_store=shmcb
 if command -v redis-server >/dev/null 2>&1; then
-    redis-server --bind 127.0.0.1 --port 6379 --daemonize yes \
+    if redis-server --bind 127.0.0.1 --port 6379 --daemonize yes \
         --pidfile "$run/redis.pid" --dir "$run" --save '' --appendonly no \
-        --logfile "$run/redis.log" || echo "demo: redis-server did not start (shared memory fallback)" >&2
+        --logfile "$run/redis.log"; then
+        cache_store=redis://127.0.0.1:6379/0
+    else
+        echo "demo: redis-server did not start: caching in shared memory" >&2
+    fi
 else
-    echo "demo: redis-server not installed: using the shared memory fallback" >&2
+    echo "demo: redis-server not installed: caching in shared memory" >&2
 fi
 
 httpd=$("$APXS" -q SBINDIR)/$("$APXS" -q TARGET)
 set -- -C "Define BFF_RUN_DIR $run" -C "Define BFF_MODULE $top/.libs/mod_bff.so" \
-       -C "Define BFF_CONF_DIR $top/conf" -C "Define BFF_LISTEN 127.0.0.1:8000"
+       -C "Define BFF_CONF_DIR $top/conf" -C "Define BFF_LISTEN 127.0.0.1:8000" \
+       -C "Define BFF_CACHE_STORE $cache_store"
 if [ "$(id -u)" = 0 ]; then
     set -- "$@" -C "Define BFF_USER nobody" -C "Define BFF_GROUP nogroup"
 fi
@@ -91,4 +97,5 @@ fi
 wait_port 8000 api/profile/1
 
 echo "mod_bff demo running: curl http://127.0.0.1:8000/api/profile/1"
+echo "cached ($cache_store): curl -i http://127.0.0.1:8000/api/cached/profile/1"
 echo "logs: $run/error.log $run/access.log; stop: scripts/demo.sh stop"
