@@ -412,9 +412,6 @@ const char *bff_cache_ep_finalize(bff_ep_conf_t *epc, apr_pool_t *p)
     ce->endpoint = apr_pstrcat(p, epc->ep->method, " ", epc->ep->pattern, NULL);
     ce->ep_tag = apr_pstrcat(p, "ep:", bff_url_encode(epc->ep->pattern, p),
                              NULL);
-    if (ce->lock_ms == UNSET) {
-        ce->lock_ms = 0;   /* resolved against the deadline at request time */
-    }
     return NULL;
 }
 
@@ -911,10 +908,14 @@ int bff_cache_lookup(bff_cache_req_t **out, request_rec *r,
             if (near_ms()) {
                 const char *buf;
                 apr_size_t len;
+                /* fresh until the primary copy expires, or for the near
+                 * TTL from now, whichever comes first */
                 bff_cache_entry_t ne = e;
-                ne.ttl_ms = near_ms();
+                long age_ms = (long)apr_time_as_msec(now - e.created);
+                ne.ttl_ms = age_ms < 0 ? near_ms()
+                            : (e.ttl_ms < age_ms + near_ms() ? e.ttl_ms
+                                                             : age_ms + near_ms());
                 ne.grace_ms = 0;
-                ne.created = now - apr_time_from_sec(bff_cache_entry_age(&e, now));
                 if (!bff_cache_entry_encode(&buf, &len, &ne, r->pool)) {
                     bff_store_set(shm_store, near_key(cr->key, r->pool), buf,
                                   len, near_ms(), NULL, r->pool);
@@ -959,10 +960,11 @@ int bff_cache_lookup(bff_cache_req_t **out, request_rec *r,
         COUNT(stale);
         return serve_entry(r, &cr->stale, ce, "STALE");
     }
-    wait_ms = ce->lock_ms > 0 ? ce->lock_ms : epc->ep->timeout_ms;
+    /* unset: wait up to the deadline; 0: never wait, compute at once */
+    wait_ms = ce->lock_ms >= 0 ? ce->lock_ms : epc->ep->timeout_ms;
     until = apr_time_now() + apr_time_from_msec(wait_ms);
     while (apr_time_now() < until) {
-        apr_sleep(apr_time_from_msec(10));
+        apr_sleep(apr_time_from_msec(wait_ms < 10 ? wait_ms : 10));
         if (fetch_entry(&e, cr->store, cr->key, r, &rc)
             && bff_cache_entry_is_fresh(&e, apr_time_now())) {
             COUNT(hits);
