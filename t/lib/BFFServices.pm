@@ -1,8 +1,10 @@
 package BFFServices;
-# Starts the demo services (user, order, product) on free loopback ports for
-# the test suite and stops them by PID. Exports their base URLs in the
-# environment (BFF_T_USER_URL, BFF_T_ORDER_URL, BFF_T_PRODUCT_URL) so that
-# httpd's ${VAR} expansion and the .t files both find them.
+# Starts the demo services (user, order, product) and a redis-server on
+# free loopback ports for the test suite and stops them by PID. Exports
+# their base URLs in the environment (BFF_T_USER_URL, BFF_T_ORDER_URL,
+# BFF_T_PRODUCT_URL, BFF_T_REDIS_URL; BFF_T_REDIS_PID for the tests that
+# pause Redis) so that httpd's ${VAR} expansion and the .t files both find
+# them.
 use strict;
 use warnings;
 
@@ -47,7 +49,24 @@ sub start {
     }
     # a port nothing listens on, for connect errors
     $ENV{BFF_T_CLOSED_PORT} = free_port();
-    for my $role (@ROLES) {
+
+    # Redis for the rate limits (t/1x_*.t): no persistence, loopback only
+    my $rport = free_port();
+    my $redis = $a{redis} // 'redis-server';
+    my $rpid = fork;
+    die "fork: $!" unless defined $rpid;
+    if (!$rpid) {
+        open STDOUT, '>>', "$a{logdir}/redis.out";
+        open STDERR, '>&', \*STDOUT;
+        { no warnings 'exec'; exec $redis, '--port', $rport, '--bind', '127.0.0.1',
+             '--save', '', '--appendonly', 'no', '--daemonize', 'no'; }
+        POSIX::_exit(127);
+    }
+    $self->{pids}{redis} = $rpid;
+    $ENV{BFF_T_REDIS_PORT} = $rport;
+    $ENV{BFF_T_REDIS_URL} = "redis://127.0.0.1:$rport";
+    $ENV{BFF_T_REDIS_PID} = $rpid;
+    for my $role (@ROLES, 'redis') {
         my $port = $ENV{'BFF_T_' . uc($role) . '_PORT'};
         my $ok;
         for (1 .. 100) {
@@ -57,8 +76,8 @@ sub start {
         }
         unless ($ok) {
             $self->stop;
-            die "demo service $role did not start on port $port "
-              . "(see $a{logdir}/svc-$role.out)\n";
+            die "$role did not start on port $port "
+              . "(see $a{logdir}/" . ($role eq 'redis' ? 'redis' : "svc-$role") . ".out)\n";
         }
     }
     return $self;
@@ -69,6 +88,7 @@ sub stop {
     return unless $self->{owner} == $$;   # never from a forked child
     for my $role (keys %{ $self->{pids} }) {
         my $pid = delete $self->{pids}{$role};
+        kill 'CONT', $pid;   # a test may have paused Redis (SIGSTOP)
         kill 'TERM', $pid;
         waitpid $pid, 0;
     }
