@@ -105,6 +105,8 @@ sub try_start {
         $up = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port) and last;
         sleep 0.05;
     }
+    # the pid file may come a moment after the socket
+    for (1 .. 100) { last if !$up || -s "$dir/httpd.pid"; sleep 0.05 }
     if ($up && open my $pf, '<', "$dir/httpd.pid") {
         chomp(my $pid = <$pf>);
         kill 'TERM', $pid;    # started: stop it by PID
