@@ -46,7 +46,7 @@ my @bad = (
     [ 'no sub', jwt(claims => claims_ok(sub => undef)), 'bad_claim' ],
 );
 
-plan tests => 3 * @algs + 7 * @bad + 36;
+plan tests => 3 * @algs + 7 * @bad + 32;
 
 # every algorithm, through the ProxyPass route
 svc_reset('user');
@@ -134,7 +134,8 @@ ok t_cmp(areq(bff_pem => GET => '/t/pem/users/1', bearer(jwt(alg => 'ES256', kid
          401, 'PEM vhost: ES256');
 
 # notes and environment for logs
-my $alog = do { open my $fh, '<', Apache::Test::vars('t_logs') . '/bff_auth.log' or die $!; local $/; <$fh> };
+my $alog = eval { open my $fh, '<', Apache::Test::vars('t_logs') . '/bff_auth.log' or die $!; local $/; <$fh> } // '';
+diag "reading bff_auth.log: $@" if $@;
 like $alog, qr{GET /t/auth/x/users/2 HTTP/1.1 200 user=alice auth=jwt sub=alice err=- throttled=- env=alice},
      'user, notes and env in the access log';
 like $alog, qr{ 401 user=- auth=- sub=- err=expired }, 'the failure reason as a note';
