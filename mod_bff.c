@@ -41,6 +41,7 @@ static void *create_server_conf(apr_pool_t *p, server_rec *s)
     sc->fwd_headers = apr_array_make(p, 2, sizeof(const char *));
     sc->fwd_query = apr_array_make(p, 2, sizeof(const char *));
     sc->cache = bff_cache_conf_create(p);
+    sc->auth = bff_auth_create_srv(p);
     return sc;
 }
 
@@ -63,12 +64,26 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     sc->fwd_headers = apr_array_append(p, base->fwd_headers, add->fwd_headers);
     sc->fwd_query = apr_array_append(p, base->fwd_query, add->fwd_query);
     sc->cache = bff_cache_conf_merge(p, base->cache, add->cache);
+    sc->auth = bff_auth_merge_srv(p, base->auth, add->auth);
     return sc;
 }
 
 static void *create_dir_conf(apr_pool_t *p, char *dir)
 {
-    return apr_pcalloc(p, sizeof(bff_dir_conf_t));
+    bff_dir_conf_t *dc = apr_pcalloc(p, sizeof(*dc));
+
+    dc->auth = bff_auth_create_dir(p);
+    return dc;
+}
+
+static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    bff_dir_conf_t *base = basev, *add = addv;
+    bff_dir_conf_t *dc = apr_pcalloc(p, sizeof(*dc));
+
+    dc->epc = add->epc;
+    dc->auth = bff_auth_merge_dir(p, base->auth, add->auth);
+    return dc;
 }
 
 /* -------------------------------------------------------- directives -- */
@@ -453,6 +468,53 @@ static const command_rec bff_cmds[] = {
     AP_INIT_ITERATE("BFFCacheTag", bff_cache_cmd_endpoint_list, (void *)BFF_CE_TAG,
         RSRC_CONF, "Surrogate keys for purges, e.g. user:{user_id} "
         "product:{products[].id}"),
+
+    /* ---- access phase: mod_bff_auth.c (issue 4) ---- */
+    AP_INIT_TAKE1("BFFJWTKeyFile", bff_auth_cmd_jwt_file, (void *)0,
+        RSRC_CONF, "PEM public key (RSA or EC) verifying RS*/ES* tokens"),
+    AP_INIT_TAKE1("BFFJWTSecretFile", bff_auth_cmd_jwt_file, (void *)1,
+        RSRC_CONF, "File holding the shared secret verifying HS* tokens"),
+    AP_INIT_TAKE1("BFFJWKSFile", bff_auth_cmd_jwt_file, (void *)2,
+        RSRC_CONF, "JWKS file: keys chosen by the token's kid"),
+    AP_INIT_RAW_ARGS("BFFJWTAlgorithms", bff_auth_cmd_jwt_algs, NULL,
+        RSRC_CONF, "Accepted JWT algorithms, e.g. RS256 ES256"),
+    AP_INIT_ITERATE("BFFJWTIssuer", bff_auth_cmd_jwt_issuer, NULL, RSRC_CONF,
+        "Accepted iss values (one must match)"),
+    AP_INIT_TAKE1("BFFJWTAudience", bff_auth_cmd_jwt_audience, NULL,
+        RSRC_CONF, "Required aud value"),
+    AP_INIT_TAKE1("BFFJWTLeeway", bff_auth_cmd_jwt_leeway, NULL, RSRC_CONF,
+        "Clock skew allowed for exp and nbf (default 0)"),
+    AP_INIT_FLAG("BFFJWTRequireExp", bff_auth_cmd_jwt_require_exp, NULL,
+        RSRC_CONF, "On (default): tokens without exp are refused"),
+    AP_INIT_TAKE1("BFFJWTMaxSize", bff_auth_cmd_jwt_max_size, NULL,
+        RSRC_CONF, "Longest token accepted (default 8k)"),
+    AP_INIT_TAKE12("BFFJWTCache", bff_auth_cmd_jwt_cache, NULL, RSRC_CONF,
+        "Verified tokens kept per child: entries [max-ttl] (default 1024 "
+        "5m; 0 disables)"),
+    AP_INIT_ITERATE("BFFTokenSource", bff_auth_cmd_token_source, NULL,
+        RSRC_CONF | ACCESS_CONF, "Where the token is looked for, in order: "
+        "bearer, header:NAME, cookie:NAME, query:NAME (default bearer)"),
+    AP_INIT_TAKE1("BFFAPIKeyFile", bff_auth_cmd_apikey_file, NULL, RSRC_CONF,
+        "API key file: consumer, sha256 of the key, plan"),
+    AP_INIT_TAKE1("BFFAPIKeyHeader", bff_auth_cmd_apikey_header, NULL,
+        RSRC_CONF | ACCESS_CONF, "Request header holding the API key "
+        "(default X-API-Key)"),
+    AP_INIT_TAKE23("BFFIdentityHeader", bff_auth_cmd_identity_header, NULL,
+        RSRC_CONF | ACCESS_CONF, "Header set for backends from a claim: "
+        "Header claim.path [sep=STRING]"),
+    AP_INIT_RAW_ARGS("BFFRateLimit", bff_auth_cmd_rate_limit, NULL,
+        RSRC_CONF | ACCESS_CONF, "Token bucket: name N/DURATION "
+        "[key=ip|user|global|header:NAME] [burst=N] [plan=NAME,...]"),
+    AP_INIT_TAKE1("BFFRateLimitFallback", bff_auth_cmd_rl_fallback, NULL,
+        RSRC_CONF | ACCESS_CONF, "While Redis is unreachable: shm (default), "
+        "open or closed"),
+    AP_INIT_RAW_ARGS("BFFRateLimitRedis", bff_auth_cmd_rl_redis, NULL,
+        RSRC_CONF, "Redis holding the buckets: redis://HOST:PORT "
+        "[connect-timeout=D] [timeout=D] [retry=D]"),
+    AP_INIT_TAKE1("BFFRateLimitInstances", bff_auth_cmd_rl_instances, NULL,
+        RSRC_CONF, "httpd instances sharing the Redis buckets (the shm "
+        "fallback keeps 1/N of each limit)"),
+    /* ---- end of the access phase directives ---- */
     { NULL }
 };
 
@@ -546,12 +608,13 @@ static void bff_register_hooks(apr_pool_t *p)
     ap_hook_child_init(bff_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     bff_aggregate_register_hooks(p);
     bff_cache_register_hooks(p);
+    bff_auth_register_hooks(p);
 }
 
 AP_DECLARE_MODULE(bff) = {
     STANDARD20_MODULE_STUFF,
     create_dir_conf,
-    NULL,
+    merge_dir_conf,
     create_server_conf,
     merge_server_conf,
     bff_cmds,

@@ -25,6 +25,9 @@ extern module AP_MODULE_DECLARE_DATA bff_module;
 typedef struct bff_cache_ep_t bff_cache_ep_t;       /* per endpoint */
 typedef struct bff_cache_conf_t bff_cache_conf_t;   /* per server */
 typedef struct bff_cache_req_t bff_cache_req_t;     /* per request */
+/* mod_bff_auth.c keeps its configuration behind these (opaque here). */
+typedef struct bff_auth_srv_t bff_auth_srv_t;
+typedef struct bff_auth_dir_t bff_auth_dir_t;
 
 /* One <BFFEndpoint> section: the engine's definition plus what only the
  * glue needs. Limits left unset (-1 / 0) take the server's value in
@@ -54,12 +57,14 @@ typedef struct {
     apr_array_header_t *fwd_headers;
     apr_array_header_t *fwd_query;
     bff_cache_conf_t *cache;
+    bff_auth_srv_t *auth;              /* access phase (mod_bff_auth.c) */
 } bff_server_conf_t;
 
 /* The per-directory config only carries the endpoint being defined while
  * the directives inside <BFFEndpoint> are read. */
 typedef struct {
     bff_ep_conf_t *epc;
+    bff_auth_dir_t *auth;              /* access phase (mod_bff_auth.c) */
 } bff_dir_conf_t;
 
 /* mod_bff_cache.c: directives (listed in mod_bff.c's table, cmd->info
@@ -96,5 +101,49 @@ int bff_send_body(request_rec *r, int status, const char *ctype,
 /* mod_bff_aggregate.c */
 void bff_aggregate_register_hooks(apr_pool_t *p);
 apr_status_t bff_aggregate_child_init(apr_pool_t *pchild, server_rec *s);
+
+/* mod_bff_auth.c: authentication, authorization, identity headers and
+ * throttling (issue 4) */
+void bff_auth_register_hooks(apr_pool_t *p);
+bff_auth_srv_t *bff_auth_create_srv(apr_pool_t *p);
+bff_auth_srv_t *bff_auth_merge_srv(apr_pool_t *p, const bff_auth_srv_t *base,
+                                   const bff_auth_srv_t *add);
+bff_auth_dir_t *bff_auth_create_dir(apr_pool_t *p);
+bff_auth_dir_t *bff_auth_merge_dir(apr_pool_t *p, const bff_auth_dir_t *base,
+                                   const bff_auth_dir_t *add);
+/* The identity headers configured for r's location (const char *), which
+ * the aggregation always forwards; NULL when none. */
+const apr_array_header_t *bff_auth_identity_names(request_rec *r);
+
+/* directive handlers (the command table is in mod_bff.c) */
+const char *bff_auth_cmd_jwt_file(cmd_parms *cmd, void *dcv, const char *arg);
+const char *bff_auth_cmd_jwt_algs(cmd_parms *cmd, void *dcv, const char *arg);
+const char *bff_auth_cmd_jwt_issuer(cmd_parms *cmd, void *dcv,
+                                    const char *arg);
+const char *bff_auth_cmd_jwt_audience(cmd_parms *cmd, void *dcv,
+                                      const char *arg);
+const char *bff_auth_cmd_jwt_leeway(cmd_parms *cmd, void *dcv,
+                                    const char *arg);
+const char *bff_auth_cmd_jwt_require_exp(cmd_parms *cmd, void *dcv, int on);
+const char *bff_auth_cmd_jwt_max_size(cmd_parms *cmd, void *dcv,
+                                      const char *arg);
+const char *bff_auth_cmd_jwt_cache(cmd_parms *cmd, void *dcv, const char *n,
+                                   const char *ttl);
+const char *bff_auth_cmd_token_source(cmd_parms *cmd, void *dcv,
+                                      const char *arg);
+const char *bff_auth_cmd_apikey_file(cmd_parms *cmd, void *dcv,
+                                     const char *arg);
+const char *bff_auth_cmd_apikey_header(cmd_parms *cmd, void *dcv,
+                                       const char *arg);
+const char *bff_auth_cmd_identity_header(cmd_parms *cmd, void *dcv,
+                                         const char *header,
+                                         const char *claim, const char *sep);
+const char *bff_auth_cmd_rate_limit(cmd_parms *cmd, void *dcv,
+                                    const char *args);
+const char *bff_auth_cmd_rl_fallback(cmd_parms *cmd, void *dcv,
+                                     const char *arg);
+const char *bff_auth_cmd_rl_redis(cmd_parms *cmd, void *dcv, const char *args);
+const char *bff_auth_cmd_rl_instances(cmd_parms *cmd, void *dcv,
+                                      const char *arg);
 
 #endif /* MOD_BFF_H */

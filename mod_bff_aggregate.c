@@ -167,6 +167,41 @@ static void add_forwarded(apr_array_header_t *hdrs, request_rec *r,
     }
 }
 
+static int listed(const apr_array_header_t *names, const char *name)
+{
+    int i;
+
+    for (i = 0; i < names->nelts; i++) {
+        if (!strcasecmp(APR_ARRAY_IDX(names, i, const char *), name)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The identity headers of the location (set by mod_bff_auth.c from the
+ * verified claims, client copies removed) always reach the backends. */
+static void add_identity(apr_array_header_t *hdrs, request_rec *r,
+                         const apr_array_header_t *fwd1,
+                         const apr_array_header_t *fwd2)
+{
+    const apr_array_header_t *ids = bff_auth_identity_names(r);
+    apr_array_header_t *todo;
+    int i;
+
+    if (!ids) {
+        return;
+    }
+    todo = apr_array_make(r->pool, ids->nelts, sizeof(const char *));
+    for (i = 0; i < ids->nelts; i++) {
+        const char *name = APR_ARRAY_IDX(ids, i, const char *);
+        if (!listed(fwd1, name) && !listed(fwd2, name)) {
+            APR_ARRAY_PUSH(todo, const char *) = name;
+        }
+    }
+    add_forwarded(hdrs, r, todo);
+}
+
 /* ---------------------------------------------------------- response -- */
 
 /* Sends a body with its ETag; a client whose copy is current (its
@@ -295,6 +330,7 @@ static int bff_handler(request_rec *r)
                                                      rq->request_id, NULL);
     add_forwarded(hdrs, r, sc->fwd_headers);
     add_forwarded(hdrs, r, epc->fwd_headers);
+    add_identity(hdrs, r, sc->fwd_headers, epc->fwd_headers);
     query = bff_query_filter(r->args, sc->fwd_query, r->pool);
     if (epc->fwd_query->nelts) {
         const char *q2 = bff_query_filter(r->args, epc->fwd_query, r->pool);

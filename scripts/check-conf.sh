@@ -11,3 +11,7 @@ trap 'rm -rf "$tmp"' EXIT
     -C "Define BFF_RUN_DIR $tmp" -C "Define BFF_MODULE $PWD/.libs/mod_bff.so" \
     -C "Define BFF_CONF_DIR $PWD/conf" -C "Define BFF_LISTEN 127.0.0.1:8000"
 echo "conf/demo-httpd.conf: OK"
+"$HTTPD" -t -f "$PWD/conf/demo-httpd.conf" -D BFF_ACCESS \
+    -C "Define BFF_RUN_DIR $tmp" -C "Define BFF_MODULE $PWD/.libs/mod_bff.so" \
+    -C "Define BFF_CONF_DIR $PWD/conf" -C "Define BFF_LISTEN 127.0.0.1:8000"
+echo "conf/demo-httpd.conf -D BFF_ACCESS (conf/bff-access.conf): OK"

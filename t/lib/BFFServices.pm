@@ -1,8 +1,10 @@
 package BFFServices;
-# Starts the demo services (user, order, product) on free loopback ports for
-# the test suite and stops them by PID. Exports their base URLs in the
-# environment (BFF_T_USER_URL, BFF_T_ORDER_URL, BFF_T_PRODUCT_URL) so that
-# httpd's ${VAR} expansion and the .t files both find them.
+# Starts the demo services (user, order, product) and a redis-server on
+# free loopback ports for the test suite and stops them by PID. Exports
+# their base URLs in the environment (BFF_T_USER_URL, BFF_T_ORDER_URL,
+# BFF_T_PRODUCT_URL, BFF_T_REDIS_URL; BFF_T_REDIS_PID for the tests that
+# pause Redis) so that httpd's ${VAR} expansion and the .t files both find
+# them.
 use strict;
 use warnings;
 
@@ -51,7 +53,7 @@ sub start {
     # the cache stores: Redis and memcached, when installed
     $self->{logdir} = $a{logdir};
     $ENV{BFF_T_REDIS_PORT} = free_port();
-    $ENV{BFF_T_REDIS_URL} = "redis://127.0.0.1:$ENV{BFF_T_REDIS_PORT}/0";
+    $ENV{BFF_T_REDIS_URL} = "redis://127.0.0.1:$ENV{BFF_T_REDIS_PORT}";
     $self->start_redis;
     $ENV{BFF_T_MEMCACHE_PORT} = free_port();
     my $mpid = fork // die "fork: $!";
@@ -75,8 +77,8 @@ sub start {
         }
         unless ($ok) {
             $self->stop;
-            die "demo service $role did not start on port $port "
-              . "(see $a{logdir}/svc-$role.out)\n";
+            die "$role did not start on port $port "
+              . "(see $a{logdir}/" . ($role eq 'redis' ? 'redis' : "svc-$role") . ".out)\n";
         }
     }
     return $self;
@@ -117,6 +119,7 @@ sub stop {
     return unless $self->{owner} == $$;   # never from a forked child
     for my $role (keys %{ $self->{pids} }) {
         my $pid = delete $self->{pids}{$role};
+        kill 'CONT', $pid;   # a test may have paused Redis (SIGSTOP)
         kill 'TERM', $pid;
         waitpid $pid, 0;
     }
