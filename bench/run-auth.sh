@@ -1,0 +1,96 @@
+#!/bin/bash
+# The cost of the access phase: the aggregated profile with an RS256 token
+# and a Redis token bucket against the same endpoint without them, on the
+# miss path and on the cache-hit path, all in one run of one httpd (pinned
+# to CPU 0 as in bench/run.sh; backends, Redis and wrk on CPU 1).
+#   bench/run-auth.sh            DURATION=5 WARMUP=2 CONNS=32
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+DURATION=${DURATION:-5}; WARMUP=${WARMUP:-2}; CONNS=${CONNS:-32}
+GW_CPUS=${GW_CPUS:-0}; AUX_CPUS=${AUX_CPUS:-1}
+
+"$top/scripts/deps.sh"
+"$top/scripts/build.sh" >/dev/null
+run=$(mktemp -d /tmp/bff-bench-auth.XXXXXX)
+chmod 755 "$run"
+pids=()
+cleanup() {
+    [[ -f $run/httpd.pid ]] && kill "$(cat "$run/httpd.pid")" 2>/dev/null || true
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    [[ -f $run/redis.pid ]] && kill "$(cat "$run/redis.pid")" 2>/dev/null || true
+    sleep 0.5
+    rm -rf "$run"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# backends and Redis on the auxiliary CPU
+for role in user order product; do
+    port=$(free_port)
+    taskset -c "$AUX_CPUS" "$top/services/bff-demo-service" --role $role --port "$port" \
+        --data "$top/services/fixtures" --threads 2 2>>"$run/services.log" &
+    pids+=($!)
+    eval "port_$role=$port"
+done
+redis_port=$(free_port)
+taskset -c "$AUX_CPUS" redis-server --bind 127.0.0.1 --port "$redis_port" --save '' \
+    --appendonly no --daemonize yes --pidfile "$run/redis.pid" --dir "$run" --logfile "$run/redis.log"
+
+# an RS256 key pair and a token
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$run/rsa.key" 2>/dev/null
+openssl pkey -in "$run/rsa.key" -pubout -out "$run/rsa.pub"
+chmod 644 "$run/rsa.pub"
+b64u() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+exp=$(( $(date +%s) + 3600 ))
+input="$(printf '{"alg":"RS256","typ":"JWT"}' | b64u).$(printf '{"sub":"bench","iss":"bench","aud":"bench","exp":%d}' $exp | b64u)"
+token="$input.$(printf %s "$input" | openssl dgst -sha256 -sign "$run/rsa.key" | b64u)"
+
+export BFF_MODULE=$top/.libs/mod_bff.so BFFB_RUN=$run BFFB_PORT=$(free_port) \
+       BFFB_REDIS=redis://127.0.0.1:$redis_port \
+       BFFB_USERS=http://127.0.0.1:$port_user BFFB_ORDERS=http://127.0.0.1:$port_order \
+       BFFB_PRODUCTS=http://127.0.0.1:$port_product
+if [[ $(id -u) == 0 ]]; then export BFFB_USER=www-data BFFB_GROUP=www-data; else
+    export BFFB_USER=$(id -un) BFFB_GROUP=$(id -gn); fi
+taskset -c "$GW_CPUS" apache2 -f "$top/bench/httpd-auth.conf.in" -k start
+base=http://127.0.0.1:$BFFB_PORT
+for i in $(seq 50); do curl -s -o /dev/null "$base/open/api/profile/42" && break; sleep 0.1; done
+st=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$base/secure/api/profile/42")
+[[ $st == 200 ]] || { echo "secure endpoint answered $st" >&2; cat "$run/error.log" >&2; exit 1; }
+st=$(curl -s -o /dev/null -w '%{http_code}' "$base/secure/api/profile/42")
+[[ $st == 401 ]] || { echo "no token gave $st, expected 401" >&2; exit 1; }
+
+cpu_ticks() {   # utime + stime of every httpd process of this run
+    local sum=0 p
+    for p in $(pgrep -f "$top/bench/httpd-auth.conf.in"); do
+        sum=$(( sum + $(awk '{print $14 + $15}' "/proc/$p/stat") ))
+    done
+    echo $sum
+}
+hz=$(getconf CLK_TCK)
+printf '%-44s %9s %8s %8s %9s\n' target req/s p50ms p99ms us/req
+declare -A rps
+measure() {   # label url [header]
+    local label=$1 url=$2; shift 2
+    taskset -c "$AUX_CPUS" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$@" "$url" >/dev/null
+    local c0; c0=$(cpu_ticks)
+    local out; out=$(taskset -c "$AUX_CPUS" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url")
+    local c1; c1=$(cpu_ticks)
+    local r p50 p99 n
+    r=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    n=$(awk '/requests in/ {print $1}' <<<"$out")
+    grep -q "Non-2xx" <<<"$out" && { echo "$label: non-2xx answers" >&2; grep Non-2xx <<<"$out" >&2; }
+    rps[$label]=$r
+    printf '%-44s %9s %8s %8s %9.0f\n' "$label" "$r" "$p50" "$p99" \
+        "$(echo "($c1 - $c0) * 1000000 / $hz / $n" | bc -l)"
+}
+measure "miss, no auth"                 "$base/open/api/profile/42"
+measure "miss, RS256 + Redis bucket"    "$base/secure/api/profile/42"   -H "Authorization: Bearer $token"
+measure "cache hit, no auth"            "$base/open/cached/profile/42"
+measure "cache hit, RS256 + Redis bucket" "$base/secure/cached/profile/42" -H "Authorization: Bearer $token"
+echo
+printf 'access phase cost, miss path: %.1f%% fewer req/s\n' \
+    "$(echo "(1 - ${rps["miss, RS256 + Redis bucket"]} / ${rps["miss, no auth"]}) * 100" | bc -l)"
+printf 'access phase cost, hit path:  %.1f%% fewer req/s\n' \
+    "$(echo "(1 - ${rps["cache hit, RS256 + Redis bucket"]} / ${rps["cache hit, no auth"]}) * 100" | bc -l)"
