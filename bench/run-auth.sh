@@ -4,6 +4,7 @@
 # miss path and on the cache-hit path, all in one run of one httpd (pinned
 # to CPU 0 as in bench/run.sh; backends, Redis and wrk on CPU 1).
 #   bench/run-auth.sh            DURATION=5 WARMUP=2 CONNS=32
+#   BACKENDS=harness bench/run-auth.sh   (with `SERVE_SECONDS=300 bench/run.sh serve` running)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 DURATION=${DURATION:-5}; WARMUP=${WARMUP:-2}; CONNS=${CONNS:-32}
@@ -24,7 +25,11 @@ cleanup() {
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# backends and Redis on the auxiliary CPU
+# backends and Redis on the auxiliary CPU. BACKENDS=harness uses the nginx
+# backends of a `bench/run.sh serve` that is running (127.0.0.1:8001-8003).
+if [[ ${BACKENDS:-demo} == harness ]]; then
+    port_user=8001 port_order=8002 port_product=8003
+else
 for role in user order product; do
     port=$(free_port)
     taskset -c "$AUX_CPUS" "$top/services/bff-demo-service" --role $role --port "$port" \
@@ -32,6 +37,7 @@ for role in user order product; do
     pids+=($!)
     eval "port_$role=$port"
 done
+fi
 redis_port=$(free_port)
 taskset -c "$AUX_CPUS" redis-server --bind 127.0.0.1 --port "$redis_port" --save '' \
     --appendonly no --daemonize yes --pidfile "$run/redis.pid" --dir "$run" --logfile "$run/redis.log"
