@@ -60,10 +60,15 @@ diag sprintf "300 requests over 2 instances in %.3f s", $took;
 
 my %n;
 $n{(split /:/)[1]}++ for @all;
+# A burst slower than 600 ms (a loaded CI machine) legitimately earns one
+# refilled token per 600 ms: the bound is exact for the time it took.
+my $allowed = $n{200} // 0;
+my $max = 100 + int($took / 0.6);
 ok t_cmp(scalar @all, 300, '300 answers');
-ok t_cmp($n{200} // 0, 100, 'exactly 100 allowed across both instances');
-ok t_cmp($n{429} // 0, 200, 'the other 200 refused');
-ok t_cmp(count_svc('user'), 100, 'exactly 100 reached the backend');
+ok $allowed >= 100 && $allowed <= $max,
+   "exactly the limit allowed across both instances ($allowed, 100 + refill = at most $max)";
+ok t_cmp($n{429} // 0, 300 - $allowed, 'the others refused');
+ok t_cmp(count_svc('user'), $allowed, 'exactly the allowed ones reached the backend');
 my %by;
 for my $p (@ports) { $by{$p} = grep { $_ eq "$p:200" } @all }
 ok $by{$ports[0]} > 0 && $by{$ports[1]} > 0,
