@@ -1952,6 +1952,18 @@ static int load_keys(server_rec *s, apr_pool_t *pconf)
     return OK;
 }
 
+/* `apache2 -t` (and so `apache2ctl graceful`, which runs it first) stops
+ * before post_config: load the keys here in that mode, so that a broken
+ * key file fails the test instead of the restart. */
+static int bff_auth_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                                 apr_pool_t *ptemp, server_rec *s)
+{
+    if (ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST) {
+        return OK;
+    }
+    return load_keys(s, pconf);
+}
+
 static int bff_auth_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                                 apr_pool_t *ptemp, server_rec *s)
 {
@@ -2068,6 +2080,7 @@ static void bff_auth_child_init(apr_pool_t *pchild, server_rec *s)
 void bff_auth_register_hooks(apr_pool_t *p)
 {
     ap_hook_pre_config(bff_auth_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(bff_auth_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(bff_auth_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(bff_auth_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_authn(bff_check_authn, NULL, NULL, APR_HOOK_MIDDLE,
