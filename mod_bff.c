@@ -496,6 +496,10 @@ static const command_rec bff_cmds[] = {
         "bearer, header:NAME, cookie:NAME, query:NAME (default bearer)"),
     AP_INIT_TAKE1("BFFAPIKeyFile", bff_auth_cmd_apikey_file, NULL, RSRC_CONF,
         "API key file: consumer, sha256 of the key, plan"),
+    AP_INIT_RAW_ARGS("BFFAPIKeyRedis", bff_auth_cmd_apikey_redis, NULL,
+        RSRC_CONF, "Also look API keys up in the BFFRateLimitRedis Redis, "
+        "as hashes PREFIXapikey:SHA256HEX (consumer, plan): On|Off "
+        "[prefix=STRING] (default Off, prefix bff:)"),
     AP_INIT_TAKE1("BFFAPIKeyHeader", bff_auth_cmd_apikey_header, NULL,
         RSRC_CONF | ACCESS_CONF, "Request header holding the API key "
         "(default X-API-Key)"),

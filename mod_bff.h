@@ -135,6 +135,8 @@ const char *bff_auth_cmd_apikey_file(cmd_parms *cmd, void *dcv,
                                      const char *arg);
 const char *bff_auth_cmd_apikey_header(cmd_parms *cmd, void *dcv,
                                        const char *arg);
+const char *bff_auth_cmd_apikey_redis(cmd_parms *cmd, void *dcv,
+                                      const char *args);
 const char *bff_auth_cmd_identity_header(cmd_parms *cmd, void *dcv,
                                          const char *header,
                                          const char *claim, const char *sep);

@@ -62,6 +62,8 @@ APLOG_USE_MODULE(bff);
 #define DEFAULT_REDIS_CONNECT  200         /* ms */
 #define DEFAULT_REDIS_TIMEOUT  100         /* ms */
 #define DEFAULT_REDIS_RETRY    1000        /* ms */
+#define DEFAULT_APIKEY_PREFIX  "bff:"
+#define APIKEY_PREFIX_MAX      64
 #define RL_MUTEX_TYPE          "bff-ratelimit"
 #define RL_SOCACHE_NAME        "bff-ratelimit"
 
@@ -118,6 +120,8 @@ typedef struct {
 struct bff_auth_srv_t {
     jwt_srv_t *jwt;              /* NULL: no JWT configured */
     keys_srv_t *keys;            /* NULL: no API key file */
+    int apikey_redis;            /* BFFAPIKeyRedis; UNSET */
+    const char *apikey_prefix;   /* NULL: DEFAULT_APIKEY_PREFIX */
     /* main server only (process-wide resources) */
     int jwt_cache_entries;       /* UNSET; 0 disables */
     apr_int64_t jwt_cache_ttl;
@@ -186,6 +190,7 @@ bff_auth_srv_t *bff_auth_create_srv(apr_pool_t *p)
     as->redis_timeout_ms = UNSET;
     as->redis_retry_ms = UNSET;
     as->instances = UNSET;
+    as->apikey_redis = UNSET;
     return as;
 }
 
@@ -240,6 +245,10 @@ bff_auth_srv_t *bff_auth_merge_srv(apr_pool_t *p, const bff_auth_srv_t *base,
 
     as->jwt = jwt_merge(p, base->jwt, add->jwt);
     as->keys = add->keys ? add->keys : base->keys;
+    as->apikey_redis = add->apikey_redis != UNSET ? add->apikey_redis
+                                                  : base->apikey_redis;
+    as->apikey_prefix = add->apikey_prefix ? add->apikey_prefix
+                                           : base->apikey_prefix;
     /* the process-wide settings are read from the main server only */
     return as;
 }
@@ -550,6 +559,45 @@ const char *bff_auth_cmd_apikey_file(cmd_parms *cmd, void *dcv,
         return apr_psprintf(cmd->pool, "BFFAPIKeyFile %s: invalid path", arg);
     }
     srv_conf(cmd)->keys = k;
+    return NULL;
+}
+
+const char *bff_auth_cmd_apikey_redis(cmd_parms *cmd, void *dcv,
+                                      const char *args)
+{
+    const char *err = srv_only(cmd);
+    bff_auth_srv_t *as = srv_conf(cmd);
+    const char *w, *opt, *s;
+
+    if (err) {
+        return err;
+    }
+    w = ap_getword_conf(cmd->pool, &args);
+    if (!strcasecmp(w, "on")) {
+        as->apikey_redis = 1;
+    }
+    else if (!strcasecmp(w, "off")) {
+        as->apikey_redis = 0;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "BFFAPIKeyRedis %s: expected On or "
+                            "Off", w);
+    }
+    while (*(opt = ap_getword_conf(cmd->pool, &args))) {
+        if (strncmp(opt, "prefix=", 7)) {
+            return apr_psprintf(cmd->pool, "BFFAPIKeyRedis: unknown option "
+                                "'%s' (prefix=)", opt);
+        }
+        opt += 7;
+        for (s = opt; *s && apr_isgraph(*s); s++) {
+        }
+        if (!*opt || *s || s - opt > APIKEY_PREFIX_MAX) {
+            return apr_psprintf(cmd->pool, "BFFAPIKeyRedis: prefix=%s: 1 to "
+                                "%d printable characters, no spaces", opt,
+                                APIKEY_PREFIX_MAX);
+        }
+        as->apikey_prefix = opt;
+    }
     return NULL;
 }
 
@@ -1135,6 +1183,12 @@ static int authn_jwt(request_rec *r)
     return OK;
 }
 
+/* API keys kept in Redis (BFFAPIKeyRedis); defined with the Redis code */
+typedef enum { RK_FOUND, RK_UNKNOWN, RK_MALFORMED, RK_DOWN } rk_e;
+static rk_e redis_apikey(request_rec *r, const char *rkey,
+                         const char **consumer, const char **plan,
+                         const char **why);
+
 static const char *apikey_challenge(request_rec *r, const char *header)
 {
     const char *realm = ap_auth_name(r);
@@ -1151,13 +1205,15 @@ static int authn_apikey(request_rec *r)
     const char *header = ad && ad->apikey_header ? ad->apikey_header
                                                  : DEFAULT_APIKEY_HEADER;
     const char *key = apr_table_get(r->headers_in, header);
-    const bff_apikey_t *e;
+    const bff_apikey_t *e = NULL;
+    const char *consumer = NULL, *plan = NULL;
+    int use_redis = as->apikey_redis == 1;
     auth_req_t *rq;
 
-    if (!as->keys || !as->keys->keys) {
+    if ((!as->keys || !as->keys->keys) && !use_redis) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, BFFLOGNO(103)
-                      "AuthType " AUTH_APIKEY " needs BFFAPIKeyFile in this "
-                      "server");
+                      "AuthType " AUTH_APIKEY " needs BFFAPIKeyFile or "
+                      "BFFAPIKeyRedis On in this server");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (!key || !*key) {
@@ -1167,8 +1223,47 @@ static int authn_apikey(request_rec *r)
                             "is required in the ", header, " header", NULL),
                             apikey_challenge(r, header));
     }
-    e = bff_apikeys_lookup(as->keys->keys, key, strlen(key));
-    if (!e) {
+    /* the file first, then Redis: a key in the file works while Redis is
+     * down */
+    if (as->keys && as->keys->keys) {
+        e = bff_apikeys_lookup(as->keys->keys, key, strlen(key));
+    }
+    if (e) {
+        consumer = e->consumer;
+        plan = e->plan;
+    }
+    else if (use_redis && strlen(key) <= BFF_APIKEY_MAX) {
+        char hex[65];
+        const char *why = NULL, *rkey;
+        bff_apikey_hash(hex, key, strlen(key));
+        rkey = apr_pstrcat(r->pool, as->apikey_prefix ? as->apikey_prefix
+                           : DEFAULT_APIKEY_PREFIX, "apikey:", hex, NULL);
+        switch (redis_apikey(r, rkey, &consumer, &plan, &why)) {
+        case RK_FOUND:
+            break;
+        case RK_MALFORMED:
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, BFFLOGNO(125)
+                          "malformed API key entry in Redis (sha256 %.8s...):"
+                          " %s; treated as an unknown key", hex, why);
+            consumer = NULL;
+            break;
+        case RK_DOWN:
+            /* fail closed: a key that cannot be verified is not accepted */
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, BFFLOGNO(126)
+                          "cannot verify the API key (sha256 %.8s...) in "
+                          "header %s: Redis unavailable (%s)", hex, header,
+                          why);
+            apr_table_setn(r->notes, "bff-auth-error", "store-down");
+            apr_table_setn(r->err_headers_out, "Retry-After", "1");
+            add_problem(r, HTTP_SERVICE_UNAVAILABLE, "Service Unavailable",
+                        "the API key cannot be verified now", NULL);
+            return HTTP_SERVICE_UNAVAILABLE;
+        default:
+            consumer = NULL;
+            break;
+        }
+    }
+    if (!consumer) {
         char hex[65];
         bff_apikey_hash(hex, key, strlen(key));
         hex[8] = '\0';   /* enough to correlate, too little to matter */
@@ -1180,11 +1275,11 @@ static int authn_apikey(request_rec *r)
     }
     rq = req_get(r, 1);
     rq->kind = "apikey";
-    rq->plan = e->plan;
-    rq->claims = bff_json_pool_own(e->plan
-        ? json_pack("{s:s, s:s}", "sub", e->consumer, "plan", e->plan)
-        : json_pack("{s:s}", "sub", e->consumer), r->pool);
-    r->user = apr_pstrdup(r->pool, e->consumer);
+    rq->plan = plan;
+    rq->claims = bff_json_pool_own(plan
+        ? json_pack("{s:s, s:s}", "sub", consumer, "plan", plan)
+        : json_pack("{s:s}", "sub", consumer), r->pool);
+    r->user = apr_pstrdup(r->pool, consumer);
     /* backends get the identity, never the partner's credential */
     apr_table_unset(r->headers_in, header);
     set_identity_env(r, rq);
@@ -1389,7 +1484,8 @@ static void redis_mark_down(request_rec *r, const char *why)
     if (apr_atomic_cas32(&redis_down, 1, 0) == 0) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, r->server, BFFLOGNO(107)
                      "rate limit store Redis %s:%d unreachable (%s): using "
-                     "the BFFRateLimitFallback of each location, retrying "
+                     "the BFFRateLimitFallback of each location (API keys "
+                     "kept in Redis cannot be verified: 503), retrying "
                      "every %ld ms", ms->redis_host, (int)ms->redis_port,
                      why, retry);
     }
@@ -1404,42 +1500,133 @@ static void redis_mark_up(request_rec *r)
     }
 }
 
+/* A connection from the child's pool, or NULL and why not: no Redis,
+ * backing off after a failure, cannot connect (marks Redis down). */
+static redisContext *redis_get(request_rec *r, const char **why)
+{
+    redisContext *ctx;
+    apr_status_t rv;
+
+    if (!redis_pool) {
+        *why = "no Redis";
+        return NULL;
+    }
+    if ((apr_uint64_t)apr_time_now() < apr_atomic_read64(&redis_down_until)) {
+        *why = "down";   /* backing off: do not pay a timeout per request */
+        return NULL;
+    }
+    rv = apr_reslist_acquire(redis_pool, (void **)&ctx);
+    if (rv != APR_SUCCESS) {
+        *why = rv == APR_ECONNREFUSED ? "cannot connect" : "no connection";
+        redis_mark_down(r, *why);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* Gives a connection back; one in error (timeout, reset) is closed. */
+static void redis_put(redisContext *ctx)
+{
+    if (ctx->err) {
+        apr_reslist_invalidate(redis_pool, ctx);
+    }
+    else {
+        apr_reslist_release(redis_pool, ctx);
+    }
+}
+
 /* NULL and *res on success; otherwise why Redis could not answer. */
 static const char *redis_take(bff_bucket_result_t *res, request_rec *r,
                               const char *key, const bff_bucket_conf_t *c)
 {
     redisContext *ctx;
-    apr_status_t rv;
     const char *err;
 
-    if (!redis_pool) {
-        return "no Redis";
-    }
-    if ((apr_uint64_t)apr_time_now() < apr_atomic_read64(&redis_down_until)) {
-        return "down";   /* backing off: do not pay a timeout per request */
-    }
-    rv = apr_reslist_acquire(redis_pool, (void **)&ctx);
-    if (rv != APR_SUCCESS) {
-        err = rv == APR_ECONNREFUSED ? "cannot connect" : "no connection";
-        redis_mark_down(r, err);
+    if (!(ctx = redis_get(r, &err))) {
         return err;
     }
     /* Redis' clock (now_ms < 0): every instance refills by the same time */
     err = bff_bucket_redis_take(res, ctx, key, strlen(key), c, -1, 1,
                                 r->pool);
+    redis_put(ctx);
     if (err) {
-        if (ctx->err) {
-            apr_reslist_invalidate(redis_pool, ctx);
-        }
-        else {
-            apr_reslist_release(redis_pool, ctx);
-        }
         redis_mark_down(r, err);
         return err;
     }
-    apr_reslist_release(redis_pool, ctx);
     redis_mark_up(r);
     return NULL;
+}
+
+/* Looks an API key's entry up: the hash rkey, fields consumer and plan.
+ * RK_FOUND with *consumer and *plan (NULL: none) copied to r->pool;
+ * RK_UNKNOWN when there is no such hash; RK_MALFORMED (with *why) when
+ * the entry is not a hash or its fields break the keys file's rules;
+ * RK_DOWN (with *why) when Redis cannot answer. */
+static rk_e redis_apikey(request_rec *r, const char *rkey,
+                         const char **consumer, const char **plan,
+                         const char **why)
+{
+    const char *argv[4] = { "HMGET", rkey, "consumer", "plan" };
+    redisContext *ctx;
+    redisReply *reply, *c, *p;
+    rk_e rc;
+
+    *consumer = *plan = NULL;
+    if (!(ctx = redis_get(r, why))) {
+        return RK_DOWN;
+    }
+    reply = redisCommandArgv(ctx, 4, argv, NULL);
+    if (!reply) {
+        *why = apr_pstrcat(r->pool, "redis: ", ctx->errstr, NULL);
+        redis_put(ctx);
+        redis_mark_down(r, *why);
+        return RK_DOWN;
+    }
+    redis_put(ctx);
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* WRONGTYPE: the key holds no hash; anything else (LOADING,
+         * MISCONF, ...): the store cannot answer now */
+        *why = apr_psprintf(r->pool, "Redis: %.*s", (int)reply->len,
+                            reply->str);
+        rc = !strncmp(reply->str, "WRONGTYPE", 9) ? RK_MALFORMED : RK_DOWN;
+        freeReplyObject(reply);
+        return rc;
+    }
+    redis_mark_up(r);
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        *why = "unexpected reply to HMGET";
+        freeReplyObject(reply);
+        return RK_DOWN;
+    }
+    c = reply->element[0];
+    p = reply->element[1];
+    if (c->type == REDIS_REPLY_NIL && p->type == REDIS_REPLY_NIL) {
+        freeReplyObject(reply);
+        return RK_UNKNOWN;
+    }
+    rc = RK_MALFORMED;
+    if (c->type != REDIS_REPLY_STRING) {
+        *why = "no consumer field";
+    }
+    else if ((*why = bff_apikey_check_name(c->str, c->len, 0))) {
+        *why = apr_pstrcat(r->pool, "consumer: ", *why, NULL);
+    }
+    else if (p->type != REDIS_REPLY_NIL && p->type != REDIS_REPLY_STRING) {
+        *why = "plan: not a string";
+    }
+    else if (p->type == REDIS_REPLY_STRING
+             && (*why = bff_apikey_check_name(p->str, p->len, 1))) {
+        *why = apr_pstrcat(r->pool, "plan: ", *why, NULL);
+    }
+    else {
+        *consumer = apr_pstrmemdup(r->pool, c->str, c->len);
+        if (p->type == REDIS_REPLY_STRING) {
+            *plan = apr_pstrmemdup(r->pool, p->str, p->len);
+        }
+        rc = RK_FOUND;
+    }
+    freeReplyObject(reply);
+    return rc;
 }
 
 /* ------------------------------------------------- shared memory -- */
@@ -1710,6 +1897,8 @@ static int load_keys(server_rec *s, apr_pool_t *pconf)
 {
     server_rec *vs;
     const char *err;
+    bff_auth_srv_t *ms = ((bff_server_conf_t *)ap_get_module_config(
+                            s->module_config, &bff_module))->auth;
 
     for (vs = s; vs; vs = vs->next) {
         bff_server_conf_t *sc = ap_get_module_config(vs->module_config,
@@ -1745,6 +1934,12 @@ static int load_keys(server_rec *s, apr_pool_t *pconf)
                          "JWT verifier ready, %d key(s)",
                          bff_jwt_verifier_nkeys(j->verifier));
         }
+        if (as->apikey_redis == 1 && !ms->redis_host) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, BFFLOGNO(124)
+                         "BFFAPIKeyRedis On needs BFFRateLimitRedis in the "
+                         "main server (the Redis holding the keys)");
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
         if (as->keys && !as->keys->keys) {
             err = bff_apikeys_load(&as->keys->keys, as->keys->path, pconf);
             if (err) {
@@ -1755,6 +1950,18 @@ static int load_keys(server_rec *s, apr_pool_t *pconf)
         }
     }
     return OK;
+}
+
+/* `apache2 -t` (and so `apache2ctl graceful`, which runs it first) stops
+ * before post_config: load the keys here in that mode, so that a broken
+ * key file fails the test instead of the restart. */
+static int bff_auth_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                                 apr_pool_t *ptemp, server_rec *s)
+{
+    if (ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST) {
+        return OK;
+    }
+    return load_keys(s, pconf);
 }
 
 static int bff_auth_post_config(apr_pool_t *pconf, apr_pool_t *plog,
@@ -1873,6 +2080,7 @@ static void bff_auth_child_init(apr_pool_t *pchild, server_rec *s)
 void bff_auth_register_hooks(apr_pool_t *p)
 {
     ap_hook_pre_config(bff_auth_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(bff_auth_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(bff_auth_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(bff_auth_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_authn(bff_check_authn, NULL, NULL, APR_HOOK_MIDDLE,

@@ -244,6 +244,25 @@ const bff_apikey_t *bff_apikeys_lookup(const bff_apikeys_t *keys,
     return found;
 }
 
+const char *bff_apikey_check_name(const char *s, apr_size_t n, int plan)
+{
+    apr_size_t i;
+
+    if (!s || !n) {
+        return "empty";
+    }
+    if (n > NAME_MAX_LEN) {
+        return "longer than 64 bytes";
+    }
+    for (i = 0; i < n; i++) {
+        if (!(plan ? plan_char(s[i]) : consumer_char(s[i]))) {
+            return plan ? "a character outside [A-Za-z0-9._-]"
+                        : "a character outside [A-Za-z0-9._:@-]";
+        }
+    }
+    return NULL;
+}
+
 void bff_apikey_hash(char hex[65], const char *key, apr_size_t len)
 {
     static const char digits[] = "0123456789abcdef";

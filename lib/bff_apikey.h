@@ -57,6 +57,13 @@ int bff_apikeys_count(const bff_apikeys_t *keys);
 const bff_apikey_t *bff_apikeys_lookup(const bff_apikeys_t *keys,
                                        const char *key, apr_size_t len);
 
+/* Checks a consumer name (plan == 0) or a plan name (plan != 0) that
+ * comes from elsewhere than a keys file (an entry in Redis) by the file's
+ * rules: 1-64 bytes of [A-Za-z0-9._:@-] (consumer) or [A-Za-z0-9._-]
+ * (plan); so no control characters, spaces or bytes >= 0x80. Returns NULL
+ * or why not (never quoting the value, which may hold anything). */
+const char *bff_apikey_check_name(const char *s, apr_size_t n, int plan);
+
 /* SHA-256 of key as 64 lower-case hex digits and a NUL. */
 void bff_apikey_hash(char hex[65], const char *key, apr_size_t len);
 

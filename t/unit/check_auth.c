@@ -1280,6 +1280,28 @@ START_TEST(apikey_lookup)
 }
 END_TEST
 
+START_TEST(apikey_check_name)
+{
+    char big[70];
+
+    ck_assert_ptr_null(bff_apikey_check_name("acme", 4, 0));
+    ck_assert_ptr_null(bff_apikey_check_name("x.y@z:1", 7, 0));
+    ck_assert_ptr_null(bff_apikey_check_name("gold", 4, 1));
+    ck_assert_ptr_nonnull(bff_apikey_check_name("x@y", 3, 1));
+    ck_assert_ptr_nonnull(bff_apikey_check_name("", 0, 0));
+    ck_assert_ptr_nonnull(bff_apikey_check_name(NULL, 0, 1));
+    ck_assert_ptr_nonnull(bff_apikey_check_name("a b", 3, 0));
+    ck_assert_ptr_nonnull(bff_apikey_check_name("a\x01", 2, 0));
+    ck_assert_ptr_nonnull(bff_apikey_check_name("a\nX: 1", 6, 0));
+    ck_assert_ptr_nonnull(bff_apikey_check_name("a\0b", 3, 0));   /* NUL */
+    ck_assert_ptr_nonnull(bff_apikey_check_name("caf\xc3\xa9", 5, 0));
+    memset(big, 'a', sizeof(big));
+    ck_assert_ptr_null(bff_apikey_check_name(big, 64, 0));
+    ck_assert_ptr_nonnull(bff_apikey_check_name(big, 65, 0));
+    ck_assert_ptr_nonnull(bff_apikey_check_name(big, 65, 1));
+}
+END_TEST
+
 static const char *keys_err(const char *text)
 {
     bff_apikeys_t *k = NULL;
@@ -1826,6 +1848,7 @@ static Suite *auth_suite(void)
     tcase_add_test(cache, cache_threads);
     tcase_add_test(api, apikey_hash);
     tcase_add_test(api, apikey_lookup);
+    tcase_add_test(api, apikey_check_name);
     tcase_add_test(api, apikey_errors);
     tcase_add_test(bucket, bucket_parse);
     tcase_add_test(bucket, bucket_burst_and_refill);
