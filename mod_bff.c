@@ -93,8 +93,10 @@ static bff_server_conf_t *server_conf(cmd_parms *cmd)
     return ap_get_module_config(cmd->server->module_config, &bff_module);
 }
 
-static const char *in_endpoint_only(cmd_parms *cmd, bff_dir_conf_t *dc)
+const char *bff_in_endpoint_only(cmd_parms *cmd, void *dcv)
 {
+    bff_dir_conf_t *dc = dcv;
+
     if (!dc || !dc->epc) {
         return apr_psprintf(cmd->pool, "%s is only allowed inside "
                             "<BFFEndpoint>", cmd->cmd->name);
@@ -208,7 +210,7 @@ static const char *cmd_endpoint(cmd_parms *cmd, void *dummy, const char *arg)
 static const char *cmd_backend(cmd_parms *cmd, void *dcv, const char *arg)
 {
     bff_dir_conf_t *dc = dcv;
-    const char *err = in_endpoint_only(cmd, dc);
+    const char *err = bff_in_endpoint_only(cmd, dc);
     bff_backend_t *be;
     const char *url, *opt;
 
@@ -241,7 +243,7 @@ static const char *cmd_backend(cmd_parms *cmd, void *dcv, const char *arg)
 static const char *cmd_shape(cmd_parms *cmd, void *dcv, const char *path)
 {
     bff_dir_conf_t *dc = dcv;
-    const char *err = in_endpoint_only(cmd, dc);
+    const char *err = bff_in_endpoint_only(cmd, dc);
 
     if (!err) {
         err = bff_shape_add(dc->epc->ep->shape, path, cmd->info != NULL,

@@ -67,6 +67,10 @@ typedef struct {
     bff_auth_dir_t *auth;              /* access phase (mod_bff_auth.c) */
 } bff_dir_conf_t;
 
+/* NULL when the directive is read inside <BFFEndpoint> (dc->epc is then
+ * the endpoint), else the error to return. */
+const char *bff_in_endpoint_only(cmd_parms *cmd, void *dc);
+
 /* mod_bff_cache.c: directives (listed in mod_bff.c's table, cmd->info
  * one of these) */
 enum {

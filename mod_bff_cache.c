@@ -236,23 +236,10 @@ static bff_cache_ep_t *ep_cache(bff_ep_conf_t *epc, apr_pool_t *p)
     return epc->cache;
 }
 
-static bff_ep_conf_t *in_endpoint(cmd_parms *cmd, void *dcv, const char **err)
-{
-    bff_dir_conf_t *dc = dcv;
-
-    if (!dc || !dc->epc) {
-        *err = apr_psprintf(cmd->pool, "%s is only allowed inside "
-                            "<BFFEndpoint>", cmd->cmd->name);
-        return NULL;
-    }
-    *err = NULL;
-    return dc->epc;
-}
-
 const char *bff_cache_cmd_endpoint(cmd_parms *cmd, void *dcv, const char *arg)
 {
-    const char *err;
-    bff_ep_conf_t *epc = in_endpoint(cmd, dcv, &err);
+    const char *err = bff_in_endpoint_only(cmd, dcv);
+    bff_ep_conf_t *epc = err ? NULL : ((bff_dir_conf_t *)dcv)->epc;
     bff_cache_ep_t *ce;
 
     if (!epc) {
@@ -317,8 +304,8 @@ static const char *tag_template(tagtpl_t *t, const char *arg, apr_pool_t *p)
 const char *bff_cache_cmd_endpoint_list(cmd_parms *cmd, void *dcv,
                                         const char *arg)
 {
-    const char *err;
-    bff_ep_conf_t *epc = in_endpoint(cmd, dcv, &err);
+    const char *err = bff_in_endpoint_only(cmd, dcv);
+    bff_ep_conf_t *epc = err ? NULL : ((bff_dir_conf_t *)dcv)->epc;
     bff_cache_ep_t *ce;
     const char *s;
 
@@ -361,31 +348,6 @@ const char *bff_cache_cmd_endpoint_list(cmd_parms *cmd, void *dcv,
     return "BFFCache: unknown directive";
 }
 
-static int find_param(const bff_endpoint_t *ep, const char *name)
-{
-    int i;
-
-    for (i = 0; i < bff_route_nparams(ep->route); i++) {
-        if (!strcmp(bff_route_param_name(ep->route, i), name)) {
-            return i;
-        }
-    }
-    return -1;
-}
-
-static int find_backend(const bff_endpoint_t *ep, const char *name)
-{
-    int i;
-
-    for (i = 0; i < ep->backends->nelts; i++) {
-        if (!strcmp(APR_ARRAY_IDX(ep->backends, i, bff_backend_t *)->name,
-                    name)) {
-            return i;
-        }
-    }
-    return -1;
-}
-
 /* Called when the <BFFEndpoint> section is complete. */
 const char *bff_cache_ep_finalize(bff_ep_conf_t *epc, apr_pool_t *p)
 {
@@ -401,8 +363,8 @@ const char *bff_cache_ep_finalize(bff_ep_conf_t *epc, apr_pool_t *p)
     for (i = 0; i < ce->tags->nelts; i++) {
         tagtpl_t *t = &APR_ARRAY_IDX(ce->tags, i, tagtpl_t);
         const char *root = t->ref ? bff_ref_root(t->ref) : NULL;
-        if (root && find_param(epc->ep, root) < 0
-            && find_backend(epc->ep, root) < 0) {
+        if (root && bff_endpoint_param(epc->ep, root) < 0
+            && bff_endpoint_backend(epc->ep, root) < 0) {
             return apr_psprintf(p, "BFFCacheTag %s{%s}: names neither a "
                                 "parameter nor a backend", t->prefix,
                                 bff_ref_text(t->ref));
@@ -1001,10 +963,10 @@ static apr_array_header_t *entry_tags(request_rec *r, const bff_cache_req_t *cr,
             APR_ARRAY_PUSH(tags, const char *) = t->prefix;
             continue;
         }
-        if ((k = find_param(ce->ep, bff_ref_root(t->ref))) >= 0) {
+        if ((k = bff_endpoint_param(ce->ep, bff_ref_root(t->ref))) >= 0) {
             base = bff_json_pool_own(json_string(cr->values[k]), r->pool);
         }
-        else if ((k = find_backend(ce->ep, bff_ref_root(t->ref))) >= 0
+        else if ((k = bff_endpoint_backend(ce->ep, bff_ref_root(t->ref))) >= 0
                  && res->results[k].state == BFF_BE_OK) {
             base = res->results[k].value;
         }

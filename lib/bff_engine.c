@@ -95,7 +95,7 @@ const char *bff_backend_option(bff_backend_t *be, const char *opt,
                         v ? apr_pstrmemdup(p, opt, (apr_size_t)(v - opt + 1)) : opt);
 }
 
-static int find_param(const bff_endpoint_t *ep, const char *name)
+int bff_endpoint_param(const bff_endpoint_t *ep, const char *name)
 {
     int i, n = bff_route_nparams(ep->route);
 
@@ -107,7 +107,7 @@ static int find_param(const bff_endpoint_t *ep, const char *name)
     return -1;
 }
 
-static int find_backend(const bff_endpoint_t *ep, const char *name)
+int bff_endpoint_backend(const bff_endpoint_t *ep, const char *name)
 {
     int i;
 
@@ -134,10 +134,10 @@ static const char *add_deps(bff_endpoint_t *ep, bff_backend_t *be,
         const char *root = bff_ref_root(ref);
         int dep;
 
-        if (find_param(ep, root) >= 0) {
+        if (bff_endpoint_param(ep, root) >= 0) {
             continue;
         }
-        dep = find_backend(ep, root);
+        dep = bff_endpoint_backend(ep, root);
         if (dep < 0) {
             return apr_psprintf(p, "backend '%s': reference {%s} names neither "
                                 "a parameter of %s nor a backend", be->name,
@@ -206,10 +206,10 @@ const char *bff_endpoint_finalize(bff_endpoint_t *ep, apr_pool_t *p)
                                 "digits, '_' and '-', not starting with '_' "
                                 "or a digit)", be->name);
         }
-        if (find_backend(ep, be->name) != i) {
+        if (bff_endpoint_backend(ep, be->name) != i) {
             return apr_psprintf(p, "backend '%s' is defined twice", be->name);
         }
-        if (find_param(ep, be->name) >= 0) {
+        if (bff_endpoint_param(ep, be->name) >= 0) {
             return apr_psprintf(p, "backend '%s' has the name of a parameter "
                                 "of %s", be->name, ep->pattern);
         }
@@ -263,12 +263,12 @@ static json_t *lookup(void *baton, const bff_ref_t *ref)
     run_t *run = baton;
     const char *root = bff_ref_root(ref);
     json_t *base = NULL;
-    int i = find_param(run->ep, root);
+    int i = bff_endpoint_param(run->ep, root);
 
     if (i >= 0) {
         base = run->param_json[i];
     }
-    else if ((i = find_backend(run->ep, root)) >= 0
+    else if ((i = bff_endpoint_backend(run->ep, root)) >= 0
              && run->res->results[i].state == BFF_BE_OK) {
         base = run->res->results[i].value;
     }

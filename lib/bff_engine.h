@@ -56,6 +56,10 @@ const char *bff_backend_option(bff_backend_t *be, const char *opt,
  * Fills deps. Returns NULL or an error. */
 const char *bff_endpoint_finalize(bff_endpoint_t *ep, apr_pool_t *p);
 
+/* Index of the route parameter / backend named name, or -1. */
+int bff_endpoint_param(const bff_endpoint_t *ep, const char *name);
+int bff_endpoint_backend(const bff_endpoint_t *ep, const char *name);
+
 /* What happened to one backend during a run. */
 typedef enum {
     BFF_BE_PENDING = 0,
