@@ -9,7 +9,7 @@ use Apache::TestUtil;
 use JSON::PP ();
 use BFFTest;
 
-plan tests => 38;
+plan tests => 40;
 
 my $tp_re = qr/^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 my $logfile = Apache::Test::vars('t_logs') . '/bff_json.log';
@@ -128,3 +128,24 @@ $res = http_get($srv->{port}, '/agg/1', 'X-Request-ID' => 'off-agg');
 ok t_cmp($res->header('X-Request-ID'), 'off-agg', 'Off: endpoints still have ids');
 ok t_cmp(svc_log('user')->[0]{headers}{'x-request-id'}, 'off-agg');
 stop_httpd($srv);
+
+# --- the error log names the request (conf/bff-errorlog.conf) --------
+my $elog = start_httpd('trace_errlog', <<"CONF");
+Include "$ENV{BFF_TOP}/conf/bff-errorlog.conf"
+<BFFEndpoint GET /partial/{id:int}>
+    BFFBackend user   GET $ENV{BFF_T_USER_URL}/users/{id} required
+    BFFBackend orders GET $ENV{BFF_T_ORDER_URL}/orders/user/{id}?status=503
+</BFFEndpoint>
+CONF
+$res = http_get($elog->{port}, '/partial/1', 'X-Request-ID' => 'errlog-1');
+ok t_cmp($res->header('X-BFF-Completed'), 'false');
+my $text = '';
+for (1 .. 50) {
+    open my $fh, '<', "$elog->{dir}/error.log" or die $!;
+    $text = do { local $/; <$fh> };
+    last if $text =~ /BFF10:/;
+    Time::HiRes::sleep(0.05);
+}
+like $text, qr/^\[[^\n]*\] \[bff:info\] \[pid \d+:tid \d+\] \[request_id errlog-1\] [^\n]*BFF10: GET \/partial/m,
+     'the failure is logged with the request id';
+stop_httpd($elog);
