@@ -26,3 +26,8 @@ perl -I"$PWD/t/lib" -MBFFJWT -e 'BFFJWT::generate_keys($ARGV[0])' "$tmp/keys" \
     -C "Define BFF_JWKS $tmp/keys/jwks.json" \
     -C "Define BFF_APIKEYS $tmp/keys/apikeys.txt"
 echo "conf/demo-httpd.conf -D BFF_ACCESS (conf/bff-access.conf): OK"
+# the docker/ gateway's configuration, with the paths of the build tree
+"$HTTPD" -t -f "$PWD/docker/gateway.conf" \
+    -C "Define BFF_RUN_DIR $tmp" -C "Define BFF_MODULE $PWD/.libs/mod_bff.so" \
+    -C "Define BFF_CONF_DIR $PWD/conf"
+echo "docker/gateway.conf: OK"
