@@ -89,6 +89,11 @@ static int bff_translate(request_rec *r)
     if (!rq) {
         return DECLINED;
     }
+    if (rq->epc) {
+        /* for logs and events of answers the handler never gives (the
+         * access phase refusing the request) */
+        apr_table_setn(r->notes, "bff-endpoint", rq->epc->ep->pattern);
+    }
     ap_set_module_config(r->request_config, &bff_module, rq);
     r->handler = BFF_HANDLER;
     r->filename = apr_pstrcat(r->pool, "bff:", r->uri, NULL);

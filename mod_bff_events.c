@@ -296,8 +296,9 @@ static void ev_push(ev_child_t *c, const char *const *kv, int npairs)
     }
 }
 
-/* One "request" event per aggregated request, one "backend_error" event
- * per backend that failed (or was skipped after a failure). */
+/* One "request" event per request routed to an endpoint (answered by the
+ * handler or refused before it, e.g. by the access phase), one
+ * "backend_error" event per backend that failed or was skipped. */
 static int ev_log_transaction(request_rec *r)
 {
     ev_child_t *c = child;
@@ -343,6 +344,9 @@ static int ev_log_transaction(request_rec *r)
             "backends", o->backends,
             "errors", o->failures ? apr_itoa(r->pool, o->failures->nelts)
                                   : "0",
+            /* refused by the access phase: the class of failure, the limit */
+            "auth_error", apr_table_get(r->notes, "bff-auth-error"),
+            "throttled", apr_table_get(r->notes, "bff-throttled"),
         };
         ev_push(c, kv, (int)(sizeof(kv) / sizeof(kv[0]) / 2));
     }

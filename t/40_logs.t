@@ -11,7 +11,7 @@ use JSON::PP ();
 use BFFTest;
 use BFFJWT qw(jwt);
 
-plan tests => 58;
+plan tests => 60;
 
 my $logfile = Apache::Test::vars('t_logs') . '/bff_json.log';
 my $strict = JSON::PP->new->utf8(1);     # refuses anything that is not JSON
@@ -110,10 +110,14 @@ ok t_cmp($e->{subject}, 'alice', 'the JWT subject');
 ok t_cmp($e->{auth}, 'jwt');
 
 # --- a 401 problem carries the same request id as the header ----------
+$off = mark();
 $res = bff_get('/t/auth/agg/1', 'X-Request-ID' => 'log-401');
 ok t_cmp($res->code, 401);
 ok t_cmp($res->{json}{request_id}, 'log-401', 'problem request_id = X-Request-ID');
 ok t_cmp($res->header('X-Request-ID'), 'log-401');
+$e = entry_for($off, 'log-401');
+ok t_cmp($e->{endpoint}, '/t/auth/agg/{id:int}', 'a refused request names its endpoint');
+ok t_cmp($e->{status}, 401);
 
 # --- requests mod_bff does not handle are logged too ------------------
 $off = mark();

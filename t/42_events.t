@@ -11,8 +11,9 @@ use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use JSON::PP ();
 use BFFTest;
+use BFFJWT qw(jwt keydir);
 
-plan tests => 51;
+plan tests => 58;
 
 my $U = $ENV{BFF_T_USER_URL};
 my $O = $ENV{BFF_T_ORDER_URL};
@@ -58,9 +59,22 @@ sub wait_entries {
 }
 
 redis_cli('DEL', $stream);
+my $keys = keydir();
 my $h = start_httpd('events', <<"CONF");
+LoadModule authn_core_module "$ENV{BFF_T_LIBEXECDIR}/mod_authn_core.so"
+LoadModule authz_user_module "$ENV{BFF_T_LIBEXECDIR}/mod_authz_user.so"
 BFFEventsRedis $ENV{BFF_T_REDIS_URL} stream=$stream maxlen=1000 connect-timeout=100ms timeout=200ms
+BFFJWTKeyFile "$keys/rsa.pub"
+BFFJWTAlgorithms RS256
 $endpoints
+<BFFEndpoint GET /jwt/{id:int}>
+    BFFBackend user GET $U/users/{id} required
+</BFFEndpoint>
+<Location /jwt/>
+    AuthType bff-jwt
+    AuthName events
+    Require valid-user
+</Location>
 CONF
 
 # --- a request event ----------------------------------------------------
@@ -100,7 +114,24 @@ ok t_cmp($ev[0]{endpoint}, '/fail/{id:int}');
 ok t_cmp($e->{completed}, 'false');
 ok t_cmp($e->{errors}, 1);
 
-# only aggregated endpoints publish
+# requests to an endpoint that the access phase refuses are events too,
+# with the class of failure; an accepted one carries the subject
+http_get($h->{port}, '/jwt/1', 'X-Request-ID' => 'ev-401',
+         Authorization => 'Bearer ' . jwt(alg => 'RS256', kid => undef,
+                                          claims => { sub => 'bob', exp => time - 100 }));
+($e) = wait_entries(sub { ($_[0]{request_id} // '') eq 'ev-401' });
+ok t_cmp($e->{status}, 401, 'refused request published');
+ok t_cmp($e->{endpoint}, '/jwt/{id:int}');
+ok t_cmp($e->{auth_error}, 'expired', 'with the failure class');
+ok !exists $e->{backends}, 'no backend called';
+http_get($h->{port}, '/jwt/1', 'X-Request-ID' => 'ev-jwt',
+         Authorization => 'Bearer ' . jwt(alg => 'RS256', kid => undef));
+($e) = wait_entries(sub { ($_[0]{request_id} // '') eq 'ev-jwt' });
+ok t_cmp($e->{status}, 200);
+ok t_cmp($e->{subject}, 'alice', 'the subject of the token');
+ok !exists $e->{auth_error};
+
+# only requests routed to endpoints publish
 http_get($h->{port}, '/not/an/endpoint', 'X-Request-ID' => 'ev-404');
 http_get($h->{port}, '/agg/1', 'X-Request-ID' => 'ev-after-404');
 wait_entries(sub { ($_[0]{request_id} // '') eq 'ev-after-404' });
