@@ -228,15 +228,18 @@ void bff_metrics_run(request_rec *r, const bff_endpoint_t *ep,
         const bff_be_result_t *br = &res->results[i];
         const char *b = bff_metrics_labels(p, "backend", be->name, NULL);
 
-        if (br->state == BFF_BE_FAILED || br->state == BFF_BE_SKIPPED) {
+        /* skipped: not called (a dependency failed) or abandoned after a
+         * required backend failed; neither is this backend's doing */
+        if (br->state != BFF_BE_OK && br->state != BFF_BE_FAILED) {
+            continue;
+        }
+        if (br->state == BFF_BE_FAILED) {
             bff_metrics_add(table, BFF_M_SERVICE_ERRORS, bff_metrics_labels(p,
                             "backend", be->name, "reason",
                             bff_metrics_backend_reason(br), NULL), 1);
         }
-        /* calls made: not those skipped for a failed dependency or a
-         * required failure, nor those whose URL could not be built */
-        if (br->state == BFF_BE_SKIPPED || !br->req.url) {
-            continue;
+        if (!br->req.url) {
+            continue;   /* failed before a call: no URL could be built */
         }
         bff_metrics_add(table, BFF_M_BACKEND_REQUESTS, bff_metrics_labels(p,
                         "backend", be->name, "outcome",

@@ -17,7 +17,7 @@ use Time::HiRes qw(sleep);
 use BFFTest;
 use BFFJWT;
 
-plan tests => 74;
+plan tests => 77;
 
 my $promtool = "promtool";
 
@@ -170,6 +170,10 @@ BFFRateLimitRedis $redis connect-timeout=200ms timeout=250ms
     BFFBackend m_user2 GET $U/users/{id} required
     BFFBackend m_late  GET $O/orders/user/{id}?delay_ms=2000 timeout=150ms
 </BFFEndpoint>
+<BFFEndpoint GET /m/dep/{id:int}>
+    BFFBackend m_dep_user   GET $U/users/{id}?status=500 required
+    BFFBackend m_dep_orders GET $O/orders/user/{m_dep_user.id}
+</BFFEndpoint>
 <BFFEndpoint GET /m/cached/{id:int}>
     BFFBackend m_cached GET $U/users/{id} required
     BFFCacheTTL 30s
@@ -254,6 +258,7 @@ ok histograms_ok($text) >= 4, 'histograms consistent';
 # failures, other routes, methods
 my @codes = map { http_get($port, "/m/timeout/$_")->code } 1, 2;
 ok t_cmp("@codes", '200 200', 'a late optional backend: partial answers');
+ok t_cmp(http_get($port, '/m/dep/1')->code, 502, 'a required backend fails');
 ok t_cmp(http_get($port, '/m/proxy/users/1')->code, 200, 'a ProxyPass route');
 http_get($port, '/m/proxy/users/2');
 ok t_cmp(http_get($port, '/nowhere/4711')->code, 404, 'no route: 404');
@@ -262,6 +267,9 @@ $text = scrape_port($port);
 $m = parse($text);
 ok t_cmp(v($m, 'bff_service_errors_total', backend => 'm_late', reason => 'timeout'), 2, 'timeouts by backend');
 ok t_cmp(v($m, 'bff_backend_requests_total', backend => 'm_late', outcome => 'error'), 2, 'failed calls');
+ok t_cmp(v($m, 'bff_service_errors_total', backend => 'm_dep_user', reason => 'http_5xx'), 1,
+         'the required backend\'s error');
+ok !grep(/m_dep_orders/, keys %$m), 'a backend never called (its dependency failed): no series';
 ok t_cmp(v($m, 'bff_http_requests_total', endpoint => '/m/proxy/', method => 'GET', status => 200), 2,
          'a ProxyPass route: its <Location> path');
 ok t_cmp(v($m, 'bff_http_requests_total', endpoint => 'other', method => 'GET', status => 404), 1,
