@@ -70,6 +70,8 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     sc->request_id = add->request_id != UNSET ? add->request_id
                                               : base->request_id;
     sc->events = base->events;         /* main server only */
+    sc->metrics_slots = add->metrics_slots ? add->metrics_slots
+                                           : base->metrics_slots;
     return sc;
 }
 
@@ -536,6 +538,10 @@ static const command_rec bff_cmds[] = {
         "[stream=NAME] [maxlen=N] [queue=N] [batch=N] [connect-timeout=D] "
         "[timeout=D]"),
     /* ---- end of the observability directives ---- */
+    /* ---- metrics: mod_bff_metrics.c (issue 7) ---- */
+    AP_INIT_TAKE1("BFFMetricsSlots", bff_metrics_cmd_slots, NULL, RSRC_CONF,
+        "Most metric series kept in shared memory (default 4096)"),
+    /* ---- end of the metrics directives ---- */
     { NULL }
 };
 
@@ -632,6 +638,7 @@ static void bff_register_hooks(apr_pool_t *p)
     bff_auth_register_hooks(p);
     bff_log_register_hooks(p);
     bff_events_register_hooks(p);
+    bff_metrics_register_hooks(p);
 }
 
 AP_DECLARE_MODULE(bff) = {

@@ -35,6 +35,9 @@ dbprov = load_yaml(f"{D}/grafana/provisioning/dashboards/mod_bff.yml")
 with open(f"{D}/grafana/dashboards/mod_bff.json") as f:
     dash = json.load(f)
 gateway_conf = open(f"{D}/gateway.conf").read()
+# with the shipped conf/ files it includes (BFF_CONF_DIR is conf/ there)
+gateway_conf += "".join(open(os.path.join("conf", f)).read() for f in
+                        re.findall(r'^Include "\$\{BFF_CONF_DIR\}/([^"]+)"', gateway_conf, re.M))
 dockerfile = open(f"{D}/Dockerfile").read()
 readme = open("README.md").read()
 deps = open("scripts/deps.sh").read()
@@ -71,7 +74,7 @@ listen = re.search(r"^Listen\s+\S*:(\d+)", gateway_conf, re.M)
 check(listen is not None, "gateway.conf: no Listen")
 
 # ---- Prometheus scrapes the bff-metrics location of the gateway
-loc = re.search(r"<Location\s+(\S+)>\s*\n\s*SetHandler\s+bff-metrics", gateway_conf)
+loc = re.search(r"<Location\s+(\S+)>\s*\n\s*SetHandler\s+bff-metrics\b", gateway_conf)
 check(loc is not None, "gateway.conf: no <Location> with SetHandler bff-metrics")
 jobs = prom.get("scrape_configs", [])
 job = next((j for j in jobs if j.get("job_name") == "mod_bff"), None)
@@ -99,6 +102,7 @@ counters = {"bff_http_requests_total", "bff_backend_requests_total", "bff_servic
             "bff_breaker_transitions_total"}
 gauges = {"bff_http_active_requests", "bff_breaker_state", "bff_redis_up",
           "bff_redis_pool_connections"}
+counters.add("bff_metrics_series_dropped_total")
 hists = {"bff_http_request_duration_seconds", "bff_aggregation_duration_seconds",
          "bff_backend_request_duration_seconds"}
 allowed = counters | gauges | {h + s for h in hists for s in ("_bucket", "_sum", "_count")}
