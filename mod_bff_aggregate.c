@@ -341,6 +341,7 @@ static int bff_handler(request_rec *r)
     cc.query = query;
     cc.per_call = per_call_headers;
     cc.baton = rq;
+    cc.fields = NULL;
 
     if (!fetchers) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, BFFLOGNO(11)
