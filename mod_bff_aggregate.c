@@ -312,6 +312,11 @@ static void log_failures(request_rec *r, const bff_endpoint_t *ep,
                       be->method, br->req.url ? br->req.url : "-");
     }
     log_item_failures(r, ep, res, level);
+    if (res->status == 502 && !res->backend && res->detail) {
+        /* every backend answered, but the answer cannot be built */
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, BFFLOGNO(402)
+                      "%s %s: %s", ep->method, ep->pattern, res->detail);
+    }
 }
 
 /* ----------------------------------------------------------- handler -- */
