@@ -65,6 +65,8 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     sc->fwd_query = apr_array_append(p, base->fwd_query, add->fwd_query);
     sc->cache = bff_cache_conf_merge(p, base->cache, add->cache);
     sc->auth = bff_auth_merge_srv(p, base->auth, add->auth);
+    sc->metrics_slots = add->metrics_slots ? add->metrics_slots
+                                           : base->metrics_slots;
     return sc;
 }
 
@@ -521,6 +523,11 @@ static const command_rec bff_cmds[] = {
         RSRC_CONF, "httpd instances sharing the Redis buckets (the shm "
         "fallback keeps 1/N of each limit)"),
     /* ---- end of the access phase directives ---- */
+
+    /* ---- metrics: mod_bff_metrics.c (issue 7) ---- */
+    AP_INIT_TAKE1("BFFMetricsSlots", bff_metrics_cmd_slots, NULL, RSRC_CONF,
+        "Most metric series kept in shared memory (default 4096)"),
+    /* ---- end of the metrics directives ---- */
     { NULL }
 };
 
@@ -615,6 +622,7 @@ static void bff_register_hooks(apr_pool_t *p)
     bff_aggregate_register_hooks(p);
     bff_cache_register_hooks(p);
     bff_auth_register_hooks(p);
+    bff_metrics_register_hooks(p);
 }
 
 AP_DECLARE_MODULE(bff) = {
