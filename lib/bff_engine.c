@@ -14,6 +14,14 @@
 #define DEFAULT_MAX_BODY            (1024 * 1024)
 #define DEFAULT_MAX_DEPTH           64
 #define DEFAULT_MAX_BACKENDS        32
+#define DEFAULT_CONCURRENCY         4     /* per-item calls of one backend */
+#define DEFAULT_MAX_ITEMS           100
+#define MAX_ITEMS_LIMIT             10000
+
+/* A call's fetch baton: backend index + 1 in the low bits, item index + 1
+ * above (0: a whole-backend call). */
+#define ITEM_SHIFT 10
+#define BE_MASK    ((1u << ITEM_SHIFT) - 1)
 
 bff_endpoint_t *bff_endpoint_create(const char *method, const char *pattern,
                                     apr_pool_t *p)
@@ -24,6 +32,7 @@ bff_endpoint_t *bff_endpoint_create(const char *method, const char *pattern,
     ep->pattern = apr_pstrdup(p, pattern);
     ep->backends = apr_array_make(p, 4, sizeof(bff_backend_t *));
     ep->shape = bff_shape_create(p);
+    ep->present = bff_present_create(p);
     ep->timeout_ms = DEFAULT_TIMEOUT_MS;
     ep->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
     ep->max_body = DEFAULT_MAX_BODY;
@@ -81,6 +90,24 @@ const char *bff_backend_option(bff_backend_t *be, const char *opt,
         }
         return err ? apr_psprintf(p, "timeout=: %s", err) : NULL;
     }
+    if (!strcmp(opt, "per-item")) {
+        be->per_item = 1;
+        return NULL;
+    }
+    if (!strncmp(opt, "concurrency=", 12) || !strncmp(opt, "max-items=", 10)) {
+        int conc = opt[0] == 'c';
+        const char *num = opt + (conc ? 12 : 10);
+        char *end;
+        long n = strtol(num, &end, 10);
+        long hi = conc ? 256 : MAX_ITEMS_LIMIT;
+
+        if (!*num || *end || n < 1 || n > hi) {
+            return apr_psprintf(p, "%s: expected a number from 1 to %ld",
+                                conc ? "concurrency=" : "max-items=", hi);
+        }
+        *(conc ? &be->concurrency : &be->max_items) = (int)n;
+        return NULL;
+    }
     if (!strncmp(opt, "max-size=", 9)) {
         const char *err = bff_parse_size(&be->max_body, opt + 9, p);
         if (!err && be->max_body == 0) {
@@ -90,8 +117,9 @@ const char *bff_backend_option(bff_backend_t *be, const char *opt,
     }
     v = strchr(opt, '=');
     return apr_psprintf(p, "unknown option '%s' (expected required, optional, "
-                        "default=JSON, body=TEMPLATE, timeout=DURATION or "
-                        "max-size=SIZE)",
+                        "default=JSON, body=TEMPLATE, timeout=DURATION, "
+                        "max-size=SIZE, per-item, concurrency=N or "
+                        "max-items=N)",
                         v ? apr_pstrmemdup(p, opt, (apr_size_t)(v - opt + 1)) : opt);
 }
 
@@ -159,6 +187,49 @@ static const char *add_deps(bff_endpoint_t *ep, bff_backend_t *be,
     return NULL;
 }
 
+/* A per-item backend iterates over exactly one array reference (it may
+ * appear several times); the options of fan-out need per-item. */
+static const char *find_item_ref(bff_backend_t *be, apr_pool_t *p)
+{
+    const bff_tpl_t *tpls[2];
+    int t, i;
+
+    if (!be->per_item) {
+        if (be->concurrency || be->max_items) {
+            return apr_psprintf(p, "backend '%s': concurrency= and "
+                                "max-items= need per-item", be->name);
+        }
+        return NULL;
+    }
+    tpls[0] = be->url;
+    tpls[1] = be->body;
+    for (t = 0; t < 2; t++) {
+        const apr_array_header_t *refs = tpls[t] ? bff_tpl_refs(tpls[t]) : NULL;
+
+        for (i = 0; refs && i < refs->nelts; i++) {
+            const bff_ref_t *ref = APR_ARRAY_IDX(refs, i, const bff_ref_t *);
+            if (!bff_ref_is_multi(ref)) {
+                continue;
+            }
+            if (be->item_ref && strcmp(bff_ref_text(be->item_ref),
+                                       bff_ref_text(ref))) {
+                return apr_psprintf(p, "backend '%s': per-item iterates over "
+                                    "one array reference, not both {%s} and "
+                                    "{%s}", be->name,
+                                    bff_ref_text(be->item_ref),
+                                    bff_ref_text(ref));
+            }
+            be->item_ref = ref;
+        }
+    }
+    if (!be->item_ref) {
+        return apr_psprintf(p, "backend '%s': per-item needs a reference "
+                            "through an array in its URL or body, e.g. "
+                            "{orders[].product_id}", be->name);
+    }
+    return NULL;
+}
+
 /* Depth-first search for a dependency cycle; color: 0 new, 1 on stack,
  * 2 done. Returns the backend index closing a cycle, or -1. */
 static int find_cycle(const bff_endpoint_t *ep, int i, int *color)
@@ -182,6 +253,8 @@ static int find_cycle(const bff_endpoint_t *ep, int i, int *color)
     color[i] = 2;
     return -1;
 }
+
+static const char *present_check(const bff_endpoint_t *ep, apr_pool_t *p);
 
 const char *bff_endpoint_finalize(bff_endpoint_t *ep, apr_pool_t *p)
 {
@@ -226,7 +299,8 @@ const char *bff_endpoint_finalize(bff_endpoint_t *ep, apr_pool_t *p)
     for (i = 0; i < ep->backends->nelts; i++) {
         bff_backend_t *be = APR_ARRAY_IDX(ep->backends, i, bff_backend_t *);
         if ((err = add_deps(ep, be, be->url, p)) != NULL
-            || (err = add_deps(ep, be, be->body, p)) != NULL) {
+            || (err = add_deps(ep, be, be->body, p)) != NULL
+            || (err = find_item_ref(be, p)) != NULL) {
             return err;
         }
     }
@@ -240,7 +314,20 @@ const char *bff_endpoint_finalize(bff_endpoint_t *ep, apr_pool_t *p)
             }
         }
     }
-    return NULL;
+    return present_check(ep, p);
+}
+
+static const char *present_check(const bff_endpoint_t *ep, apr_pool_t *p)
+{
+    apr_array_header_t *roots = apr_array_make(p, ep->backends->nelts,
+                                               sizeof(const char *));
+    int i;
+
+    for (i = 0; i < ep->backends->nelts; i++) {
+        APR_ARRAY_PUSH(roots, const char *) =
+            APR_ARRAY_IDX(ep->backends, i, bff_backend_t *)->name;
+    }
+    return bff_present_check(ep->present, roots, p);
 }
 
 /* --------------------------------------------------------------- run -- */
@@ -252,8 +339,11 @@ typedef struct {
     bff_run_result_t *res;
     bff_fetcher_t *f;
     json_t **param_json;       /* lazily built JSON of each parameter */
-    int running;
+    int running;               /* calls in flight (items included) */
     int required_failed;       /* index + 1 */
+    /* while a per-item call is built: its item ref and value */
+    const bff_ref_t *item_ref;
+    json_t *item_value;
     apr_time_t deadline;
     apr_pool_t *p;
 } run_t;
@@ -263,8 +353,13 @@ static json_t *lookup(void *baton, const bff_ref_t *ref)
     run_t *run = baton;
     const char *root = bff_ref_root(ref);
     json_t *base = NULL;
-    int i = bff_endpoint_param(run->ep, root);
+    int i;
 
+    if (run->item_value
+        && !strcmp(bff_ref_text(ref), bff_ref_text(run->item_ref))) {
+        return run->item_value;
+    }
+    i = bff_endpoint_param(run->ep, root);
     if (i >= 0) {
         base = run->param_json[i];
     }
@@ -300,10 +395,12 @@ static void fail(run_t *run, int i, const char *reason, const char *detail)
     }
 }
 
-static void launch(run_t *run, int i)
+/* Expands be's templates and starts one call into r. NULL when the call
+ * runs; else the client-safe reason (r->err and *detail set). */
+static const char *start_call(run_t *run, const bff_backend_t *be,
+                              bff_be_result_t *r, apr_uintptr_t baton,
+                              const char **detail)
 {
-    bff_backend_t *be = APR_ARRAY_IDX(run->ep->backends, i, bff_backend_t *);
-    bff_be_result_t *r = &run->res->results[i];
     const bff_call_ctx_t *cc = run->cc;
     apr_array_header_t *hdrs;
     const char *url, *body = NULL, *err;
@@ -314,8 +411,8 @@ static void launch(run_t *run, int i)
         err = bff_tpl_expand(&body, be->body, lookup, run, run->p);
     }
     if (err) {
-        fail(run, i, "missing input", err);
-        return;
+        *detail = err;
+        return "missing input";
     }
     if (cc && cc->query && *cc->query) {
         url = apr_pstrcat(run->p, url, strchr(url, '?') ? "&" : "?",
@@ -342,9 +439,8 @@ static void launch(run_t *run, int i)
     }
     if (timeout <= 0) {
         r->err = BFF_FETCH_ETIMEOUT;
-        fail(run, i, bff_fetch_err_str(BFF_FETCH_ETIMEOUT),
-             "endpoint deadline passed before the call");
-        return;
+        *detail = "endpoint deadline passed before the call";
+        return bff_fetch_err_str(BFF_FETCH_ETIMEOUT);
     }
 
     r->req.method = be->method;
@@ -355,14 +451,148 @@ static void launch(run_t *run, int i)
     r->req.timeout_ms = timeout;
     r->req.connect_timeout_ms = run->ep->connect_timeout_ms;
     r->req.max_body = be->max_body ? be->max_body : run->ep->max_body;
-    r->req.baton = (void *)(apr_uintptr_t)(i + 1);
+    r->req.baton = (void *)baton;
     if (bff_fetch_start(run->f, &r->req) != APR_SUCCESS) {
         r->err = r->req.err;
-        fail(run, i, bff_fetch_err_str(r->req.err),
-             r->req.errmsg ? apr_pstrdup(run->p, r->req.errmsg) : NULL);
-        return;
+        *detail = r->req.errmsg ? apr_pstrdup(run->p, r->req.errmsg) : NULL;
+        return bff_fetch_err_str(r->req.err);
     }
     r->state = BFF_BE_RUNNING;
+    return NULL;
+}
+
+/* ----------------------------------------------------- per-item calls -- */
+
+/* An item as text for messages: its compact JSON. */
+static const char *item_text(const json_t *item, apr_pool_t *p)
+{
+    apr_size_t len;
+    const char *s = bff_json_dump(&len, item, p);
+
+    return apr_pstrmemdup(p, s, len);
+}
+
+static void item_failed(run_t *run, int i, int k, const char *reason,
+                        const char *detail)
+{
+    bff_be_result_t *r = &run->res->results[i];
+    bff_be_result_t *it = &r->items[k];
+    bff_backend_t *be = APR_ARRAY_IDX(run->ep->backends, i, bff_backend_t *);
+
+    it->state = BFF_BE_FAILED;
+    it->reason = reason;
+    it->detail = detail;
+    r->items_failed++;
+    if (be->required && !run->required_failed) {
+        /* a required backend is complete or fails: the whole of it */
+        r->err = it->err;
+        fail(run, i, apr_psprintf(run->p, "item %s: %s",
+                                  item_text(it->item, run->p), reason),
+             detail);
+    }
+}
+
+/* Once every item is done: the backend's value is the array of the
+ * replies that came, in item order; it failed only if every item did. */
+static void items_settle(run_t *run, int i)
+{
+    bff_be_result_t *r = &run->res->results[i];
+    json_t *arr;
+    int k;
+
+    if (r->state != BFF_BE_RUNNING || r->items_running
+        || r->next_item < r->nitems) {
+        return;
+    }
+    if (r->nitems && r->items_failed == r->nitems) {
+        r->status = r->items[0].status;
+        r->err = r->items[0].err;
+        fail(run, i, r->items[0].reason, r->items[0].detail);
+        return;
+    }
+    arr = bff_json_pool_own(json_array(), run->p);
+    for (k = 0; k < r->nitems; k++) {
+        if (r->items[k].state == BFF_BE_OK) {
+            json_array_append(arr, r->items[k].value);
+        }
+    }
+    r->value = arr;
+    r->state = BFF_BE_OK;
+}
+
+/* Starts items in order while fewer than the backend's concurrency run. */
+static void items_start(run_t *run, int i)
+{
+    bff_backend_t *be = APR_ARRAY_IDX(run->ep->backends, i, bff_backend_t *);
+    bff_be_result_t *r = &run->res->results[i];
+    int cap = be->concurrency > 0 ? be->concurrency : DEFAULT_CONCURRENCY;
+
+    while (r->state == BFF_BE_RUNNING && r->items_running < cap
+           && r->next_item < r->nitems && !run->required_failed) {
+        int k = r->next_item++;
+        bff_be_result_t *it = &r->items[k];
+        const char *reason, *detail = NULL;
+
+        run->item_ref = be->item_ref;
+        run->item_value = it->item;
+        reason = start_call(run, be, it, (apr_uintptr_t)(i + 1)
+                            | ((apr_uintptr_t)(k + 1) << ITEM_SHIFT), &detail);
+        run->item_value = NULL;
+        if (reason) {
+            item_failed(run, i, k, reason, detail);
+            continue;
+        }
+        r->items_running++;
+        run->running++;
+    }
+    items_settle(run, i);
+}
+
+/* The items are the unique values of the item reference, first-seen
+ * order (bff_ref_eval removes duplicates). */
+static void launch_items(run_t *run, int i)
+{
+    bff_backend_t *be = APR_ARRAY_IDX(run->ep->backends, i, bff_backend_t *);
+    bff_be_result_t *r = &run->res->results[i];
+    int max = be->max_items > 0 ? be->max_items : DEFAULT_MAX_ITEMS;
+    json_t *all = lookup(run, be->item_ref);
+    size_t n, k;
+
+    if (!all) {
+        fail(run, i, "missing input", apr_psprintf(run->p, "reference '%s' "
+             "has no value", bff_ref_text(be->item_ref)));
+        return;
+    }
+    n = json_array_size(all);
+    if (n > (size_t)max) {
+        fail(run, i, "too many items", apr_psprintf(run->p, "%" APR_SIZE_T_FMT
+             " items, more than max-items=%d", n, max));
+        return;
+    }
+    r->nitems = (int)n;
+    r->items = apr_pcalloc(run->p, sizeof(*r->items) * (n + 1));
+    for (k = 0; k < n; k++) {
+        r->items[k].item = json_array_get(all, k);
+    }
+    r->state = BFF_BE_RUNNING;
+    items_start(run, i);
+}
+
+static void launch(run_t *run, int i)
+{
+    bff_backend_t *be = APR_ARRAY_IDX(run->ep->backends, i, bff_backend_t *);
+    const char *reason, *detail = NULL;
+
+    if (be->per_item) {
+        launch_items(run, i);
+        return;
+    }
+    reason = start_call(run, be, &run->res->results[i],
+                        (apr_uintptr_t)(i + 1), &detail);
+    if (reason) {
+        fail(run, i, reason, detail);
+        return;
+    }
     run->running++;
 }
 
@@ -411,41 +641,68 @@ static void start_ready(run_t *run)
     }
 }
 
-static void finish(run_t *run, bff_fetch_req_t *req)
+/* Judges a completed call into r: OK with its parsed reply, or FAILED
+ * with a reason. */
+static void judge(run_t *run, bff_be_result_t *r, bff_fetch_req_t *req)
 {
-    int i = (int)(apr_uintptr_t)req->baton - 1;
-    bff_be_result_t *r = &run->res->results[i];
     json_error_t jerr;
     json_t *j;
 
-    run->running--;
     r->elapsed = req->elapsed;
     r->err = req->err;
     r->status = req->status;
+    r->state = BFF_BE_FAILED;
     if (req->err != BFF_FETCH_OK) {
         /* the message lives in the fetcher's handle, which is reused */
-        fail(run, i, bff_fetch_err_str(req->err),
-             req->errmsg ? apr_pstrdup(run->p, req->errmsg) : NULL);
+        r->reason = bff_fetch_err_str(req->err);
+        r->detail = req->errmsg ? apr_pstrdup(run->p, req->errmsg) : NULL;
     }
     else if (req->status < 200 || req->status > 299) {
-        fail(run, i, apr_psprintf(run->p, "HTTP %d", req->status), NULL);
+        r->reason = apr_psprintf(run->p, "HTTP %d", req->status);
     }
     else if (req->status == 204) {
         r->state = BFF_BE_OK;
         r->value = bff_json_pool_own(json_null(), run->p);
     }
     else if (bff_json_depth(req->resp, req->resp_len) > run->ep->max_depth) {
-        fail(run, i, "invalid JSON",
-             apr_psprintf(run->p, "nesting deeper than %d", run->ep->max_depth));
+        r->reason = "invalid JSON";
+        r->detail = apr_psprintf(run->p, "nesting deeper than %d",
+                                 run->ep->max_depth);
     }
     else if (!(j = json_loadb(req->resp, req->resp_len,
                               JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr))) {
-        fail(run, i, "invalid JSON", apr_psprintf(run->p, "%s at line %d "
-             "column %d", jerr.text, jerr.line, jerr.column));
+        r->reason = "invalid JSON";
+        r->detail = apr_psprintf(run->p, "%s at line %d column %d", jerr.text,
+                                 jerr.line, jerr.column);
     }
     else {
         r->state = BFF_BE_OK;
         r->value = bff_json_pool_own(j, run->p);
+    }
+}
+
+static void finish(run_t *run, bff_fetch_req_t *req)
+{
+    apr_uintptr_t b = (apr_uintptr_t)req->baton;
+    int i = (int)(b & BE_MASK) - 1, k = (int)(b >> ITEM_SHIFT) - 1;
+    bff_be_result_t *r = &run->res->results[i];
+
+    run->running--;
+    if (k >= 0) {
+        bff_be_result_t *it = &r->items[k];
+
+        judge(run, it, req);
+        bff_fetch_release(run->f, req);
+        r->items_running--;
+        if (it->state == BFF_BE_FAILED) {
+            item_failed(run, i, k, it->reason, it->detail);
+        }
+        items_start(run, i);
+        return;
+    }
+    judge(run, r, req);
+    if (r->state == BFF_BE_FAILED) {
+        fail(run, i, r->reason, r->detail);
     }
     bff_fetch_release(run->f, req);
 }
@@ -463,8 +720,9 @@ static void build_error(run_t *run)
         res->status = 504;
         res->title = "Gateway Timeout";
     }
-    else if (r->status == 404 || r->status == 410) {
-        /* the resource the endpoint is about does not exist: say so */
+    else if (!be->per_item && (r->status == 404 || r->status == 410)) {
+        /* the resource the endpoint is about does not exist: say so (an
+         * item of a list that is gone is the backends' inconsistency) */
         res->status = r->status;
         res->title = r->status == 404 ? "Not Found" : "Gone";
     }
@@ -476,11 +734,39 @@ static void build_error(run_t *run)
                                be->name, r->reason);
 }
 
+/* _errors.<backend>: status and reason, and for a per-item backend the
+ * items that failed. */
+static json_t *error_entry(const bff_be_result_t *r)
+{
+    json_t *e = json_pack("{s:o, s:s}",
+        "status", r->status ? json_integer(r->status) : json_null(),
+        "reason", r->reason ? r->reason : "failed");
+    json_t *items;
+    int k;
+
+    if (!r->items_failed) {
+        return e;
+    }
+    items = json_array();
+    for (k = 0; k < r->nitems; k++) {
+        const bff_be_result_t *it = &r->items[k];
+        if (it->state == BFF_BE_FAILED) {
+            json_array_append_new(items, json_pack("{s:O, s:o, s:s}",
+                "item", it->item,
+                "status", it->status ? json_integer(it->status) : json_null(),
+                "reason", it->reason ? it->reason : "failed"));
+        }
+    }
+    json_object_set_new(e, "items", items);
+    return e;
+}
+
 static void build_doc(run_t *run)
 {
     bff_run_result_t *res = run->res;
     json_t *doc = bff_json_pool_own(json_object(), run->p);
     json_t *errors = NULL;
+    const char *conflict;
     int i;
 
     res->completed = 1;
@@ -490,26 +776,80 @@ static void build_doc(run_t *run)
 
         if (r->state == BFF_BE_OK) {
             json_object_set(doc, be->name, r->value);
-            continue;
+            if (!r->items_failed) {
+                continue;
+            }
+            /* a per-item backend with some items missing */
+            r->reason = apr_psprintf(run->p, "%d of %d items failed",
+                                     r->items_failed, r->nitems);
+        }
+        else {
+            /* a copy: shaping edits the document in place, and the default
+             * is shared by every request */
+            json_object_set_new(doc, be->name, be->defval
+                                ? json_deep_copy(be->defval) : json_null());
         }
         res->completed = 0;
-        /* a copy: shaping edits the document in place, and the default is
-         * shared by every request */
-        json_object_set_new(doc, be->name, be->defval
-                            ? json_deep_copy(be->defval) : json_null());
         if (!errors) {
             errors = json_object();
         }
-        json_object_set_new(errors, be->name, json_pack("{s:o, s:s}",
-            "status", r->status ? json_integer(r->status) : json_null(),
-            "reason", r->reason ? r->reason : "failed"));
+        json_object_set_new(errors, be->name, error_entry(r));
     }
+    bff_present_joins(run->ep->present, doc, run->p);
     bff_shape_apply(run->ep->shape, doc);
+    conflict = bff_present_apply(run->ep->present, doc, run->p);
+    if (conflict) {
+        json_decref(errors);
+        res->status = 502;
+        res->title = "Bad Gateway";
+        res->detail = conflict;
+        res->completed = 0;
+        return;
+    }
+    if (run->cc && run->cc->fields) {
+        bff_shape_apply(run->cc->fields, doc);
+    }
     if (errors) {
         json_object_set_new(doc, "_errors", errors);
     }
     res->status = 200;
     res->doc = doc;
+}
+
+/* At the end of a run: whatever still runs is past the deadline or no
+ * longer needed. */
+static void stop_unfinished(run_t *run, int i)
+{
+    bff_be_result_t *r = &run->res->results[i];
+    int k;
+
+    if (r->state == BFF_BE_RUNNING && run->required_failed) {
+        r->state = BFF_BE_SKIPPED;
+        r->reason = "cancelled";
+        r->err = BFF_FETCH_EABORTED;
+    }
+    else if (r->state == BFF_BE_RUNNING && r->items) {
+        for (k = 0; k < r->nitems; k++) {
+            bff_be_result_t *it = &r->items[k];
+            if (it->state == BFF_BE_RUNNING || it->state == BFF_BE_PENDING) {
+                it->err = BFF_FETCH_ETIMEOUT;
+                item_failed(run, i, k, bff_fetch_err_str(BFF_FETCH_ETIMEOUT),
+                            "endpoint deadline reached");
+            }
+        }
+        r->items_running = 0;
+        r->next_item = r->nitems;
+        items_settle(run, i);
+    }
+    else if (r->state == BFF_BE_RUNNING) {
+        r->err = BFF_FETCH_ETIMEOUT;
+        fail(run, i, bff_fetch_err_str(BFF_FETCH_ETIMEOUT),
+             "endpoint deadline reached");
+    }
+    else if (r->state == BFF_BE_PENDING) {
+        r->state = BFF_BE_SKIPPED;
+        r->reason = "cancelled";
+    }
 }
 
 void bff_engine_run(bff_run_result_t *res, const bff_endpoint_t *ep,
@@ -569,25 +909,8 @@ void bff_engine_run(bff_run_result_t *res, const bff_endpoint_t *ep,
         }
     }
 
-    /* whatever still runs is past the deadline or no longer needed */
     for (i = 0; i < n; i++) {
-        bff_be_result_t *r = &res->results[i];
-        if (r->state == BFF_BE_RUNNING) {
-            if (run.required_failed) {
-                r->state = BFF_BE_SKIPPED;
-                r->reason = "cancelled";
-                r->err = BFF_FETCH_EABORTED;
-            }
-            else {
-                r->err = BFF_FETCH_ETIMEOUT;
-                fail(&run, i, bff_fetch_err_str(BFF_FETCH_ETIMEOUT),
-                     "endpoint deadline reached");
-            }
-        }
-        else if (r->state == BFF_BE_PENDING) {
-            r->state = BFF_BE_SKIPPED;
-            r->reason = "cancelled";
-        }
+        stop_unfinished(&run, i);
     }
     bff_fetch_reset(f);
 

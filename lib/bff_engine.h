@@ -22,6 +22,13 @@ typedef struct bff_backend_t {
     int index;                /* position in the endpoint, config order */
     /* derived by bff_endpoint_finalize */
     apr_array_header_t *deps; /* int: indexes of backends referenced */
+    /* per-item fan-out (option per-item): one call per unique value of
+     * the array reference in the URL/body (item_ref), in first-seen order,
+     * at most `concurrency` calls of this backend at a time */
+    int per_item;
+    int concurrency;          /* 0: default (4) */
+    int max_items;            /* 0: default (100) */
+    const bff_ref_t *item_ref;    /* derived by bff_endpoint_finalize */
 } bff_backend_t;
 
 typedef struct bff_endpoint_t {
@@ -30,6 +37,7 @@ typedef struct bff_endpoint_t {
     bff_route_t *route;
     apr_array_header_t *backends;       /* bff_backend_t * */
     bff_shape_t *shape;
+    bff_present_t *present;             /* joins, lifts, renames, ... */
     long timeout_ms;                    /* deadline for the whole run */
     long connect_timeout_ms;
     apr_size_t max_body;                /* per backend reply */
@@ -46,7 +54,8 @@ bff_endpoint_t *bff_endpoint_create(const char *method, const char *pattern,
 
 /* Parses one backend definition's options after name, method and URL:
  *   required | optional | default=<json> | body=<json template> |
- *   timeout=<duration> | max-size=<size>
+ *   timeout=<duration> | max-size=<size> | per-item | concurrency=<n> |
+ *   max-items=<n>
  * Returns NULL or an error naming the offending option. */
 const char *bff_backend_option(bff_backend_t *be, const char *opt,
                                apr_pool_t *p);
@@ -69,16 +78,25 @@ typedef enum {
     BFF_BE_SKIPPED          /* not called: a dependency failed */
 } bff_be_state_e;
 
-typedef struct {
+typedef struct bff_be_result_t bff_be_result_t;
+struct bff_be_result_t {
     bff_be_state_e state;
     bff_fetch_err_e err;     /* fetch error when FAILED by the transport */
     int status;              /* HTTP status, 0 when none */
     const char *reason;      /* short, client-safe: "timeout", "HTTP 503" */
     const char *detail;      /* for the error log only */
-    json_t *value;           /* parsed reply (pool owned) */
+    json_t *value;           /* parsed reply (pool owned); per-item: the
+                                replies of the items that answered */
     apr_interval_time_t elapsed;
     bff_fetch_req_t req;
-} bff_be_result_t;
+    /* per-item backends: one result per unique item, first-seen order */
+    json_t *item;            /* an item's value (items only) */
+    bff_be_result_t *items;
+    int nitems;
+    int next_item;           /* items started so far */
+    int items_running;
+    int items_failed;
+};
 
 /* Per-call extras the glue supplies (request id, trace context, forwarded
  * client headers, client query parameters). */
@@ -90,6 +108,9 @@ typedef struct {
     void (*per_call)(void *baton, const bff_backend_t *be,
                      apr_array_header_t *headers, apr_pool_t *p);
     void *baton;
+    /* the client's field selection (?fields=, or its client's default),
+     * applied last; NULL: the whole document */
+    const bff_shape_t *fields;
 } bff_call_ctx_t;
 
 typedef struct {
