@@ -19,6 +19,7 @@
 #include "http_log.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "util_filter.h"
 #include "mod_log_config.h"
 
 #include "apr_optional.h"
@@ -125,6 +126,31 @@ static int obs_post_read_request(request_rec *r)
         obs_forward(r, bff_obs_req(r));
     }
     return DECLINED;
+}
+
+/* mod_proxy fills headers_out with the backend's response headers: a
+ * backend echoing X-Request-ID (common practice) would make the answer
+ * carry the header twice, ours being in err_headers_out. The gateway's id
+ * wins. Runs after content filters (mod_headers) and before the HTTP
+ * header filter, once. */
+#define OBS_ID_FILTER "BFF_REQUEST_ID"
+
+static apr_status_t obs_id_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    request_rec *r = f->r;
+
+    if (apr_table_get(r->err_headers_out, "X-Request-ID")) {
+        apr_table_unset(r->headers_out, "X-Request-ID");
+    }
+    ap_remove_output_filter(f);
+    return ap_pass_brigade(f->next, bb);
+}
+
+static void obs_insert_filter(request_rec *r)
+{
+    if (obs_find(r)) {
+        ap_add_output_filter(OBS_ID_FILTER, NULL, r, r->connection);
+    }
 }
 
 /* ------------------------------------------------------ backend timings -- */
@@ -322,4 +348,7 @@ void bff_log_register_hooks(apr_pool_t *p)
     ap_hook_pre_config(obs_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_read_request(obs_post_read_request, pred, NULL,
                               APR_HOOK_MIDDLE);
+    ap_hook_insert_filter(obs_insert_filter, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_register_output_filter(OBS_ID_FILTER, obs_id_filter, NULL,
+                              AP_FTYPE_PROTOCOL - 1);
 }

@@ -9,7 +9,7 @@ use Apache::TestUtil;
 use JSON::PP ();
 use BFFTest;
 
-plan tests => 40;
+plan tests => 42;
 
 my $tp_re = qr/^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 my $logfile = Apache::Test::vars('t_logs') . '/bff_json.log';
@@ -128,6 +128,24 @@ $res = http_get($srv->{port}, '/agg/1', 'X-Request-ID' => 'off-agg');
 ok t_cmp($res->header('X-Request-ID'), 'off-agg', 'Off: endpoints still have ids');
 ok t_cmp(svc_log('user')->[0]{headers}{'x-request-id'}, 'off-agg');
 stop_httpd($srv);
+
+# --- a backend that echoes X-Request-ID: the answer still has one -----
+my $echo = start_httpd('trace_echo', <<"CONF");
+LoadModule unique_id_module "$lib/mod_unique_id.so"
+LoadModule proxy_module "$lib/mod_proxy.so"
+LoadModule proxy_http_module "$lib/mod_proxy_http.so"
+LoadModule headers_module "$lib/mod_headers.so"
+ProxyPass /px/ $ENV{BFF_T_USER_URL}/
+<Location /px/>
+    # stands for a backend that answers with its own X-Request-ID
+    Header set X-Request-ID "from-the-backend"
+</Location>
+CONF
+$res = http_get($echo->{port}, '/px/users/1', 'X-Request-ID' => 'echo-1');
+my @echoed = $res->header('X-Request-ID');
+ok t_cmp(scalar @echoed, 1, 'X-Request-ID sent once') or diag("@echoed");
+ok t_cmp($echoed[0], 'echo-1', 'the gateway\'s id');
+stop_httpd($echo);
 
 # --- the error log names the request (conf/bff-errorlog.conf) --------
 my $elog = start_httpd('trace_errlog', <<"CONF");
