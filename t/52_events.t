@@ -48,7 +48,7 @@ sub entries {
 
 sub wait_entries {
     my ($pred, $secs) = @_;
-    my $until = now() + ($secs // 5);
+    my $until = now() + ($secs // 10);
     my @e;
     while (now() < $until) {
         @e = grep { $pred->($_) } entries();
@@ -173,7 +173,9 @@ my ($base) = timed_requests($h->{port}, 20, '/agg/1');
 redis_stop();
 my ($worst, $fails) = timed_requests($h->{port}, 40, '/agg/1');
 ok t_cmp($fails, 0, 'Redis down: no request fails');
-ok $worst < 0.5, sprintf('Redis down: slowest answer %.3fs (before: %.3fs)', $worst, $base);
+# generous for a loaded machine; a request that waited for Redis would
+# take at least the 3 s timeouts of the silent case below
+ok $worst < 1.5, sprintf('Redis down: slowest answer %.3fs (before: %.3fs)', $worst, $base);
 # one line per child process for the whole outage, not one per event
 sub per_pid {
     my ($log, $tag) = @_;
@@ -214,7 +216,7 @@ $endpoints
 CONF
 ($worst, $fails) = timed_requests($h3->{port}, 40, '/agg/1');
 ok t_cmp($fails, 0, 'silent Redis: no request fails');
-ok $worst < 0.5, sprintf('silent Redis (3 s timeouts): slowest answer %.3fs', $worst);
+ok $worst < 1.5, sprintf('silent Redis (3 s timeouts): slowest answer %.3fs', $worst);
 # the thread is stuck in its first 3 s connect: the queue of 5 overflows
 my $log = '';
 for (1 .. 100) {

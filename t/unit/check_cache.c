@@ -1615,7 +1615,7 @@ START_TEST(redis_xadd)
     t0 = apr_time_now();
     ASSERT_RC(bff_store_xadd(st, &added, "t:ev", 100, e, 1, pool),
               BFF_STORE_ERROR);
-    ck_assert_int_lt(ms_since(t0), 50);
+    ck_assert_int_lt(ms_since(t0), 100);     /* no new attempt: gate down */
 }
 END_TEST
 
