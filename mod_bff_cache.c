@@ -1224,6 +1224,31 @@ static int status_handler(request_rec *r)
     return purge_reply(r, HTTP_OK, json_incref(j));
 }
 
+/* ------------------------------------------------------------ health -- */
+
+json_t *bff_cache_health(int *usable, apr_pool_t *p)
+{
+    bff_store_health_t h;
+    json_t *j;
+    int fallback = shm_store && shm_store != primary;
+
+    *usable = 1;
+    if (!caching) {
+        return NULL;
+    }
+    if (!primary) {
+        return bff_json_pool_own(json_pack("{s:s}", "store", "off"), p);
+    }
+    bff_store_health(primary, &h, p);
+    /* a store that is down is no problem while shared memory stands in */
+    *usable = h.up || fallback;
+    j = json_pack("{s:s, s:b, s:s?, s:s, s:b}", "store", primary->vt->name,
+                  "up", h.up, "last_error", h.last_error,
+                  "fallback", fallback ? "shmcb" : "none",
+                  "fallback_in_use", !h.up && fallback);
+    return j ? bff_json_pool_own(j, p) : NULL;
+}
+
 /* ------------------------------------------------------------ lifecycle -- */
 
 static int cache_pre_config(apr_pool_t *pconf, apr_pool_t *plog,

@@ -252,6 +252,10 @@ typedef struct {
     bff_run_result_t *res;
     bff_fetcher_t *f;
     json_t **param_json;       /* lazily built JSON of each parameter */
+    const bff_policy_t *pol;   /* NULL: no breaker, no retry */
+    void **token;              /* per backend: the policy's, for report */
+    apr_time_t *retry_at;      /* per backend: 0, or when to try again */
+    int retrying;              /* backends waiting for a retry */
     int running;
     int required_failed;       /* index + 1 */
     apr_time_t deadline;
@@ -300,6 +304,16 @@ static void fail(run_t *run, int i, const char *reason, const char *detail)
     }
 }
 
+static void report(run_t *run, int i, int cancelled)
+{
+    if (run->pol && run->pol->report) {
+        run->pol->report(run->pol->baton,
+                         APR_ARRAY_IDX(run->ep->backends, i, bff_backend_t *),
+                         run->token[i], &run->res->results[i].req, cancelled);
+    }
+    run->token[i] = NULL;
+}
+
 static void launch(run_t *run, int i)
 {
     bff_backend_t *be = APR_ARRAY_IDX(run->ep->backends, i, bff_backend_t *);
@@ -322,18 +336,6 @@ static void launch(run_t *run, int i)
                           cc->query, NULL);
     }
 
-    hdrs = apr_array_make(run->p, 8, sizeof(const char *));
-    APR_ARRAY_PUSH(hdrs, const char *) = "Accept: application/json";
-    if (body) {
-        APR_ARRAY_PUSH(hdrs, const char *) = "Content-Type: application/json";
-    }
-    if (cc && cc->headers) {
-        apr_array_cat(hdrs, cc->headers);
-    }
-    if (cc && cc->per_call) {
-        cc->per_call(cc->baton, be, hdrs, run->p);
-    }
-
     left = ms_left(run->deadline);
     timeout = be->timeout_ms > 0 && be->timeout_ms < run->ep->timeout_ms
               ? be->timeout_ms : run->ep->timeout_ms;
@@ -346,7 +348,32 @@ static void launch(run_t *run, int i)
              "endpoint deadline passed before the call");
         return;
     }
+    if (run->pol && run->pol->admit) {
+        const char *why = run->pol->admit(run->pol->baton, be, r->attempts + 1,
+                                          &url, &run->token[i], run->p);
+        if (why) {
+            r->refused = 1;
+            r->err = BFF_FETCH_OK;
+            r->status = 0;
+            fail(run, i, why, NULL);
+            return;
+        }
+    }
+    r->attempts++;
 
+    hdrs = apr_array_make(run->p, 8, sizeof(const char *));
+    APR_ARRAY_PUSH(hdrs, const char *) = "Accept: application/json";
+    if (body) {
+        APR_ARRAY_PUSH(hdrs, const char *) = "Content-Type: application/json";
+    }
+    if (cc && cc->headers) {
+        apr_array_cat(hdrs, cc->headers);
+    }
+    if (cc && cc->per_call) {
+        cc->per_call(cc->baton, be, hdrs, run->p);
+    }
+
+    memset(&r->req, 0, sizeof(r->req));
     r->req.method = be->method;
     r->req.url = url;
     r->req.body = body;
@@ -357,6 +384,7 @@ static void launch(run_t *run, int i)
     r->req.max_body = be->max_body ? be->max_body : run->ep->max_body;
     r->req.baton = (void *)(apr_uintptr_t)(i + 1);
     if (bff_fetch_start(run->f, &r->req) != APR_SUCCESS) {
+        report(run, i, 0);
         r->err = r->req.err;
         fail(run, i, bff_fetch_err_str(r->req.err),
              r->req.errmsg ? apr_pstrdup(run->p, r->req.errmsg) : NULL);
@@ -382,8 +410,13 @@ static void start_ready(run_t *run)
             int ready = 1;
             const char *failed_dep = NULL;
 
-            if (r->state != BFF_BE_PENDING) {
+            if (r->state != BFF_BE_PENDING
+                || (run->retry_at[i] && run->retry_at[i] > apr_time_now())) {
                 continue;
+            }
+            if (run->retry_at[i]) {
+                run->retry_at[i] = 0;
+                run->retrying--;
             }
             for (j = 0; j < be->deps->nelts; j++) {
                 int d = APR_ARRAY_IDX(be->deps, j, int);
@@ -411,6 +444,36 @@ static void start_ready(run_t *run)
     }
 }
 
+/* Asks the policy whether failed attempt i is retried; if so the backend
+ * is pending again until its retry time, which must leave time before the
+ * deadline. Returns 1 when a retry is scheduled. */
+static int schedule_retry(run_t *run, int i, const bff_fetch_req_t *req)
+{
+    bff_be_result_t *r = &run->res->results[i];
+    long delay;
+    apr_time_t at;
+
+    if (!run->pol || !run->pol->retry) {
+        return 0;
+    }
+    delay = run->pol->retry(run->pol->baton,
+                            APR_ARRAY_IDX(run->ep->backends, i, bff_backend_t *),
+                            NULL, req, r->attempts);
+    if (delay < 0) {
+        return 0;
+    }
+    at = apr_time_now() + apr_time_from_msec(delay);
+    if (at >= run->deadline) {
+        return 0;
+    }
+    r->state = BFF_BE_PENDING;
+    r->reason = req->err != BFF_FETCH_OK ? bff_fetch_err_str(req->err)
+                : apr_psprintf(run->p, "HTTP %d", req->status);
+    run->retry_at[i] = at ? at : 1;
+    run->retrying++;
+    return 1;
+}
+
 static void finish(run_t *run, bff_fetch_req_t *req)
 {
     int i = (int)(apr_uintptr_t)req->baton - 1;
@@ -422,6 +485,12 @@ static void finish(run_t *run, bff_fetch_req_t *req)
     r->elapsed = req->elapsed;
     r->err = req->err;
     r->status = req->status;
+    report(run, i, 0);
+    if ((req->err != BFF_FETCH_OK || req->status < 200 || req->status > 299)
+        && schedule_retry(run, i, req)) {
+        bff_fetch_release(run->f, req);
+        return;
+    }
     if (req->err != BFF_FETCH_OK) {
         /* the message lives in the fetcher's handle, which is reused */
         fail(run, i, bff_fetch_err_str(req->err),
@@ -459,7 +528,11 @@ static void build_error(run_t *run)
 
     res->backend = be->name;
     res->completed = 0;
-    if (r->err == BFF_FETCH_ETIMEOUT) {
+    if (r->refused) {
+        res->status = 503;
+        res->title = "Service Unavailable";
+    }
+    else if (r->err == BFF_FETCH_ETIMEOUT) {
         res->status = 504;
         res->title = "Gateway Timeout";
     }
@@ -531,6 +604,9 @@ void bff_engine_run(bff_run_result_t *res, const bff_endpoint_t *ep,
     run.p = p;
     run.param_json = apr_pcalloc(p, sizeof(json_t *)
                                  * (apr_size_t)(bff_route_nparams(ep->route) + 1));
+    run.pol = cc ? cc->policy : NULL;
+    run.token = apr_pcalloc(p, sizeof(void *) * (apr_size_t)n);
+    run.retry_at = apr_pcalloc(p, sizeof(apr_time_t) * (apr_size_t)n);
     run.deadline = start + apr_time_from_msec(ep->timeout_ms);
 
     for (i = 0; i < bff_route_nparams(ep->route); i++) {
@@ -553,12 +629,25 @@ void bff_engine_run(bff_run_result_t *res, const bff_endpoint_t *ep,
         long left;
 
         start_ready(&run);
-        if (run.required_failed || run.running == 0) {
+        if (run.required_failed || (run.running == 0 && run.retrying == 0)) {
             break;
         }
         left = ms_left(run.deadline);
         if (left <= 0) {
             break;
+        }
+        if (run.retrying) {
+            /* wake up for the earliest retry */
+            for (i = 0; i < n; i++) {
+                if (run.retry_at[i]) {
+                    long ms = ms_left(run.retry_at[i]);
+                    left = ms < left ? ms : left;
+                }
+            }
+            if (run.running == 0) {
+                apr_sleep(apr_time_from_msec(left));
+                continue;
+            }
         }
         rv = bff_fetch_wait(f, &done, left);
         if (rv == APR_SUCCESS && done) {
@@ -577,12 +666,22 @@ void bff_engine_run(bff_run_result_t *res, const bff_endpoint_t *ep,
                 r->state = BFF_BE_SKIPPED;
                 r->reason = "cancelled";
                 r->err = BFF_FETCH_EABORTED;
+                report(&run, i, 1);
             }
             else {
-                r->err = BFF_FETCH_ETIMEOUT;
+                /* the backend did not answer in time: a timeout for the
+                 * breaker too */
+                r->err = r->req.err = BFF_FETCH_ETIMEOUT;
+                r->req.elapsed = apr_time_now() - start;
+                report(&run, i, 0);
                 fail(&run, i, bff_fetch_err_str(BFF_FETCH_ETIMEOUT),
                      "endpoint deadline reached");
             }
+        }
+        else if (r->state == BFF_BE_PENDING && run.retry_at[i]
+                 && !run.required_failed) {
+            /* its retry did not fit before the deadline */
+            fail(&run, i, r->reason, "no time left for the retry");
         }
         else if (r->state == BFF_BE_PENDING) {
             r->state = BFF_BE_SKIPPED;

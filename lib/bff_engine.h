@@ -77,8 +77,32 @@ typedef struct {
     const char *detail;      /* for the error log only */
     json_t *value;           /* parsed reply (pool owned) */
     apr_interval_time_t elapsed;
+    int attempts;            /* calls made (retries included) */
+    int refused;             /* 1: the policy refused the call (breaker) */
     bff_fetch_req_t req;
 } bff_be_result_t;
+
+/* Resilience hooks (circuit breakers, retries, load balancing), which the
+ * glue implements over shared memory (mod_bff_resilience.c). Any may be
+ * NULL. */
+typedef struct {
+    /* Before every attempt (1 = the first call). May replace *url (another
+     * instance of the backend). Returns NULL to make the call, or a short
+     * client-safe reason not to ("circuit open"): the backend then fails
+     * at once. *token is the policy's, handed back to report and retry. */
+    const char *(*admit)(void *baton, const bff_backend_t *be, int attempt,
+                         const char **url, void **token, apr_pool_t *p);
+    /* After every admitted attempt: req is complete (err, status,
+     * elapsed), or cancelled is 1 when the run dropped it unanswered. */
+    void (*report)(void *baton, const bff_backend_t *be, void *token,
+                   const bff_fetch_req_t *req, int cancelled);
+    /* After failed attempt number attempt: milliseconds to wait before the
+     * next attempt, or -1 for no retry. The engine never schedules one
+     * past the endpoint deadline. */
+    long (*retry)(void *baton, const bff_backend_t *be, void *token,
+                  const bff_fetch_req_t *req, int attempt);
+    void *baton;
+} bff_policy_t;
 
 /* Per-call extras the glue supplies (request id, trace context, forwarded
  * client headers, client query parameters). */
@@ -90,6 +114,7 @@ typedef struct {
     void (*per_call)(void *baton, const bff_backend_t *be,
                      apr_array_header_t *headers, apr_pool_t *p);
     void *baton;
+    const bff_policy_t *policy;           /* NULL: no breaker, no retry */
 } bff_call_ctx_t;
 
 typedef struct {
