@@ -1229,6 +1229,9 @@ static int status_handler(request_rec *r)
 json_t *bff_cache_health(int *usable, apr_pool_t *p)
 {
     bff_store_health_t h;
+    bff_store_rc_e rc;
+    const char *val;
+    apr_size_t len;
     json_t *j;
     int fallback = shm_store && shm_store != primary;
 
@@ -1239,7 +1242,13 @@ json_t *bff_cache_health(int *usable, apr_pool_t *p)
     if (!primary) {
         return bff_json_pool_own(json_pack("{s:s}", "store", "off"), p);
     }
+    /* one read tells this process whether the store answers now (the
+     * state is per process); while it is known down the store fails fast */
+    rc = bff_store_get(primary, &val, &len, "health", p);
     bff_store_health(primary, &h, p);
+    if (rc == BFF_STORE_ERROR) {
+        h.up = 0;
+    }
     /* a store that is down is no problem while shared memory stands in */
     *usable = h.up || fallback;
     j = json_pack("{s:s, s:b, s:s?, s:s, s:b}", "store", primary->vt->name,

@@ -4,11 +4,13 @@
  * health probe and the health handler.
  *
  * The engine (lib/bff_engine.c) asks a policy before and after every
- * backend call (bff_policy_t); this file implements it over one slotmem
- * ("shm" provider) table of slots, one per breaker key (a backend host, or
- * a backend of an endpoint), updated under a global mutex: every child
- * sees the same breakers, and the table is found again by name after a
- * graceful restart. The state machine and the retry arithmetic are pure
+ * backend call (bff_policy_t); this file implements it over one table of
+ * slots in shared memory, one per breaker key (a backend host, or a
+ * backend of an endpoint), updated under a global mutex: every child sees
+ * the same breakers. The table belongs to httpd's parent process (retained
+ * data), so a graceful restart keeps it. (Not mod_slotmem_shm: it gives a
+ * generation's table to the next one only through a file, and its pool
+ * cleanup crashed the parent on graceful restart here.) The state machine and the retry arithmetic are pure
  * logic in lib/bff_breaker.c and lib/bff_retry.c.
  */
 #include "httpd.h"
@@ -18,7 +20,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "ap_provider.h"
-#include "ap_slotmem.h"
+#include "apr_shm.h"
 #include "ap_mpm.h"
 #include "util_mutex.h"
 
@@ -37,6 +39,7 @@ APLOG_USE_MODULE(bff);
 #define SLOTS_NAME   "bff-breakers"
 #define KEY_MAX      160
 #define DEFAULT_SLOTS 256
+#define RETAINED_KEY "mod_bff-resilience"
 
 #define SCOPE_HOST    1
 #define SCOPE_BACKEND 2
@@ -351,8 +354,15 @@ typedef struct {
     bff_retry_budget_t budget;
 } slot_t;
 
-static const ap_slotmem_provider_t *slotmem;
-static ap_slotmem_instance_t *slots_inst;
+/* What outlives a configuration generation (ap_retained_data). */
+typedef struct {
+    apr_shm_t *shm;
+    unsigned int nslots;
+    apr_size_t slot_size;
+    apr_global_mutex_t *mutex;
+} retained_t;
+
+static retained_t *ret;
 static slot_t *slots;             /* the table; NULL: no breakers */
 static unsigned int nslots;
 static apr_global_mutex_t *gmutex;
@@ -1033,7 +1043,6 @@ static int res_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
 {
     ap_mutex_register(pconf, MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
     slots = NULL;
-    slots_inst = NULL;
     nslots = 0;
     gmutex = NULL;
     gconf = NULL;
@@ -1109,6 +1118,7 @@ static int res_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     server_rec *vs;
     apr_status_t rv;
     void *mem;
+    unsigned int want;
     int any = 0;
 
     main_server = s;
@@ -1121,31 +1131,46 @@ static int res_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     if (!any || ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK;
     }
-    slotmem = ap_lookup_provider(AP_SLOTMEM_PROVIDER_GROUP, "shm",
-                                 AP_SLOTMEM_PROVIDER_VERSION);
-    if (!slotmem) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, BFFLOGNO(205)
-                     "mod_slotmem_shm is not loaded: no circuit breakers, "
-                     "retry budgets or backend health (LoadModule "
-                     "slotmem_shm_module)");
-        return OK;
+    want = (unsigned int)(gconf->slots ? gconf->slots : DEFAULT_SLOTS) + 1;
+    /* The table and its mutex belong to httpd's parent process, not to a
+     * configuration generation: created once, found again (retained data)
+     * on every restart, so a graceful restart keeps breakers, budgets and
+     * counters, and old and new children share them. Anonymous shared
+     * memory: children inherit it, no file, nothing to clean up. A cold
+     * start begins with closed breakers and zero counters. */
+    ret = ap_retained_data_get(RETAINED_KEY);
+    if (!ret) {
+        ret = ap_retained_data_create(RETAINED_KEY, sizeof(*ret));
     }
-    nslots = (unsigned int)(gconf->slots ? gconf->slots : DEFAULT_SLOTS) + 1;
-    rv = slotmem->create(&slots_inst, SLOTS_NAME, sizeof(slot_t), nslots, 0,
-                         pconf);
-    if (rv == APR_SUCCESS) {
-        rv = slotmem->dptr(slots_inst, 0, &mem);
+    if (ret->shm && (ret->slot_size != sizeof(slot_t) || ret->nslots < want)) {
+        if (ret->slot_size == sizeof(slot_t)) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, BFFLOGNO(205)
+                         "BFFBreakerSlots grew to %u: a new, empty breaker "
+                         "table", want - 1);
+        }
+        ret->shm = NULL;     /* another layout: start afresh */
     }
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, BFFLOGNO(206)
-                     "cannot create the breaker table (%u slots of %"
-                     APR_SIZE_T_FMT " bytes)", nslots, sizeof(slot_t));
+    if (!ret->shm) {
+        rv = apr_shm_create(&ret->shm, sizeof(slot_t) * want, NULL,
+                            s->process->pool);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, BFFLOGNO(206)
+                         "cannot create the breaker table (%u slots of %"
+                         APR_SIZE_T_FMT " bytes)", want, sizeof(slot_t));
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        memset(apr_shm_baseaddr_get(ret->shm), 0, sizeof(slot_t) * want);
+        ret->nslots = want;
+        ret->slot_size = sizeof(slot_t);
+    }
+    if (!ret->mutex
+        && (rv = ap_global_mutex_create(&ret->mutex, NULL, MUTEX_TYPE, NULL, s,
+                                        s->process->pool, 0)) != APR_SUCCESS) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    if ((rv = ap_global_mutex_create(&gmutex, NULL, MUTEX_TYPE, NULL, s, pconf,
-                                     0)) != APR_SUCCESS) {
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
+    gmutex = ret->mutex;
+    nslots = ret->nslots;
+    mem = apr_shm_baseaddr_get(ret->shm);
     slots = mem;
     register_known_keys(s, ptemp);
     return OK;
@@ -1176,10 +1201,8 @@ static void res_child_init(apr_pool_t *pchild, server_rec *s)
 
 void bff_res_register_hooks(apr_pool_t *p)
 {
-    static const char *const after_slotmem[] = { "mod_slotmem_shm.c", NULL };
-
     ap_hook_pre_config(res_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_post_config(res_post_config, after_slotmem, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(res_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(res_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(health_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }
