@@ -249,6 +249,7 @@ sub own_svc_start {
 sub own_svc_stop {
     my $s = shift;
     my $pid = delete $s->{pid} or return;
+    local $?;    # also called from END blocks: keep the exit status
     kill 'KILL', $pid;
     waitpid $pid, 0;
 }
