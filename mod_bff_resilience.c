@@ -321,18 +321,15 @@ const char *bff_res_cmd_probe(cmd_parms *cmd, void *dcv, const char *args)
 const char *bff_res_cmd_slots(cmd_parms *cmd, void *dcv, const char *arg)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-    char *end;
-    long n;
+    int n;
 
-    if (err) {
-        return err;
+    if (!err && (err = bff_parse_int(&n, arg, 1, 100000, cmd->temp_pool))) {
+        err = apr_pstrcat(cmd->pool, "BFFBreakerSlots: ", err, NULL);
     }
-    n = strtol(arg, &end, 10);
-    if (!*arg || *end || n < 1 || n > 100000) {
-        return "BFFBreakerSlots: expected a number from 1 to 100000";
+    if (!err) {
+        conf_for(cmd, NULL)->slots = n;
     }
-    conf_for(cmd, NULL)->slots = (int)n;
-    return NULL;
+    return err;
 }
 
 /* ------------------------------------------------------ shared state -- */

@@ -27,15 +27,9 @@ void bff_retry_conf_default(bff_retry_conf_t *c)
 static const char *num(int *out, const char *v, int lo, int hi,
                        const char *name, apr_pool_t *p)
 {
-    char *end;
-    long n = strtol(v, &end, 10);
+    const char *err = bff_parse_int(out, v, lo, hi, p);
 
-    if (!*v || *end || n < lo || n > hi) {
-        return apr_psprintf(p, "%s=%s: expected a number from %d to %d",
-                            name, v, lo, hi);
-    }
-    *out = (int)n;
-    return NULL;
+    return err ? apr_psprintf(p, "%s=%s: %s", name, v, err) : NULL;
 }
 
 static const char *statuses(bff_retry_conf_t *c, const char *v, apr_pool_t *p)

@@ -6,7 +6,7 @@ use warnings FATAL => 'all';
 
 use Apache::Test qw(-withtestmore);
 use Apache::TestUtil;
-use File::Temp qw(tempdir);
+use BFFConfTest;
 
 my $U = 'http://127.0.0.1:1';
 my $EP = "<BFFEndpoint GET /p/{id:int}>\n BFFBackend a GET $U/{id}\n";
@@ -37,34 +37,6 @@ my @cases = (
 );
 
 plan tests => 3 * @cases + 2;
-
-my $httpd = Apache::Test::vars('httpd');
-my $libexec = $ENV{BFF_T_LIBEXECDIR};
-my $dir = tempdir(CLEANUP => 1);
-
-sub configtest {
-    my ($body) = @_;
-    my $file = "$dir/bff-test.conf";
-    open my $fh, '>', $file or die $!;
-    print $fh $body, "\n";
-    close $fh;
-    my $main = "$dir/httpd.conf";
-    open $fh, '>', $main or die $!;
-    print $fh <<"EOF";
-ServerRoot "$dir"
-PidFile "$dir/httpd.pid"
-ErrorLog "$dir/error.log"
-DefaultRuntimeDir "$dir"
-Listen 127.0.0.1:1
-LoadModule mpm_event_module "$libexec/mod_mpm_event.so"
-LoadModule authz_core_module "$libexec/mod_authz_core.so"
-LoadModule bff_module "$ENV{BFF_T_MODULE}"
-Include "$file"
-EOF
-    close $fh;
-    my $out = `'$httpd' -t -f '$main' 2>&1`;
-    return ($? >> 8, $out, $file);
-}
 
 for my $c (@cases) {
     my ($body, $line, $re) = @$c;

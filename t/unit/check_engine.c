@@ -574,6 +574,18 @@ static bff_policy_t policy_of(pol_t *pl)
     return po;
 }
 
+/* One backend, "user", on GET http://u/users/{user_id} */
+static bff_endpoint_t *user_endpoint(void)
+{
+    bff_endpoint_t *ep = bff_endpoint_create("GET", "/p/{user_id:int}", pool);
+
+    ck_assert_ptr_null(bff_route_compile(&ep->route, ep->pattern, pool));
+    ck_assert_ptr_null(add_backend(ep, "user", "GET", "http://u/users/{user_id}",
+                                   NULL));
+    ck_assert_ptr_null(bff_endpoint_finalize(ep, pool));
+    return ep;
+}
+
 START_TEST(policy_refusal_of_optional_is_partial)
 {
     bff_endpoint_t *ep = profile_endpoint();
@@ -622,16 +634,13 @@ START_TEST(policy_retry_then_success)
         { "http://u/users/7", 200, "{\"id\":7}", 0, 0 },
         { NULL, 0, NULL, 0, 0 }
     };
-    bff_endpoint_t *ep = bff_endpoint_create("GET", "/p/{user_id:int}", pool);
+    bff_endpoint_t *ep = user_endpoint();
     bff_run_result_t res;
     pol_t pl = { NULL, NULL, 1, 20, 3, 0, 0, 0, 0, "" };
     bff_policy_t po = policy_of(&pl);
     bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, &po };
     apr_time_t t0;
 
-    ck_assert_ptr_null(bff_route_compile(&ep->route, ep->pattern, pool));
-    ck_assert_ptr_null(add_backend(ep, "user", "GET", "http://u/users/{user_id}", NULL));
-    ck_assert_ptr_null(bff_endpoint_finalize(ep, pool));
     fk.table = table;
     t0 = apr_time_now();
     bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
@@ -653,15 +662,12 @@ START_TEST(policy_retries_stop_at_attempts)
         { "http://u/users/7", 502, "{}", 0, 0 },
         { NULL, 0, NULL, 0, 0 }
     };
-    bff_endpoint_t *ep = bff_endpoint_create("GET", "/p/{user_id:int}", pool);
+    bff_endpoint_t *ep = user_endpoint();
     bff_run_result_t res;
     pol_t pl = { NULL, NULL, 0, 1, 3, 0, 0, 0, 0, "" };
     bff_policy_t po = policy_of(&pl);
     bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, &po };
 
-    ck_assert_ptr_null(bff_route_compile(&ep->route, ep->pattern, pool));
-    ck_assert_ptr_null(add_backend(ep, "user", "GET", "http://u/users/{user_id}", NULL));
-    ck_assert_ptr_null(bff_endpoint_finalize(ep, pool));
     fk.table = table;
     bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
     ck_assert_int_eq(res.results[0].attempts, 3);
@@ -677,17 +683,13 @@ START_TEST(policy_retry_never_past_deadline)
         { "http://u/users/7", 503, "{}", 0, 0 },
         { NULL, 0, NULL, 0, 0 }
     };
-    bff_endpoint_t *ep = bff_endpoint_create("GET", "/p/{user_id:int}", pool);
+    bff_endpoint_t *ep = user_endpoint();
     bff_run_result_t res;
     pol_t pl = { NULL, NULL, 0, 500, 5, 0, 0, 0, 0, "" };
     bff_policy_t po = policy_of(&pl);
     bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, &po };
     apr_time_t t0;
 
-    ck_assert_ptr_null(bff_route_compile(&ep->route, ep->pattern, pool));
-    ck_assert_ptr_null(add_backend(ep, "user", "GET", "http://u/users/{user_id}",
-                                   NULL));
-    ck_assert_ptr_null(bff_endpoint_finalize(ep, pool));
     ep->timeout_ms = 100;
     fk.table = table;
     t0 = apr_time_now();
