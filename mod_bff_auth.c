@@ -66,6 +66,8 @@ APLOG_USE_MODULE(bff);
 #define APIKEY_PREFIX_MAX      64
 #define RL_MUTEX_TYPE          "bff-ratelimit"
 #define RL_SOCACHE_NAME        "bff-ratelimit"
+#define DEFAULT_LEASE_TTL      1000        /* ms */
+#define LEASES_MAX             10000       /* keys with a lease, per child */
 
 /* BFFRateLimitFallback */
 #define FB_SHM    1
@@ -99,6 +101,8 @@ typedef struct {
     const char *header;          /* KEY_HEADER */
     apr_array_header_t *plans;   /* const char *; NULL: every request; "-"
                                     stands for "no plan" */
+    apr_int64_t lease;           /* > 1: tokens taken from Redis per call */
+    long lease_ttl_ms;           /* unused leased tokens go back after */
 } limit_t;
 
 /* The JWT verification settings of one server. A virtual host that sets
@@ -175,6 +179,19 @@ static server_rec *main_server;
  * once when it starts and once when it ends. */
 static volatile apr_uint64_t redis_down_until;
 static volatile apr_uint32_t redis_down;
+
+/* Token leases of this child (BFFRateLimit lease=N): bucket key -> the
+ * tokens taken from Redis and not used yet. Entries are malloc'ed (key
+ * inline) and bounded in number; lease_mutex guards the table. */
+typedef struct {
+    apr_int64_t avail;           /* leased tokens not handed out yet */
+    apr_time_t expires;          /* then they go back to Redis */
+    bff_bucket_result_t last;    /* Redis' answer when they were leased */
+    bff_bucket_conf_t conf;      /* of the bucket, to give tokens back */
+    char key[1];
+} lease_t;
+static apr_hash_t *leases;
+static apr_thread_mutex_t *lease_mutex;
 
 static ap_filter_rec_t *problem_filter_handle;
 
@@ -749,13 +766,45 @@ const char *bff_auth_cmd_rate_limit(cmd_parms *cmd, void *dcv,
                 APR_ARRAY_PUSH(l->plans, const char *) = w;
             }
         }
+        else if (!strncmp(opt, "lease=", 6)) {
+            char *end;
+            apr_int64_t n = apr_strtoi64(opt + 6, &end, 10);
+            if (!opt[6] || *end || n < 1 || n > 1000000) {
+                return apr_psprintf(cmd->pool, "BFFRateLimit %s: %s: expected "
+                                    "a number of tokens from 1 to 1000000",
+                                    name, opt);
+            }
+            l->lease = n;
+        }
+        else if (!strncmp(opt, "lease-ttl=", 10)) {
+            if ((err = bff_parse_duration_ms(&l->lease_ttl_ms, opt + 10,
+                                             cmd->temp_pool))
+                || l->lease_ttl_ms < 1 || l->lease_ttl_ms > 60000) {
+                return apr_psprintf(cmd->pool, "BFFRateLimit %s: %s: expected "
+                                    "a duration from 1ms to 1m%s%s", name, opt,
+                                    err ? ": " : "", err ? err : "");
+            }
+        }
         else {
             return apr_psprintf(cmd->pool, "BFFRateLimit %s: unknown option "
-                                "'%s' (key=, burst=, plan=)", name, opt);
+                                "'%s' (key=, burst=, plan=, lease=, "
+                                "lease-ttl=)", name, opt);
         }
     }
     if ((err = bff_bucket_conf_check(&l->conf, cmd->temp_pool))) {
         return apr_psprintf(cmd->pool, "BFFRateLimit %s: %s", name, err);
+    }
+    if (l->lease > l->conf.capacity) {
+        return apr_psprintf(cmd->pool, "BFFRateLimit %s: lease=%" APR_INT64_T_FMT
+                            " is more than the capacity (%" APR_INT64_T_FMT
+                            " tokens)", name, l->lease, l->conf.capacity);
+    }
+    if (l->lease_ttl_ms && l->lease < 2) {
+        return apr_psprintf(cmd->pool, "BFFRateLimit %s: lease-ttl= needs "
+                            "lease=N with N >= 2", name);
+    }
+    if (!l->lease_ttl_ms) {
+        l->lease_ttl_ms = DEFAULT_LEASE_TTL;
     }
     for (i = 0; i < dc->auth->limits->nelts; i++) {
         if (!strcmp(APR_ARRAY_IDX(dc->auth->limits, i, limit_t *)->name,
@@ -1535,26 +1584,156 @@ static void redis_put(redisContext *ctx)
     }
 }
 
-/* NULL and *res on success; otherwise why Redis could not answer. */
+/* Tokens this child holds count as still in the bucket. */
+static void lease_held(bff_bucket_result_t *res, apr_int64_t n,
+                       const bff_bucket_conf_t *c)
+{
+    apr_int64_t back = n * c->rate_ms / c->rate_tokens;
+
+    res->remaining += n;
+    res->reset_ms = res->reset_ms > back ? res->reset_ms - back : 0;
+}
+
+/* Hands out a token of this child's lease on key, if it holds one:
+ * returns 1 with *res. Otherwise returns 0 and *refund gets the tokens of
+ * an expired lease, which the next Redis call gives back. */
+static int lease_use(bff_bucket_result_t *res, apr_int64_t *refund,
+                     const char *key, apr_time_t now)
+{
+    lease_t *e;
+    int used = 0;
+
+    *refund = 0;
+    apr_thread_mutex_lock(lease_mutex);
+    e = apr_hash_get(leases, key, APR_HASH_KEY_STRING);
+    if (e && e->avail > 0 && now < e->expires) {
+        e->avail--;
+        *res = e->last;
+        /* what Redis had left plus what this child still holds */
+        lease_held(res, e->avail, &e->conf);
+        used = 1;
+    }
+    else if (e) {
+        *refund = e->expires <= now ? e->avail : 0;
+        apr_hash_set(leases, e->key, APR_HASH_KEY_STRING, NULL);
+        free(e);
+    }
+    apr_thread_mutex_unlock(lease_mutex);
+    return used;
+}
+
+/* Keeps n leased tokens for key (added to a lease another thread took
+ * meanwhile). Beyond LEASES_MAX keys the tokens are not kept: they come
+ * back to the bucket by its refill, and nothing is over-granted. */
+static void lease_keep(const char *key, apr_int64_t n,
+                       const bff_bucket_result_t *res,
+                       const bff_bucket_conf_t *conf, apr_time_t expires)
+{
+    lease_t *e;
+    apr_size_t len = strlen(key);
+
+    apr_thread_mutex_lock(lease_mutex);
+    e = apr_hash_get(leases, key, (apr_ssize_t)len);
+    if (e) {
+        e->avail += n;
+        e->last = *res;
+        e->expires = expires;
+    }
+    else if (apr_hash_count(leases) < LEASES_MAX
+             && (e = malloc(sizeof(*e) + len))) {
+        memcpy(e->key, key, len + 1);
+        e->avail = n;
+        e->last = *res;
+        e->conf = *conf;
+        e->expires = expires;
+        apr_hash_set(leases, e->key, (apr_ssize_t)len, e);
+    }
+    apr_thread_mutex_unlock(lease_mutex);
+}
+
+/* NULL and *res on success; otherwise why Redis could not answer. With a
+ * lease (l->lease > 1) most requests take a token this child leased
+ * earlier, and one in about l->lease calls Redis. */
 static const char *redis_take(bff_bucket_result_t *res, request_rec *r,
-                              const char *key, const bff_bucket_conf_t *c)
+                              const char *key, const limit_t *l)
 {
     redisContext *ctx;
     const char *err;
+    apr_int64_t refund = 0, granted = 0;
+    apr_time_t now = apr_time_now();
 
+    if (l->lease > 1 && lease_mutex && lease_use(res, &refund, key, now)) {
+        return NULL;
+    }
     if (!(ctx = redis_get(r, &err))) {
         return err;
     }
     /* Redis' clock (now_ms < 0): every instance refills by the same time */
-    err = bff_bucket_redis_take(res, ctx, key, strlen(key), c, -1, 1,
-                                r->pool);
+    err = bff_bucket_redis_lease(res, &granted, ctx, key, strlen(key),
+                                 &l->conf, -1, 1,
+                                 l->lease > 1 && lease_mutex ? l->lease : 1,
+                                 refund, r->pool);
     redis_put(ctx);
     if (err) {
+        /* a refund that may not have arrived is dropped: better a token
+         * short until the refill than one too many */
         redis_mark_down(r, err);
         return err;
     }
     redis_mark_up(r);
+    if (granted > 1 && lease_mutex) {
+        lease_keep(key, granted - 1, res, &l->conf,
+                   now + apr_time_from_msec(l->lease_ttl_ms));
+        lease_held(res, granted - 1, &l->conf);
+    }
     return NULL;
+}
+
+/* Child exit: the tokens of live leases go back to Redis, so a graceful
+ * restart or MaxConnectionsPerChild loses none. */
+static apr_status_t leases_return(void *data)
+{
+    (void)data;
+    apr_pool_t *p;
+    apr_hash_index_t *hi;
+    redisContext *ctx = NULL;
+    apr_time_t now = apr_time_now();
+    bff_bucket_result_t res;
+    apr_int64_t granted;
+
+    if (!leases || !lease_mutex || apr_pool_create(&p, NULL) != APR_SUCCESS) {
+        return APR_SUCCESS;
+    }
+    /* not lock: a child stopped by a signal may have been stopped while
+     * one of its threads held the mutex; the tokens then come back by the
+     * buckets' refill */
+    if (apr_thread_mutex_trylock(lease_mutex) != APR_SUCCESS) {
+        apr_pool_destroy(p);
+        return APR_SUCCESS;
+    }
+    for (hi = apr_hash_first(p, leases); hi; hi = apr_hash_next(hi)) {
+        lease_t *e = apr_hash_this_val(hi);
+        if (e->avail > 0 && now < e->expires && redis_pool
+            && (ctx || apr_reslist_acquire(redis_pool, (void **)&ctx)
+                       == APR_SUCCESS)) {
+            if (bff_bucket_redis_lease(&res, &granted, ctx, e->key,
+                                       strlen(e->key), &e->conf, -1, 0, 0,
+                                       e->avail, p)) {
+                apr_reslist_invalidate(redis_pool, ctx);
+                ctx = NULL;
+            }
+        }
+    }
+    if (ctx) {
+        apr_reslist_release(redis_pool, ctx);
+    }
+    for (hi = apr_hash_first(p, leases); hi; hi = apr_hash_next(hi)) {
+        free(apr_hash_this_val(hi));
+    }
+    apr_hash_clear(leases);
+    apr_thread_mutex_unlock(lease_mutex);
+    apr_pool_destroy(p);
+    return APR_SUCCESS;
 }
 
 /* Looks an API key's entry up: the hash rkey, fields consumer and plan.
@@ -1783,7 +1962,7 @@ static int throttle(request_rec *r, const bff_auth_dir_t *ad)
         t[n].l = l;
         t[n].conf = l->conf;
         if (ms->redis_host) {
-            err = redis_take(&t[n].res, r, key, &l->conf);
+            err = redis_take(&t[n].res, r, key, l);
         }
         if (err && ms->redis_host) {
             if (fallback == FB_OPEN) {
@@ -2028,6 +2207,8 @@ static void bff_auth_child_init(apr_pool_t *pchild, server_rec *s)
 
     redis_pool = NULL;
     jwt_cache = NULL;
+    leases = NULL;
+    lease_mutex = NULL;
     apr_atomic_set64(&redis_down_until, 0);
     apr_atomic_set32(&redis_down, 0);
     if (rl_mutex) {
@@ -2073,6 +2254,19 @@ static void bff_auth_child_init(apr_pool_t *pchild, server_rec *s)
             ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, BFFLOGNO(123)
                          "cannot create the Redis connection pool");
             redis_pool = NULL;
+        }
+        /* registered after the pool: runs before it is destroyed */
+        leases = apr_hash_make(pchild);
+        rv = apr_thread_mutex_create(&lease_mutex, APR_THREAD_MUTEX_DEFAULT,
+                                     pchild);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, BFFLOGNO(127)
+                         "cannot create the token lease mutex");
+            lease_mutex = NULL;
+        }
+        else {
+            apr_pool_cleanup_register(pchild, NULL, leases_return,
+                                      apr_pool_cleanup_null);
         }
     }
 }

@@ -3,7 +3,7 @@
 # and a Redis token bucket against the same endpoint without them, on the
 # miss path and on the cache-hit path, all in one run of one httpd (pinned
 # to CPU 0 as in bench/run.sh; backends, Redis and wrk on CPU 1).
-#   bench/run-auth.sh            DURATION=5 WARMUP=2 CONNS=32
+#   bench/run-auth.sh            DURATION=5 WARMUP=2 CONNS=32 REPEAT=3
 #   BACKENDS=harness bench/run-auth.sh   (with `SERVE_SECONDS=300 bench/run.sh serve` running)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,6 +62,8 @@ base=http://127.0.0.1:$BFFB_PORT
 for i in $(seq 50); do curl -s -o /dev/null "$base/open/api/profile/42" && break; sleep 0.1; done
 st=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$base/secure/api/profile/42")
 [[ $st == 200 ]] || { echo "secure endpoint answered $st" >&2; cat "$run/error.log" >&2; exit 1; }
+st=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$base/lease/cached/profile/42")
+[[ $st == 200 ]] || { echo "leased endpoint answered $st" >&2; cat "$run/error.log" >&2; exit 1; }
 st=$(curl -s -o /dev/null -w '%{http_code}' "$base/secure/api/profile/42")
 [[ $st == 401 ]] || { echo "no token gave $st, expected 401" >&2; exit 1; }
 
@@ -73,30 +75,63 @@ cpu_ticks() {   # utime + stime of every httpd process of this run
     echo $sum
 }
 hz=$(getconf CLK_TCK)
-printf '%-44s %9s %8s %8s %9s\n' target req/s p50ms p99ms us/req
-declare -A rps
-measure() {   # label url [header]
-    local label=$1 url=$2; shift 2
+# Rows are measured in REPEAT interleaved rounds (off, on, off, on, ...), so
+# slow drifts of the shared machine hit both rows of a pair alike; each
+# pair's cost is the median of its per-round costs.
+REPEAT=${REPEAT:-3}
+printf '%-36s %5s %9s %8s %8s %9s\n' target round req/s p50ms p99ms us/req
+declare -A rps usr
+measure() {   # label round url [header]
+    local label=$1 round=$2 url=$3; shift 3
     taskset -c "$AUX_CPUS" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$@" "$url" >/dev/null
-    local c0; c0=$(cpu_ticks)
+    local c0; c0=$(cpu_ticks) perf_pid=
+    if [[ -n ${PERF_ROW:-} && $label == "$PERF_ROW" && $round == 1 ]]; then
+        # PERF_ROW='hit, RS256 + Redis bucket' PERF_OUT=/tmp/x.data: profile that row
+        perf record -q ${PERF_OPTS:--g} -o "${PERF_OUT:-/tmp/bff-auth.perf}" \
+            -p "$(pgrep -d, -f "$top/bench/httpd-auth.conf.in")" 2>/dev/null &
+        perf_pid=$!
+    fi
     local out; out=$(taskset -c "$AUX_CPUS" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url")
+    [[ -n $perf_pid ]] && { kill -INT "$perf_pid"; wait "$perf_pid" || true; }
     local c1; c1=$(cpu_ticks)
-    local r p50 p99 n
+    local r p50 p99 n us
     r=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
     n=$(awk '/requests in/ {print $1}' <<<"$out")
     grep -q "Non-2xx" <<<"$out" && { echo "$label: non-2xx answers" >&2; grep Non-2xx <<<"$out" >&2; }
-    rps[$label]=$r
-    printf '%-44s %9s %8s %8s %9.0f\n' "$label" "$r" "$p50" "$p99" \
-        "$(echo "($c1 - $c0) * 1000000 / $hz / $n" | bc -l)"
+    us=$(echo "($c1 - $c0) * 1000000 / $hz / $n" | bc -l)
+    rps[$label,$round]=$r; usr[$label,$round]=$us
+    printf '%-36s %5s %9s %8s %8s %9.0f\n' "$label" "$round" "$r" "$p50" "$p99" "$us"
 }
-measure "miss, no auth"                 "$base/open/api/profile/42"
-measure "miss, RS256 + Redis bucket"    "$base/secure/api/profile/42"   -H "Authorization: Bearer $token"
-measure "cache hit, no auth"            "$base/open/cached/profile/42"
-measure "cache hit, RS256 + Redis bucket" "$base/secure/cached/profile/42" -H "Authorization: Bearer $token"
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+for round in $(seq "$REPEAT"); do
+    measure "miss, no auth"               "$round" "$base/open/api/profile/42"
+    measure "miss, RS256 + Redis bucket"  "$round" "$base/secure/api/profile/42"   -H "Authorization: Bearer $token"
+    measure "miss, RS256 + leased bucket" "$round" "$base/lease/api/profile/42"    -H "Authorization: Bearer $token"
+    measure "hit, no auth"                "$round" "$base/open/cached/profile/42"
+    measure "hit, RS256 + Redis bucket"   "$round" "$base/secure/cached/profile/42" -H "Authorization: Bearer $token"
+    measure "hit, RS256 + leased bucket"  "$round" "$base/lease/cached/profile/42"  -H "Authorization: Bearer $token"
+done
 echo
-printf 'access phase cost, miss path: %.1f%% fewer req/s\n' \
-    "$(echo "(1 - ${rps["miss, RS256 + Redis bucket"]} / ${rps["miss, no auth"]}) * 100" | bc -l)"
-printf 'access phase cost, hit path:  %.1f%% fewer req/s\n' \
-    "$(echo "(1 - ${rps["cache hit, RS256 + Redis bucket"]} / ${rps["cache hit, no auth"]}) * 100" | bc -l)"
+summary() {   # path [bucket]
+    local off="$1, no auth" on="$1, RS256 + ${2:-Redis} bucket" r costs=() uson=() usoff=()
+    for r in $(seq "$REPEAT"); do
+        costs+=("$(echo "(1 - ${rps[$on,$r]} / ${rps[$off,$r]}) * 100" | bc -l)")
+        uson+=("${usr[$on,$r]}"); usoff+=("${usr[$off,$r]}")
+    done
+    local cpuoff cpuon
+    cpuoff=$(printf '%s\n' "${usoff[@]}" | median)
+    cpuon=$(printf '%s\n' "${uson[@]}" | median)
+    # req/s ratios swing with whatever else the shared machine runs; the
+    # gateway's CPU per request is steadier, and when the gateway is the
+    # bottleneck its capacity falls by 1 - off/on
+    printf 'access phase cost, %-4s path, %-6s bucket: median %.1f%% fewer req/s (rounds: %s); gateway CPU %.0f -> %.0f us/req (medians): %.1f%% less capacity when CPU-bound\n' \
+        "$1" "${2:-Redis}" "$(printf '%s\n' "${costs[@]}" | median)" \
+        "$(printf '%.1f%% ' "${costs[@]}")" "$cpuoff" "$cpuon" \
+        "$(echo "(1 - $cpuoff / $cpuon) * 100" | bc -l)"
+}
+summary miss
+summary miss leased
+summary hit
+summary hit leased

@@ -223,6 +223,8 @@ const char BFF_BUCKET_LUA[] =
     "local now = tonumber(ARGV[4])\n"
     "local cost = tonumber(ARGV[5])\n"
     "local ttl = tonumber(ARGV[6])\n"
+    "local lease = tonumber(ARGV[7] or ARGV[5])\n"
+    "local refund = tonumber(ARGV[8] or '0')\n"
     "if now < 0 then\n"
     "  if redis.replicate_commands then redis.replicate_commands() end\n"
     "  local t = redis.call('TIME')\n"
@@ -239,15 +241,25 @@ const char BFF_BUCKET_LUA[] =
     "  level = math.min(full, level + (now - last) * rt)\n"
     "  last = now\n"
     "end\n"
+    "if refund > 0 then level = math.min(full, level + refund * rms) end\n"
     "if cost < 0 then cost = 0 end\n"
     "local allowed = 0\n"
     "local retry = -1\n"
+    "local granted = 0\n"
     "if cost <= cap then\n"
     "  local need = cost * rms\n"
     "  if level >= need then\n"
     "    level = level - need\n"
     "    allowed = 1\n"
     "    retry = 0\n"
+    "    granted = cost\n"
+    "    if lease > cost then\n"
+    "      local extra = math.min(lease - cost, fdiv(level, rms) - fdiv(cap, 2))\n"
+    "      if extra > 0 then\n"
+    "        level = level - extra * rms\n"
+    "        granted = granted + extra\n"
+    "      end\n"
+    "    end\n"
     "  else\n"
     "    retry = cdiv(need - level, rt)\n"
     "  end\n"
@@ -256,7 +268,7 @@ const char BFF_BUCKET_LUA[] =
     "redis.call('HSET', KEYS[1], 'l', string.format('%.0f', level),\n"
     "           't', string.format('%.0f', last))\n"
     "redis.call('PEXPIRE', KEYS[1], math.max(ttl, reset + 1000))\n"
-    "return {allowed, fdiv(level, rms), retry, reset}\n";
+    "return {allowed, fdiv(level, rms), retry, reset, granted}\n";
 
 static const char *reply_error(redisContext *c, redisReply *r,
                                apr_pool_t *p)
@@ -279,15 +291,16 @@ static const char *reply_error(redisContext *c, redisReply *r,
     return err;
 }
 
-const char *bff_bucket_redis_take(bff_bucket_result_t *res,
-                                  redisContext *c, const char *key,
-                                  apr_size_t keylen,
-                                  const bff_bucket_conf_t *conf,
-                                  apr_int64_t now_ms, apr_int64_t cost,
-                                  apr_pool_t *p)
+const char *bff_bucket_redis_lease(bff_bucket_result_t *res,
+                                   apr_int64_t *granted, redisContext *c,
+                                   const char *key, apr_size_t keylen,
+                                   const bff_bucket_conf_t *conf,
+                                   apr_int64_t now_ms, apr_int64_t cost,
+                                   apr_int64_t lease, apr_int64_t refund,
+                                   apr_pool_t *p)
 {
-    const char *argv[10];
-    size_t argl[10];
+    const char *argv[12];
+    size_t argl[12];
     redisReply *r;
     int i;
 
@@ -301,11 +314,13 @@ const char *bff_bucket_redis_take(bff_bucket_result_t *res,
     argv[7] = apr_psprintf(p, "%" APR_INT64_T_FMT, now_ms < 0 ? -1 : now_ms);
     argv[8] = apr_psprintf(p, "%" APR_INT64_T_FMT, cost);
     argv[9] = "0";
-    for (i = 0; i < 10; i++) {
+    argv[10] = apr_psprintf(p, "%" APR_INT64_T_FMT, lease > cost ? lease : cost);
+    argv[11] = apr_psprintf(p, "%" APR_INT64_T_FMT, refund > 0 ? refund : 0);
+    for (i = 0; i < 12; i++) {
         argl[i] = i == 3 ? keylen : strlen(argv[i]);   /* key: binary */
     }
 
-    r = redisCommandArgv(c, 10, argv, argl);
+    r = redisCommandArgv(c, 12, argv, argl);
     if (r && r->type == REDIS_REPLY_ERROR && r->str
         && !strncmp(r->str, "NOSCRIPT", 8)) {
         /* Redis lost its script cache (restart, SCRIPT FLUSH, failover):
@@ -315,12 +330,12 @@ const char *bff_bucket_redis_take(bff_bucket_result_t *res,
         argv[1] = BFF_BUCKET_LUA;
         argl[0] = 4;
         argl[1] = sizeof(BFF_BUCKET_LUA) - 1;
-        r = redisCommandArgv(c, 10, argv, argl);
+        r = redisCommandArgv(c, 12, argv, argl);
     }
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 4) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
         return reply_error(c, r, p);
     }
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
         if (r->element[i]->type != REDIS_REPLY_INTEGER) {
             return reply_error(c, r, p);
         }
@@ -330,6 +345,20 @@ const char *bff_bucket_redis_take(bff_bucket_result_t *res,
     res->retry_after_ms = r->element[2]->integer;
     res->reset_ms = r->element[3]->integer;
     res->limit = conf->capacity;
+    *granted = r->element[4]->integer;
     freeReplyObject(r);
     return NULL;
+}
+
+const char *bff_bucket_redis_take(bff_bucket_result_t *res,
+                                  redisContext *c, const char *key,
+                                  apr_size_t keylen,
+                                  const bff_bucket_conf_t *conf,
+                                  apr_int64_t now_ms, apr_int64_t cost,
+                                  apr_pool_t *p)
+{
+    apr_int64_t granted;
+
+    return bff_bucket_redis_lease(res, &granted, c, key, keylen, conf,
+                                  now_ms, cost, cost, 0, p);
 }

@@ -98,6 +98,7 @@ void bff_bucket_headers(bff_bucket_headers_t *h, const char *name,
 /* The same arithmetic as bff_bucket_take, atomic in Redis.
  *   KEYS[1]  the bucket (a hash: l = level, t = last refill ms)
  *   ARGV     capacity, rate_tokens, rate_ms, now_ms, cost, ttl_ms
+ *            [, lease [, refund]]
  * now_ms < 0 takes the time from Redis (TIME): every httpd instance then
  * uses one clock, so hosts whose clocks disagree cannot refill a shared
  * bucket early (and a host whose clock lags cannot stall it). A caller's
@@ -106,10 +107,16 @@ void bff_bucket_headers(bff_bucket_headers_t *h, const char *name,
  * replication, switched on by the script, the default from 5).
  * The key expires after max(ttl_ms, time until full + 1 s): an expired
  * key is a full bucket, so no state is lost.
- * Returns {allowed, remaining, retry_after_ms, reset_ms}. */
+ * A lease (> cost) asks for up to that many tokens in one call: the cost
+ * as usual, plus extra tokens taken only from the upper half of the
+ * bucket, so the lower half is always handed out one call at a time and
+ * a bucket near empty behaves exactly as without leases. refund gives back
+ * tokens of an earlier lease that were not used (the bucket never exceeds
+ * its capacity).
+ * Returns {allowed, remaining, retry_after_ms, reset_ms, granted}. */
 extern const char BFF_BUCKET_LUA[];
 /* SHA-1 of BFF_BUCKET_LUA, as EVALSHA wants it (checked by the tests). */
-#define BFF_BUCKET_LUA_SHA1 "568c665a38249b5f2cf38724af7a5b62425c803d"
+#define BFF_BUCKET_LUA_SHA1 "219ff574bdf3194a87a7180951794fa4d4ef7ee7"
 
 /* Runs the script on c (the caller's connection, used by this thread
  * only): EVALSHA, and EVAL on NOSCRIPT (after a restart or SCRIPT FLUSH;
@@ -123,5 +130,16 @@ const char *bff_bucket_redis_take(bff_bucket_result_t *res,
                                   const bff_bucket_conf_t *conf,
                                   apr_int64_t now_ms, apr_int64_t cost,
                                   apr_pool_t *p);
+
+/* The same with a lease: *granted gets the number of tokens taken (cost
+ * plus any extra, 0 when refused); refund returns unused leased tokens
+ * first. */
+const char *bff_bucket_redis_lease(bff_bucket_result_t *res,
+                                   apr_int64_t *granted, redisContext *c,
+                                   const char *key, apr_size_t keylen,
+                                   const bff_bucket_conf_t *conf,
+                                   apr_int64_t now_ms, apr_int64_t cost,
+                                   apr_int64_t lease, apr_int64_t refund,
+                                   apr_pool_t *p);
 
 #endif /* BFF_BUCKET_H */

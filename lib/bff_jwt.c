@@ -1271,6 +1271,9 @@ struct bff_jwt_cache_t {
     apr_hash_t *index;      /* key -> slot */
     apr_int64_t max_ttl;
     apr_uint64_t hits, misses, evictions;
+    EVP_MD *sha256;         /* fetched once: EVP_sha256() in OpenSSL 3
+                               looks the algorithm up (under a lock) on
+                               every use */
 };
 
 #if APR_HAS_THREADS
@@ -1290,6 +1293,8 @@ static apr_status_t cache_cleanup(void *data)
         free(c->slots[i].claims);
         c->slots[i].claims = NULL;
     }
+    EVP_MD_free(c->sha256);
+    c->sha256 = NULL;
     return APR_SUCCESS;
 }
 
@@ -1315,18 +1320,20 @@ const char *bff_jwt_cache_create(bff_jwt_cache_t **out, apr_size_t entries,
         return "JWT cache: cannot create its mutex";
     }
 #endif
+    c->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);   /* NULL: implicit */
     apr_pool_cleanup_register(p, c, cache_cleanup, apr_pool_cleanup_null);
     *out = c;
     return NULL;
 }
 
-void bff_jwt_cache_key(unsigned char key[32], const bff_jwt_verifier_t *v,
-                       const char *token, apr_size_t len)
+static void cache_key(unsigned char key[32], const EVP_MD *sha256,
+                      const bff_jwt_verifier_t *v, const char *token,
+                      apr_size_t len)
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     unsigned int n = 0;
 
-    if (md && EVP_DigestInit_ex(md, EVP_sha256(), NULL)
+    if (md && EVP_DigestInit_ex(md, sha256, NULL)
         && EVP_DigestUpdate(md, v->fingerprint, sizeof(v->fingerprint))
         && EVP_DigestUpdate(md, token, len)
         && EVP_DigestFinal_ex(md, key, &n)) {
@@ -1338,6 +1345,12 @@ void bff_jwt_cache_key(unsigned char key[32], const bff_jwt_verifier_t *v,
      * alias with other failures, so make it unmatchable instead. */
     SHA256((const unsigned char *)token, len, key);
     key[0] ^= 0xff;
+}
+
+void bff_jwt_cache_key(unsigned char key[32], const bff_jwt_verifier_t *v,
+                       const char *token, apr_size_t len)
+{
+    cache_key(key, EVP_sha256(), v, token, len);
 }
 
 static void slot_unlink(bff_jwt_cache_t *c, cache_slot_t *s, char **garbage)
@@ -1472,7 +1485,8 @@ bff_jwt_status_e bff_jwt_verify(json_t **claims, const char **why,
     }
     t.token = token;
     if (cache) {
-        bff_jwt_cache_key(key, v, token, t.len);
+        cache_key(key, cache->sha256 ? cache->sha256 : EVP_sha256(), v,
+                  token, t.len);
         if ((*claims = cache_get(cache, key, now, p))) {
             return BFF_JWT_OK;
         }

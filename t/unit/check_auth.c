@@ -1634,6 +1634,67 @@ START_TEST(redis_script_sha)
 }
 END_TEST
 
+static apr_int64_t rlease(bff_bucket_result_t *r, redisContext *c,
+                          const char *key, const bff_bucket_conf_t *conf,
+                          apr_int64_t now, apr_int64_t lease,
+                          apr_int64_t refund)
+{
+    apr_int64_t granted = -1;
+    const char *err = bff_bucket_redis_lease(r, &granted, c, key, strlen(key),
+                                             conf, now, 1, lease, refund, tp);
+    ck_assert_msg(err == NULL, "redis lease: %s", err);
+    return granted;
+}
+
+START_TEST(redis_lease)
+{
+    /* 20 per minute; the clock stands still at t so nothing refills */
+    const bff_bucket_conf_t conf = { 20, 20, 60000 };
+    const apr_int64_t t = 1700000000000;
+    redisContext *c = rconn();
+    bff_bucket_result_t r;
+    apr_int64_t total = 0, g;
+    redisReply *rep = cmd(c, "DEL l:a l:b");
+    freeReplyObject(rep);
+
+    /* extra tokens come from the upper half only */
+    ck_assert_int_eq(rlease(&r, c, "l:a", &conf, t, 5, 0), 5);
+    ck_assert(r.allowed);
+    ck_assert_int_eq(r.remaining, 15);
+    ck_assert_int_eq(rlease(&r, c, "l:a", &conf, t, 5, 0), 5);
+    ck_assert_int_eq(r.remaining, 10);
+    /* the lower half: one token per call, as without a lease */
+    ck_assert_int_eq(rlease(&r, c, "l:a", &conf, t, 5, 0), 1);
+    ck_assert_int_eq(r.remaining, 9);
+    /* unused tokens come back first: 9 + 4 = 13, take 1, then the 2
+     * above half */
+    ck_assert_int_eq(rlease(&r, c, "l:a", &conf, t, 5, 4), 3);
+    ck_assert_int_eq(r.remaining, 10);
+    /* a refund never fills past the capacity */
+    ck_assert_int_eq(rlease(&r, c, "l:a", &conf, t, 1, 1000), 1);
+    ck_assert_int_eq(r.remaining, 19);
+
+    /* however the tokens are leased, a bucket gives out its capacity and
+     * not one token more */
+    for (;;) {
+        g = rlease(&r, c, "l:b", &conf, t, 7, 0);
+        if (!r.allowed) {
+            ck_assert_int_eq(g, 0);
+            ck_assert_int_gt(r.retry_after_ms, 0);
+            break;
+        }
+        ck_assert_int_ge(g, 1);
+        total += g;
+        ck_assert_int_le(total, 20);
+    }
+    ck_assert_int_eq(total, 20);
+    /* the exact call keeps working on a leased bucket */
+    rtake(&r, c, "l:b", &conf, t, 1);
+    ck_assert(!r.allowed);
+    redisFree(c);
+}
+END_TEST
+
 START_TEST(redis_matches_c)
 {
     /* The same random sequence through C and Lua: identical answers. */
@@ -1857,6 +1918,7 @@ static Suite *auth_suite(void)
     if (redis_pid > 0) {
         tcase_add_test(redis, redis_script_sha);
         tcase_add_test(redis, redis_matches_c);
+        tcase_add_test(redis, redis_lease);
         tcase_add_test(redis, redis_refill_ttl_noscript);
         tcase_add_test(redis, redis_exact_under_concurrency);
         tcase_add_test(redis, redis_unreachable);
