@@ -129,7 +129,8 @@ sleep 1.2;                            # expired, stale-if-error 60 s
 svc_fault('user', status => 503);
 $res = bff_get('/t/brkstale/9');      # fails and opens the breaker
 ok t_cmp($res->header('X-Cache-Status'), 'STALE', 'the failing call: stale copy');
+my $n = calls('user', qr{^/users/9});
 $res = bff_get('/t/brkstale/9');
 ok t_cmp($res->header('X-Cache-Status'), 'STALE', 'circuit open: stale copy too');
-ok t_cmp(calls('user', qr{^/users/9}), 1, 'only the first reached the service');
+ok t_cmp(calls('user', qr{^/users/9}), $n, 'without calling the service');
 svc_reset();
