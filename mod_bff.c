@@ -67,6 +67,8 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     sc->cache = bff_cache_conf_merge(p, base->cache, add->cache);
     sc->auth = bff_auth_merge_srv(p, base->auth, add->auth);
     sc->res = bff_res_conf_merge(p, base->res, add->res);
+    sc->metrics_slots = add->metrics_slots ? add->metrics_slots
+                                           : base->metrics_slots;
     return sc;
 }
 
@@ -542,6 +544,10 @@ static const command_rec bff_cmds[] = {
     AP_INIT_TAKE1("BFFBreakerSlots", bff_res_cmd_slots, NULL, RSRC_CONF,
         "Breaker keys kept in shared memory (default 256)"),
     /* ---- end of the resilience directives ---- */
+    /* ---- metrics: mod_bff_metrics.c (issue 7) ---- */
+    AP_INIT_TAKE1("BFFMetricsSlots", bff_metrics_cmd_slots, NULL, RSRC_CONF,
+        "Most metric series kept in shared memory (default 4096)"),
+    /* ---- end of the metrics directives ---- */
     { NULL }
 };
 
@@ -637,6 +643,7 @@ static void bff_register_hooks(apr_pool_t *p)
     bff_cache_register_hooks(p);
     bff_auth_register_hooks(p);
     bff_res_register_hooks(p);
+    bff_metrics_register_hooks(p);
 }
 
 AP_DECLARE_MODULE(bff) = {

@@ -6,6 +6,7 @@
 
 #include "httpd.h"
 #include "http_config.h"
+#include "apr_optional.h"
 
 #include "bff_engine.h"
 #include "bff_breaker.h"
@@ -64,6 +65,7 @@ typedef struct {
     bff_cache_conf_t *cache;
     bff_auth_srv_t *auth;              /* access phase (mod_bff_auth.c) */
     bff_res_conf_t *res;               /* resilience (mod_bff_resilience.c) */
+    int metrics_slots;                 /* BFFMetricsSlots; 0: unset */
 } bff_server_conf_t;
 
 /* The per-directory config only carries the endpoint being defined while
@@ -198,5 +200,46 @@ typedef void bff_res_backend_fn(void *baton, const bff_res_backend_t *b);
 /* Calls fn for every known key (a snapshot taken under the lock); returns
  * how many. */
 int bff_res_backends(bff_res_backend_fn *fn, void *baton, apr_pool_t *p);
+/* ---- metrics: mod_bff_metrics.c (issue 7) ---- */
+void bff_metrics_register_hooks(apr_pool_t *p);
+const char *bff_metrics_cmd_slots(cmd_parms *cmd, void *dcv, const char *arg);
+/* Counts one engine run: aggregation time, each backend's call, outcome,
+ * duration and failure reason. */
+void bff_metrics_run(request_rec *r, const bff_endpoint_t *ep,
+                     const bff_run_result_t *res);
+
+/* Anonymous shared memory created by the parent, kept across graceful
+ * restarts: the same name and size give the same memory back (*kept 1);
+ * new memory is zeroed. NULL (logged) when it cannot be had. */
+void *bff_shm_retained(int *kept, const char *name, apr_size_t size,
+                       server_rec *s);
+
+/* What the metrics read from the other areas when scraped. */
+typedef struct {
+    apr_uint64_t hits, misses, stale, fallbacks;
+} bff_cache_counters_t;
+/* mod_bff_cache.c: its shared counters (all children); 0 when no endpoint
+ * is cached. */
+int bff_cache_counters(bff_cache_counters_t *out);
+typedef struct {
+    int up;                    /* probe: the Redis answered just now */
+    int open, busy;            /* this child's pooled connections */
+} bff_redis_state_t;
+/* 0 when there is no such Redis; else fills out, and with probe sends the
+ * Redis a command first (bounded by the pool's timeouts, failing fast
+ * while it is known down). */
+int bff_cache_redis_state(bff_redis_state_t *out, int probe, apr_pool_t *p);
+int bff_auth_redis_state(bff_redis_state_t *out, int probe, request_rec *r);
+
+/* The seam for the circuit breakers (issue 5): their glue registers this
+ * optional function (APR_REGISTER_OPTIONAL_FN) returning one
+ * bff_breaker_info_t per breaker, read at every scrape. */
+typedef struct {
+    const char *backend;       /* the breaker's backend (or host) name */
+    const char *state;         /* "closed", "half-open" or "open" */
+    apr_uint64_t to_closed, to_half_open, to_open;   /* transitions so far */
+} bff_breaker_info_t;
+APR_DECLARE_OPTIONAL_FN(apr_array_header_t *, bff_breaker_snapshot,
+                        (apr_pool_t *p));
 
 #endif /* MOD_BFF_H */

@@ -51,6 +51,7 @@ static int bff_translate(request_rec *r)
     bff_server_conf_t *sc = ap_get_module_config(r->server->module_config,
                                                  &bff_module);
     bff_req_t *rq = NULL;
+    const char *pattern = NULL;
     int i;
 
     if (!sc->endpoints->nelts || !r->uri || r->uri[0] != '/') {
@@ -67,6 +68,7 @@ static int bff_translate(request_rec *r)
         }
         if (!rq) {
             rq = apr_pcalloc(r->pool, sizeof(*rq));
+            pattern = epc->ep->pattern;
         }
         if (m == BFF_ROUTE_BADPARAM) {
             if (!rq->bad) {
@@ -83,6 +85,7 @@ static int bff_translate(request_rec *r)
         }
         if (!rq->epc && method_matches(epc->ep, r)) {
             rq->epc = epc;
+            pattern = epc->ep->pattern;
             rq->values = values;
         }
     }
@@ -90,6 +93,9 @@ static int bff_translate(request_rec *r)
         return DECLINED;
     }
     ap_set_module_config(r->request_config, &bff_module, rq);
+    /* the endpoint label (metrics, logs), also of answers the access phase
+     * gives */
+    apr_table_setn(r->notes, "bff-endpoint", pattern);
     r->handler = BFF_HANDLER;
     r->filename = apr_pstrcat(r->pool, "bff:", r->uri, NULL);
     return OK;
@@ -359,6 +365,7 @@ static int bff_handler(request_rec *r)
     }
     bff_engine_run(&res, epc->ep, rq->values, &cc, f, r->pool);
     apr_reslist_release(fetchers, f);
+    bff_metrics_run(r, epc->ep, &res);
 
     log_failures(r, epc->ep, &res);
     if (res.status == 200) {

@@ -169,6 +169,7 @@ typedef struct {
  * noted. */
 static bff_jwt_cache_t *jwt_cache;           /* per child */
 static apr_reslist_t *redis_pool;            /* per child */
+static volatile apr_uint32_t redis_open;     /* its connections (metrics) */
 static const ap_socache_provider_t *rl_shm_provider;
 static ap_socache_instance_t *rl_shm;        /* shared by the children */
 static apr_global_mutex_t *rl_mutex;
@@ -1420,6 +1421,8 @@ static authz_status authz_denied(request_rec *r, const char *what,
     const char *type = ap_auth_type(r);
 
     rq->denied = what;
+    /* counted by the metrics only if this denial decides the answer */
+    apr_table_setn(r->notes, "bff-authz-denied", "insufficient_scope");
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, BFFLOGNO(106)
                   "user '%s' lacks %s", r->user, what);
     add_problem(r, HTTP_FORBIDDEN, "Forbidden",
@@ -1511,6 +1514,7 @@ static apr_status_t redis_construct(void **res, void *params, apr_pool_t *p)
         redisFree(c);
         return APR_EGENERAL;
     }
+    apr_atomic_inc32(&redis_open);
     *res = c;
     return APR_SUCCESS;
 }
@@ -1518,6 +1522,7 @@ static apr_status_t redis_construct(void **res, void *params, apr_pool_t *p)
 static apr_status_t redis_destruct(void *res, void *params, apr_pool_t *p)
 {
     redisFree(res);
+    apr_atomic_dec32(&redis_open);
     return APR_SUCCESS;
 }
 
@@ -1687,6 +1692,37 @@ static const char *redis_take(bff_bucket_result_t *res, request_rec *r,
         lease_held(res, granted - 1, &l->conf);
     }
     return NULL;
+}
+
+/* For the metrics: this child's connections and, with probe, a PING
+ * through the pool (failing fast while backing off). */
+int bff_auth_redis_state(bff_redis_state_t *out, int probe, request_rec *r)
+{
+    redisContext *ctx;
+    redisReply *reply;
+    const char *why;
+
+    if (!redis_pool) {
+        return 0;
+    }
+    out->up = 0;
+    if (probe && (ctx = redis_get(r, &why)) != NULL) {
+        reply = redisCommand(ctx, "PING");
+        out->up = reply && reply->type != REDIS_REPLY_ERROR;
+        if (reply) {
+            freeReplyObject(reply);
+        }
+        redis_put(ctx);
+        if (out->up) {
+            redis_mark_up(r);
+        }
+        else {
+            redis_mark_down(r, "PING failed");
+        }
+    }
+    out->open = (int)apr_atomic_read32(&redis_open);
+    out->busy = (int)apr_reslist_acquired_count(redis_pool);
+    return 1;
 }
 
 /* Child exit: the tokens of live leases go back to Redis, so a graceful

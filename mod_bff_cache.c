@@ -11,7 +11,7 @@
  * Concurrent misses of one key are coalesced with a short lock in the
  * store (Redis SET NX PX; a lock entry under the global mutex in shared
  * memory): one request refreshes, the others wait briefly for its result
- * or get the stale copy. Counters live in a slotmem slot, so they are the
+ * or get the stale copy. Counters live in shared memory (bff_shm_retained), so they are the
  * server's totals, and survive graceful restarts.
  */
 #include "httpd.h"
@@ -22,7 +22,6 @@
 #include "http_request.h"
 #include "ap_provider.h"
 #include "ap_socache.h"
-#include "ap_slotmem.h"
 #include "ap_mpm.h"
 #include "util_mutex.h"
 #include "util_script.h"
@@ -386,7 +385,7 @@ typedef struct {
     apr_uint32_t pad;
 } stats_t;
 
-static stats_t local_stats;          /* when no slotmem is available */
+static stats_t local_stats;          /* when no shared memory is available */
 static stats_t *stats = &local_stats;
 
 #define COUNT(field) __atomic_fetch_add(&stats->field, 1, __ATOMIC_RELAXED)
@@ -1258,6 +1257,42 @@ json_t *bff_cache_health(int *usable, apr_pool_t *p)
     return j ? bff_json_pool_own(j, p) : NULL;
 }
 
+/* For the metrics handler (mod_bff_metrics.c): the counters above, which
+ * are already summed over the children, and the Redis store's state. */
+int bff_cache_counters(bff_cache_counters_t *out)
+{
+    if (!caching) {
+        return 0;
+    }
+    out->hits = __atomic_load_n(&stats->hits, __ATOMIC_RELAXED);
+    out->misses = __atomic_load_n(&stats->misses, __ATOMIC_RELAXED);
+    out->stale = __atomic_load_n(&stats->stale, __ATOMIC_RELAXED);
+    out->fallbacks = __atomic_load_n(&stats->fallbacks, __ATOMIC_RELAXED);
+    return 1;
+}
+
+int bff_cache_redis_state(bff_redis_state_t *out, int probe, apr_pool_t *p)
+{
+    bff_store_health_t h;
+    const char *val;
+    apr_size_t len;
+
+    if (!primary || strcmp(primary->vt->name, "redis")) {
+        return 0;
+    }
+    out->up = 0;
+    if (probe) {
+        /* a GET that misses proves Redis answers; fails fast while down */
+        out->up = bff_store_get(primary, &val, &len, apr_pstrcat(p,
+                                gconf->prefix ? gconf->prefix : "bff:",
+                                "metrics:probe", NULL), p) != BFF_STORE_ERROR;
+    }
+    bff_store_health(primary, &h, p);
+    out->open = h.conns_open;
+    out->busy = h.conns_busy;
+    return 1;
+}
+
 /* ------------------------------------------------------------ lifecycle -- */
 
 static int cache_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
@@ -1334,22 +1369,15 @@ static int setup_shm(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
     return OK;
 }
 
+/* The counters live in shared memory that a graceful restart keeps
+ * (mod_bff_metrics.c: mod_slotmem_shm, used here before, made the parent
+ * crash in its cleanup at a graceful restart). */
 static void setup_stats(apr_pool_t *pconf, server_rec *s)
 {
-    const ap_slotmem_provider_t *sm = ap_lookup_provider(
-        AP_SLOTMEM_PROVIDER_GROUP, "shm", AP_SLOTMEM_PROVIDER_VERSION);
-    ap_slotmem_instance_t *inst;
-    void *mem;
+    int kept;
+    void *mem = bff_shm_retained(&kept, STATS_NAME, sizeof(stats_t), s);
 
-    if (!sm) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, BFFLOGNO(39)
-                     "mod_slotmem_shm is not loaded: cache counters are per "
-                     "child process");
-        return;
-    }
-    if (sm->create(&inst, STATS_NAME, sizeof(stats_t), 1,
-                   AP_SLOTMEM_TYPE_PREGRAB, pconf) == APR_SUCCESS
-        && sm->dptr(inst, 0, &mem) == APR_SUCCESS) {
+    if (mem) {
         stats = mem;
     }
 }
@@ -1442,8 +1470,7 @@ static void cache_child_init(apr_pool_t *pchild, server_rec *s)
 
 void bff_cache_register_hooks(apr_pool_t *p)
 {
-    static const char *const after_socache[] = { "mod_socache_shmcb.c",
-                                                 "mod_slotmem_shm.c", NULL };
+    static const char *const after_socache[] = { "mod_socache_shmcb.c", NULL };
 
     ap_hook_pre_config(cache_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(cache_post_config, after_socache, NULL,

@@ -7,10 +7,10 @@
  * backend call (bff_policy_t); this file implements it over one table of
  * slots in shared memory, one per breaker key (a backend host, or a
  * backend of an endpoint), updated under a global mutex: every child sees
- * the same breakers. The table belongs to httpd's parent process (retained
- * data), so a graceful restart keeps it. (Not mod_slotmem_shm: it gives a
- * generation's table to the next one only through a file, and its pool
- * cleanup crashed the parent on graceful restart here.) The state machine and the retry arithmetic are pure
+ * the same breakers. The table belongs to httpd's parent process
+ * (bff_shm_retained), so a graceful restart keeps it. (Not mod_slotmem_shm:
+ * it gives a generation's table to the next one only through a file, and
+ * its pool cleanup crashed the parent on graceful restart here.) The state machine and the retry arithmetic are pure
  * logic in lib/bff_breaker.c and lib/bff_retry.c.
  */
 #include "httpd.h"
@@ -344,18 +344,16 @@ typedef struct {
     apr_time_t last_at;
     char last_reason[48];
     apr_uint32_t probe;          /* 0 unknown, 1 up, 2 down */
-    apr_uint32_t pad;
+    apr_uint32_t has_breaker;    /* a breaker is configured for it */
     apr_time_t probe_at;
     apr_time_t probe_lease;      /* slot 0 only: next probe round */
     bff_brk_t brk;
     bff_retry_budget_t budget;
 } slot_t;
 
-/* What outlives a configuration generation (ap_retained_data). */
+/* What outlives a configuration generation (ap_retained_data); the
+ * table itself is bff_shm_retained's. */
 typedef struct {
-    apr_shm_t *shm;
-    unsigned int nslots;
-    apr_size_t slot_size;
     apr_global_mutex_t *mutex;
 } retained_t;
 
@@ -565,8 +563,12 @@ static const char *pol_admit(void *baton, const bff_backend_t *be, int attempt,
     if (!s) {
         return NULL;
     }
+    /* benign races: every writer writes 1 */
     if (be->required && !s->required) {
-        s->required = 1;      /* a benign race: every writer writes 1 */
+        s->required = 1;
+    }
+    if (bc->breaker_on && !s->has_breaker) {
+        s->has_breaker = 1;
     }
     if (bc->breaker_on) {
         apr_uint32_t st = __atomic_load_n(&s->brk.state, __ATOMIC_RELAXED);
@@ -751,8 +753,7 @@ int bff_res_backends(bff_res_backend_fn *fn, void *baton, apr_pool_t *p)
         }
         b.key = s->key;
         b.state = (int)s->brk.state;
-        b.breaker = gconf && (gconf->breaker_on || s->brk.n.opened
-                              || s->brk.state != BFF_BRK_CLOSED);
+        b.breaker = (int)s->has_breaker;
         b.required = (int)s->required;
         b.probe = (int)s->probe;
         b.probe_at = s->probe_at;
@@ -767,6 +768,32 @@ int bff_res_backends(bff_res_backend_fn *fn, void *baton, apr_pool_t *p)
         n++;
     }
     return n;
+}
+
+/* The metrics' seam (mod_bff.h): every key that has a breaker, with its
+ * state and transitions. */
+static void snapshot_add(void *baton, const bff_res_backend_t *b)
+{
+    apr_array_header_t *all = baton;
+    bff_breaker_info_t *i;
+
+    if (!b->breaker) {
+        return;
+    }
+    i = &APR_ARRAY_PUSH(all, bff_breaker_info_t);
+    i->backend = b->key;
+    i->state = bff_brk_state_str(b->state);
+    i->to_closed = b->counters.closed;
+    i->to_half_open = b->counters.half_opened;
+    i->to_open = b->counters.opened;
+}
+
+static apr_array_header_t *bff_breaker_snapshot(apr_pool_t *p)
+{
+    apr_array_header_t *all = apr_array_make(p, 8, sizeof(bff_breaker_info_t));
+
+    bff_res_backends(snapshot_add, all, p);
+    return all;
 }
 
 /* ------------------------------------------------------------ health -- */
@@ -1049,12 +1076,13 @@ static int res_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
-static void register_key(const char *key, int required)
+static void register_key(const char *key, int required, int breaker)
 {
     slot_t *s = slot_find_locked(key, 1);
 
-    if (s && required) {
-        s->required = 1;
+    if (s) {
+        s->required |= (apr_uint32_t)required;
+        s->has_breaker |= (apr_uint32_t)breaker;
     }
 }
 
@@ -1069,7 +1097,8 @@ static void register_known_keys(server_rec *s, apr_pool_t *p)
     for (i = 0; i < gconf->upstreams->nelts; i++) {
         upstream_t *u = APR_ARRAY_IDX(gconf->upstreams, i, upstream_t *);
         for (j = 0; j < u->instances->nelts; j++) {
-            register_key(APR_ARRAY_IDX(u->instances, j, const char *), 0);
+            register_key(APR_ARRAY_IDX(u->instances, j, const char *), 0,
+                         gconf->breaker_on);
         }
     }
     for (vs = s; vs; vs = vs->next) {
@@ -1098,11 +1127,13 @@ static void register_known_keys(server_rec *s, apr_pool_t *p)
                 if ((u = upstream_of(o)) != NULL) {
                     for (k = 0; k < u->instances->nelts; k++) {
                         register_key(slot_key(&pb, be, APR_ARRAY_IDX(
-                            u->instances, k, const char *), p), be->required);
+                            u->instances, k, const char *), p), be->required,
+                            brk_conf(&pb)->breaker_on);
                     }
                     continue;
                 }
-                register_key(slot_key(&pb, be, o, p), be->required);
+                register_key(slot_key(&pb, be, o, p), be->required,
+                             brk_conf(&pb)->breaker_on);
             }
         }
     }
@@ -1116,7 +1147,7 @@ static int res_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     apr_status_t rv;
     void *mem;
     unsigned int want;
-    int any = 0;
+    int any = 0, kept;
 
     main_server = s;
     gconf = sc->res;
@@ -1130,35 +1161,16 @@ static int res_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     }
     want = (unsigned int)(gconf->slots ? gconf->slots : DEFAULT_SLOTS) + 1;
     /* The table and its mutex belong to httpd's parent process, not to a
-     * configuration generation: created once, found again (retained data)
-     * on every restart, so a graceful restart keeps breakers, budgets and
-     * counters, and old and new children share them. Anonymous shared
-     * memory: children inherit it, no file, nothing to clean up. A cold
-     * start begins with closed breakers and zero counters. */
+     * configuration generation (retained data): a graceful restart keeps
+     * breakers, budgets and counters, and old and new children share them
+     * under the same mutex. A cold start begins with closed breakers and
+     * zero counters; another BFFBreakerSlots gives a new, empty table. */
+    if (!(mem = bff_shm_retained(&kept, "breakers", sizeof(slot_t) * want, s))) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     ret = ap_retained_data_get(RETAINED_KEY);
     if (!ret) {
         ret = ap_retained_data_create(RETAINED_KEY, sizeof(*ret));
-    }
-    if (ret->shm && (ret->slot_size != sizeof(slot_t) || ret->nslots < want)) {
-        if (ret->slot_size == sizeof(slot_t)) {
-            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, BFFLOGNO(205)
-                         "BFFBreakerSlots grew to %u: a new, empty breaker "
-                         "table", want - 1);
-        }
-        ret->shm = NULL;     /* another layout: start afresh */
-    }
-    if (!ret->shm) {
-        rv = apr_shm_create(&ret->shm, sizeof(slot_t) * want, NULL,
-                            s->process->pool);
-        if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, BFFLOGNO(206)
-                         "cannot create the breaker table (%u slots of %"
-                         APR_SIZE_T_FMT " bytes)", want, sizeof(slot_t));
-            return HTTP_INTERNAL_SERVER_ERROR;
-        }
-        memset(apr_shm_baseaddr_get(ret->shm), 0, sizeof(slot_t) * want);
-        ret->nslots = want;
-        ret->slot_size = sizeof(slot_t);
     }
     if (!ret->mutex
         && (rv = ap_global_mutex_create(&ret->mutex, NULL, MUTEX_TYPE, NULL, s,
@@ -1166,8 +1178,10 @@ static int res_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     gmutex = ret->mutex;
-    nslots = ret->nslots;
-    mem = apr_shm_baseaddr_get(ret->shm);
+    nslots = want;
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, BFFLOGNO(208)
+                 "breakers: %s table of %u keys", kept ? "kept the" : "new",
+                 want - 1);
     slots = mem;
     register_known_keys(s, ptemp);
     return OK;
@@ -1202,4 +1216,5 @@ void bff_res_register_hooks(apr_pool_t *p)
     ap_hook_post_config(res_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(res_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(health_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    APR_REGISTER_OPTIONAL_FN(bff_breaker_snapshot);
 }

@@ -192,6 +192,8 @@ typedef struct {
     apr_uint64_t fast_fails;          /* ERRORs without trying: down */
     int servers;              /* memcached: servers configured; Redis: 1 */
     int servers_down;
+    int conns_open;           /* Redis: pooled connections open */
+    int conns_busy;           /* Redis: of which checked out now */
 } bff_store_health_t;
 
 /* Called by subscribe for each message; msg NULL means "(re)subscribed:

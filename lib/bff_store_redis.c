@@ -89,6 +89,7 @@ typedef struct {
     bff_store_opts_t o;
     const char *desc;       /* for messages; never holds the password */
     apr_reslist_t *conns;
+    apr_uint32_t open;      /* connections open (for metrics) */
     bff_store_gate_t *gate;
     char sha[NSCRIPTS][41];
 } rstore_t;
@@ -333,15 +334,22 @@ static apr_status_t rconn_make(void **res, void *params, apr_pool_t *p)
     return *res ? APR_SUCCESS : APR_ENOMEM;
 }
 
+/* Closes the holder's connection, if any. */
+static void rconn_close(rstore_t *s, rconn_t *rc)
+{
+    if (rc->c) {
+        redisFree(rc->c);
+        rc->c = NULL;
+        apr_atomic_dec32(&s->open);
+    }
+}
+
 static apr_status_t rconn_free(void *res, void *params, apr_pool_t *p)
 {
     rconn_t *rc = res;
 
-    (void)params;
     (void)p;
-    if (rc->c) {
-        redisFree(rc->c);
-    }
+    rconn_close(params, rc);
     free(rc);
     return APR_SUCCESS;
 }
@@ -378,8 +386,7 @@ static bff_store_rc_e rs_exec(redisReply **rep, rstore_t *s,
     for (attempt = 0;; attempt++) {
         if (rc->c && rc->gen != bff_store_gate_generation(s->gate)) {
             /* opened before the store last went down */
-            redisFree(rc->c);
-            rc->c = NULL;
+            rconn_close(s, rc);
         }
         if (!rc->c) {
             apr_uint32_t gen = bff_store_gate_generation(s->gate);
@@ -387,6 +394,7 @@ static bff_store_rc_e rs_exec(redisReply **rep, rstore_t *s,
                 bff_store_gate_count(s->gate, 0, 1);
                 break;
             }
+            apr_atomic_inc32(&s->open);
             bff_store_gate_count(s->gate, 1, 0);
             bff_store_gate_ok(s->gate, apr_time_now());
             rc->gen = gen;
@@ -409,8 +417,7 @@ static bff_store_rc_e rs_exec(redisReply **rep, rstore_t *s,
             return BFF_STORE_OK;
         }
         err = apr_psprintf(p, "%s: %s", s->desc, err);
-        redisFree(rc->c);
-        rc->c = NULL;
+        rconn_close(s, rc);
         if (how == RT_LOCAL) {
             bff_store_gate_note_error(s->gate, apr_time_now(), err);
             apr_reslist_invalidate(s->conns, rc);
@@ -754,6 +761,8 @@ static void rs_health(bff_store_t *st, bff_store_health_t *out,
     bff_store_gate_health(s->gate, out, p);
     out->servers = 1;
     out->servers_down = !out->up;
+    out->conns_open = (int)apr_atomic_read32(&s->open);
+    out->conns_busy = (int)apr_reslist_acquired_count(s->conns);
 }
 
 static const bff_store_vtable_t redis_vtable = {

@@ -9,7 +9,8 @@ PKGS="build-essential autoconf automake libtool pkg-config
 apache2 apache2-dev libapr1-dev libaprutil1-dev
 libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev libhiredis-dev libjwt-dev
 check libapache2-mod-perl2 libwww-perl libjson-perl libjson-xs-perl
-redis-server memcached curl jq wrk procps iproute2 lsof openssl bc python3"
+redis-server memcached curl jq wrk procps iproute2 lsof openssl bc python3
+prometheus"
 
 missing=""
 for p in $PKGS; do

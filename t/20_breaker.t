@@ -11,7 +11,7 @@ use Apache::TestUtil;
 use Time::HiRes qw(sleep);
 use BFFTest;
 
-plan tests => 46;
+plan tests => 49;
 
 sub calls {
     my ($role, $re) = @_;
@@ -72,6 +72,14 @@ $b = health_of($order_key);
 ok t_cmp($b->{state}, 'closed', 'health shows it closed');
 ok t_cmp($b->{counters}{closed}, 1, 'one transition to closed');
 ok t_cmp($b->{last}{status}, 200, 'last call recorded');
+
+# the metrics export the state and the transitions
+my $m = bff_get('/t/metrics')->content;
+like $m, qr/^bff_breaker_state\{backend="\Q$order_key\E"\} 0$/m, 'metrics: state closed';
+like $m, qr/^bff_breaker_transitions_total\{backend="\Q$order_key\E",to="open"\} 2$/m,
+    'metrics: two transitions to open';
+like $m, qr/^bff_breaker_transitions_total\{backend="\Q$order_key\E",to="closed"\} 1$/m,
+    'metrics: one to closed';
 
 # the transitions were logged once each, with their number
 my $log = Apache::Test::vars('t_logs') . '/error_log';

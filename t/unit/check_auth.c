@@ -40,14 +40,15 @@
 #include "bff_jwt.h"
 #include "bff_apikey.h"
 #include "bff_bucket.h"
+#include "testsrv.h"
 
 #define NOW APR_INT64_C(1700000000)
 
 static apr_pool_t *gp;          /* main(): keys, paths */
 static apr_pool_t *tp;          /* one test */
 static char tmpdir[64];
-static pid_t redis_pid = -1;
-static int redis_port;
+static server_t redis_srv;          /* started in main */
+#define redis_port redis_srv.port
 
 /* ------------------------------------------------------------ helpers -- */
 
@@ -1515,28 +1516,6 @@ END_TEST
 
 /* --------------------------------------------------------------- Redis -- */
 
-static int free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0) {
-        return -1;
-    }
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a))
-        || getsockname(fd, (struct sockaddr *)&a, &len)) {
-        close(fd);
-        return -1;
-    }
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
 static redisContext *rconn(void)
 {
     struct timeval tv = { 2, 0 };
@@ -1545,51 +1524,6 @@ static redisContext *rconn(void)
     ck_assert_msg(!c->err, "redis connect: %s", c->errstr);
     redisSetTimeout(c, tv);
     return c;
-}
-
-static void start_redis(void)
-{
-    char port[16];
-    int i;
-
-    redis_port = free_port();
-    snprintf(port, sizeof(port), "%d", redis_port);
-    redis_pid = fork();
-    if (redis_pid == 0) {
-        /* its working directory is ours to delete; nothing is saved */
-        if (chdir(tmpdir) == 0) {
-            int fd = open("/dev/null", O_WRONLY);
-            dup2(fd, 1);
-            execlp("redis-server", "redis-server", "--port", port, "--bind",
-                   "127.0.0.1", "--save", "", "--appendonly", "no",
-                   "--daemonize", "no", (char *)NULL);
-        }
-        _exit(127);
-    }
-    for (i = 0; i < 100; i++) {
-        struct timeval tv = { 0, 200000 };
-        redisContext *c = redisConnectWithTimeout("127.0.0.1", redis_port,
-                                                  tv);
-        int ok = c && !c->err;
-        redisFree(c);
-        if (ok) {
-            return;
-        }
-        usleep(50000);
-    }
-    fprintf(stderr, "redis-server did not start on port %d\n", redis_port);
-    kill(redis_pid, SIGTERM);
-    waitpid(redis_pid, NULL, 0);
-    redis_pid = -1;
-}
-
-static void stop_redis(void)
-{
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGTERM);
-        waitpid(redis_pid, NULL, 0);
-        redis_pid = -1;
-    }
 }
 
 static redisReply *cmd(redisContext *c, const char *fmt, ...)
@@ -1915,14 +1849,12 @@ static Suite *auth_suite(void)
     tcase_add_test(bucket, bucket_burst_and_refill);
     tcase_add_test(bucket, bucket_fractional);
     tcase_add_test(bucket, bucket_headers_and_share);
-    if (redis_pid > 0) {
-        tcase_add_test(redis, redis_script_sha);
-        tcase_add_test(redis, redis_matches_c);
-        tcase_add_test(redis, redis_lease);
-        tcase_add_test(redis, redis_refill_ttl_noscript);
-        tcase_add_test(redis, redis_exact_under_concurrency);
-        tcase_add_test(redis, redis_unreachable);
-    }
+    tcase_add_test(redis, redis_script_sha);
+    tcase_add_test(redis, redis_matches_c);
+    tcase_add_test(redis, redis_lease);
+    tcase_add_test(redis, redis_refill_ttl_noscript);
+    tcase_add_test(redis, redis_exact_under_concurrency);
+    tcase_add_test(redis, redis_unreachable);
     return s;
 }
 
@@ -1939,15 +1871,14 @@ int main(void)
         return 2;
     }
     make_keys();
-    start_redis();
-    if (redis_pid <= 0) {
-        fprintf(stderr, "redis-server unavailable: Redis tests skipped\n");
-    }
+    /* redis-server is a test dependency (scripts/deps.sh installs it):
+     * exits with an error when it does not start */
+    redis_start_in(&redis_srv, 0, NULL, tmpdir);
     sr = srunner_create(auth_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    stop_redis();
+    server_stop(&redis_srv);
     run("rm -rf '%s'", tmpdir);
     apr_pool_destroy(gp);
     apr_terminate();
