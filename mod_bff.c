@@ -195,7 +195,8 @@ static const char *cmd_endpoint(cmd_parms *cmd, void *dummy, const char *arg)
         epc->ep->max_backends = sc->max_backends;
     }
     if ((err = bff_endpoint_finalize(epc->ep, cmd->pool)) != NULL
-        || (err = bff_cache_ep_finalize(epc, cmd->pool)) != NULL) {
+        || (err = bff_cache_ep_finalize(epc, cmd->pool)) != NULL
+        || (err = bff_client_ep_finalize(epc, cmd->pool)) != NULL) {
         return apr_psprintf(cmd->pool, "<BFFEndpoint %s %s>: %s", method,
                             pattern, err);
     }
@@ -252,6 +253,9 @@ static const char *cmd_shape(cmd_parms *cmd, void *dcv, const char *path)
     if (!err) {
         err = bff_shape_add(dc->epc->ep->shape, path, cmd->info != NULL,
                             cmd->pool);
+    }
+    if (!err && !cmd->info) {
+        bff_client_note_deny(dc->epc, path, cmd->pool);
     }
     return err ? apr_psprintf(cmd->pool, "%s %s: %s", cmd->cmd->name, path, err)
                : NULL;
@@ -474,6 +478,32 @@ static const command_rec bff_cmds[] = {
     AP_INIT_ITERATE("BFFCacheTag", bff_cache_cmd_endpoint_list, (void *)BFF_CE_TAG,
         RSRC_CONF, "Surrogate keys for purges, e.g. user:{user_id} "
         "product:{products[].id}"),
+
+    /* ---- client-specific presentation: mod_bff_client.c (issue 6) ---- */
+    AP_INIT_TAKE2("BFFJoin", bff_client_cmd, (void *)BFF_PR_JOIN, RSRC_CONF,
+        "Attaches matching elements of another list: TARGET SOURCE=KEY, e.g. "
+        "orders[].product products[].id=orders[].product_id"),
+    AP_INIT_TAKE12("BFFLift", bff_client_cmd, (void *)BFF_PR_LIFT, RSRC_CONF,
+        "Moves an object's members into the root (or into TARGET): PATH "
+        "[TARGET]"),
+    AP_INIT_TAKE2("BFFRename", bff_client_cmd, (void *)BFF_PR_RENAME, RSRC_CONF,
+        "Moves a value: FROM TO, e.g. user.name name or orders[].quantity "
+        "orders[].qty"),
+    AP_INIT_TAKE2("BFFWrap", bff_client_cmd, (void *)BFF_PR_WRAP, RSRC_CONF,
+        "Replaces a value by {KEY: value}: PATH KEY"),
+    AP_INIT_FLAG("BFFDropEmpty", bff_client_cmd_drop_empty, NULL, RSRC_CONF,
+        "On: members that are null, \"\", [] or {} are removed (default Off)"),
+    AP_INIT_TAKE1("BFFMergePolicy", bff_client_cmd1, (void *)BFF_PR_MERGE,
+        RSRC_CONF, "When a lift or rename writes an existing key: error "
+        "(default), first-wins, last-wins or namespace"),
+    AP_INIT_ITERATE("BFFFields", bff_client_cmd1, (void *)BFF_PR_FIELDS,
+        RSRC_CONF, "Paths a client may select with ?fields= (and below)"),
+    AP_INIT_TAKE1("BFFClientSelect", bff_client_cmd1, (void *)BFF_PR_SELECT,
+        RSRC_CONF, "What names the client: header:NAME or claim:PATH"),
+    AP_INIT_ITERATE2("BFFClientFields", bff_client_cmd_fields, NULL,
+        RSRC_CONF, "Default field selection of a client: NAME PATH... "
+        "(NAME * when no client matches)"),
+    /* ---- end of the client-specific presentation directives ---- */
 
     /* ---- access phase: mod_bff_auth.c (issue 4) ---- */
     AP_INIT_TAKE1("BFFJWTKeyFile", bff_auth_cmd_jwt_file, (void *)0,

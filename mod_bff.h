@@ -27,6 +27,8 @@ extern module AP_MODULE_DECLARE_DATA bff_module;
 typedef struct bff_cache_ep_t bff_cache_ep_t;       /* per endpoint */
 typedef struct bff_cache_conf_t bff_cache_conf_t;   /* per server */
 typedef struct bff_cache_req_t bff_cache_req_t;     /* per request */
+/* mod_bff_client.c: fields and per-client defaults of an endpoint */
+typedef struct bff_client_ep_t bff_client_ep_t;
 /* mod_bff_auth.c keeps its configuration behind these (opaque here). */
 typedef struct bff_auth_srv_t bff_auth_srv_t;
 typedef struct bff_auth_dir_t bff_auth_dir_t;
@@ -48,6 +50,7 @@ typedef struct {
     bff_cache_ep_t *cache;             /* NULL: never cached */
     bff_res_conf_t *res;               /* NULL: the server's BFFBreaker and
                                           BFFRetry */
+    bff_client_ep_t *client;           /* NULL: no ?fields=, no clients */
 } bff_ep_conf_t;
 
 typedef struct {
@@ -114,6 +117,29 @@ json_t *bff_cache_health(int *usable, apr_pool_t *p);
 int bff_send_body(request_rec *r, int status, const char *ctype,
                   const char *body, apr_size_t len, const char *etag);
 
+/* mod_bff_client.c: client-specific presentation (issue 6); directives
+ * listed in mod_bff.c's table, cmd->info one of these */
+enum {
+    BFF_PR_JOIN = 1, BFF_PR_LIFT, BFF_PR_RENAME, BFF_PR_WRAP, BFF_PR_MERGE,
+    BFF_PR_FIELDS, BFF_PR_SELECT
+};
+const char *bff_client_cmd(cmd_parms *cmd, void *dc, const char *a1,
+                           const char *a2);
+const char *bff_client_cmd1(cmd_parms *cmd, void *dc, const char *a1);
+const char *bff_client_cmd_drop_empty(cmd_parms *cmd, void *dc, int on);
+const char *bff_client_cmd_fields(cmd_parms *cmd, void *dc, const char *name,
+                                  const char *path);
+/* A BFFDeny path: never selectable with ?fields= */
+void bff_client_note_deny(bff_ep_conf_t *epc, const char *path, apr_pool_t *p);
+const char *bff_client_ep_finalize(bff_ep_conf_t *epc, apr_pool_t *p);
+/* Picks the client (Vary, note bff-client) and the field selection (?fields=
+ * or the client's default; note bff-fields, read by the cache key). OK with
+ * *fields set (NULL: everything), or HTTP_BAD_REQUEST with a detail and
+ * extra problem members (the refused fields). */
+int bff_client_prepare(request_rec *r, const bff_ep_conf_t *epc,
+                       const bff_shape_t **fields, const char **detail,
+                       json_t **extra);
+
 /* mod_bff_aggregate.c */
 void bff_aggregate_register_hooks(apr_pool_t *p);
 apr_status_t bff_aggregate_child_init(apr_pool_t *pchild, server_rec *s);
@@ -130,6 +156,9 @@ bff_auth_dir_t *bff_auth_merge_dir(apr_pool_t *p, const bff_auth_dir_t *base,
 /* The identity headers configured for r's location (const char *), which
  * the aggregation always forwards; NULL when none. */
 const apr_array_header_t *bff_auth_identity_names(request_rec *r);
+/* A verified claim of r (JWT, or an API key's sub/plan) rendered as
+ * bff_jwt_claim_header does; NULL without one. */
+const char *bff_auth_claim(request_rec *r, const char *path);
 
 /* directive handlers (the command table is in mod_bff.c) */
 const char *bff_auth_cmd_jwt_file(cmd_parms *cmd, void *dcv, const char *arg);

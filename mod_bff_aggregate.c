@@ -242,8 +242,10 @@ static int send_json(request_rec *r, int status, const char *ctype,
     return bff_send_body(r, status, ctype, body, len, NULL);
 }
 
-static int send_problem(request_rec *r, bff_req_t *rq, int status,
-                        const char *title, const char *detail)
+/* extra: further members of the problem document, or NULL */
+static int send_problem_ext(request_rec *r, bff_req_t *rq, int status,
+                            const char *title, const char *detail,
+                            json_t *extra)
 {
     json_t *pb = bff_problem(status, title, detail, r->uri, r->pool);
 
@@ -253,8 +255,43 @@ static int send_problem(request_rec *r, bff_req_t *rq, int status,
     if (rq->request_id) {
         json_object_set_new(pb, "request_id", json_string(rq->request_id));
     }
+    if (extra) {
+        json_object_update(pb, extra);
+    }
     apr_table_setn(r->headers_out, "X-BFF-Completed", "false");
     return send_json(r, status, "application/problem+json", pb);
+}
+
+static int send_problem(request_rec *r, bff_req_t *rq, int status,
+                        const char *title, const char *detail)
+{
+    return send_problem_ext(r, rq, status, title, detail, NULL);
+}
+
+/* The failed calls of per-item backends, one line each. */
+static void log_item_failures(request_rec *r, const bff_endpoint_t *ep,
+                              const bff_run_result_t *res, int level)
+{
+    int i, k;
+
+    for (i = 0; i < ep->backends->nelts; i++) {
+        const bff_backend_t *be = APR_ARRAY_IDX(ep->backends, i,
+                                                const bff_backend_t *);
+        const bff_be_result_t *br = &res->results[i];
+
+        for (k = 0; br->items_failed && k < br->nitems; k++) {
+            const bff_be_result_t *it = &br->items[k];
+            if (it->state != BFF_BE_FAILED) {
+                continue;
+            }
+            ap_log_rerror(APLOG_MARK, level, 0, r, BFFLOGNO(400)
+                          "%s %s: backend '%s' item %d of %d failed: %s%s%s "
+                          "(%s %s)", ep->method, ep->pattern, be->name, k + 1,
+                          br->nitems, it->reason, it->detail ? ": " : "",
+                          it->detail ? it->detail : "", be->method,
+                          it->req.url ? it->req.url : "-");
+        }
+    }
 }
 
 static void log_failures(request_rec *r, const bff_endpoint_t *ep,
@@ -281,6 +318,12 @@ static void log_failures(request_rec *r, const bff_endpoint_t *ep,
                       br->detail ? br->detail : "",
                       be->method, br->req.url ? br->req.url : "-");
     }
+    log_item_failures(r, ep, res, level);
+    if (res->status == 502 && !res->backend && res->detail) {
+        /* every backend answered, but the answer cannot be built */
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, BFFLOGNO(402)
+                      "%s %s: %s", ep->method, ep->pattern, res->detail);
+    }
 }
 
 /* ----------------------------------------------------------- handler -- */
@@ -294,7 +337,9 @@ static int bff_handler(request_rec *r)
     bff_call_ctx_t cc;
     bff_run_result_t res;
     bff_fetcher_t *f;
-    const char *query, *body = NULL, *etag = NULL;
+    const char *query, *body = NULL, *etag = NULL, *detail = NULL;
+    const bff_shape_t *fields;
+    json_t *extra = NULL;
     apr_size_t len = 0;
     bff_cache_req_t *cr = NULL;
     apr_status_t rv;
@@ -327,6 +372,9 @@ static int bff_handler(request_rec *r)
         return rc;
     }
     apr_table_setn(r->notes, "bff-endpoint", epc->ep->pattern);
+    if ((rc = bff_client_prepare(r, epc, &fields, &detail, &extra)) != OK) {
+        return send_problem_ext(r, rq, rc, "Bad Request", detail, extra);
+    }
     if (bff_cache_lookup(&cr, r, epc, rq->values) == OK) {
         return OK;
     }
@@ -349,6 +397,7 @@ static int bff_handler(request_rec *r)
     cc.per_call = per_call_headers;
     cc.baton = rq;
     cc.policy = bff_res_policy(r, epc);
+    cc.fields = fields;
 
     if (!fetchers) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, BFFLOGNO(11)

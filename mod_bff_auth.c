@@ -2043,6 +2043,13 @@ static int throttle(request_rec *r, const bff_auth_dir_t *ad)
 
 /* ------------------------------------------------- identity, fixups -- */
 
+const char *bff_auth_claim(request_rec *r, const char *path)
+{
+    auth_req_t *rq = req_find(r);
+
+    return rq ? bff_jwt_claim_header(rq->claims, path, ",", r->pool) : NULL;
+}
+
 const apr_array_header_t *bff_auth_identity_names(request_rec *r)
 {
     bff_auth_dir_t *ad = dir_conf(r);

@@ -90,6 +90,9 @@ const char *bff_ref_parse(bff_ref_t **out, const char *text, apr_pool_t *p);
 const char *bff_ref_root(const bff_ref_t *ref);   /* first segment */
 const char *bff_ref_text(const bff_ref_t *ref);   /* as written */
 int bff_ref_is_multi(const bff_ref_t *ref);       /* contains [] */
+/* Its segments: the name of segment i, *iter set when "[]" follows it. */
+int bff_ref_nsegs(const bff_ref_t *ref);
+const char *bff_ref_seg(const bff_ref_t *ref, int i, int *iter);
 
 /* Evaluates the reference against root_value (the value bff_ref_root names).
  * Returns a NEW reference (caller decrefs), or NULL when a non-multi path
@@ -161,6 +164,109 @@ const char *bff_shape_add(bff_shape_t *sh, const char *path, int allow,
 /* Applies the shape to doc in place. */
 void bff_shape_apply(const bff_shape_t *sh, json_t *doc);
 int bff_shape_empty(const bff_shape_t *sh);
+
+/* -------------------------------------------------------- presentation -- */
+
+/* Client-specific reshaping of the merged document, all configured per
+ * endpoint and applied in this order:
+ *   1. joins    orders[].product := the element of products[] whose id
+ *               equals the order's product_id (before deny/allow, so the
+ *               source list can be denied afterwards)
+ *   2. deny/allow (bff_shape_t above)
+ *   3. lifts    an object's members moved into the root (or another
+ *               object), in directive order
+ *   4. renames  a value moved to another path (user.name -> name); both
+ *               paths may go through the same array: orders[].quantity ->
+ *               orders[].qty renames inside every element
+ *   5. wraps    a value replaced by {key: value}
+ *   6. drop-empty  object members that are null, "", [] or {} removed
+ *               (depth first, so an object emptied by it goes too)
+ * A key that a lift or a rename writes may already exist: the merge
+ * policy decides. */
+typedef enum {
+    BFF_MERGE_ERROR = 0,   /* refused at config time when detectable (two
+                              renames to one path, a rename onto a backend's
+                              key); at run time the answer fails (502) */
+    BFF_MERGE_FIRST,       /* the value already there stays */
+    BFF_MERGE_LAST,        /* the value written later replaces it */
+    BFF_MERGE_NAMESPACE    /* the later value goes to "<source>_<key>",
+                              source being the lifted or renamed path's
+                              first segment (the backend) */
+} bff_merge_e;
+
+typedef struct bff_present_t bff_present_t;
+
+bff_present_t *bff_present_create(apr_pool_t *p);
+/* "error", "first-wins", "last-wins" or "namespace". */
+const char *bff_present_policy(bff_present_t *pr, const char *policy,
+                               apr_pool_t *p);
+bff_merge_e bff_present_get_policy(const bff_present_t *pr);
+/* target "orders[].product", spec "products[].id=orders[].product_id":
+ * both sides go through one array each, the local side's array is the
+ * target's. Unmatched elements get null. Matches are copies. */
+const char *bff_present_join(bff_present_t *pr, const char *target,
+                             const char *spec, apr_pool_t *p);
+/* into NULL or "": the root. Neither path may go through an array. A
+ * value that is not an object is dropped (a failed backend's null). */
+const char *bff_present_lift(bff_present_t *pr, const char *path,
+                             const char *into, apr_pool_t *p);
+const char *bff_present_rename(bff_present_t *pr, const char *from,
+                               const char *to, apr_pool_t *p);
+const char *bff_present_wrap(bff_present_t *pr, const char *path,
+                             const char *key, apr_pool_t *p);
+void bff_present_drop_empty(bff_present_t *pr, int on);
+/* 1 when nothing but (possibly) joins is configured. */
+int bff_present_empty(const bff_present_t *pr);
+/* Config-time collisions under BFF_MERGE_ERROR: roots are the top-level
+ * keys of the merged document (backend names, const char *). NULL or an
+ * error naming both writers. */
+const char *bff_present_check(const bff_present_t *pr,
+                              const apr_array_header_t *roots, apr_pool_t *p);
+/* Step 1, in place (p for scratch memory). */
+void bff_present_joins(const bff_present_t *pr, json_t *doc, apr_pool_t *p);
+/* Steps 3-6, in place. NULL, or (policy error only) the collision. */
+const char *bff_present_apply(const bff_present_t *pr, json_t *doc,
+                              apr_pool_t *p);
+
+/* ------------------------------------------------------ sparse fieldsets -- */
+
+/* The fields a client may select (?fields=user.name,orders.total): an
+ * allow-list of dotted paths ("[]" optional: orders[].total is
+ * orders.total); a listed path also allows every path below it. Paths
+ * under a forbidden one (the endpoint's deny list) are reported as
+ * forbidden rather than unknown. */
+typedef struct bff_fields_t bff_fields_t;
+
+#define BFF_FIELDS_MAX      64     /* fields in one selection */
+#define BFF_FIELD_MAX_LEN   256
+
+bff_fields_t *bff_fields_create(apr_pool_t *p);
+const char *bff_fields_allow(bff_fields_t *fl, const char *path,
+                             apr_pool_t *p);
+const char *bff_fields_forbid(bff_fields_t *fl, const char *path,
+                              apr_pool_t *p);
+int bff_fields_count(const bff_fields_t *fl);
+/* The allow-list, normalised, in config order (const char *). */
+const apr_array_header_t *bff_fields_allowed(const bff_fields_t *fl);
+
+typedef struct {
+    const char *norm;              /* sorted, unique, comma-joined */
+    apr_array_header_t *fields;    /* const char *, normalised, sorted */
+    apr_array_header_t *unknown;   /* as the client wrote them */
+    apr_array_header_t *forbidden;
+    const char *error;             /* why the list as a whole is refused
+                                      (empty, too many, too long) */
+} bff_fields_sel_t;
+
+/* Checks a client's comma-separated list (already URL-decoded): items are
+ * trimmed of spaces, empty items ignored. Returns 1 when every field is
+ * allowed (norm and fields set), 0 otherwise (unknown, forbidden and/or
+ * error set). */
+int bff_fields_select(bff_fields_sel_t *sel, const bff_fields_t *fl,
+                      const char *list, apr_pool_t *p);
+/* An allow shape keeping exactly the selected fields. */
+bff_shape_t *bff_fields_shape(const apr_array_header_t *fields,
+                              apr_pool_t *p);
 
 /* ----------------------------------------------------------- durations -- */
 

@@ -14,6 +14,14 @@
 #define DEFAULT_MAX_BODY            (1024 * 1024)
 #define DEFAULT_MAX_DEPTH           64
 #define DEFAULT_MAX_BACKENDS        32
+#define DEFAULT_CONCURRENCY         4     /* per-item calls of one backend */
+#define DEFAULT_MAX_ITEMS           100
+#define MAX_ITEMS_LIMIT             10000
+
+/* A call's fetch baton: backend index + 1 in the low bits, item index + 1
+ * above (0: a whole-backend call). */
+#define ITEM_SHIFT 10
+#define BE_MASK    ((1u << ITEM_SHIFT) - 1)
 
 bff_endpoint_t *bff_endpoint_create(const char *method, const char *pattern,
                                     apr_pool_t *p)
@@ -24,6 +32,7 @@ bff_endpoint_t *bff_endpoint_create(const char *method, const char *pattern,
     ep->pattern = apr_pstrdup(p, pattern);
     ep->backends = apr_array_make(p, 4, sizeof(bff_backend_t *));
     ep->shape = bff_shape_create(p);
+    ep->present = bff_present_create(p);
     ep->timeout_ms = DEFAULT_TIMEOUT_MS;
     ep->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
     ep->max_body = DEFAULT_MAX_BODY;
@@ -81,6 +90,24 @@ const char *bff_backend_option(bff_backend_t *be, const char *opt,
         }
         return err ? apr_psprintf(p, "timeout=: %s", err) : NULL;
     }
+    if (!strcmp(opt, "per-item")) {
+        be->per_item = 1;
+        return NULL;
+    }
+    if (!strncmp(opt, "concurrency=", 12) || !strncmp(opt, "max-items=", 10)) {
+        int conc = opt[0] == 'c';
+        const char *num = opt + (conc ? 12 : 10);
+        char *end;
+        long n = strtol(num, &end, 10);
+        long hi = conc ? 256 : MAX_ITEMS_LIMIT;
+
+        if (!*num || *end || n < 1 || n > hi) {
+            return apr_psprintf(p, "%s: expected a number from 1 to %ld",
+                                conc ? "concurrency=" : "max-items=", hi);
+        }
+        *(conc ? &be->concurrency : &be->max_items) = (int)n;
+        return NULL;
+    }
     if (!strncmp(opt, "max-size=", 9)) {
         const char *err = bff_parse_size(&be->max_body, opt + 9, p);
         if (!err && be->max_body == 0) {
@@ -90,8 +117,9 @@ const char *bff_backend_option(bff_backend_t *be, const char *opt,
     }
     v = strchr(opt, '=');
     return apr_psprintf(p, "unknown option '%s' (expected required, optional, "
-                        "default=JSON, body=TEMPLATE, timeout=DURATION or "
-                        "max-size=SIZE)",
+                        "default=JSON, body=TEMPLATE, timeout=DURATION, "
+                        "max-size=SIZE, per-item, concurrency=N or "
+                        "max-items=N)",
                         v ? apr_pstrmemdup(p, opt, (apr_size_t)(v - opt + 1)) : opt);
 }
 
@@ -159,6 +187,49 @@ static const char *add_deps(bff_endpoint_t *ep, bff_backend_t *be,
     return NULL;
 }
 
+/* A per-item backend iterates over exactly one array reference (it may
+ * appear several times); the options of fan-out need per-item. */
+static const char *find_item_ref(bff_backend_t *be, apr_pool_t *p)
+{
+    const bff_tpl_t *tpls[2];
+    int t, i;
+
+    if (!be->per_item) {
+        if (be->concurrency || be->max_items) {
+            return apr_psprintf(p, "backend '%s': concurrency= and "
+                                "max-items= need per-item", be->name);
+        }
+        return NULL;
+    }
+    tpls[0] = be->url;
+    tpls[1] = be->body;
+    for (t = 0; t < 2; t++) {
+        const apr_array_header_t *refs = tpls[t] ? bff_tpl_refs(tpls[t]) : NULL;
+
+        for (i = 0; refs && i < refs->nelts; i++) {
+            const bff_ref_t *ref = APR_ARRAY_IDX(refs, i, const bff_ref_t *);
+            if (!bff_ref_is_multi(ref)) {
+                continue;
+            }
+            if (be->item_ref && strcmp(bff_ref_text(be->item_ref),
+                                       bff_ref_text(ref))) {
+                return apr_psprintf(p, "backend '%s': per-item iterates over "
+                                    "one array reference, not both {%s} and "
+                                    "{%s}", be->name,
+                                    bff_ref_text(be->item_ref),
+                                    bff_ref_text(ref));
+            }
+            be->item_ref = ref;
+        }
+    }
+    if (!be->item_ref) {
+        return apr_psprintf(p, "backend '%s': per-item needs a reference "
+                            "through an array in its URL or body, e.g. "
+                            "{orders[].product_id}", be->name);
+    }
+    return NULL;
+}
+
 /* Depth-first search for a dependency cycle; color: 0 new, 1 on stack,
  * 2 done. Returns the backend index closing a cycle, or -1. */
 static int find_cycle(const bff_endpoint_t *ep, int i, int *color)
@@ -182,6 +253,8 @@ static int find_cycle(const bff_endpoint_t *ep, int i, int *color)
     color[i] = 2;
     return -1;
 }
+
+static const char *present_check(const bff_endpoint_t *ep, apr_pool_t *p);
 
 const char *bff_endpoint_finalize(bff_endpoint_t *ep, apr_pool_t *p)
 {
@@ -226,7 +299,8 @@ const char *bff_endpoint_finalize(bff_endpoint_t *ep, apr_pool_t *p)
     for (i = 0; i < ep->backends->nelts; i++) {
         bff_backend_t *be = APR_ARRAY_IDX(ep->backends, i, bff_backend_t *);
         if ((err = add_deps(ep, be, be->url, p)) != NULL
-            || (err = add_deps(ep, be, be->body, p)) != NULL) {
+            || (err = add_deps(ep, be, be->body, p)) != NULL
+            || (err = find_item_ref(be, p)) != NULL) {
             return err;
         }
     }
@@ -240,7 +314,20 @@ const char *bff_endpoint_finalize(bff_endpoint_t *ep, apr_pool_t *p)
             }
         }
     }
-    return NULL;
+    return present_check(ep, p);
+}
+
+static const char *present_check(const bff_endpoint_t *ep, apr_pool_t *p)
+{
+    apr_array_header_t *roots = apr_array_make(p, ep->backends->nelts,
+                                               sizeof(const char *));
+    int i;
+
+    for (i = 0; i < ep->backends->nelts; i++) {
+        APR_ARRAY_PUSH(roots, const char *) =
+            APR_ARRAY_IDX(ep->backends, i, bff_backend_t *)->name;
+    }
+    return bff_present_check(ep->present, roots, p);
 }
 
 /* --------------------------------------------------------------- run -- */
@@ -252,12 +339,13 @@ typedef struct {
     bff_run_result_t *res;
     bff_fetcher_t *f;
     json_t **param_json;       /* lazily built JSON of each parameter */
+    int running;               /* calls in flight (items included) */
     const bff_policy_t *pol;   /* NULL: no breaker, no retry */
-    void **token;              /* per backend: the policy's, for report */
-    apr_time_t *retry_at;      /* per backend: 0, or when to try again */
-    int retrying;              /* backends waiting for a retry */
-    int running;
+    int retrying;              /* calls waiting for their retry */
     int required_failed;       /* index + 1 */
+    /* while a per-item call is built: its item ref and value */
+    const bff_ref_t *item_ref;
+    json_t *item_value;
     apr_time_t deadline;
     apr_pool_t *p;
 } run_t;
@@ -267,8 +355,13 @@ static json_t *lookup(void *baton, const bff_ref_t *ref)
     run_t *run = baton;
     const char *root = bff_ref_root(ref);
     json_t *base = NULL;
-    int i = bff_endpoint_param(run->ep, root);
+    int i;
 
+    if (run->item_value
+        && !strcmp(bff_ref_text(ref), bff_ref_text(run->item_ref))) {
+        return run->item_value;
+    }
+    i = bff_endpoint_param(run->ep, root);
     if (i >= 0) {
         base = run->param_json[i];
     }
@@ -304,20 +397,22 @@ static void fail(run_t *run, int i, const char *reason, const char *detail)
     }
 }
 
-static void report(run_t *run, int i, int cancelled)
+/* Tells the policy how the call in r ended (or that it was dropped). */
+static void report(run_t *run, const bff_backend_t *be, bff_be_result_t *r,
+                   int cancelled)
 {
-    if (run->pol && run->pol->report) {
-        run->pol->report(run->pol->baton,
-                         APR_ARRAY_IDX(run->ep->backends, i, bff_backend_t *),
-                         run->token[i], &run->res->results[i].req, cancelled);
+    if (run->pol && run->pol->report && r->token) {
+        run->pol->report(run->pol->baton, be, r->token, &r->req, cancelled);
     }
-    run->token[i] = NULL;
+    r->token = NULL;
 }
 
-static void launch(run_t *run, int i)
+/* Expands be's templates and starts one call into r. NULL when the call
+ * runs; else the client-safe reason (r->err and *detail set). */
+static const char *start_call(run_t *run, const bff_backend_t *be,
+                              bff_be_result_t *r, apr_uintptr_t baton,
+                              const char **detail)
 {
-    bff_backend_t *be = APR_ARRAY_IDX(run->ep->backends, i, bff_backend_t *);
-    bff_be_result_t *r = &run->res->results[i];
     const bff_call_ctx_t *cc = run->cc;
     apr_array_header_t *hdrs;
     const char *url, *body = NULL, *err;
@@ -328,38 +423,13 @@ static void launch(run_t *run, int i)
         err = bff_tpl_expand(&body, be->body, lookup, run, run->p);
     }
     if (err) {
-        fail(run, i, "missing input", err);
-        return;
+        *detail = err;
+        return "missing input";
     }
     if (cc && cc->query && *cc->query) {
         url = apr_pstrcat(run->p, url, strchr(url, '?') ? "&" : "?",
                           cc->query, NULL);
     }
-
-    left = ms_left(run->deadline);
-    timeout = be->timeout_ms > 0 && be->timeout_ms < run->ep->timeout_ms
-              ? be->timeout_ms : run->ep->timeout_ms;
-    if (timeout > left) {
-        timeout = left;
-    }
-    if (timeout <= 0) {
-        r->err = BFF_FETCH_ETIMEOUT;
-        fail(run, i, bff_fetch_err_str(BFF_FETCH_ETIMEOUT),
-             "endpoint deadline passed before the call");
-        return;
-    }
-    if (run->pol && run->pol->admit) {
-        const char *why = run->pol->admit(run->pol->baton, be, r->attempts + 1,
-                                          &url, &run->token[i], run->p);
-        if (why) {
-            r->refused = 1;
-            r->err = BFF_FETCH_OK;
-            r->status = 0;
-            fail(run, i, why, NULL);
-            return;
-        }
-    }
-    r->attempts++;
 
     hdrs = apr_array_make(run->p, 8, sizeof(const char *));
     APR_ARRAY_PUSH(hdrs, const char *) = "Accept: application/json";
@@ -373,6 +443,29 @@ static void launch(run_t *run, int i)
         cc->per_call(cc->baton, be, hdrs, run->p);
     }
 
+    left = ms_left(run->deadline);
+    timeout = be->timeout_ms > 0 && be->timeout_ms < run->ep->timeout_ms
+              ? be->timeout_ms : run->ep->timeout_ms;
+    if (timeout > left) {
+        timeout = left;
+    }
+    if (timeout <= 0) {
+        r->err = BFF_FETCH_ETIMEOUT;
+        *detail = "endpoint deadline passed before the call";
+        return bff_fetch_err_str(BFF_FETCH_ETIMEOUT);
+    }
+    if (run->pol && run->pol->admit) {
+        const char *why = run->pol->admit(run->pol->baton, be, r->attempts + 1,
+                                          &url, &r->token, run->p);
+        if (why) {
+            r->refused = 1;
+            r->err = BFF_FETCH_OK;
+            r->status = 0;
+            return why;
+        }
+    }
+    r->attempts++;
+
     memset(&r->req, 0, sizeof(r->req));
     r->req.method = be->method;
     r->req.url = url;
@@ -382,15 +475,174 @@ static void launch(run_t *run, int i)
     r->req.timeout_ms = timeout;
     r->req.connect_timeout_ms = run->ep->connect_timeout_ms;
     r->req.max_body = be->max_body ? be->max_body : run->ep->max_body;
-    r->req.baton = (void *)(apr_uintptr_t)(i + 1);
+    r->req.baton = (void *)baton;
     if (bff_fetch_start(run->f, &r->req) != APR_SUCCESS) {
-        report(run, i, 0);
+        report(run, be, r, 0);
         r->err = r->req.err;
-        fail(run, i, bff_fetch_err_str(r->req.err),
-             r->req.errmsg ? apr_pstrdup(run->p, r->req.errmsg) : NULL);
-        return;
+        *detail = r->req.errmsg ? apr_pstrdup(run->p, r->req.errmsg) : NULL;
+        return bff_fetch_err_str(r->req.err);
     }
     r->state = BFF_BE_RUNNING;
+    return NULL;
+}
+
+/* ----------------------------------------------------- per-item calls -- */
+
+/* An item as text for messages: its compact JSON. */
+static const char *item_text(const json_t *item, apr_pool_t *p)
+{
+    apr_size_t len;
+    const char *s = bff_json_dump(&len, item, p);
+
+    return apr_pstrmemdup(p, s, len);
+}
+
+static void item_failed(run_t *run, int i, int k, const char *reason,
+                        const char *detail)
+{
+    bff_be_result_t *r = &run->res->results[i];
+    bff_be_result_t *it = &r->items[k];
+    bff_backend_t *be = APR_ARRAY_IDX(run->ep->backends, i, bff_backend_t *);
+
+    it->state = BFF_BE_FAILED;
+    it->reason = reason;
+    it->detail = detail;
+    r->items_failed++;
+    if (be->required && !run->required_failed) {
+        /* a required backend is complete or fails: the whole of it */
+        r->err = it->err;
+        r->refused = it->refused;
+        fail(run, i, apr_psprintf(run->p, "item %s: %s",
+                                  item_text(it->item, run->p), reason),
+             detail);
+    }
+}
+
+/* Once every item is done: the backend's value is the array of the
+ * replies that came, in item order; it failed only if every item did. */
+static void items_settle(run_t *run, int i)
+{
+    bff_be_result_t *r = &run->res->results[i];
+    json_t *arr;
+    int k;
+
+    if (r->state != BFF_BE_RUNNING || r->items_running || r->items_retrying
+        || r->next_item < r->nitems) {
+        return;
+    }
+    if (r->nitems && r->items_failed == r->nitems) {
+        r->status = r->items[0].status;
+        r->err = r->items[0].err;
+        r->refused = r->items[0].refused;
+        fail(run, i, r->items[0].reason, r->items[0].detail);
+        return;
+    }
+    arr = bff_json_pool_own(json_array(), run->p);
+    for (k = 0; k < r->nitems; k++) {
+        if (r->items[k].state == BFF_BE_OK) {
+            json_array_append(arr, r->items[k].value);
+        }
+    }
+    r->value = arr;
+    r->state = BFF_BE_OK;
+}
+
+static void start_item(run_t *run, int i, int k)
+{
+    bff_backend_t *be = APR_ARRAY_IDX(run->ep->backends, i, bff_backend_t *);
+    bff_be_result_t *r = &run->res->results[i];
+    bff_be_result_t *it = &r->items[k];
+    const char *reason, *detail = NULL;
+
+    run->item_ref = be->item_ref;
+    run->item_value = it->item;
+    reason = start_call(run, be, it, (apr_uintptr_t)(i + 1)
+                        | ((apr_uintptr_t)(k + 1) << ITEM_SHIFT), &detail);
+    run->item_value = NULL;
+    if (reason) {
+        item_failed(run, i, k, reason, detail);
+        return;
+    }
+    r->items_running++;
+    run->running++;
+}
+
+/* Starts items whose retry is due, then new ones in order, while fewer
+ * than the backend's concurrency run. */
+static void items_start(run_t *run, int i)
+{
+    bff_backend_t *be = APR_ARRAY_IDX(run->ep->backends, i, bff_backend_t *);
+    bff_be_result_t *r = &run->res->results[i];
+    int cap = be->concurrency > 0 ? be->concurrency : DEFAULT_CONCURRENCY;
+    apr_time_t now = apr_time_now();
+    int k;
+
+    for (k = 0; r->items_retrying && k < r->next_item; k++) {
+        bff_be_result_t *it = &r->items[k];
+        if (r->state != BFF_BE_RUNNING || r->items_running >= cap
+            || run->required_failed) {
+            break;
+        }
+        if (it->state == BFF_BE_PENDING && it->retry_at
+            && it->retry_at <= now) {
+            it->retry_at = 0;
+            r->items_retrying--;
+            run->retrying--;
+            start_item(run, i, k);
+        }
+    }
+    while (r->state == BFF_BE_RUNNING && r->items_running < cap
+           && r->next_item < r->nitems && !run->required_failed) {
+        start_item(run, i, r->next_item++);
+    }
+    items_settle(run, i);
+}
+
+/* The items are the unique values of the item reference, first-seen
+ * order (bff_ref_eval removes duplicates). */
+static void launch_items(run_t *run, int i)
+{
+    bff_backend_t *be = APR_ARRAY_IDX(run->ep->backends, i, bff_backend_t *);
+    bff_be_result_t *r = &run->res->results[i];
+    int max = be->max_items > 0 ? be->max_items : DEFAULT_MAX_ITEMS;
+    json_t *all = lookup(run, be->item_ref);
+    size_t n, k;
+
+    if (!all) {
+        fail(run, i, "missing input", apr_psprintf(run->p, "reference '%s' "
+             "has no value", bff_ref_text(be->item_ref)));
+        return;
+    }
+    n = json_array_size(all);
+    if (n > (size_t)max) {
+        fail(run, i, "too many items", apr_psprintf(run->p, "%" APR_SIZE_T_FMT
+             " items, more than max-items=%d", n, max));
+        return;
+    }
+    r->nitems = (int)n;
+    r->items = apr_pcalloc(run->p, sizeof(*r->items) * (n + 1));
+    for (k = 0; k < n; k++) {
+        r->items[k].item = json_array_get(all, k);
+    }
+    r->state = BFF_BE_RUNNING;
+    items_start(run, i);
+}
+
+static void launch(run_t *run, int i)
+{
+    bff_backend_t *be = APR_ARRAY_IDX(run->ep->backends, i, bff_backend_t *);
+    const char *reason, *detail = NULL;
+
+    if (be->per_item) {
+        launch_items(run, i);
+        return;
+    }
+    reason = start_call(run, be, &run->res->results[i],
+                        (apr_uintptr_t)(i + 1), &detail);
+    if (reason) {
+        fail(run, i, reason, detail);
+        return;
+    }
     run->running++;
 }
 
@@ -410,12 +662,17 @@ static void start_ready(run_t *run)
             int ready = 1;
             const char *failed_dep = NULL;
 
-            if (r->state != BFF_BE_PENDING
-                || (run->retry_at[i] && run->retry_at[i] > apr_time_now())) {
+            if (r->state == BFF_BE_RUNNING && r->items_retrying) {
+                items_start(run, i);
+                changed |= r->state != BFF_BE_RUNNING;
                 continue;
             }
-            if (run->retry_at[i]) {
-                run->retry_at[i] = 0;
+            if (r->state != BFF_BE_PENDING
+                || (r->retry_at && r->retry_at > apr_time_now())) {
+                continue;
+            }
+            if (r->retry_at) {
+                r->retry_at = 0;
                 run->retrying--;
             }
             for (j = 0; j < be->deps->nelts; j++) {
@@ -444,21 +701,59 @@ static void start_ready(run_t *run)
     }
 }
 
-/* Asks the policy whether failed attempt i is retried; if so the backend
- * is pending again until its retry time, which must leave time before the
- * deadline. Returns 1 when a retry is scheduled. */
-static int schedule_retry(run_t *run, int i, const bff_fetch_req_t *req)
+/* Judges a completed call into r: OK with its parsed reply, or FAILED
+ * with a reason. */
+static void judge(run_t *run, bff_be_result_t *r, bff_fetch_req_t *req)
 {
-    bff_be_result_t *r = &run->res->results[i];
+    json_error_t jerr;
+    json_t *j;
+
+    r->elapsed = req->elapsed;
+    r->err = req->err;
+    r->status = req->status;
+    r->state = BFF_BE_FAILED;
+    if (req->err != BFF_FETCH_OK) {
+        /* the message lives in the fetcher's handle, which is reused */
+        r->reason = bff_fetch_err_str(req->err);
+        r->detail = req->errmsg ? apr_pstrdup(run->p, req->errmsg) : NULL;
+    }
+    else if (req->status < 200 || req->status > 299) {
+        r->reason = apr_psprintf(run->p, "HTTP %d", req->status);
+    }
+    else if (req->status == 204) {
+        r->state = BFF_BE_OK;
+        r->value = bff_json_pool_own(json_null(), run->p);
+    }
+    else if (bff_json_depth(req->resp, req->resp_len) > run->ep->max_depth) {
+        r->reason = "invalid JSON";
+        r->detail = apr_psprintf(run->p, "nesting deeper than %d",
+                                 run->ep->max_depth);
+    }
+    else if (!(j = json_loadb(req->resp, req->resp_len,
+                              JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr))) {
+        r->reason = "invalid JSON";
+        r->detail = apr_psprintf(run->p, "%s at line %d column %d", jerr.text,
+                                 jerr.line, jerr.column);
+    }
+    else {
+        r->state = BFF_BE_OK;
+        r->value = bff_json_pool_own(j, run->p);
+    }
+}
+
+/* Asks the policy whether the failed call in r is tried again; if so r
+ * is PENDING until its retry time, which must leave time before the
+ * deadline. Returns 1 when a retry is scheduled. */
+static int schedule_retry(run_t *run, const bff_backend_t *be,
+                          bff_be_result_t *r, const bff_fetch_req_t *req)
+{
     long delay;
     apr_time_t at;
 
-    if (!run->pol || !run->pol->retry) {
+    if (!run->pol || !run->pol->retry || r->state != BFF_BE_FAILED) {
         return 0;
     }
-    delay = run->pol->retry(run->pol->baton,
-                            APR_ARRAY_IDX(run->ep->backends, i, bff_backend_t *),
-                            NULL, req, r->attempts);
+    delay = run->pol->retry(run->pol->baton, be, NULL, req, r->attempts);
     if (delay < 0) {
         return 0;
     }
@@ -467,54 +762,41 @@ static int schedule_retry(run_t *run, int i, const bff_fetch_req_t *req)
         return 0;
     }
     r->state = BFF_BE_PENDING;
-    r->reason = req->err != BFF_FETCH_OK ? bff_fetch_err_str(req->err)
-                : apr_psprintf(run->p, "HTTP %d", req->status);
-    run->retry_at[i] = at ? at : 1;
+    r->retry_at = at ? at : 1;
     run->retrying++;
     return 1;
 }
 
 static void finish(run_t *run, bff_fetch_req_t *req)
 {
-    int i = (int)(apr_uintptr_t)req->baton - 1;
+    apr_uintptr_t b = (apr_uintptr_t)req->baton;
+    int i = (int)(b & BE_MASK) - 1, k = (int)(b >> ITEM_SHIFT) - 1;
     bff_be_result_t *r = &run->res->results[i];
-    json_error_t jerr;
-    json_t *j;
+
+    const bff_backend_t *be = APR_ARRAY_IDX(run->ep->backends, i,
+                                            const bff_backend_t *);
 
     run->running--;
-    r->elapsed = req->elapsed;
-    r->err = req->err;
-    r->status = req->status;
-    report(run, i, 0);
-    if ((req->err != BFF_FETCH_OK || req->status < 200 || req->status > 299)
-        && schedule_retry(run, i, req)) {
+    if (k >= 0) {
+        bff_be_result_t *it = &r->items[k];
+
+        judge(run, it, req);
+        report(run, be, it, 0);
+        r->items_running--;
+        if (schedule_retry(run, be, it, req)) {
+            r->items_retrying++;
+        }
+        else if (it->state == BFF_BE_FAILED) {
+            item_failed(run, i, k, it->reason, it->detail);
+        }
         bff_fetch_release(run->f, req);
+        items_start(run, i);
         return;
     }
-    if (req->err != BFF_FETCH_OK) {
-        /* the message lives in the fetcher's handle, which is reused */
-        fail(run, i, bff_fetch_err_str(req->err),
-             req->errmsg ? apr_pstrdup(run->p, req->errmsg) : NULL);
-    }
-    else if (req->status < 200 || req->status > 299) {
-        fail(run, i, apr_psprintf(run->p, "HTTP %d", req->status), NULL);
-    }
-    else if (req->status == 204) {
-        r->state = BFF_BE_OK;
-        r->value = bff_json_pool_own(json_null(), run->p);
-    }
-    else if (bff_json_depth(req->resp, req->resp_len) > run->ep->max_depth) {
-        fail(run, i, "invalid JSON",
-             apr_psprintf(run->p, "nesting deeper than %d", run->ep->max_depth));
-    }
-    else if (!(j = json_loadb(req->resp, req->resp_len,
-                              JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr))) {
-        fail(run, i, "invalid JSON", apr_psprintf(run->p, "%s at line %d "
-             "column %d", jerr.text, jerr.line, jerr.column));
-    }
-    else {
-        r->state = BFF_BE_OK;
-        r->value = bff_json_pool_own(j, run->p);
+    judge(run, r, req);
+    report(run, be, r, 0);
+    if (!schedule_retry(run, be, r, req) && r->state == BFF_BE_FAILED) {
+        fail(run, i, r->reason, r->detail);
     }
     bff_fetch_release(run->f, req);
 }
@@ -536,8 +818,9 @@ static void build_error(run_t *run)
         res->status = 504;
         res->title = "Gateway Timeout";
     }
-    else if (r->status == 404 || r->status == 410) {
-        /* the resource the endpoint is about does not exist: say so */
+    else if (!be->per_item && (r->status == 404 || r->status == 410)) {
+        /* the resource the endpoint is about does not exist: say so (an
+         * item of a list that is gone is the backends' inconsistency) */
         res->status = r->status;
         res->title = r->status == 404 ? "Not Found" : "Gone";
     }
@@ -549,11 +832,39 @@ static void build_error(run_t *run)
                                be->name, r->reason);
 }
 
+/* _errors.<backend>: status and reason, and for a per-item backend the
+ * items that failed. */
+static json_t *error_entry(const bff_be_result_t *r)
+{
+    json_t *e = json_pack("{s:o, s:s}",
+        "status", r->status ? json_integer(r->status) : json_null(),
+        "reason", r->reason ? r->reason : "failed");
+    json_t *items;
+    int k;
+
+    if (!r->items_failed) {
+        return e;
+    }
+    items = json_array();
+    for (k = 0; k < r->nitems; k++) {
+        const bff_be_result_t *it = &r->items[k];
+        if (it->state == BFF_BE_FAILED) {
+            json_array_append_new(items, json_pack("{s:O, s:o, s:s}",
+                "item", it->item,
+                "status", it->status ? json_integer(it->status) : json_null(),
+                "reason", it->reason ? it->reason : "failed"));
+        }
+    }
+    json_object_set_new(e, "items", items);
+    return e;
+}
+
 static void build_doc(run_t *run)
 {
     bff_run_result_t *res = run->res;
     json_t *doc = bff_json_pool_own(json_object(), run->p);
     json_t *errors = NULL;
+    const char *conflict;
     int i;
 
     res->completed = 1;
@@ -563,26 +874,124 @@ static void build_doc(run_t *run)
 
         if (r->state == BFF_BE_OK) {
             json_object_set(doc, be->name, r->value);
-            continue;
+            if (!r->items_failed) {
+                continue;
+            }
+            /* a per-item backend with some items missing */
+            r->reason = apr_psprintf(run->p, "%d of %d items failed",
+                                     r->items_failed, r->nitems);
+        }
+        else {
+            /* a copy: shaping edits the document in place, and the default
+             * is shared by every request */
+            json_object_set_new(doc, be->name, be->defval
+                                ? json_deep_copy(be->defval) : json_null());
         }
         res->completed = 0;
-        /* a copy: shaping edits the document in place, and the default is
-         * shared by every request */
-        json_object_set_new(doc, be->name, be->defval
-                            ? json_deep_copy(be->defval) : json_null());
         if (!errors) {
             errors = json_object();
         }
-        json_object_set_new(errors, be->name, json_pack("{s:o, s:s}",
-            "status", r->status ? json_integer(r->status) : json_null(),
-            "reason", r->reason ? r->reason : "failed"));
+        json_object_set_new(errors, be->name, error_entry(r));
     }
+    bff_present_joins(run->ep->present, doc, run->p);
     bff_shape_apply(run->ep->shape, doc);
+    conflict = bff_present_apply(run->ep->present, doc, run->p);
+    if (conflict) {
+        json_decref(errors);
+        res->status = 502;
+        res->title = "Bad Gateway";
+        res->detail = conflict;
+        res->completed = 0;
+        return;
+    }
+    if (run->cc && run->cc->fields) {
+        bff_shape_apply(run->cc->fields, doc);
+    }
     if (errors) {
         json_object_set_new(doc, "_errors", errors);
     }
     res->status = 200;
     res->doc = doc;
+}
+
+/* At the end of a run: whatever still runs is past the deadline or no
+ * longer needed. */
+static void stop_unfinished(run_t *run, int i)
+{
+    const bff_backend_t *be = APR_ARRAY_IDX(run->ep->backends, i,
+                                            const bff_backend_t *);
+    bff_be_result_t *r = &run->res->results[i];
+    int k;
+
+    /* calls still in flight: dropped, or (the deadline) timed out, which
+     * the breaker must hear of */
+    for (k = -1; r->state == BFF_BE_RUNNING && k < r->nitems; k++) {
+        bff_be_result_t *c = k < 0 ? r : &r->items[k];
+        if (c->token && (k < 0 ? !r->items : c->state == BFF_BE_RUNNING)) {
+            if (!run->required_failed) {
+                c->req.err = BFF_FETCH_ETIMEOUT;
+                c->req.elapsed = apr_time_now() - (run->deadline
+                                 - apr_time_from_msec(run->ep->timeout_ms));
+            }
+            report(run, be, c, run->required_failed != 0);
+        }
+    }
+    if (r->state == BFF_BE_RUNNING && run->required_failed) {
+        r->state = BFF_BE_SKIPPED;
+        r->reason = "cancelled";
+        r->err = BFF_FETCH_EABORTED;
+    }
+    else if (r->state == BFF_BE_RUNNING && r->items) {
+        for (k = 0; k < r->nitems; k++) {
+            bff_be_result_t *it = &r->items[k];
+            if (it->state == BFF_BE_PENDING && it->retry_at) {
+                /* its retry did not fit before the deadline */
+                item_failed(run, i, k, it->reason, "no time left for the "
+                            "retry");
+            }
+            else if (it->state == BFF_BE_RUNNING
+                     || it->state == BFF_BE_PENDING) {
+                it->err = BFF_FETCH_ETIMEOUT;
+                item_failed(run, i, k, bff_fetch_err_str(BFF_FETCH_ETIMEOUT),
+                            "endpoint deadline reached");
+            }
+        }
+        r->items_running = 0;
+        r->next_item = r->nitems;
+        items_settle(run, i);
+    }
+    else if (r->state == BFF_BE_RUNNING) {
+        r->err = BFF_FETCH_ETIMEOUT;
+        fail(run, i, bff_fetch_err_str(BFF_FETCH_ETIMEOUT),
+             "endpoint deadline reached");
+    }
+    else if (r->state == BFF_BE_PENDING && r->retry_at
+             && !run->required_failed) {
+        /* its retry did not fit before the deadline */
+        fail(run, i, r->reason, "no time left for the retry");
+    }
+    else if (r->state == BFF_BE_PENDING) {
+        r->state = BFF_BE_SKIPPED;
+        r->reason = "cancelled";
+    }
+}
+
+/* Milliseconds until the earliest retry is due, at most left. */
+static long retry_wait(run_t *run, long left)
+{
+    int i, k;
+
+    for (i = 0; i < run->ep->backends->nelts; i++) {
+        bff_be_result_t *r = &run->res->results[i];
+        for (k = -1; k < (r->items_retrying ? r->next_item : 0); k++) {
+            bff_be_result_t *c = k < 0 ? r : &r->items[k];
+            if (c->retry_at && c->state == BFF_BE_PENDING) {
+                long ms = ms_left(c->retry_at);
+                left = ms < left ? ms : left;
+            }
+        }
+    }
+    return left;
 }
 
 void bff_engine_run(bff_run_result_t *res, const bff_endpoint_t *ep,
@@ -604,10 +1013,8 @@ void bff_engine_run(bff_run_result_t *res, const bff_endpoint_t *ep,
     run.p = p;
     run.param_json = apr_pcalloc(p, sizeof(json_t *)
                                  * (apr_size_t)(bff_route_nparams(ep->route) + 1));
-    run.pol = cc ? cc->policy : NULL;
-    run.token = apr_pcalloc(p, sizeof(void *) * (apr_size_t)n);
-    run.retry_at = apr_pcalloc(p, sizeof(apr_time_t) * (apr_size_t)n);
     run.deadline = start + apr_time_from_msec(ep->timeout_ms);
+    run.pol = cc ? cc->policy : NULL;
 
     for (i = 0; i < bff_route_nparams(ep->route); i++) {
         json_t *j = bff_route_param_type(ep->route, i) == BFF_PARAM_INT
@@ -638,12 +1045,7 @@ void bff_engine_run(bff_run_result_t *res, const bff_endpoint_t *ep,
         }
         if (run.retrying) {
             /* wake up for the earliest retry */
-            for (i = 0; i < n; i++) {
-                if (run.retry_at[i]) {
-                    long ms = ms_left(run.retry_at[i]);
-                    left = ms < left ? ms : left;
-                }
-            }
+            left = retry_wait(&run, left);
             if (run.running == 0) {
                 apr_sleep(apr_time_from_msec(left));
                 continue;
@@ -658,35 +1060,8 @@ void bff_engine_run(bff_run_result_t *res, const bff_endpoint_t *ep,
         }
     }
 
-    /* whatever still runs is past the deadline or no longer needed */
     for (i = 0; i < n; i++) {
-        bff_be_result_t *r = &res->results[i];
-        if (r->state == BFF_BE_RUNNING) {
-            if (run.required_failed) {
-                r->state = BFF_BE_SKIPPED;
-                r->reason = "cancelled";
-                r->err = BFF_FETCH_EABORTED;
-                report(&run, i, 1);
-            }
-            else {
-                /* the backend did not answer in time: a timeout for the
-                 * breaker too */
-                r->err = r->req.err = BFF_FETCH_ETIMEOUT;
-                r->req.elapsed = apr_time_now() - start;
-                report(&run, i, 0);
-                fail(&run, i, bff_fetch_err_str(BFF_FETCH_ETIMEOUT),
-                     "endpoint deadline reached");
-            }
-        }
-        else if (r->state == BFF_BE_PENDING && run.retry_at[i]
-                 && !run.required_failed) {
-            /* its retry did not fit before the deadline */
-            fail(&run, i, r->reason, "no time left for the retry");
-        }
-        else if (r->state == BFF_BE_PENDING) {
-            r->state = BFF_BE_SKIPPED;
-            r->reason = "cancelled";
-        }
+        stop_unfinished(&run, i);
     }
     bff_fetch_reset(f);
 

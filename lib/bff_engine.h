@@ -22,6 +22,13 @@ typedef struct bff_backend_t {
     int index;                /* position in the endpoint, config order */
     /* derived by bff_endpoint_finalize */
     apr_array_header_t *deps; /* int: indexes of backends referenced */
+    /* per-item fan-out (option per-item): one call per unique value of
+     * the array reference in the URL/body (item_ref), in first-seen order,
+     * at most `concurrency` calls of this backend at a time */
+    int per_item;
+    int concurrency;          /* 0: default (4) */
+    int max_items;            /* 0: default (100) */
+    const bff_ref_t *item_ref;    /* derived by bff_endpoint_finalize */
 } bff_backend_t;
 
 typedef struct bff_endpoint_t {
@@ -30,6 +37,7 @@ typedef struct bff_endpoint_t {
     bff_route_t *route;
     apr_array_header_t *backends;       /* bff_backend_t * */
     bff_shape_t *shape;
+    bff_present_t *present;             /* joins, lifts, renames, ... */
     long timeout_ms;                    /* deadline for the whole run */
     long connect_timeout_ms;
     apr_size_t max_body;                /* per backend reply */
@@ -46,7 +54,8 @@ bff_endpoint_t *bff_endpoint_create(const char *method, const char *pattern,
 
 /* Parses one backend definition's options after name, method and URL:
  *   required | optional | default=<json> | body=<json template> |
- *   timeout=<duration> | max-size=<size>
+ *   timeout=<duration> | max-size=<size> | per-item | concurrency=<n> |
+ *   max-items=<n>
  * Returns NULL or an error naming the offending option. */
 const char *bff_backend_option(bff_backend_t *be, const char *opt,
                                apr_pool_t *p);
@@ -69,27 +78,39 @@ typedef enum {
     BFF_BE_SKIPPED          /* not called: a dependency failed */
 } bff_be_state_e;
 
-typedef struct {
+typedef struct bff_be_result_t bff_be_result_t;
+struct bff_be_result_t {
     bff_be_state_e state;
     bff_fetch_err_e err;     /* fetch error when FAILED by the transport */
     int status;              /* HTTP status, 0 when none */
     const char *reason;      /* short, client-safe: "timeout", "HTTP 503" */
     const char *detail;      /* for the error log only */
-    json_t *value;           /* parsed reply (pool owned) */
+    json_t *value;           /* parsed reply (pool owned); per-item: the
+                                replies of the items that answered */
     apr_interval_time_t elapsed;
+    bff_fetch_req_t req;
     int attempts;            /* calls made (retries included) */
     int refused;             /* 1: the policy refused the call (breaker) */
-    bff_fetch_req_t req;
-} bff_be_result_t;
+    void *token;             /* the policy's, for the call in flight */
+    apr_time_t retry_at;     /* PENDING again: when the retry may start */
+    /* per-item backends: one result per unique item, first-seen order */
+    json_t *item;            /* an item's value (items only) */
+    bff_be_result_t *items;
+    int nitems;
+    int next_item;           /* items started so far */
+    int items_running;
+    int items_failed;
+    int items_retrying;      /* items waiting for their retry */
+};
 
 /* Resilience hooks (circuit breakers, retries, load balancing), which the
  * glue implements over shared memory (mod_bff_resilience.c). Any may be
- * NULL. */
+ * NULL. They see every call, per-item calls included. */
 typedef struct {
     /* Before every attempt (1 = the first call). May replace *url (another
      * instance of the backend). Returns NULL to make the call, or a short
-     * client-safe reason not to ("circuit open"): the backend then fails
-     * at once. *token is the policy's, handed back to report and retry. */
+     * client-safe reason not to ("circuit open"): the call then fails at
+     * once. *token is the policy's, handed back to report. */
     const char *(*admit)(void *baton, const bff_backend_t *be, int attempt,
                          const char **url, void **token, apr_pool_t *p);
     /* After every admitted attempt: req is complete (err, status,
@@ -114,6 +135,9 @@ typedef struct {
     void (*per_call)(void *baton, const bff_backend_t *be,
                      apr_array_header_t *headers, apr_pool_t *p);
     void *baton;
+    /* the client's field selection (?fields=, or its client's default),
+     * applied last; NULL: the whole document */
+    const bff_shape_t *fields;
     const bff_policy_t *policy;           /* NULL: no breaker, no retry */
 } bff_call_ctx_t;
 

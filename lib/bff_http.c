@@ -185,3 +185,29 @@ const char *bff_query_filter(const char *args, const apr_array_header_t *names,
     }
     return out;
 }
+
+const char *bff_query_get(const char *args, const char *name, apr_pool_t *p)
+{
+    const char *out = NULL, *s = args;
+
+    while (s && *s) {
+        const char *amp = strchr(s, '&'), *eq;
+        apr_size_t len = amp ? (apr_size_t)(amp - s) : strlen(s);
+        const char *n, *v;
+
+        eq = memchr(s, '=', len);
+        n = form_decode(s, eq ? (apr_size_t)(eq - s) : len, p);
+        if (n && !strcmp(n, name)) {
+            v = eq ? form_decode(eq + 1, len - (apr_size_t)(eq - s) - 1, p)
+                   : apr_pstrdup(p, "");
+            /* a value that does not decode counts as present but empty */
+            v = v ? v : "";
+            out = out ? apr_pstrcat(p, out, ",", v, NULL) : v;
+        }
+        s += len;
+        if (*s == '&') {
+            s++;
+        }
+    }
+    return out;
+}

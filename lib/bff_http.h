@@ -44,4 +44,8 @@ const char *bff_hex(const unsigned char *b, apr_size_t n, apr_pool_t *p);
 const char *bff_query_filter(const char *args, const apr_array_header_t *names,
                              apr_pool_t *p);
 
+/* The decoded values of every query parameter called name, joined with
+ * ','; NULL when there is none. */
+const char *bff_query_get(const char *args, const char *name, apr_pool_t *p);
+
 #endif /* BFF_HTTP_H */

@@ -118,6 +118,19 @@ int bff_ref_is_multi(const bff_ref_t *ref)
     return ref->multi;
 }
 
+int bff_ref_nsegs(const bff_ref_t *ref)
+{
+    return ref->nsegs;
+}
+
+const char *bff_ref_seg(const bff_ref_t *ref, int i, int *iter)
+{
+    if (iter) {
+        *iter = ref->segs[i].iter;
+    }
+    return ref->segs[i].name;
+}
+
 /* Unique-value collector. Scalars are looked up in jansson hash tables
  * (strings by their bytes, other scalars by a type-tagged text so 1, 1.0
  * and true stay distinct, as json_equal has them); objects and arrays are

@@ -1,6 +1,6 @@
 package BFFConfTest;
-# apache2 -t on a configuration body with mod_bff loaded (as apachectl
-# configtest does): the config tests check what it says about bad input.
+# apache2 -t on a configuration body, with the module loaded from the build
+# tree: for the tests of start-up errors.
 use strict;
 use warnings;
 
@@ -12,7 +12,7 @@ our @EXPORT = qw(configtest);
 
 my $dir;
 
-# Returns (exit status, output, the file holding body).
+# Returns (exit code of apache2 -t, its output, the file holding body).
 sub configtest {
     my ($body) = @_;
     $dir //= tempdir(CLEANUP => 1);

@@ -204,6 +204,305 @@ static const char *dump(const json_t *doc)
 
 /* ------------------------------------------------------------- tests -- */
 
+/* ---------------------------------------------------- per-item fan-out -- */
+
+static bff_endpoint_t *fanout_endpoint(const char *const *opts, int required)
+{
+    static const char *const req_opts[] = { "required", NULL };
+    bff_endpoint_t *ep = bff_endpoint_create("GET", "/m/{user_id:int}", pool);
+    const char *const *o = opts;
+    bff_backend_t *be;
+
+    ck_assert_ptr_null(bff_route_compile(&ep->route, ep->pattern, pool));
+    ck_assert_ptr_null(add_backend(ep, "orders", "GET",
+                                   "http://o/orders/user/{user_id}", NULL));
+    ck_assert_ptr_null(add_backend(ep, "products", "GET",
+                                   "http://p/products/{orders[].product_id}",
+                                   required ? req_opts : NULL));
+    be = APR_ARRAY_IDX(ep->backends, 1, bff_backend_t *);
+    for (; o && *o; o++) {
+        ck_assert_ptr_null(bff_backend_option(be, *o, pool));
+    }
+    ck_assert_ptr_null(bff_endpoint_finalize(ep, pool));
+    return ep;
+}
+
+/* products 3 5 3 8 9 11 12: six unique items */
+static const fake_resp_t fan_table[] = {
+    { "http://o/orders/user/7", 200,
+      "[{\"product_id\":3},{\"product_id\":5},{\"product_id\":3},"
+      "{\"product_id\":8},{\"product_id\":9},{\"product_id\":11},"
+      "{\"product_id\":12}]", 0, 0 },
+    { "http://p/products/3", 200, "{\"id\":3}", 0, 0 },
+    { "http://p/products/5", 200, "{\"id\":5}", 0, 0 },
+    { "http://p/products/8", 200, "{\"id\":8}", 0, 0 },
+    { "http://p/products/9", 200, "{\"id\":9}", 0, 0 },
+    { "http://p/products/11", 200, "{\"id\":11}", 0, 0 },
+    { "http://p/products/12", 200, "{\"id\":12}", 0, 0 },
+    { NULL, 0, NULL, 0, 0 }
+};
+
+START_TEST(per_item_unique_stable_order_capped)
+{
+    static const char *const opts[] = { "per-item", "concurrency=2", NULL };
+    bff_endpoint_t *ep = fanout_endpoint(opts, 0);
+    bff_run_result_t res;
+
+    fk.table = fan_table;
+    fk.lifo = _i;   /* completion order does not change the answer */
+    bff_engine_run(&res, ep, v7, NULL, &fetcher, pool);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_int_eq(res.completed, 1);
+    ck_assert_str_eq(dump(json_object_get(res.doc, "products")),
+        "[{\"id\":3},{\"id\":5},{\"id\":8},{\"id\":9},{\"id\":11},"
+        "{\"id\":12}]");
+    ck_assert_int_eq(fk.max_inflight, 2);
+    /* one call per unique id */
+    ck_assert_ptr_null(strstr(strstr(fk.log, "GET http://p/products/3\n") + 1,
+                              "GET http://p/products/3\n"));
+    ck_assert_int_eq(res.results[1].nitems, 6);
+}
+END_TEST
+
+START_TEST(per_item_default_cap_is_4)
+{
+    static const char *const opts[] = { "per-item", NULL };
+    bff_endpoint_t *ep = fanout_endpoint(opts, 0);
+    bff_run_result_t res;
+
+    fk.table = fan_table;
+    bff_engine_run(&res, ep, v7, NULL, &fetcher, pool);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_int_eq(fk.max_inflight, 4);
+}
+END_TEST
+
+static const fake_resp_t fan_fail_table[] = {
+    { "http://o/orders/user/7", 200,
+      "[{\"product_id\":3},{\"product_id\":5},{\"product_id\":8}]", 0, 0 },
+    { "http://p/products/3", 200, "{\"id\":3}", 0, 0 },
+    { "http://p/products/5", 404, "{}", 0, 0 },
+    { "http://p/products/8", 200, "{\"id\":8}", 0, 0 },
+    { NULL, 0, NULL, 0, 0 }
+};
+
+START_TEST(per_item_failure_is_partial)
+{
+    static const char *const opts[] = { "per-item", NULL };
+    bff_endpoint_t *ep = fanout_endpoint(opts, 0);
+    bff_run_result_t res;
+
+    fk.table = fan_fail_table;
+    bff_engine_run(&res, ep, v7, NULL, &fetcher, pool);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_int_eq(res.completed, 0);
+    ck_assert_str_eq(dump(json_object_get(res.doc, "products")),
+                     "[{\"id\":3},{\"id\":8}]");
+    ck_assert_str_eq(dump(json_object_get(res.doc, "_errors")),
+        "{\"products\":{\"status\":null,\"reason\":\"1 of 3 items failed\","
+        "\"items\":[{\"item\":5,\"status\":404,\"reason\":\"HTTP 404\"}]}}");
+}
+END_TEST
+
+static const fake_resp_t fan_allfail_table[] = {
+    { "http://o/orders/user/7", 200,
+      "[{\"product_id\":\"a b\"},{\"product_id\":5}]", 0, 0 },
+    { "http://p/products/a%20b", 503, "{}", 0, 0 },
+    { "http://p/products/5", 0, NULL, BFF_FETCH_ECONNECT, 0 },
+    { NULL, 0, NULL, 0, 0 }
+};
+
+START_TEST(per_item_all_failed_uses_default)
+{
+    static const char *const opts[] = { "per-item", "default=[]", NULL };
+    bff_endpoint_t *ep = fanout_endpoint(opts, 0);
+    bff_run_result_t res;
+
+    fk.table = fan_allfail_table;
+    bff_engine_run(&res, ep, v7, NULL, &fetcher, pool);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_int_eq(res.completed, 0);
+    ck_assert_str_eq(dump(json_object_get(res.doc, "products")), "[]");
+    ck_assert_str_eq(dump(json_object_get(res.doc, "_errors")),
+        "{\"products\":{\"status\":503,\"reason\":\"HTTP 503\","
+        "\"items\":[{\"item\":\"a b\",\"status\":503,\"reason\":\"HTTP 503\"},"
+        "{\"item\":5,\"status\":null,\"reason\":\"connect error\"}]}}");
+}
+END_TEST
+
+START_TEST(per_item_required_failure_is_502)
+{
+    static const char *const opts[] = { "per-item", NULL };
+    bff_endpoint_t *ep = fanout_endpoint(opts, 1);
+    bff_run_result_t res;
+
+    fk.table = fan_fail_table;
+    bff_engine_run(&res, ep, v7, NULL, &fetcher, pool);
+    /* an item's 404 is not "the resource does not exist" */
+    ck_assert_int_eq(res.status, 502);
+    ck_assert_str_eq(res.detail, "required backend 'products' failed: "
+                     "item 5: HTTP 404");
+}
+END_TEST
+
+static const fake_resp_t fan_empty_table[] = {
+    { "http://o/orders/user/7", 200, "[]", 0, 0 },
+    { NULL, 0, NULL, 0, 0 }
+};
+
+START_TEST(per_item_no_items_no_calls)
+{
+    static const char *const opts[] = { "per-item", NULL };
+    bff_endpoint_t *ep = fanout_endpoint(opts, 0);
+    bff_run_result_t res;
+
+    fk.table = fan_empty_table;
+    bff_engine_run(&res, ep, v7, NULL, &fetcher, pool);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_int_eq(res.completed, 1);
+    ck_assert_str_eq(dump(res.doc), "{\"orders\":[],\"products\":[]}");
+    ck_assert_str_eq(fk.log, "GET http://o/orders/user/7\n"
+                     "done http://o/orders/user/7\n");
+}
+END_TEST
+
+START_TEST(per_item_max_items)
+{
+    static const char *const opts[] = { "per-item", "max-items=5", NULL };
+    bff_endpoint_t *ep = fanout_endpoint(opts, 0);
+    bff_run_result_t res;
+
+    fk.table = fan_table;
+    bff_engine_run(&res, ep, v7, NULL, &fetcher, pool);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_str_eq(dump(json_object_get(res.doc, "_errors")),
+        "{\"products\":{\"status\":null,\"reason\":\"too many items\"}}");
+    ck_assert_ptr_null(strstr(fk.log, "http://p/"));
+}
+END_TEST
+
+static const fake_resp_t fan_hang_table[] = {
+    { "http://o/orders/user/7", 200,
+      "[{\"product_id\":3},{\"product_id\":5},{\"product_id\":8}]", 0, 0 },
+    { "http://p/products/3", 200, "{\"id\":3}", 0, 0 },
+    { "http://p/products/5", 0, NULL, 0, 1 },
+    { "http://p/products/8", 0, NULL, 0, 1 },
+    { NULL, 0, NULL, 0, 0 }
+};
+
+START_TEST(per_item_deadline)
+{
+    static const char *const opts[] = { "per-item", "concurrency=1", NULL };
+    bff_endpoint_t *ep = fanout_endpoint(opts, 0);
+    bff_run_result_t res;
+
+    ep->timeout_ms = 50;
+    fk.table = fan_hang_table;
+    bff_engine_run(&res, ep, v7, NULL, &fetcher, pool);
+    ck_assert_int_eq(res.status, 200);
+    /* 5 hangs; 8 never started: both are reported */
+    ck_assert_str_eq(dump(json_object_get(res.doc, "products")),
+                     "[{\"id\":3}]");
+    ck_assert_str_eq(dump(json_object_get(json_object_get(res.doc, "_errors"),
+                                          "products")),
+        "{\"status\":null,\"reason\":\"2 of 3 items failed\",\"items\":["
+        "{\"item\":5,\"status\":null,\"reason\":\"timeout\"},"
+        "{\"item\":8,\"status\":null,\"reason\":\"timeout\"}]}");
+    ck_assert_ptr_null(strstr(fk.log, "http://p/products/8"));
+}
+END_TEST
+
+START_TEST(per_item_config_errors)
+{
+    bff_endpoint_t *ep;
+    bff_backend_t be;
+    static const char *const pi[] = { "per-item", NULL };
+    static const char *const conc[] = { "concurrency=2", NULL };
+
+    memset(&be, 0, sizeof(be));
+    ck_assert_str_eq(bff_backend_option(&be, "concurrency=0", pool),
+                     "concurrency=: expected a number from 1 to 256");
+    ck_assert_str_eq(bff_backend_option(&be, "max-items=x", pool),
+                     "max-items=: expected a number from 1 to 10000");
+
+    ep = bff_endpoint_create("GET", "/m/{id:int}", pool);
+    ck_assert_ptr_null(bff_route_compile(&ep->route, ep->pattern, pool));
+    ck_assert_ptr_null(add_backend(ep, "o", "GET", "http://o/{id}", NULL));
+    ck_assert_ptr_null(add_backend(ep, "p", "GET", "http://p/{o.x}", pi));
+    ck_assert_str_eq(bff_endpoint_finalize(ep, pool),
+        "backend 'p': per-item needs a reference through an array in its "
+        "URL or body, e.g. {orders[].product_id}");
+
+    ep = bff_endpoint_create("GET", "/m/{id:int}", pool);
+    ck_assert_ptr_null(bff_route_compile(&ep->route, ep->pattern, pool));
+    ck_assert_ptr_null(add_backend(ep, "o", "GET", "http://o/{id}", NULL));
+    ck_assert_ptr_null(add_backend(ep, "p", "GET",
+                                   "http://p/{o[].a}/{o[].b}", pi));
+    ck_assert_str_eq(bff_endpoint_finalize(ep, pool),
+        "backend 'p': per-item iterates over one array reference, not both "
+        "{o[].a} and {o[].b}");
+
+    ep = bff_endpoint_create("GET", "/m/{id:int}", pool);
+    ck_assert_ptr_null(bff_route_compile(&ep->route, ep->pattern, pool));
+    ck_assert_ptr_null(add_backend(ep, "o", "GET", "http://o/{id}", NULL));
+    ck_assert_ptr_null(add_backend(ep, "p", "GET", "http://p/{o[].a}", conc));
+    ck_assert_str_eq(bff_endpoint_finalize(ep, pool),
+        "backend 'p': concurrency= and max-items= need per-item");
+}
+END_TEST
+
+/* ------------------------------------------------ presentation in runs -- */
+
+START_TEST(presentation_pipeline)
+{
+    bff_endpoint_t *ep = profile_endpoint();
+    bff_run_result_t res;
+    bff_call_ctx_t cc;
+    apr_array_header_t *sel = apr_array_make(pool, 2, sizeof(const char *));
+
+    /* join before deny (the source list can be denied), lift and rename
+     * after it, the field selection last, _errors never selected away */
+    ck_assert_ptr_null(bff_present_join(ep->present, "orders[].product",
+                                        "products[].id=orders[].product_id",
+                                        pool));
+    ck_assert_ptr_null(bff_shape_add(ep->shape, "products", 0, pool));
+    ck_assert_ptr_null(bff_present_lift(ep->present, "user", NULL, pool));
+    ck_assert_ptr_null(bff_present_rename(ep->present, "orders[].product.name",
+                                          "orders[].product_name", pool));
+    ck_assert_ptr_null(bff_endpoint_finalize(ep, pool));
+    APR_ARRAY_PUSH(sel, const char *) = "name";
+    APR_ARRAY_PUSH(sel, const char *) = "orders.product_name";
+    memset(&cc, 0, sizeof(cc));
+    cc.fields = bff_fields_shape(sel, pool);
+    fk.table = ok_table;
+    bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_str_eq(dump(res.doc),
+        "{\"orders\":[{\"product_name\":\"pen\"},{\"product_name\":\"ink\"},"
+        "{\"product_name\":\"pen\"}],\"name\":\"Ann\"}");
+}
+END_TEST
+
+START_TEST(presentation_conflict_is_502)
+{
+    bff_endpoint_t *ep = profile_endpoint();
+    bff_run_result_t res;
+
+    /* user's "id" and the lifted orders element... : lift user and a
+     * product-less copy: user.id collides with the rename's "id" */
+    ck_assert_ptr_null(bff_present_lift(ep->present, "user", NULL, pool));
+    ck_assert_ptr_null(bff_present_rename(ep->present, "products", "id",
+                                          pool));
+    ck_assert_ptr_null(bff_endpoint_finalize(ep, pool));
+    fk.table = ok_table;
+    bff_engine_run(&res, ep, v7, NULL, &fetcher, pool);
+    ck_assert_int_eq(res.status, 502);
+    ck_assert_str_eq(res.detail, "conflicting key 'id': 'products' writes a "
+                     "key that is already there (BFFMergePolicy error)");
+}
+END_TEST
+
+
 START_TEST(merged_in_config_order)
 {
     bff_endpoint_t *ep = profile_endpoint();
@@ -411,7 +710,7 @@ START_TEST(call_context_headers_and_query)
     bff_endpoint_t *ep = profile_endpoint();
     bff_run_result_t res;
     apr_array_header_t *h = apr_array_make(pool, 1, sizeof(const char *));
-    bff_call_ctx_t cc = { h, "lang=en", NULL, NULL, NULL };
+    bff_call_ctx_t cc = { h, "lang=en", NULL, NULL, NULL, NULL };
 
     APR_ARRAY_PUSH(h, const char *) = "X-Request-ID: abc";
     fk.table = ok_table;
@@ -592,7 +891,7 @@ START_TEST(policy_refusal_of_optional_is_partial)
     bff_run_result_t res;
     pol_t pl = { "orders", "circuit open", 0, -1, 1, 0, 0, 0, 0, "" };
     bff_policy_t po = policy_of(&pl);
-    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, &po };
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
 
     fk.table = ok_table;
     bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
@@ -616,7 +915,7 @@ START_TEST(policy_refusal_of_required_is_503)
     bff_run_result_t res;
     pol_t pl = { "user", "circuit open", 0, -1, 1, 0, 0, 0, 0, "" };
     bff_policy_t po = policy_of(&pl);
-    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, &po };
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
 
     fk.table = ok_table;
     bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
@@ -638,7 +937,7 @@ START_TEST(policy_retry_then_success)
     bff_run_result_t res;
     pol_t pl = { NULL, NULL, 1, 20, 3, 0, 0, 0, 0, "" };
     bff_policy_t po = policy_of(&pl);
-    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, &po };
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
     apr_time_t t0;
 
     fk.table = table;
@@ -666,7 +965,7 @@ START_TEST(policy_retries_stop_at_attempts)
     bff_run_result_t res;
     pol_t pl = { NULL, NULL, 0, 1, 3, 0, 0, 0, 0, "" };
     bff_policy_t po = policy_of(&pl);
-    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, &po };
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
 
     fk.table = table;
     bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
@@ -687,7 +986,7 @@ START_TEST(policy_retry_never_past_deadline)
     bff_run_result_t res;
     pol_t pl = { NULL, NULL, 0, 500, 5, 0, 0, 0, 0, "" };
     bff_policy_t po = policy_of(&pl);
-    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, &po };
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
     apr_time_t t0;
 
     ep->timeout_ms = 100;
@@ -712,7 +1011,7 @@ START_TEST(policy_hung_call_reported_as_timeout)
     bff_run_result_t res;
     pol_t pl = { NULL, NULL, 0, -1, 1, 0, 0, 0, 0, "" };
     bff_policy_t po = policy_of(&pl);
-    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, &po };
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
 
     ep->timeout_ms = 50;
     fk.table = table;
@@ -736,13 +1035,69 @@ START_TEST(policy_cancelled_call_reported)
     bff_run_result_t res;
     pol_t pl = { NULL, NULL, 0, -1, 1, 0, 0, 0, 0, "" };
     bff_policy_t po = policy_of(&pl);
-    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, &po };
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
 
     fk.table = table;
     bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
     ck_assert_int_eq(res.status, 502);
     ck_assert_int_eq(pl.reports, 2);
     ck_assert_int_eq(pl.cancels, 1);
+}
+END_TEST
+
+START_TEST(policy_per_item_retries)
+{
+    static const fake_resp_t table[] = {
+        { "http://o/orders/user/7?fail", 503, "{}", 0, 0 },
+        { "http://o/orders/user/7", 200,
+          "[{\"product_id\":3},{\"product_id\":5},{\"product_id\":8}]", 0, 0 },
+        { "http://p/products/3?fail", 502, "{}", 0, 0 },
+        { "http://p/products/5?fail", 0, NULL, BFF_FETCH_ECONNECT, 0 },
+        { "http://p/products/8?fail", 503, "{}", 0, 0 },
+        { "http://p/products/3", 200, "{\"id\":3}", 0, 0 },
+        { "http://p/products/5", 200, "{\"id\":5}", 0, 0 },
+        { "http://p/products/8", 200, "{\"id\":8}", 0, 0 },
+        { NULL, 0, NULL, 0, 0 }
+    };
+    static const char *const opts[] = { "per-item", "concurrency=2", NULL };
+    bff_endpoint_t *ep = fanout_endpoint(opts, 0);
+    bff_run_result_t res;
+    pol_t pl = { NULL, NULL, 1, 5, 2, 0, 0, 0, 0, "" };
+    bff_policy_t po = policy_of(&pl);
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+    int k;
+
+    fk.table = table;
+    bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_int_eq(res.completed, 1);
+    ck_assert_str_eq(dump(json_object_get(res.doc, "products")),
+                     "[{\"id\":3},{\"id\":5},{\"id\":8}]");
+    ck_assert_int_eq(res.results[0].attempts, 2);
+    for (k = 0; k < 3; k++) {
+        ck_assert_int_eq(res.results[1].items[k].attempts, 2);
+    }
+    /* every call admitted was reported: 2 orders + 6 items */
+    ck_assert_int_eq(pl.admits, 8);
+    ck_assert_int_eq(pl.reports, 8);
+    ck_assert_int_le(fk.max_inflight, 2);
+}
+END_TEST
+
+START_TEST(policy_per_item_refusal_of_required_is_503)
+{
+    static const char *const opts[] = { "per-item", NULL };
+    bff_endpoint_t *ep = fanout_endpoint(opts, 1);
+    bff_run_result_t res;
+    pol_t pl = { "products", "circuit open", 0, -1, 1, 0, 0, 0, 0, "" };
+    bff_policy_t po = policy_of(&pl);
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+
+    fk.table = fan_table;
+    bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
+    ck_assert_int_eq(res.status, 503);
+    ck_assert_ptr_nonnull(strstr(res.detail, "circuit open"));
+    ck_assert_ptr_null(strstr(fk.log, "http://p/"));
 }
 END_TEST
 
@@ -898,10 +1253,23 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, policy_retry_never_past_deadline);
     tcase_add_test(tc, policy_hung_call_reported_as_timeout);
     tcase_add_test(tc, policy_cancelled_call_reported);
+    tcase_add_test(tc, policy_per_item_retries);
+    tcase_add_test(tc, policy_per_item_refusal_of_required_is_503);
     tcase_add_test(tc, config_errors);
     tcase_add_test(tc, backend_option_errors);
     tcase_add_test(tc, too_many_backends);
     tcase_add_test(tc, problem_document);
+    tcase_add_loop_test(tc, per_item_unique_stable_order_capped, 0, 2);
+    tcase_add_test(tc, per_item_default_cap_is_4);
+    tcase_add_test(tc, per_item_failure_is_partial);
+    tcase_add_test(tc, per_item_all_failed_uses_default);
+    tcase_add_test(tc, per_item_required_failure_is_502);
+    tcase_add_test(tc, per_item_no_items_no_calls);
+    tcase_add_test(tc, per_item_max_items);
+    tcase_add_test(tc, per_item_deadline);
+    tcase_add_test(tc, per_item_config_errors);
+    tcase_add_test(tc, presentation_pipeline);
+    tcase_add_test(tc, presentation_conflict_is_502);
     suite_add_tcase(s, tc);
     return s;
 }
