@@ -17,7 +17,7 @@ use Time::HiRes qw(sleep);
 use BFFTest;
 use BFFJWT;
 
-plan tests => 86;
+plan tests => 89;
 
 my $promtool = "promtool";
 
@@ -184,6 +184,10 @@ BFFRateLimitRedis $redis connect-timeout=200ms timeout=250ms
     BFFBackend m_brk      GET $O/orders/user/{id}?status=503
     BFFBreaker on consecutive=2 open=30s scope=backend
 </BFFEndpoint>
+<BFFEndpoint GET /m/retry/{id:int}>
+    BFFBackend m_retry GET $O/orders/user/{id}?status=503
+    BFFRetry attempts=3 backoff=10ms max-backoff=20ms
+</BFFEndpoint>
 <BFFEndpoint GET /m/cached/{id:int}>
     BFFBackend m_cached GET $U/users/{id} required
     BFFCacheTTL 30s
@@ -303,6 +307,12 @@ ok t_cmp(v($m, 'bff_backend_requests_total', backend => 'm_brk', outcome => 'err
 ok t_cmp(v($m, 'bff_service_errors_total', backend => 'm_brk', reason => 'http_5xx'), 2, '503s');
 ok t_cmp(v($m, 'bff_service_errors_total', backend => 'm_brk', reason => 'circuit_open'), 1,
          'the third refused: circuit_open, no call');
+ok t_cmp(http_get($port, '/m/retry/1')->header('X-BFF-Completed'), 'false', 'retried, then failed');
+$m = parse(scrape_port($port));
+ok t_cmp(v($m, 'bff_backend_requests_total', backend => 'm_retry', outcome => 'error'), 3,
+         'retries: 3 attempts, 3 calls');
+ok t_cmp(v($m, 'bff_service_errors_total', backend => 'm_retry', reason => 'http_5xx'), 1,
+         'one failed backend');
 my ($bkey) = grep { m{^bff_breaker_state\{backend=".* /m/brk/\{id:int\} m_brk"\}$} } keys %$m;
 ok $bkey, 'a breaker state series, labelled with the breaker key' or diag join "\n", grep /breaker/, keys %$m;
 ok t_cmp($bkey ? $m->{$bkey} : -1, 2, 'bff_breaker_state 2: open');
