@@ -42,6 +42,8 @@ static void *create_server_conf(apr_pool_t *p, server_rec *s)
     sc->fwd_query = apr_array_make(p, 2, sizeof(const char *));
     sc->cache = bff_cache_conf_create(p);
     sc->auth = bff_auth_create_srv(p);
+    sc->request_id = UNSET;
+    sc->events = bff_events_conf_create(p);
     return sc;
 }
 
@@ -65,6 +67,9 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     sc->fwd_query = apr_array_append(p, base->fwd_query, add->fwd_query);
     sc->cache = bff_cache_conf_merge(p, base->cache, add->cache);
     sc->auth = bff_auth_merge_srv(p, base->auth, add->auth);
+    sc->request_id = add->request_id != UNSET ? add->request_id
+                                              : base->request_id;
+    sc->events = base->events;         /* main server only */
     sc->metrics_slots = add->metrics_slots ? add->metrics_slots
                                            : base->metrics_slots;
     return sc;
@@ -554,6 +559,15 @@ static const command_rec bff_cmds[] = {
         "fallback keeps 1/N of each limit)"),
     /* ---- end of the access phase directives ---- */
 
+    /* ---- observability: mod_bff_log.c, mod_bff_events.c (issue 7) ---- */
+    AP_INIT_FLAG("BFFRequestID", bff_log_cmd_request_id, NULL, RSRC_CONF,
+        "On (default): every request gets a request id and trace context, "
+        "passed to ProxyPass backends too; Off: aggregated endpoints only"),
+    AP_INIT_RAW_ARGS("BFFEventsRedis", bff_events_cmd_redis, NULL, RSRC_CONF,
+        "Analytics events to a Redis stream: redis://HOST:PORT[/DB] "
+        "[stream=NAME] [maxlen=N] [queue=N] [batch=N] [connect-timeout=D] "
+        "[timeout=D]"),
+    /* ---- end of the observability directives ---- */
     /* ---- metrics: mod_bff_metrics.c (issue 7) ---- */
     AP_INIT_TAKE1("BFFMetricsSlots", bff_metrics_cmd_slots, NULL, RSRC_CONF,
         "Most metric series kept in shared memory (default 4096)"),
@@ -652,6 +666,8 @@ static void bff_register_hooks(apr_pool_t *p)
     bff_aggregate_register_hooks(p);
     bff_cache_register_hooks(p);
     bff_auth_register_hooks(p);
+    bff_log_register_hooks(p);
+    bff_events_register_hooks(p);
     bff_metrics_register_hooks(p);
 }
 

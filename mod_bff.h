@@ -9,6 +9,7 @@
 #include "apr_optional.h"
 
 #include "bff_engine.h"
+#include "bff_http.h"
 
 /* Every log message at debug level and above carries its own number, so
  * operators and tests can grep for it. Never reuse a number. */
@@ -31,6 +32,8 @@ typedef struct bff_client_ep_t bff_client_ep_t;
 /* mod_bff_auth.c keeps its configuration behind these (opaque here). */
 typedef struct bff_auth_srv_t bff_auth_srv_t;
 typedef struct bff_auth_dir_t bff_auth_dir_t;
+/* mod_bff_events.c: analytics events (opaque here) */
+typedef struct bff_events_conf_t bff_events_conf_t;
 
 /* One <BFFEndpoint> section: the engine's definition plus what only the
  * glue needs. Limits left unset (-1 / 0) take the server's value in
@@ -62,6 +65,9 @@ typedef struct {
     apr_array_header_t *fwd_query;
     bff_cache_conf_t *cache;
     bff_auth_srv_t *auth;              /* access phase (mod_bff_auth.c) */
+    int request_id;                    /* BFFRequestID: -1 unset, 0, 1 */
+    bff_events_conf_t *events;         /* BFFEventsRedis (main server) */
+
     int metrics_slots;                 /* BFFMetricsSlots; 0: unset */
 } bff_server_conf_t;
 
@@ -182,6 +188,44 @@ const char *bff_auth_cmd_rl_fallback(cmd_parms *cmd, void *dcv,
 const char *bff_auth_cmd_rl_redis(cmd_parms *cmd, void *dcv, const char *args);
 const char *bff_auth_cmd_rl_instances(cmd_parms *cmd, void *dcv,
                                       const char *arg);
+
+/* mod_bff_log.c: request id, trace context, JSON access logs (issue 7) */
+typedef struct {
+    const char *backend;
+    const char *reason;
+    int status;
+    double ms;
+    int required;
+} bff_obs_failure_t;
+
+typedef struct {
+    const char *request_id;
+    bff_trace_t trace;          /* the client's (continued) or a new one */
+    int continued;              /* 1: the client's traceparent was valid */
+    const char *traceparent;    /* for ProxyPass: the gateway's own span */
+    const char *span_id;        /* that span */
+    /* filled by bff_obs_note_run when an aggregation ran */
+    const char *backends;       /* JSON object text: name -> timing */
+    apr_array_header_t *failures;    /* bff_obs_failure_t */
+    double agg_ms;
+} bff_obs_req_t;
+
+/* The request's correlation data, made on first use (post_read_request
+ * unless BFFRequestID Off); shared by subrequests and internal
+ * redirects. */
+bff_obs_req_t *bff_obs_req(request_rec *r);
+const char *bff_request_id(request_rec *r);
+/* Records what the engine did, for the log and the events. */
+void bff_obs_note_run(request_rec *r, const bff_endpoint_t *ep,
+                      const bff_run_result_t *res);
+void bff_log_register_hooks(apr_pool_t *p);
+const char *bff_log_cmd_request_id(cmd_parms *cmd, void *dcv, int on);
+
+/* mod_bff_events.c: analytics events to a Redis stream (issue 7) */
+bff_events_conf_t *bff_events_conf_create(apr_pool_t *p);
+const char *bff_events_cmd_redis(cmd_parms *cmd, void *dcv,
+                                 const char *args);
+void bff_events_register_hooks(apr_pool_t *p);
 
 /* ---- metrics: mod_bff_metrics.c (issue 7) ---- */
 void bff_metrics_register_hooks(apr_pool_t *p);

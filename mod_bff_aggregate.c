@@ -111,26 +111,10 @@ static int bff_map_to_storage(request_rec *r)
 
 static void set_correlation(request_rec *r, bff_req_t *rq)
 {
-    const char *id = apr_table_get(r->headers_in, "X-Request-ID");
-    unsigned char rnd[16];
+    const bff_obs_req_t *o = bff_obs_req(r);    /* mod_bff_log.c */
 
-    if (!bff_request_id_valid(id)) {
-        id = apr_table_get(r->subprocess_env, "UNIQUE_ID");   /* mod_unique_id */
-        if (!bff_request_id_valid(id)) {
-            ap_random_insecure_bytes(rnd, sizeof(rnd));
-            id = bff_hex(rnd, sizeof(rnd), r->pool);
-        }
-    }
-    rq->request_id = id;
-    apr_table_setn(r->headers_out, "X-Request-ID", id);
-    apr_table_setn(r->notes, "bff-request-id", id);
-
-    if (!bff_trace_parse(&rq->trace, apr_table_get(r->headers_in, "traceparent"))) {
-        ap_random_insecure_bytes(rnd, sizeof(rnd));
-        bff_trace_new(&rq->trace, rnd);
-    }
-    apr_table_setn(r->notes, "bff-trace-id",
-                   apr_pstrdup(r->pool, rq->trace.trace_id));
+    rq->request_id = o->request_id;
+    rq->trace = o->trace;
 }
 
 /* Every backend call gets its own span id under the request's trace. */
@@ -412,6 +396,7 @@ static int bff_handler(request_rec *r)
     }
     bff_engine_run(&res, epc->ep, rq->values, &cc, f, r->pool);
     apr_reslist_release(fetchers, f);
+    bff_obs_note_run(r, epc->ep, &res);
     bff_metrics_run(r, epc->ep, &res);
 
     log_failures(r, epc->ep, &res);

@@ -1044,7 +1044,7 @@ static apr_status_t problem_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         const problem_t *pb = ctx->pb;
         json_t *doc = bff_problem(pb->status, pb->title, pb->detail, r->uri,
                                   r->pool);
-        const char *req_id = apr_table_get(r->subprocess_env, "UNIQUE_ID");
+        const char *req_id = bff_request_id(r);    /* = X-Request-ID */
         apr_size_t len = 0;
         const char *body;
 

@@ -624,9 +624,17 @@ static void shm_health(bff_store_t *s, bff_store_health_t *out, apr_pool_t *p)
     out->servers = 1;
 }
 
+static bff_store_rc_e shm_xadd(bff_store_t *s, int *added, const char *stream,
+                               long maxlen, const bff_store_fields_t *entries,
+                               int n, apr_pool_t *p)
+{
+    *added = 0;
+    return BFF_STORE_UNSUPPORTED;
+}
+
 static const bff_store_vtable_t shm_vtable = {
     "shmcb", shm_get, shm_set, shm_del, shm_lockkey, shm_unlockkey,
-    shm_purge_tag, shm_publish, shm_subscribe, shm_health
+    shm_purge_tag, shm_publish, shm_subscribe, shm_health, shm_xadd
 };
 
 static bff_store_t shm_store_obj = { &shm_vtable, NULL };

@@ -202,6 +202,13 @@ typedef void bff_store_msg_fn(void *baton, const char *msg, apr_size_t len);
 
 typedef struct bff_store_t bff_store_t;
 
+/* One stream entry for xadd: n field/value pairs. */
+typedef struct {
+    int n;
+    const char *const *kv;        /* 2n strings (not NUL terminated) */
+    const apr_size_t *len;        /* 2n lengths */
+} bff_store_fields_t;
+
 /* Every function may be called from many threads at once. None blocks
  * longer than the wait for a pooled connection (<= command timeout), a
  * connect with its handshake (<= connect timeout, only when a connection
@@ -245,6 +252,13 @@ typedef struct {
                                 bff_store_msg_fn *fn, void *baton,
                                 volatile apr_uint32_t *stop, apr_pool_t *p);
     void (*health)(bff_store_t *s, bff_store_health_t *out, apr_pool_t *p);
+    /* Appends n entries to a stream (Redis: XADD stream MAXLEN ~ maxlen *
+     * ..., pipelined in one round trip); *added: the entries accepted
+     * (an error reply for one entry does not fail the others).
+     * UNSUPPORTED on memcached. */
+    bff_store_rc_e (*xadd)(bff_store_t *s, int *added, const char *stream,
+                           long maxlen, const bff_store_fields_t *entries,
+                           int n, apr_pool_t *p);
 } bff_store_vtable_t;
 
 struct bff_store_t {
@@ -261,6 +275,7 @@ struct bff_store_t {
 #define bff_store_publish(s, c, m, l, p)      ((s)->vt->publish((s), (c), (m), (l), (p)))
 #define bff_store_subscribe(s, c, f, b, x, p) ((s)->vt->subscribe((s), (c), (f), (b), (x), (p)))
 #define bff_store_health(s, o, p)             ((s)->vt->health((s), (o), (p)))
+#define bff_store_xadd(s, a, st, m, e, n, p)  ((s)->vt->xadd((s), (a), (st), (m), (e), (n), (p)))
 
 typedef struct {
     const char *prefix;          /* for tag and lock keys; as for keys */

@@ -1028,10 +1028,19 @@ static void mc_health(bff_store_t *st, bff_store_health_t *out,
     }
 }
 
+/* memcached has no streams */
+static bff_store_rc_e mc_xadd(bff_store_t *st, int *added, const char *stream,
+                              long maxlen, const bff_store_fields_t *entries,
+                              int n, apr_pool_t *p)
+{
+    *added = 0;
+    return BFF_STORE_UNSUPPORTED;
+}
+
 static const bff_store_vtable_t memcache_vtable = {
     "memcache",
     mc_get, mc_set, mc_del, mc_lock, mc_unlock, mc_purge_tag, mc_publish,
-    mc_subscribe, mc_health
+    mc_subscribe, mc_health, mc_xadd
 };
 
 const char *bff_store_memcache_create(bff_store_t **out, const char *url,

@@ -765,10 +765,66 @@ static void rs_health(bff_store_t *st, bff_store_health_t *out,
     out->conns_busy = (int)apr_reslist_acquired_count(s->conns);
 }
 
+static bff_store_rc_e rs_xadd(bff_store_t *st, int *added, const char *stream,
+                              long maxlen, const bff_store_fields_t *entries,
+                              int n, apr_pool_t *p)
+{
+    rstore_t *s = st->ctx;
+    rcmd_t *cmds = apr_palloc(p, sizeof(*cmds) * (apr_size_t)(n ? n : 1));
+    redisReply **rep = apr_pcalloc(p, sizeof(*rep) * (apr_size_t)(n ? n : 1));
+    const char *ml = apr_ltoa(p, maxlen);
+    const char *err = NULL;
+    bff_store_rc_e rc;
+    int i, k;
+
+    *added = 0;
+    if (n <= 0) {
+        return BFF_STORE_OK;
+    }
+    for (i = 0; i < n; i++) {
+        const bff_store_fields_t *e = &entries[i];
+        rcmd_t *c = &cmds[i];
+        c->argc = 6 + 2 * e->n;
+        c->argv = apr_palloc(p, sizeof(*c->argv) * (apr_size_t)c->argc);
+        c->len = apr_palloc(p, sizeof(*c->len) * (apr_size_t)c->argc);
+        c->argv[0] = "XADD";
+        c->argv[1] = stream;
+        c->argv[2] = "MAXLEN";
+        c->argv[3] = "~";        /* trimmed by whole macro nodes: cheap */
+        c->argv[4] = ml;
+        c->argv[5] = "*";
+        for (k = 0; k < 6; k++) {
+            c->len[k] = strlen(c->argv[k]);
+        }
+        for (k = 0; k < 2 * e->n; k++) {
+            c->argv[6 + k] = e->kv[k];
+            c->len[6 + k] = e->len[k];
+        }
+    }
+    if ((rc = rs_exec(rep, s, cmds, n, p)) != BFF_STORE_OK) {
+        return rc;
+    }
+    for (i = 0; i < n; i++) {
+        if (rep[i]->type == REDIS_REPLY_STRING) {
+            (*added)++;
+        }
+        else if (!err) {
+            err = reply_text(rep[i], p);
+        }
+    }
+    if (err) {
+        /* WRONGTYPE (the key is not a stream), OOM, ...: Redis is up */
+        bff_store_gate_note_error(s->gate, apr_time_now(), apr_psprintf(p,
+            "%s: XADD %s: %s", s->desc, stream, err));
+        return *added ? BFF_STORE_OK : BFF_STORE_ERROR;
+    }
+    return BFF_STORE_OK;
+}
+
 static const bff_store_vtable_t redis_vtable = {
     "redis",
     rs_get, rs_set, rs_del, rs_lock, rs_unlock, rs_purge_tag, rs_publish,
-    rs_subscribe, rs_health
+    rs_subscribe, rs_health, rs_xadd
 };
 
 /* ----------------------------------------------------------- creation -- */

@@ -11,6 +11,11 @@ trap 'rm -rf "$tmp"' EXIT
     -C "Define BFF_RUN_DIR $tmp" -C "Define BFF_MODULE $PWD/.libs/mod_bff.so" \
     -C "Define BFF_CONF_DIR $PWD/conf" -C "Define BFF_LISTEN 127.0.0.1:8000"
 echo "conf/demo-httpd.conf: OK"
+"$HTTPD" -t -f "$PWD/conf/demo-httpd.conf" \
+    -C "Define BFF_RUN_DIR $tmp" -C "Define BFF_MODULE $PWD/.libs/mod_bff.so" \
+    -C "Define BFF_CONF_DIR $PWD/conf" -C "Define BFF_LISTEN 127.0.0.1:8000" \
+    -C "Define BFF_EVENTS_REDIS redis://127.0.0.1:6379/0"
+echo "conf/demo-httpd.conf with BFF_EVENTS_REDIS (conf/bff-log.conf, conf/bff-errorlog.conf): OK"
 # apache2 -t loads the key files too (a broken one must fail the test, not
 # the graceful restart): throw-away keys made as the test suite makes them
 perl -I"$PWD/t/lib" -MBFFJWT -e 'BFFJWT::generate_keys($ARGV[0])' "$tmp/keys" \
@@ -21,3 +26,8 @@ perl -I"$PWD/t/lib" -MBFFJWT -e 'BFFJWT::generate_keys($ARGV[0])' "$tmp/keys" \
     -C "Define BFF_JWKS $tmp/keys/jwks.json" \
     -C "Define BFF_APIKEYS $tmp/keys/apikeys.txt"
 echo "conf/demo-httpd.conf -D BFF_ACCESS (conf/bff-access.conf): OK"
+# the docker/ gateway's configuration, with the paths of the build tree
+"$HTTPD" -t -f "$PWD/docker/gateway.conf" \
+    -C "Define BFF_RUN_DIR $tmp" -C "Define BFF_MODULE $PWD/.libs/mod_bff.so" \
+    -C "Define BFF_CONF_DIR $PWD/conf"
+echo "docker/gateway.conf: OK"

@@ -74,11 +74,13 @@ done
 for port in 8001 8002 8003; do wait_port $port health; done
 
 cache_store=shmcb
+events=""
 if command -v redis-server >/dev/null 2>&1; then
     if redis-server --bind 127.0.0.1 --port 6379 --daemonize yes \
         --pidfile "$run/redis.pid" --dir "$run" --save '' --appendonly no \
         --logfile "$run/redis.log"; then
         cache_store=redis://127.0.0.1:6379/0
+        events=1
     else
         echo "demo: redis-server did not start: caching in shared memory" >&2
     fi
@@ -90,6 +92,9 @@ httpd=$("$APXS" -q SBINDIR)/$("$APXS" -q TARGET)
 set -- -C "Define BFF_RUN_DIR $run" -C "Define BFF_MODULE $top/.libs/mod_bff.so" \
        -C "Define BFF_CONF_DIR $top/conf" -C "Define BFF_LISTEN 127.0.0.1:8000" \
        -C "Define BFF_CACHE_STORE $cache_store"
+if [ -n "$events" ]; then
+    set -- "$@" -C "Define BFF_EVENTS_REDIS redis://127.0.0.1:6379/0"
+fi
 if [ "$(id -u)" = 0 ]; then
     set -- "$@" -C "Define BFF_USER nobody" -C "Define BFF_GROUP nogroup"
 fi
@@ -98,4 +103,6 @@ wait_port 8000 api/profile/1
 
 echo "mod_bff demo running: curl http://127.0.0.1:8000/api/profile/1"
 echo "cached ($cache_store): curl -i http://127.0.0.1:8000/api/cached/profile/1"
-echo "logs: $run/error.log $run/access.log; stop: scripts/demo.sh stop"
+echo "logs: $run/error.log $run/access.log (JSON); stop: scripts/demo.sh stop"
+[ -n "$events" ] && echo "analytics events: redis-cli XRANGE bff:events - +"
+exit 0

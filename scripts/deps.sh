@@ -3,14 +3,24 @@
 # run its tests. Only missing packages are installed; services that Debian
 # would start on install (apache2, redis-server, memcached) are kept from
 # starting: mod_bff runs its own instances, never the system's.
+#
+#   scripts/deps.sh           everything: build, unit tests, suite, demo
+#   scripts/deps.sh --build   what `make && make check` needs (docker/Dockerfile)
 set -eu
 
-PKGS="build-essential autoconf automake libtool pkg-config
+# build, and the unit tests (check_cache starts its own redis-server and
+# memcached)
+BUILD_PKGS="build-essential autoconf automake libtool pkg-config
 apache2 apache2-dev libapr1-dev libaprutil1-dev
 libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev libhiredis-dev libjwt-dev
-check libapache2-mod-perl2 libwww-perl libjson-perl libjson-xs-perl
-redis-server memcached curl jq wrk procps iproute2 lsof openssl bc python3
-prometheus"
+check redis-server memcached openssl"
+# the Apache::Test suite, the demo, the bench, the docker/ checks
+# (promtool from prometheus, python3-yaml)
+PKGS="$BUILD_PKGS libapache2-mod-perl2 libwww-perl libjson-perl libjson-xs-perl
+curl jq wrk procps iproute2 lsof bc python3 python3-yaml prometheus"
+if [ "${1:-}" = --build ]; then
+    PKGS=$BUILD_PKGS
+fi
 
 missing=""
 for p in $PKGS; do

@@ -32,6 +32,9 @@ fi
 echo "== config file checks"
 scripts/check-conf.sh
 
+echo "== docker/ checks (no Docker engine: promtool, syntax, cross-references)"
+scripts/check-docker.sh
+
 APXS=${APXS:-$(command -v apxs2 || command -v apxs)}
 HTTPD=$("$APXS" -q SBINDIR)/$("$APXS" -q TARGET)
 set -- -apxs "$APXS" -httpd "$HTTPD"

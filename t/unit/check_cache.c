@@ -1559,6 +1559,66 @@ START_TEST(redis_pubsub)
 }
 END_TEST
 
+/* XADD ... MAXLEN ~ for the analytics events: fields arrive byte for
+ * byte, a pipelined batch lands in one call, the stream stays near its
+ * cap, a key of another type is an error reply (Redis stays up), and a
+ * Redis that is not there fails fast after the first attempt. */
+START_TEST(redis_xadd)
+{
+    bff_store_t *st = redis_store(&redis_a, NULL, 0, 500);
+    const char *kv[] = { "type", "request", "path", "/a\"b\n" };
+    apr_size_t len[] = { 4, 7, 4, 6 };
+    bff_store_fields_t e[300];
+    bff_store_health_t h;
+    server_t nobody = { 0 };
+    redisReply *r;
+    apr_time_t t0;
+    int added = -1, i;
+
+    for (i = 0; i < 300; i++) {
+        e[i].n = 2;
+        e[i].kv = kv;
+        e[i].len = len;
+    }
+    ASSERT_RC(bff_store_xadd(st, &added, "t:ev", 100, e, 1, pool),
+              BFF_STORE_OK);
+    ck_assert_int_eq(added, 1);
+    r = raw(redis_a.port, NULL, "XRANGE %s %s + COUNT 1", "t:ev", "-");
+    ck_assert_int_eq(r->type, REDIS_REPLY_ARRAY);
+    ck_assert_uint_eq(r->elements, 1);
+    ck_assert_uint_eq(r->element[0]->element[1]->elements, 4);
+    ck_assert_str_eq(r->element[0]->element[1]->element[2]->str, "path");
+    ck_assert_str_eq(r->element[0]->element[1]->element[3]->str, "/a\"b\n");
+    freeReplyObject(r);
+
+    ASSERT_RC(bff_store_xadd(st, &added, "t:ev", 100, e, 300, pool),
+              BFF_STORE_OK);
+    ck_assert_int_eq(added, 300);
+    r = raw(redis_a.port, NULL, "XLEN %s", "t:ev", NULL);
+    /* ~: trimmed by whole nodes (100 entries each by default) */
+    ck_assert_int_ge(r->integer, 100);
+    ck_assert_int_lt(r->integer, 301);
+    freeReplyObject(r);
+
+    freeReplyObject(raw(redis_a.port, NULL, "SET %s %s", "t:notastream", "x"));
+    ASSERT_RC(bff_store_xadd(st, &added, "t:notastream", 100, e, 2, pool),
+              BFF_STORE_ERROR);
+    ck_assert_int_eq(added, 0);
+    bff_store_health(st, &h, pool);
+    ck_assert_int_eq(h.up, 1);
+    ck_assert(strstr(h.last_error, "WRONGTYPE"));
+
+    nobody.port = free_port();
+    st = redis_store(&nobody, NULL, 0, 200);
+    ASSERT_RC(bff_store_xadd(st, &added, "t:ev", 100, e, 1, pool),
+              BFF_STORE_ERROR);
+    t0 = apr_time_now();
+    ASSERT_RC(bff_store_xadd(st, &added, "t:ev", 100, e, 1, pool),
+              BFF_STORE_ERROR);
+    ck_assert_int_lt(ms_since(t0), 50);
+}
+END_TEST
+
 /* ------------------------------------------------------ Redis, failing -- */
 
 START_TEST(redis_killed_and_restarted)
@@ -2113,6 +2173,7 @@ static Suite *redis_suite(void)
     tcase_add_test(tc, redis_limits);
     tcase_add_test(tc, redis_threads);
     tcase_add_test(tc, redis_pubsub);
+    tcase_add_test(tc, redis_xadd);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
 
