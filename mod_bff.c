@@ -42,6 +42,7 @@ static void *create_server_conf(apr_pool_t *p, server_rec *s)
     sc->fwd_query = apr_array_make(p, 2, sizeof(const char *));
     sc->cache = bff_cache_conf_create(p);
     sc->auth = bff_auth_create_srv(p);
+    sc->res = bff_res_conf_create(p);
     sc->request_id = UNSET;
     sc->events = bff_events_conf_create(p);
     return sc;
@@ -67,6 +68,7 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     sc->fwd_query = apr_array_append(p, base->fwd_query, add->fwd_query);
     sc->cache = bff_cache_conf_merge(p, base->cache, add->cache);
     sc->auth = bff_auth_merge_srv(p, base->auth, add->auth);
+    sc->res = bff_res_conf_merge(p, base->res, add->res);
     sc->request_id = add->request_id != UNSET ? add->request_id
                                               : base->request_id;
     sc->events = base->events;         /* main server only */
@@ -559,6 +561,24 @@ static const command_rec bff_cmds[] = {
         "fallback keeps 1/N of each limit)"),
     /* ---- end of the access phase directives ---- */
 
+    /* ---- resilience: mod_bff_resilience.c (issue 5) ---- */
+    AP_INIT_RAW_ARGS("BFFBreaker", bff_res_cmd_breaker, NULL, RSRC_CONF,
+        "Circuit breaker of the backends (server default or one endpoint): "
+        "on|off [failure-rate=PCT] [min-calls=N] [window=N] [consecutive=N] "
+        "[slow=DURATION] [open=DURATION] [half-open=N] [scope=host|backend]"),
+    AP_INIT_RAW_ARGS("BFFRetry", bff_res_cmd_retry, NULL, RSRC_CONF,
+        "Retries of failed backend calls: off | [attempts=N] "
+        "[backoff=DURATION] [max-backoff=DURATION] [statuses=CODE,...] "
+        "[unsafe=on|off] [budget=PCT] [budget-min=N]"),
+    AP_INIT_RAW_ARGS("BFFUpstream", bff_res_cmd_upstream, NULL, RSRC_CONF,
+        "Instances of one backend, used as http://NAME/... in BFFBackend "
+        "URLs: NAME URL... [lb=round-robin|least-outstanding]"),
+    AP_INIT_RAW_ARGS("BFFHealthProbe", bff_res_cmd_probe, NULL, RSRC_CONF,
+        "Active probe of every backend host: interval=DURATION "
+        "[path=/health] [timeout=DURATION] | off"),
+    AP_INIT_TAKE1("BFFBreakerSlots", bff_res_cmd_slots, NULL, RSRC_CONF,
+        "Breaker keys kept in shared memory (default 256)"),
+    /* ---- end of the resilience directives ---- */
     /* ---- observability: mod_bff_log.c, mod_bff_events.c (issue 7) ---- */
     AP_INIT_FLAG("BFFRequestID", bff_log_cmd_request_id, NULL, RSRC_CONF,
         "On (default): every request gets a request id and trace context, "
@@ -666,6 +686,7 @@ static void bff_register_hooks(apr_pool_t *p)
     bff_aggregate_register_hooks(p);
     bff_cache_register_hooks(p);
     bff_auth_register_hooks(p);
+    bff_res_register_hooks(p);
     bff_log_register_hooks(p);
     bff_events_register_hooks(p);
     bff_metrics_register_hooks(p);

@@ -9,6 +9,7 @@
 #include "apr_optional.h"
 
 #include "bff_engine.h"
+#include "bff_breaker.h"
 #include "bff_http.h"
 
 /* Every log message at debug level and above carries its own number, so
@@ -32,6 +33,8 @@ typedef struct bff_client_ep_t bff_client_ep_t;
 /* mod_bff_auth.c keeps its configuration behind these (opaque here). */
 typedef struct bff_auth_srv_t bff_auth_srv_t;
 typedef struct bff_auth_dir_t bff_auth_dir_t;
+/* mod_bff_resilience.c: breakers, retries, upstreams, probe (opaque). */
+typedef struct bff_res_conf_t bff_res_conf_t;
 /* mod_bff_events.c: analytics events (opaque here) */
 typedef struct bff_events_conf_t bff_events_conf_t;
 
@@ -48,6 +51,8 @@ typedef struct {
     apr_array_header_t *fwd_headers;   /* const char * */
     apr_array_header_t *fwd_query;     /* const char * */
     bff_cache_ep_t *cache;             /* NULL: never cached */
+    bff_res_conf_t *res;               /* NULL: the server's BFFBreaker and
+                                          BFFRetry */
     bff_client_ep_t *client;           /* NULL: no ?fields=, no clients */
 } bff_ep_conf_t;
 
@@ -65,6 +70,7 @@ typedef struct {
     apr_array_header_t *fwd_query;
     bff_cache_conf_t *cache;
     bff_auth_srv_t *auth;              /* access phase (mod_bff_auth.c) */
+    bff_res_conf_t *res;               /* resilience (mod_bff_resilience.c) */
     int request_id;                    /* BFFRequestID: -1 unset, 0, 1 */
     bff_events_conf_t *events;         /* BFFEventsRedis (main server) */
 
@@ -109,6 +115,10 @@ int bff_cache_lookup(bff_cache_req_t **cr, request_rec *r,
 int bff_cache_finish(bff_cache_req_t *cr, request_rec *r,
                      const bff_run_result_t *res, const char *body,
                      apr_size_t len, const char *etag);
+/* The cache store's state for the health handler (type, up, whether the
+ * shared memory fallback is in use); NULL when no endpoint caches.
+ * *usable is set to 0 when answers can be neither read nor stored. */
+json_t *bff_cache_health(int *usable, apr_pool_t *p);
 /* Sends a JSON body with ETag / If-None-Match handling. */
 int bff_send_body(request_rec *r, int status, const char *ctype,
                   const char *body, apr_size_t len, const char *etag);
@@ -189,6 +199,42 @@ const char *bff_auth_cmd_rl_redis(cmd_parms *cmd, void *dcv, const char *args);
 const char *bff_auth_cmd_rl_instances(cmd_parms *cmd, void *dcv,
                                       const char *arg);
 
+/* mod_bff_resilience.c: circuit breakers, retries, load balancing over
+ * upstream instances, health (issue 5) */
+void bff_res_register_hooks(apr_pool_t *p);
+bff_res_conf_t *bff_res_conf_create(apr_pool_t *p);
+bff_res_conf_t *bff_res_conf_merge(apr_pool_t *p, const bff_res_conf_t *base,
+                                   const bff_res_conf_t *add);
+/* The engine policy for one request to epc; NULL when there is none. */
+const bff_policy_t *bff_res_policy(request_rec *r, const bff_ep_conf_t *epc);
+const char *bff_res_cmd_breaker(cmd_parms *cmd, void *dcv, const char *args);
+const char *bff_res_cmd_retry(cmd_parms *cmd, void *dcv, const char *args);
+const char *bff_res_cmd_upstream(cmd_parms *cmd, void *dcv, const char *args);
+const char *bff_res_cmd_probe(cmd_parms *cmd, void *dcv, const char *args);
+const char *bff_res_cmd_slots(cmd_parms *cmd, void *dcv, const char *arg);
+
+/* Read API for metrics and health: one breaker key (a backend origin
+ * "http://host:port", or "origin /pattern backend" with scope=backend)
+ * with its state and counters, summed over all children. */
+typedef struct {
+    const char *key;
+    int state;                   /* bff_brk_state_e */
+    int breaker;                 /* 1: a breaker is configured for it */
+    int required;                /* a required backend calls it */
+    int probe;                   /* active probe: 0 unknown, 1 up, 2 down */
+    apr_time_t probe_at;
+    apr_uint32_t outstanding;    /* calls in flight now */
+    int last_status;             /* last call's HTTP status, 0: none */
+    int last_ok;
+    const char *last_reason;     /* "HTTP 503", "timeout", ... or NULL */
+    apr_time_t last_at;          /* 0: never called */
+    apr_time_t open_until;       /* open: when trials may start */
+    bff_brk_counters_t counters; /* transitions, refused, retries, ... */
+} bff_res_backend_t;
+typedef void bff_res_backend_fn(void *baton, const bff_res_backend_t *b);
+/* Calls fn for every known key (a snapshot taken under the lock); returns
+ * how many. */
+int bff_res_backends(bff_res_backend_fn *fn, void *baton, apr_pool_t *p);
 /* mod_bff_log.c: request id, trace context, JSON access logs (issue 7) */
 typedef struct {
     const char *backend;

@@ -293,7 +293,8 @@ static void log_failures(request_rec *r, const bff_endpoint_t *ep,
         if (br->state != BFF_BE_FAILED) {
             continue;
         }
-        ap_log_rerror(APLOG_MARK, level, 0,
+        /* a refusal by an open breaker was logged once, when it opened */
+        ap_log_rerror(APLOG_MARK, br->refused ? APLOG_DEBUG : level, 0,
                       r, BFFLOGNO(10) "%s %s: %s backend '%s' failed: %s%s%s "
                       "(%s %s)", ep->method, ep->pattern,
                       be->required ? "required" : "optional", be->name,
@@ -379,6 +380,7 @@ static int bff_handler(request_rec *r)
     cc.query = query;
     cc.per_call = per_call_headers;
     cc.baton = rq;
+    cc.policy = bff_res_policy(r, epc);
     cc.fields = fields;
 
     if (!fetchers) {

@@ -1233,6 +1233,40 @@ static int status_handler(request_rec *r)
     return purge_reply(r, HTTP_OK, json_incref(j));
 }
 
+/* ------------------------------------------------------------ health -- */
+
+json_t *bff_cache_health(int *usable, apr_pool_t *p)
+{
+    bff_store_health_t h;
+    bff_store_rc_e rc;
+    const char *val;
+    apr_size_t len;
+    json_t *j;
+    int fallback = shm_store && shm_store != primary;
+
+    *usable = 1;
+    if (!caching) {
+        return NULL;
+    }
+    if (!primary) {
+        return bff_json_pool_own(json_pack("{s:s}", "store", "off"), p);
+    }
+    /* one read tells this process whether the store answers now (the
+     * state is per process); while it is known down the store fails fast */
+    rc = bff_store_get(primary, &val, &len, "health", p);
+    bff_store_health(primary, &h, p);
+    if (rc == BFF_STORE_ERROR) {
+        h.up = 0;
+    }
+    /* a store that is down is no problem while shared memory stands in */
+    *usable = h.up || fallback;
+    j = json_pack("{s:s, s:b, s:s?, s:s, s:b}", "store", primary->vt->name,
+                  "up", h.up, "last_error", h.last_error,
+                  "fallback", fallback ? "shmcb" : "none",
+                  "fallback_in_use", !h.up && fallback);
+    return j ? bff_json_pool_own(j, p) : NULL;
+}
+
 /* For the metrics handler (mod_bff_metrics.c): the counters above, which
  * are already summed over the children, and the Redis store's state. */
 int bff_cache_counters(bff_cache_counters_t *out)

@@ -276,5 +276,9 @@ const char *bff_parse_duration_ms(long *out_ms, const char *text,
                                   apr_pool_t *p);
 /* Parses "1048576", "512k", "1M" (binary units) into bytes. */
 const char *bff_parse_size(apr_size_t *out, const char *text, apr_pool_t *p);
+/* Parses a decimal integer from lo to hi. Returns NULL or an error
+ * ("expected a number from lo to hi"). */
+const char *bff_parse_int(int *out, const char *text, int lo, int hi,
+                          apr_pool_t *p);
 
 #endif /* BFF_CORE_H */

@@ -340,6 +340,8 @@ typedef struct {
     bff_fetcher_t *f;
     json_t **param_json;       /* lazily built JSON of each parameter */
     int running;               /* calls in flight (items included) */
+    const bff_policy_t *pol;   /* NULL: no breaker, no retry */
+    int retrying;              /* calls waiting for their retry */
     int required_failed;       /* index + 1 */
     /* while a per-item call is built: its item ref and value */
     const bff_ref_t *item_ref;
@@ -395,6 +397,16 @@ static void fail(run_t *run, int i, const char *reason, const char *detail)
     }
 }
 
+/* Tells the policy how the call in r ended (or that it was dropped). */
+static void report(run_t *run, const bff_backend_t *be, bff_be_result_t *r,
+                   int cancelled)
+{
+    if (run->pol && run->pol->report && r->token) {
+        run->pol->report(run->pol->baton, be, r->token, &r->req, cancelled);
+    }
+    r->token = NULL;
+}
+
 /* Expands be's templates and starts one call into r. NULL when the call
  * runs; else the client-safe reason (r->err and *detail set). */
 static const char *start_call(run_t *run, const bff_backend_t *be,
@@ -442,7 +454,19 @@ static const char *start_call(run_t *run, const bff_backend_t *be,
         *detail = "endpoint deadline passed before the call";
         return bff_fetch_err_str(BFF_FETCH_ETIMEOUT);
     }
+    if (run->pol && run->pol->admit) {
+        const char *why = run->pol->admit(run->pol->baton, be, r->attempts + 1,
+                                          &url, &r->token, run->p);
+        if (why) {
+            r->refused = 1;
+            r->err = BFF_FETCH_OK;
+            r->status = 0;
+            return why;
+        }
+    }
+    r->attempts++;
 
+    memset(&r->req, 0, sizeof(r->req));
     r->req.method = be->method;
     r->req.url = url;
     r->req.body = body;
@@ -453,6 +477,7 @@ static const char *start_call(run_t *run, const bff_backend_t *be,
     r->req.max_body = be->max_body ? be->max_body : run->ep->max_body;
     r->req.baton = (void *)baton;
     if (bff_fetch_start(run->f, &r->req) != APR_SUCCESS) {
+        report(run, be, r, 0);
         r->err = r->req.err;
         *detail = r->req.errmsg ? apr_pstrdup(run->p, r->req.errmsg) : NULL;
         return bff_fetch_err_str(r->req.err);
@@ -486,6 +511,7 @@ static void item_failed(run_t *run, int i, int k, const char *reason,
     if (be->required && !run->required_failed) {
         /* a required backend is complete or fails: the whole of it */
         r->err = it->err;
+        r->refused = it->refused;
         fail(run, i, apr_psprintf(run->p, "item %s: %s",
                                   item_text(it->item, run->p), reason),
              detail);
@@ -500,13 +526,14 @@ static void items_settle(run_t *run, int i)
     json_t *arr;
     int k;
 
-    if (r->state != BFF_BE_RUNNING || r->items_running
+    if (r->state != BFF_BE_RUNNING || r->items_running || r->items_retrying
         || r->next_item < r->nitems) {
         return;
     }
     if (r->nitems && r->items_failed == r->nitems) {
         r->status = r->items[0].status;
         r->err = r->items[0].err;
+        r->refused = r->items[0].refused;
         fail(run, i, r->items[0].reason, r->items[0].detail);
         return;
     }
@@ -520,30 +547,53 @@ static void items_settle(run_t *run, int i)
     r->state = BFF_BE_OK;
 }
 
-/* Starts items in order while fewer than the backend's concurrency run. */
+static void start_item(run_t *run, int i, int k)
+{
+    bff_backend_t *be = APR_ARRAY_IDX(run->ep->backends, i, bff_backend_t *);
+    bff_be_result_t *r = &run->res->results[i];
+    bff_be_result_t *it = &r->items[k];
+    const char *reason, *detail = NULL;
+
+    run->item_ref = be->item_ref;
+    run->item_value = it->item;
+    reason = start_call(run, be, it, (apr_uintptr_t)(i + 1)
+                        | ((apr_uintptr_t)(k + 1) << ITEM_SHIFT), &detail);
+    run->item_value = NULL;
+    if (reason) {
+        item_failed(run, i, k, reason, detail);
+        return;
+    }
+    r->items_running++;
+    run->running++;
+}
+
+/* Starts items whose retry is due, then new ones in order, while fewer
+ * than the backend's concurrency run. */
 static void items_start(run_t *run, int i)
 {
     bff_backend_t *be = APR_ARRAY_IDX(run->ep->backends, i, bff_backend_t *);
     bff_be_result_t *r = &run->res->results[i];
     int cap = be->concurrency > 0 ? be->concurrency : DEFAULT_CONCURRENCY;
+    apr_time_t now = apr_time_now();
+    int k;
 
+    for (k = 0; r->items_retrying && k < r->next_item; k++) {
+        bff_be_result_t *it = &r->items[k];
+        if (r->state != BFF_BE_RUNNING || r->items_running >= cap
+            || run->required_failed) {
+            break;
+        }
+        if (it->state == BFF_BE_PENDING && it->retry_at
+            && it->retry_at <= now) {
+            it->retry_at = 0;
+            r->items_retrying--;
+            run->retrying--;
+            start_item(run, i, k);
+        }
+    }
     while (r->state == BFF_BE_RUNNING && r->items_running < cap
            && r->next_item < r->nitems && !run->required_failed) {
-        int k = r->next_item++;
-        bff_be_result_t *it = &r->items[k];
-        const char *reason, *detail = NULL;
-
-        run->item_ref = be->item_ref;
-        run->item_value = it->item;
-        reason = start_call(run, be, it, (apr_uintptr_t)(i + 1)
-                            | ((apr_uintptr_t)(k + 1) << ITEM_SHIFT), &detail);
-        run->item_value = NULL;
-        if (reason) {
-            item_failed(run, i, k, reason, detail);
-            continue;
-        }
-        r->items_running++;
-        run->running++;
+        start_item(run, i, r->next_item++);
     }
     items_settle(run, i);
 }
@@ -612,8 +662,18 @@ static void start_ready(run_t *run)
             int ready = 1;
             const char *failed_dep = NULL;
 
-            if (r->state != BFF_BE_PENDING) {
+            if (r->state == BFF_BE_RUNNING && r->items_retrying) {
+                items_start(run, i);
+                changed |= r->state != BFF_BE_RUNNING;
                 continue;
+            }
+            if (r->state != BFF_BE_PENDING
+                || (r->retry_at && r->retry_at > apr_time_now())) {
+                continue;
+            }
+            if (r->retry_at) {
+                r->retry_at = 0;
+                run->retrying--;
             }
             for (j = 0; j < be->deps->nelts; j++) {
                 int d = APR_ARRAY_IDX(be->deps, j, int);
@@ -681,27 +741,61 @@ static void judge(run_t *run, bff_be_result_t *r, bff_fetch_req_t *req)
     }
 }
 
+/* Asks the policy whether the failed call in r is tried again; if so r
+ * is PENDING until its retry time, which must leave time before the
+ * deadline. Returns 1 when a retry is scheduled. */
+static int schedule_retry(run_t *run, const bff_backend_t *be,
+                          bff_be_result_t *r, const bff_fetch_req_t *req)
+{
+    long delay;
+    apr_time_t at;
+
+    if (!run->pol || !run->pol->retry || r->state != BFF_BE_FAILED) {
+        return 0;
+    }
+    delay = run->pol->retry(run->pol->baton, be, NULL, req, r->attempts);
+    if (delay < 0) {
+        return 0;
+    }
+    at = apr_time_now() + apr_time_from_msec(delay);
+    if (at >= run->deadline) {
+        return 0;
+    }
+    r->state = BFF_BE_PENDING;
+    r->retry_at = at ? at : 1;
+    run->retrying++;
+    return 1;
+}
+
 static void finish(run_t *run, bff_fetch_req_t *req)
 {
     apr_uintptr_t b = (apr_uintptr_t)req->baton;
     int i = (int)(b & BE_MASK) - 1, k = (int)(b >> ITEM_SHIFT) - 1;
     bff_be_result_t *r = &run->res->results[i];
 
+    const bff_backend_t *be = APR_ARRAY_IDX(run->ep->backends, i,
+                                            const bff_backend_t *);
+
     run->running--;
     if (k >= 0) {
         bff_be_result_t *it = &r->items[k];
 
         judge(run, it, req);
-        bff_fetch_release(run->f, req);
+        report(run, be, it, 0);
         r->items_running--;
-        if (it->state == BFF_BE_FAILED) {
+        if (schedule_retry(run, be, it, req)) {
+            r->items_retrying++;
+        }
+        else if (it->state == BFF_BE_FAILED) {
             item_failed(run, i, k, it->reason, it->detail);
         }
+        bff_fetch_release(run->f, req);
         items_start(run, i);
         return;
     }
     judge(run, r, req);
-    if (r->state == BFF_BE_FAILED) {
+    report(run, be, r, 0);
+    if (!schedule_retry(run, be, r, req) && r->state == BFF_BE_FAILED) {
         fail(run, i, r->reason, r->detail);
     }
     bff_fetch_release(run->f, req);
@@ -716,7 +810,11 @@ static void build_error(run_t *run)
 
     res->backend = be->name;
     res->completed = 0;
-    if (r->err == BFF_FETCH_ETIMEOUT) {
+    if (r->refused) {
+        res->status = 503;
+        res->title = "Service Unavailable";
+    }
+    else if (r->err == BFF_FETCH_ETIMEOUT) {
         res->status = 504;
         res->title = "Gateway Timeout";
     }
@@ -820,9 +918,24 @@ static void build_doc(run_t *run)
  * longer needed. */
 static void stop_unfinished(run_t *run, int i)
 {
+    const bff_backend_t *be = APR_ARRAY_IDX(run->ep->backends, i,
+                                            const bff_backend_t *);
     bff_be_result_t *r = &run->res->results[i];
     int k;
 
+    /* calls still in flight: dropped, or (the deadline) timed out, which
+     * the breaker must hear of */
+    for (k = -1; r->state == BFF_BE_RUNNING && k < r->nitems; k++) {
+        bff_be_result_t *c = k < 0 ? r : &r->items[k];
+        if (c->token && (k < 0 ? !r->items : c->state == BFF_BE_RUNNING)) {
+            if (!run->required_failed) {
+                c->req.err = BFF_FETCH_ETIMEOUT;
+                c->req.elapsed = apr_time_now() - (run->deadline
+                                 - apr_time_from_msec(run->ep->timeout_ms));
+            }
+            report(run, be, c, run->required_failed != 0);
+        }
+    }
     if (r->state == BFF_BE_RUNNING && run->required_failed) {
         r->state = BFF_BE_SKIPPED;
         r->reason = "cancelled";
@@ -831,7 +944,13 @@ static void stop_unfinished(run_t *run, int i)
     else if (r->state == BFF_BE_RUNNING && r->items) {
         for (k = 0; k < r->nitems; k++) {
             bff_be_result_t *it = &r->items[k];
-            if (it->state == BFF_BE_RUNNING || it->state == BFF_BE_PENDING) {
+            if (it->state == BFF_BE_PENDING && it->retry_at) {
+                /* its retry did not fit before the deadline */
+                item_failed(run, i, k, it->reason, "no time left for the "
+                            "retry");
+            }
+            else if (it->state == BFF_BE_RUNNING
+                     || it->state == BFF_BE_PENDING) {
                 it->err = BFF_FETCH_ETIMEOUT;
                 item_failed(run, i, k, bff_fetch_err_str(BFF_FETCH_ETIMEOUT),
                             "endpoint deadline reached");
@@ -846,10 +965,33 @@ static void stop_unfinished(run_t *run, int i)
         fail(run, i, bff_fetch_err_str(BFF_FETCH_ETIMEOUT),
              "endpoint deadline reached");
     }
+    else if (r->state == BFF_BE_PENDING && r->retry_at
+             && !run->required_failed) {
+        /* its retry did not fit before the deadline */
+        fail(run, i, r->reason, "no time left for the retry");
+    }
     else if (r->state == BFF_BE_PENDING) {
         r->state = BFF_BE_SKIPPED;
         r->reason = "cancelled";
     }
+}
+
+/* Milliseconds until the earliest retry is due, at most left. */
+static long retry_wait(run_t *run, long left)
+{
+    int i, k;
+
+    for (i = 0; i < run->ep->backends->nelts; i++) {
+        bff_be_result_t *r = &run->res->results[i];
+        for (k = -1; k < (r->items_retrying ? r->next_item : 0); k++) {
+            bff_be_result_t *c = k < 0 ? r : &r->items[k];
+            if (c->retry_at && c->state == BFF_BE_PENDING) {
+                long ms = ms_left(c->retry_at);
+                left = ms < left ? ms : left;
+            }
+        }
+    }
+    return left;
 }
 
 void bff_engine_run(bff_run_result_t *res, const bff_endpoint_t *ep,
@@ -872,6 +1014,7 @@ void bff_engine_run(bff_run_result_t *res, const bff_endpoint_t *ep,
     run.param_json = apr_pcalloc(p, sizeof(json_t *)
                                  * (apr_size_t)(bff_route_nparams(ep->route) + 1));
     run.deadline = start + apr_time_from_msec(ep->timeout_ms);
+    run.pol = cc ? cc->policy : NULL;
 
     for (i = 0; i < bff_route_nparams(ep->route); i++) {
         json_t *j = bff_route_param_type(ep->route, i) == BFF_PARAM_INT
@@ -893,12 +1036,20 @@ void bff_engine_run(bff_run_result_t *res, const bff_endpoint_t *ep,
         long left;
 
         start_ready(&run);
-        if (run.required_failed || run.running == 0) {
+        if (run.required_failed || (run.running == 0 && run.retrying == 0)) {
             break;
         }
         left = ms_left(run.deadline);
         if (left <= 0) {
             break;
+        }
+        if (run.retrying) {
+            /* wake up for the earliest retry */
+            left = retry_wait(&run, left);
+            if (run.running == 0) {
+                apr_sleep(apr_time_from_msec(left));
+                continue;
+            }
         }
         rv = bff_fetch_wait(f, &done, left);
         if (rv == APR_SUCCESS && done) {

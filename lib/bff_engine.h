@@ -89,6 +89,10 @@ struct bff_be_result_t {
                                 replies of the items that answered */
     apr_interval_time_t elapsed;
     bff_fetch_req_t req;
+    int attempts;            /* calls made (retries included) */
+    int refused;             /* 1: the policy refused the call (breaker) */
+    void *token;             /* the policy's, for the call in flight */
+    apr_time_t retry_at;     /* PENDING again: when the retry may start */
     /* per-item backends: one result per unique item, first-seen order */
     json_t *item;            /* an item's value (items only) */
     bff_be_result_t *items;
@@ -96,7 +100,30 @@ struct bff_be_result_t {
     int next_item;           /* items started so far */
     int items_running;
     int items_failed;
+    int items_retrying;      /* items waiting for their retry */
 };
+
+/* Resilience hooks (circuit breakers, retries, load balancing), which the
+ * glue implements over shared memory (mod_bff_resilience.c). Any may be
+ * NULL. They see every call, per-item calls included. */
+typedef struct {
+    /* Before every attempt (1 = the first call). May replace *url (another
+     * instance of the backend). Returns NULL to make the call, or a short
+     * client-safe reason not to ("circuit open"): the call then fails at
+     * once. *token is the policy's, handed back to report. */
+    const char *(*admit)(void *baton, const bff_backend_t *be, int attempt,
+                         const char **url, void **token, apr_pool_t *p);
+    /* After every admitted attempt: req is complete (err, status,
+     * elapsed), or cancelled is 1 when the run dropped it unanswered. */
+    void (*report)(void *baton, const bff_backend_t *be, void *token,
+                   const bff_fetch_req_t *req, int cancelled);
+    /* After failed attempt number attempt: milliseconds to wait before the
+     * next attempt, or -1 for no retry. The engine never schedules one
+     * past the endpoint deadline. */
+    long (*retry)(void *baton, const bff_backend_t *be, void *token,
+                  const bff_fetch_req_t *req, int attempt);
+    void *baton;
+} bff_policy_t;
 
 /* Per-call extras the glue supplies (request id, trace context, forwarded
  * client headers, client query parameters). */
@@ -111,6 +138,7 @@ typedef struct {
     /* the client's field selection (?fields=, or its client's default),
      * applied last; NULL: the whole document */
     const bff_shape_t *fields;
+    const bff_policy_t *policy;           /* NULL: no breaker, no retry */
 } bff_call_ctx_t;
 
 typedef struct {

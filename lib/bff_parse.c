@@ -4,6 +4,8 @@
  * Exact integer arithmetic (no strtod) so "0.1s" is 100ms on every
  * platform, and every overflow is caught instead of wrapping.
  */
+#include <errno.h>
+#include <stdlib.h>
 #include <limits.h>
 #include <string.h>
 
@@ -134,5 +136,20 @@ const char *bff_parse_size(apr_size_t *out, const char *text, apr_pool_t *p)
         return apr_psprintf(p, "size '%s' is too large", text);
     }
     *out = (apr_size_t)v;
+    return NULL;
+}
+
+const char *bff_parse_int(int *out, const char *text, int lo, int hi,
+                          apr_pool_t *p)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(text, &end, 10);
+    if (!*text || *end || errno || v < lo || v > hi) {
+        return apr_psprintf(p, "expected a number from %d to %d", lo, hi);
+    }
+    *out = (int)v;
     return NULL;
 }

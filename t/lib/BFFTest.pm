@@ -15,7 +15,7 @@ use BFFServices ();
 our @EXPORT = qw(bff_get bff_req decode svc_reset svc_log svc_fault svc_stats
                  svc_url fixture users orders_of products_by_id expected_profile
                  json_is now redis_cli redis_stop redis_start start_httpd
-                 stop_httpd http_get);
+                 stop_httpd http_get own_svc_start own_svc_stop own_svc_admin);
 
 my $json = JSON::PP->new->canonical(1)->allow_nonref(1);
 my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 0);
@@ -224,6 +224,43 @@ sub http_get {
     return $res;
 }
 
+
+# ---------------------------- demo services a test owns (issue 5) --
+
+# Starts one more demo service of role on port (0: a free one) that the
+# test may kill and start again on the same port. Returns { pid, port }.
+sub own_svc_start {
+    my ($role, $port) = @_;
+    $port ||= BFFServices::free_port();
+    my $logs = Apache::Test::vars('t_logs');
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        POSIX::setsid();
+        open STDOUT, '>>', "$logs/own-svc-$port.out";
+        open STDERR, '>&', \*STDOUT;
+        { no warnings 'exec'; exec "$ENV{BFF_TOP}/services/bff-demo-service",
+              '--role', $role, '--port', $port, '--data', "$ENV{BFF_TOP}/services/fixtures"; }
+        POSIX::_exit(127);
+    }
+    BFFServices::wait_port($port) or die "own $role service did not start on $port";
+    return { pid => $pid, port => $port, role => $role };
+}
+
+sub own_svc_stop {
+    my $s = shift;
+    my $pid = delete $s->{pid} or return;
+    local $?;    # also called from END blocks: keep the exit status
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+}
+
+# The admin API of an own service: own_svc_admin($s, '/__admin/log')
+sub own_svc_admin {
+    my ($s, $path) = @_;
+    my $res = $ua->get("http://127.0.0.1:$s->{port}$path");
+    die "admin $s->{port} $path: " . $res->status_line unless $res->is_success;
+    return decode($res->content);
+}
 
 # Compares two structures as canonical JSON.
 sub json_is {

@@ -710,7 +710,7 @@ START_TEST(call_context_headers_and_query)
     bff_endpoint_t *ep = profile_endpoint();
     bff_run_result_t res;
     apr_array_header_t *h = apr_array_make(pool, 1, sizeof(const char *));
-    bff_call_ctx_t cc = { h, "lang=en", NULL, NULL, NULL };
+    bff_call_ctx_t cc = { h, "lang=en", NULL, NULL, NULL, NULL };
 
     APR_ARRAY_PUSH(h, const char *) = "X-Request-ID: abc";
     fk.table = ok_table;
@@ -810,6 +810,294 @@ START_TEST(missing_scalar_reference_fails_backend)
     ck_assert_int_eq(res.completed, 0);
     ck_assert_str_eq(res.results[1].reason, "missing input");
     ck_assert_ptr_null(strstr(fk.log, "http://t/"));
+}
+END_TEST
+
+/* ----------------------------------------------------- policy hooks -- */
+
+typedef struct {
+    const char *refuse;          /* backend name refused by admit */
+    const char *refuse_reason;
+    int fail_first;              /* attempt 1 goes to URL "?fail" */
+    long retry_ms;               /* -1: no retry */
+    int max_attempts;
+    int admits, reports, cancels, retries_asked;
+    char log[1024];
+} pol_t;
+
+static const char *pol_admit(void *baton, const bff_backend_t *be, int attempt,
+                             const char **url, void **token, apr_pool_t *p)
+{
+    pol_t *pl = baton;
+    char line[256];
+
+    pl->admits++;
+    snprintf(line, sizeof(line), "admit %s %d\n", be->name, attempt);
+    strncat(pl->log, line, sizeof(pl->log) - strlen(pl->log) - 1);
+    if (pl->refuse && !strcmp(be->name, pl->refuse)) {
+        return pl->refuse_reason;
+    }
+    if (pl->fail_first && attempt == 1) {
+        *url = apr_pstrcat(p, *url, "?fail", NULL);
+    }
+    *token = (void *)be;
+    return NULL;
+}
+
+static void pol_report(void *baton, const bff_backend_t *be, void *token,
+                       const bff_fetch_req_t *req, int cancelled)
+{
+    pol_t *pl = baton;
+    char line[256];
+
+    ck_assert_ptr_eq(token, be);
+    pl->reports++;
+    pl->cancels += cancelled;
+    snprintf(line, sizeof(line), "report %s %d %s\n", be->name,
+             cancelled ? -1 : req->status, req->url);
+    strncat(pl->log, line, sizeof(pl->log) - strlen(pl->log) - 1);
+}
+
+static long pol_retry(void *baton, const bff_backend_t *be, void *token,
+                      const bff_fetch_req_t *req, int attempt)
+{
+    pol_t *pl = baton;
+
+    pl->retries_asked++;
+    return attempt < pl->max_attempts ? pl->retry_ms : -1;
+}
+
+static bff_policy_t policy_of(pol_t *pl)
+{
+    bff_policy_t po = { pol_admit, pol_report, pol_retry, pl };
+    return po;
+}
+
+/* One backend, "user", on GET http://u/users/{user_id} */
+static bff_endpoint_t *user_endpoint(void)
+{
+    bff_endpoint_t *ep = bff_endpoint_create("GET", "/p/{user_id:int}", pool);
+
+    ck_assert_ptr_null(bff_route_compile(&ep->route, ep->pattern, pool));
+    ck_assert_ptr_null(add_backend(ep, "user", "GET", "http://u/users/{user_id}",
+                                   NULL));
+    ck_assert_ptr_null(bff_endpoint_finalize(ep, pool));
+    return ep;
+}
+
+START_TEST(policy_refusal_of_optional_is_partial)
+{
+    bff_endpoint_t *ep = profile_endpoint();
+    bff_run_result_t res;
+    pol_t pl = { "orders", "circuit open", 0, -1, 1, 0, 0, 0, 0, "" };
+    bff_policy_t po = policy_of(&pl);
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+
+    fk.table = ok_table;
+    bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_int_eq(res.completed, 0);
+    ck_assert_ptr_null(strstr(fk.log, "http://o/"));
+    ck_assert_int_eq(res.results[1].refused, 1);
+    ck_assert_int_eq(res.results[1].attempts, 0);
+    ck_assert_str_eq(dump(json_object_get(res.doc, "_errors")),
+                     "{\"orders\":{\"status\":null,\"reason\":\"circuit open\"},"
+                     "\"products\":{\"status\":null,\"reason\":\"dependency 'orders' failed\"}}");
+    /* products depends on orders: skipped, never admitted */
+    ck_assert_int_eq(pl.admits, 2);
+    ck_assert_int_eq(pl.reports, 1);
+}
+END_TEST
+
+START_TEST(policy_refusal_of_required_is_503)
+{
+    bff_endpoint_t *ep = profile_endpoint();
+    bff_run_result_t res;
+    pol_t pl = { "user", "circuit open", 0, -1, 1, 0, 0, 0, 0, "" };
+    bff_policy_t po = policy_of(&pl);
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+
+    fk.table = ok_table;
+    bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
+    ck_assert_int_eq(res.status, 503);
+    ck_assert_str_eq(res.backend, "user");
+    ck_assert_str_eq(res.detail, "required backend 'user' failed: circuit open");
+    ck_assert_ptr_null(strstr(fk.log, "http://u/"));
+}
+END_TEST
+
+START_TEST(policy_retry_then_success)
+{
+    static const fake_resp_t table[] = {
+        { "http://u/users/7?fail", 503, "{}", 0, 0 },
+        { "http://u/users/7", 200, "{\"id\":7}", 0, 0 },
+        { NULL, 0, NULL, 0, 0 }
+    };
+    bff_endpoint_t *ep = user_endpoint();
+    bff_run_result_t res;
+    pol_t pl = { NULL, NULL, 1, 20, 3, 0, 0, 0, 0, "" };
+    bff_policy_t po = policy_of(&pl);
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+    apr_time_t t0;
+
+    fk.table = table;
+    t0 = apr_time_now();
+    bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
+    /* the retry waited for its backoff */
+    ck_assert_int_ge(apr_time_now() - t0, apr_time_from_msec(20));
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_int_eq(res.completed, 1);
+    ck_assert_int_eq(res.results[0].attempts, 2);
+    ck_assert_str_eq(fk.log, "GET http://u/users/7?fail\ndone http://u/users/7?fail\n"
+                             "GET http://u/users/7\ndone http://u/users/7\n");
+    ck_assert_str_eq(pl.log, "admit user 1\nreport user 503 http://u/users/7?fail\n"
+                             "admit user 2\nreport user 200 http://u/users/7\n");
+}
+END_TEST
+
+START_TEST(policy_retries_stop_at_attempts)
+{
+    static const fake_resp_t table[] = {
+        { "http://u/users/7", 502, "{}", 0, 0 },
+        { NULL, 0, NULL, 0, 0 }
+    };
+    bff_endpoint_t *ep = user_endpoint();
+    bff_run_result_t res;
+    pol_t pl = { NULL, NULL, 0, 1, 3, 0, 0, 0, 0, "" };
+    bff_policy_t po = policy_of(&pl);
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+
+    fk.table = table;
+    bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
+    ck_assert_int_eq(res.results[0].attempts, 3);
+    ck_assert_int_eq(pl.reports, 3);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_str_eq(res.results[0].reason, "HTTP 502");
+}
+END_TEST
+
+START_TEST(policy_retry_never_past_deadline)
+{
+    static const fake_resp_t table[] = {
+        { "http://u/users/7", 503, "{}", 0, 0 },
+        { NULL, 0, NULL, 0, 0 }
+    };
+    bff_endpoint_t *ep = user_endpoint();
+    bff_run_result_t res;
+    pol_t pl = { NULL, NULL, 0, 500, 5, 0, 0, 0, 0, "" };
+    bff_policy_t po = policy_of(&pl);
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+    apr_time_t t0;
+
+    ep->timeout_ms = 100;
+    fk.table = table;
+    t0 = apr_time_now();
+    bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
+    /* a 500 ms backoff does not fit in a 100 ms deadline: no retry, no wait */
+    ck_assert_int_lt(apr_time_now() - t0, apr_time_from_msec(100));
+    ck_assert_int_eq(res.results[0].attempts, 1);
+    ck_assert_int_eq(pl.retries_asked, 1);
+}
+END_TEST
+
+START_TEST(policy_hung_call_reported_as_timeout)
+{
+    static const fake_resp_t table[] = {
+        { "http://u/users/7", 200, "{}", 0, 0 },
+        { "http://o/orders/user/7", 200, "[]", 0, 1 },
+        { NULL, 0, NULL, 0, 0 }
+    };
+    bff_endpoint_t *ep = profile_endpoint();
+    bff_run_result_t res;
+    pol_t pl = { NULL, NULL, 0, -1, 1, 0, 0, 0, 0, "" };
+    bff_policy_t po = policy_of(&pl);
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+
+    ep->timeout_ms = 50;
+    fk.table = table;
+    bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
+    ck_assert_int_eq(res.results[1].err, BFF_FETCH_ETIMEOUT);
+    /* the breaker hears of the timeout; nothing is left unreported */
+    ck_assert_int_eq(pl.reports, pl.admits);
+    ck_assert_int_eq(pl.cancels, 0);
+    ck_assert_ptr_nonnull(strstr(pl.log, "report orders 0 http://o/orders/user/7\n"));
+}
+END_TEST
+
+START_TEST(policy_cancelled_call_reported)
+{
+    static const fake_resp_t table[] = {
+        { "http://u/users/7", 500, "{}", 0, 0 },
+        { "http://o/orders/user/7", 200, "[]", 0, 1 },
+        { NULL, 0, NULL, 0, 0 }
+    };
+    bff_endpoint_t *ep = profile_endpoint();
+    bff_run_result_t res;
+    pol_t pl = { NULL, NULL, 0, -1, 1, 0, 0, 0, 0, "" };
+    bff_policy_t po = policy_of(&pl);
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+
+    fk.table = table;
+    bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
+    ck_assert_int_eq(res.status, 502);
+    ck_assert_int_eq(pl.reports, 2);
+    ck_assert_int_eq(pl.cancels, 1);
+}
+END_TEST
+
+START_TEST(policy_per_item_retries)
+{
+    static const fake_resp_t table[] = {
+        { "http://o/orders/user/7?fail", 503, "{}", 0, 0 },
+        { "http://o/orders/user/7", 200,
+          "[{\"product_id\":3},{\"product_id\":5},{\"product_id\":8}]", 0, 0 },
+        { "http://p/products/3?fail", 502, "{}", 0, 0 },
+        { "http://p/products/5?fail", 0, NULL, BFF_FETCH_ECONNECT, 0 },
+        { "http://p/products/8?fail", 503, "{}", 0, 0 },
+        { "http://p/products/3", 200, "{\"id\":3}", 0, 0 },
+        { "http://p/products/5", 200, "{\"id\":5}", 0, 0 },
+        { "http://p/products/8", 200, "{\"id\":8}", 0, 0 },
+        { NULL, 0, NULL, 0, 0 }
+    };
+    static const char *const opts[] = { "per-item", "concurrency=2", NULL };
+    bff_endpoint_t *ep = fanout_endpoint(opts, 0);
+    bff_run_result_t res;
+    pol_t pl = { NULL, NULL, 1, 5, 2, 0, 0, 0, 0, "" };
+    bff_policy_t po = policy_of(&pl);
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+    int k;
+
+    fk.table = table;
+    bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_int_eq(res.completed, 1);
+    ck_assert_str_eq(dump(json_object_get(res.doc, "products")),
+                     "[{\"id\":3},{\"id\":5},{\"id\":8}]");
+    ck_assert_int_eq(res.results[0].attempts, 2);
+    for (k = 0; k < 3; k++) {
+        ck_assert_int_eq(res.results[1].items[k].attempts, 2);
+    }
+    /* every call admitted was reported: 2 orders + 6 items */
+    ck_assert_int_eq(pl.admits, 8);
+    ck_assert_int_eq(pl.reports, 8);
+    ck_assert_int_le(fk.max_inflight, 2);
+}
+END_TEST
+
+START_TEST(policy_per_item_refusal_of_required_is_503)
+{
+    static const char *const opts[] = { "per-item", NULL };
+    bff_endpoint_t *ep = fanout_endpoint(opts, 1);
+    bff_run_result_t res;
+    pol_t pl = { "products", "circuit open", 0, -1, 1, 0, 0, 0, 0, "" };
+    bff_policy_t po = policy_of(&pl);
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+
+    fk.table = fan_table;
+    bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
+    ck_assert_int_eq(res.status, 503);
+    ck_assert_ptr_nonnull(strstr(res.detail, "circuit open"));
+    ck_assert_ptr_null(strstr(fk.log, "http://p/"));
 }
 END_TEST
 
@@ -958,6 +1246,15 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, param_types_in_templates);
     tcase_add_test(tc, invalid_utf8_param_is_400);
     tcase_add_test(tc, missing_scalar_reference_fails_backend);
+    tcase_add_test(tc, policy_refusal_of_optional_is_partial);
+    tcase_add_test(tc, policy_refusal_of_required_is_503);
+    tcase_add_test(tc, policy_retry_then_success);
+    tcase_add_test(tc, policy_retries_stop_at_attempts);
+    tcase_add_test(tc, policy_retry_never_past_deadline);
+    tcase_add_test(tc, policy_hung_call_reported_as_timeout);
+    tcase_add_test(tc, policy_cancelled_call_reported);
+    tcase_add_test(tc, policy_per_item_retries);
+    tcase_add_test(tc, policy_per_item_refusal_of_required_is_503);
     tcase_add_test(tc, config_errors);
     tcase_add_test(tc, backend_option_errors);
     tcase_add_test(tc, too_many_backends);

@@ -1,0 +1,247 @@
+/*
+ * The circuit breaker state machine (see bff_breaker.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <apr_strings.h>
+
+#include "bff_core.h"
+#include "bff_breaker.h"
+
+void bff_brk_conf_default(bff_brk_conf_t *c)
+{
+    c->failure_rate = 50;
+    c->min_calls = 10;
+    c->window = 20;
+    c->consecutive = 0;
+    c->slow_ms = 0;
+    c->open_ms = 30000;
+    c->half_open = 3;
+}
+
+static const char *int_opt(int *out, const char *v, int lo, int hi,
+                       const char *name, apr_pool_t *p)
+{
+    const char *err = bff_parse_int(out, v, lo, hi, p);
+
+    return err ? apr_psprintf(p, "%s=%s: %s", name, v, err) : NULL;
+}
+
+static const char *ms_opt(long *out, const char *v, int zero_ok,
+                          const char *name, apr_pool_t *p)
+{
+    const char *err = bff_parse_duration_ms(out, v, p);
+
+    if (!err && *out < (zero_ok ? 0 : 1)) {
+        err = "must be greater than 0";
+    }
+    return err ? apr_psprintf(p, "%s=%s: %s", name, v, err) : NULL;
+}
+
+const char *bff_brk_conf_option(bff_brk_conf_t *c, const char *opt,
+                                apr_pool_t *p)
+{
+    const char *eq = strchr(opt, '=');
+    const char *name, *v;
+
+    if (!eq) {
+        return apr_psprintf(p, "'%s': expected NAME=VALUE", opt);
+    }
+    name = apr_pstrmemdup(p, opt, (apr_size_t)(eq - opt));
+    v = eq + 1;
+    if (!strcmp(name, "failure-rate")) {
+        return int_opt(&c->failure_rate, v, 1, 100, name, p);
+    }
+    if (!strcmp(name, "min-calls")) {
+        return int_opt(&c->min_calls, v, 1, BFF_BRK_WINDOW_MAX, name, p);
+    }
+    if (!strcmp(name, "window")) {
+        return int_opt(&c->window, v, 1, BFF_BRK_WINDOW_MAX, name, p);
+    }
+    if (!strcmp(name, "consecutive")) {
+        return int_opt(&c->consecutive, v, 0, 100000, name, p);
+    }
+    if (!strcmp(name, "half-open")) {
+        return int_opt(&c->half_open, v, 1, 1000, name, p);
+    }
+    if (!strcmp(name, "slow")) {
+        return ms_opt(&c->slow_ms, v, 1, name, p);
+    }
+    if (!strcmp(name, "open")) {
+        return ms_opt(&c->open_ms, v, 0, name, p);
+    }
+    return apr_psprintf(p, "unknown option '%s' (expected failure-rate, "
+                        "min-calls, window, consecutive, slow, open or "
+                        "half-open)", name);
+}
+
+const char *bff_brk_conf_check(const bff_brk_conf_t *c, apr_pool_t *p)
+{
+    if (c->min_calls > c->window) {
+        return apr_psprintf(p, "min-calls=%d is larger than window=%d: the "
+                            "failure rate would never count", c->min_calls,
+                            c->window);
+    }
+    return NULL;
+}
+
+const char *bff_brk_state_str(int state)
+{
+    switch (state) {
+    case BFF_BRK_CLOSED:    return "closed";
+    case BFF_BRK_OPEN:      return "open";
+    case BFF_BRK_HALF_OPEN: return "half-open";
+    }
+    return "unknown";
+}
+
+static void window_clear(bff_brk_t *b)
+{
+    b->win_len = b->win_pos = b->win_fail = 0;
+    b->consecutive = 0;
+    memset(b->win_bits, 0, sizeof(b->win_bits));
+}
+
+static int bit_get(const bff_brk_t *b, apr_uint32_t i)
+{
+    return (int)((b->win_bits[i / 64] >> (i % 64)) & 1);
+}
+
+static void bit_set(bff_brk_t *b, apr_uint32_t i, int v)
+{
+    if (v) {
+        b->win_bits[i / 64] |= (apr_uint64_t)1 << (i % 64);
+    }
+    else {
+        b->win_bits[i / 64] &= ~((apr_uint64_t)1 << (i % 64));
+    }
+}
+
+/* Moves to a state; returns the old one. */
+static int go(bff_brk_t *b, const bff_brk_conf_t *c, apr_time_t now,
+              bff_brk_state_e to)
+{
+    int from = (int)b->state;
+
+    b->state = to;
+    b->changed_at = now;
+    b->trials = b->trial_ok = 0;
+    switch (to) {
+    case BFF_BRK_OPEN:
+        b->open_until = now + apr_time_from_msec(c->open_ms);
+        b->n.opened++;
+        break;
+    case BFF_BRK_HALF_OPEN:
+        b->trials_since = now;
+        b->n.half_opened++;
+        break;
+    case BFF_BRK_CLOSED:
+        window_clear(b);
+        b->n.closed++;
+        break;
+    }
+    return from;
+}
+
+int bff_brk_admit(bff_brk_t *b, const bff_brk_conf_t *c, apr_time_t now,
+                  int *from)
+{
+    *from = -1;
+    if (b->state == BFF_BRK_OPEN && now >= b->open_until) {
+        *from = go(b, c, now, BFF_BRK_HALF_OPEN);
+    }
+    if (b->state == BFF_BRK_HALF_OPEN
+        && now - b->trials_since >= apr_time_from_msec(c->open_ms)) {
+        /* trials admitted but never reported (cancelled with their
+         * request): start a new round rather than stay stuck */
+        b->trials = b->trial_ok = 0;
+        b->trials_since = now;
+    }
+    switch (b->state) {
+    case BFF_BRK_CLOSED:
+        return 1;
+    case BFF_BRK_HALF_OPEN:
+        if (b->trials < (apr_uint32_t)c->half_open) {
+            b->trials++;
+            return 1;
+        }
+        break;
+    }
+    b->n.refused++;
+    return 0;
+}
+
+int bff_brk_record(bff_brk_t *b, const bff_brk_conf_t *c, apr_time_t now,
+                   bff_brk_outcome_e outcome, apr_interval_time_t elapsed)
+{
+    int failed;
+    apr_uint32_t win = (apr_uint32_t)c->window;
+
+    if (outcome == BFF_BRK_IGNORED) {
+        if (b->state == BFF_BRK_HALF_OPEN && b->trials > b->trial_ok) {
+            b->trials--;     /* give the trial back */
+        }
+        return -1;
+    }
+    failed = outcome == BFF_BRK_FAILURE;
+    b->n.calls++;
+    if (!failed && c->slow_ms > 0 && elapsed >= apr_time_from_msec(c->slow_ms)) {
+        failed = 1;
+        b->n.slow++;
+    }
+    if (failed) {
+        b->n.failures++;
+    }
+
+    switch (b->state) {
+    case BFF_BRK_OPEN:
+        /* a call admitted before the breaker opened: already judged */
+        return -1;
+    case BFF_BRK_HALF_OPEN:
+        if (failed) {
+            go(b, c, now, BFF_BRK_OPEN);
+            return BFF_BRK_OPEN;
+        }
+        if (++b->trial_ok >= (apr_uint32_t)c->half_open) {
+            go(b, c, now, BFF_BRK_CLOSED);
+            return BFF_BRK_CLOSED;
+        }
+        return -1;
+    }
+
+    /* closed: slide the window */
+    if (win > BFF_BRK_WINDOW_MAX) {
+        win = BFF_BRK_WINDOW_MAX;
+    }
+    if (b->win_pos >= win) {
+        b->win_pos = 0;      /* the window size changed on a restart */
+    }
+    if (b->win_len >= win) {
+        b->win_fail -= (apr_uint32_t)bit_get(b, b->win_pos);
+    }
+    else {
+        b->win_len++;
+    }
+    bit_set(b, b->win_pos, failed);
+    b->win_fail += (apr_uint32_t)failed;
+    b->win_pos = (b->win_pos + 1) % win;
+    b->consecutive = failed ? b->consecutive + 1 : 0;
+
+    if ((c->consecutive > 0 && b->consecutive >= (apr_uint32_t)c->consecutive)
+        || (b->win_len >= (apr_uint32_t)c->min_calls
+            && b->win_fail * 100 >= (apr_uint32_t)c->failure_rate * b->win_len)) {
+        go(b, c, now, BFF_BRK_OPEN);
+        return BFF_BRK_OPEN;
+    }
+    return -1;
+}
+
+int bff_brk_force(bff_brk_t *b, const bff_brk_conf_t *c, apr_time_t now,
+                  bff_brk_state_e to)
+{
+    if ((int)b->state == (int)to) {
+        return -1;
+    }
+    return go(b, c, now, to);
+}

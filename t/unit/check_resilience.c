@@ -1,0 +1,475 @@
+/*
+ * Unit tests for the circuit breaker state machine and the retry
+ * arithmetic (backoff with jitter, budget). Time is passed in, so every
+ * transition is checked at exact instants.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+#include <apr_general.h>
+#include <apr_strings.h>
+
+#include "bff_breaker.h"
+#include "bff_retry.h"
+
+static apr_pool_t *pool;
+
+static void setup(void)
+{
+    apr_pool_create(&pool, NULL);
+}
+
+static void teardown(void)
+{
+    apr_pool_destroy(pool);
+}
+
+#define MS(n) apr_time_from_msec(n)
+#define T0 ((apr_time_t)1000000000)
+
+static int admit(bff_brk_t *b, const bff_brk_conf_t *c, apr_time_t now)
+{
+    int from;
+    return bff_brk_admit(b, c, now, &from);
+}
+
+/* n calls with outcome o at time now; returns the last transition */
+static int calls(bff_brk_t *b, const bff_brk_conf_t *c, apr_time_t now,
+                 int n, bff_brk_outcome_e o)
+{
+    int t = -1, i;
+
+    for (i = 0; i < n; i++) {
+        ck_assert_int_eq(admit(b, c, now), 1);
+        t = bff_brk_record(b, c, now, o, MS(1));
+        if (t >= 0) {
+            return t;
+        }
+    }
+    return t;
+}
+
+/* --------------------------------------------------------- breaker -- */
+
+START_TEST(defaults_are_resilience4j_like)
+{
+    bff_brk_conf_t c;
+
+    bff_brk_conf_default(&c);
+    ck_assert_int_eq(c.failure_rate, 50);
+    ck_assert_int_eq(c.min_calls, 10);
+    ck_assert_int_eq(c.consecutive, 0);
+    ck_assert_int_eq(c.half_open, 3);
+}
+END_TEST
+
+START_TEST(rate_needs_min_calls)
+{
+    bff_brk_conf_t c;
+    bff_brk_t b;
+
+    bff_brk_conf_default(&c);
+    memset(&b, 0, sizeof(b));
+    /* 9 failures: below min-calls, still closed */
+    ck_assert_int_eq(calls(&b, &c, T0, 9, BFF_BRK_FAILURE), -1);
+    ck_assert_int_eq(b.state, BFF_BRK_CLOSED);
+    /* the 10th call reaches min-calls with 100% failures */
+    ck_assert_int_eq(calls(&b, &c, T0, 1, BFF_BRK_FAILURE), BFF_BRK_OPEN);
+    ck_assert_int_eq(b.state, BFF_BRK_OPEN);
+    ck_assert_uint_eq(b.n.opened, 1);
+    ck_assert_uint_eq(b.n.failures, 10);
+}
+END_TEST
+
+START_TEST(rate_threshold_exact)
+{
+    bff_brk_conf_t c;
+    bff_brk_t b;
+
+    bff_brk_conf_default(&c);
+    memset(&b, 0, sizeof(b));
+    /* 6 successes then 4 failures: 40% of 10, closed */
+    calls(&b, &c, T0, 6, BFF_BRK_SUCCESS);
+    ck_assert_int_eq(calls(&b, &c, T0, 4, BFF_BRK_FAILURE), -1);
+    /* one more failure: 5 of 11 = 45%, closed; another: 6 of 12 = 50% */
+    ck_assert_int_eq(calls(&b, &c, T0, 1, BFF_BRK_FAILURE), -1);
+    ck_assert_int_eq(calls(&b, &c, T0, 1, BFF_BRK_FAILURE), BFF_BRK_OPEN);
+}
+END_TEST
+
+START_TEST(window_slides)
+{
+    bff_brk_conf_t c;
+    bff_brk_t b;
+
+    bff_brk_conf_default(&c);
+    c.window = 10;
+    memset(&b, 0, sizeof(b));
+    /* 4 failures, then many successes push them out of the window */
+    calls(&b, &c, T0, 4, BFF_BRK_FAILURE);
+    calls(&b, &c, T0, 20, BFF_BRK_SUCCESS);
+    ck_assert_uint_eq(b.win_fail, 0);
+    ck_assert_uint_eq(b.win_len, 10);
+    /* now 4 failures are 40% of the window: closed; a 5th: 50%, open */
+    ck_assert_int_eq(calls(&b, &c, T0, 4, BFF_BRK_FAILURE), -1);
+    ck_assert_int_eq(calls(&b, &c, T0, 1, BFF_BRK_FAILURE), BFF_BRK_OPEN);
+}
+END_TEST
+
+START_TEST(consecutive_failures_open)
+{
+    bff_brk_conf_t c;
+    bff_brk_t b;
+
+    bff_brk_conf_default(&c);
+    c.consecutive = 3;
+    c.min_calls = 100;
+    c.window = 100;
+    memset(&b, 0, sizeof(b));
+    calls(&b, &c, T0, 2, BFF_BRK_FAILURE);
+    calls(&b, &c, T0, 1, BFF_BRK_SUCCESS);    /* breaks the run */
+    ck_assert_int_eq(calls(&b, &c, T0, 2, BFF_BRK_FAILURE), -1);
+    ck_assert_int_eq(calls(&b, &c, T0, 1, BFF_BRK_FAILURE), BFF_BRK_OPEN);
+}
+END_TEST
+
+START_TEST(slow_calls_count_as_failures)
+{
+    bff_brk_conf_t c;
+    bff_brk_t b;
+    int i, t = -1;
+
+    bff_brk_conf_default(&c);
+    c.slow_ms = 200;
+    c.min_calls = 4;
+    memset(&b, 0, sizeof(b));
+    for (i = 0; i < 4; i++) {
+        ck_assert_int_eq(admit(&b, &c, T0), 1);
+        /* successes, but slower than 200 ms */
+        t = bff_brk_record(&b, &c, T0, BFF_BRK_SUCCESS, MS(i < 2 ? 199 : 250));
+    }
+    ck_assert_int_eq(t, BFF_BRK_OPEN);      /* 2 slow of 4 = 50% */
+    ck_assert_uint_eq(b.n.slow, 2);
+    ck_assert_uint_eq(b.n.failures, 2);
+}
+END_TEST
+
+START_TEST(open_refuses_then_half_open)
+{
+    bff_brk_conf_t c;
+    bff_brk_t b;
+    int from;
+
+    bff_brk_conf_default(&c);
+    c.consecutive = 1;
+    c.open_ms = 1000;
+    c.half_open = 2;
+    memset(&b, 0, sizeof(b));
+    calls(&b, &c, T0, 1, BFF_BRK_FAILURE);
+    ck_assert_int_eq(b.state, BFF_BRK_OPEN);
+    ck_assert_int_eq(bff_brk_admit(&b, &c, T0 + MS(999), &from), 0);
+    ck_assert_int_eq(from, -1);
+    ck_assert_uint_eq(b.n.refused, 1);
+    /* the wait is over: half-open, 2 trials, the third is refused */
+    ck_assert_int_eq(bff_brk_admit(&b, &c, T0 + MS(1000), &from), 1);
+    ck_assert_int_eq(from, BFF_BRK_OPEN);
+    ck_assert_int_eq(b.state, BFF_BRK_HALF_OPEN);
+    ck_assert_int_eq(bff_brk_admit(&b, &c, T0 + MS(1001), &from), 1);
+    ck_assert_int_eq(from, -1);
+    ck_assert_int_eq(bff_brk_admit(&b, &c, T0 + MS(1002), &from), 0);
+    ck_assert_uint_eq(b.n.half_opened, 1);
+}
+END_TEST
+
+START_TEST(half_open_closes_on_successes)
+{
+    bff_brk_conf_t c;
+    bff_brk_t b;
+
+    bff_brk_conf_default(&c);
+    c.consecutive = 1;
+    c.open_ms = 100;
+    c.half_open = 2;
+    memset(&b, 0, sizeof(b));
+    calls(&b, &c, T0, 1, BFF_BRK_FAILURE);
+    ck_assert_int_eq(admit(&b, &c, T0 + MS(100)), 1);
+    ck_assert_int_eq(admit(&b, &c, T0 + MS(100)), 1);
+    ck_assert_int_eq(bff_brk_record(&b, &c, T0 + MS(110), BFF_BRK_SUCCESS, MS(1)), -1);
+    ck_assert_int_eq(bff_brk_record(&b, &c, T0 + MS(120), BFF_BRK_SUCCESS, MS(1)),
+                     BFF_BRK_CLOSED);
+    ck_assert_int_eq(b.state, BFF_BRK_CLOSED);
+    ck_assert_uint_eq(b.win_len, 0);          /* a fresh window */
+    ck_assert_uint_eq(b.n.closed, 1);
+    ck_assert_int_eq(admit(&b, &c, T0 + MS(121)), 1);
+}
+END_TEST
+
+START_TEST(half_open_failure_reopens)
+{
+    bff_brk_conf_t c;
+    bff_brk_t b;
+
+    bff_brk_conf_default(&c);
+    c.consecutive = 1;
+    c.open_ms = 100;
+    memset(&b, 0, sizeof(b));
+    calls(&b, &c, T0, 1, BFF_BRK_FAILURE);
+    ck_assert_int_eq(admit(&b, &c, T0 + MS(150)), 1);
+    ck_assert_int_eq(bff_brk_record(&b, &c, T0 + MS(160), BFF_BRK_FAILURE, MS(1)),
+                     BFF_BRK_OPEN);
+    /* open again for open_ms from now */
+    ck_assert_int_eq(admit(&b, &c, T0 + MS(259)), 0);
+    ck_assert_int_eq(admit(&b, &c, T0 + MS(260)), 1);
+    ck_assert_uint_eq(b.n.opened, 2);
+}
+END_TEST
+
+START_TEST(late_reports_while_open_ignored)
+{
+    bff_brk_conf_t c;
+    bff_brk_t b;
+
+    bff_brk_conf_default(&c);
+    c.consecutive = 2;
+    memset(&b, 0, sizeof(b));
+    /* three calls in flight, two fail and open it, the third reports late */
+    admit(&b, &c, T0);
+    admit(&b, &c, T0);
+    admit(&b, &c, T0);
+    bff_brk_record(&b, &c, T0, BFF_BRK_FAILURE, MS(1));
+    ck_assert_int_eq(bff_brk_record(&b, &c, T0, BFF_BRK_FAILURE, MS(1)), BFF_BRK_OPEN);
+    ck_assert_int_eq(bff_brk_record(&b, &c, T0, BFF_BRK_SUCCESS, MS(1)), -1);
+    ck_assert_int_eq(b.state, BFF_BRK_OPEN);
+    ck_assert_uint_eq(b.n.opened, 1);
+}
+END_TEST
+
+START_TEST(unreported_trials_expire)
+{
+    bff_brk_conf_t c;
+    bff_brk_t b;
+
+    bff_brk_conf_default(&c);
+    c.consecutive = 1;
+    c.open_ms = 100;
+    c.half_open = 1;
+    memset(&b, 0, sizeof(b));
+    calls(&b, &c, T0, 1, BFF_BRK_FAILURE);
+    ck_assert_int_eq(admit(&b, &c, T0 + MS(100)), 1);
+    ck_assert_int_eq(admit(&b, &c, T0 + MS(150)), 0);
+    /* the trial was cancelled: IGNORED gives it back */
+    bff_brk_record(&b, &c, T0 + MS(150), BFF_BRK_IGNORED, 0);
+    ck_assert_int_eq(admit(&b, &c, T0 + MS(151)), 1);
+    /* this one never reports: a new round after open_ms */
+    ck_assert_int_eq(admit(&b, &c, T0 + MS(199)), 0);
+    ck_assert_int_eq(admit(&b, &c, T0 + MS(200)), 1);
+}
+END_TEST
+
+START_TEST(force_by_probe)
+{
+    bff_brk_conf_t c;
+    bff_brk_t b;
+
+    bff_brk_conf_default(&c);
+    c.open_ms = 1000;
+    memset(&b, 0, sizeof(b));
+    ck_assert_int_eq(bff_brk_force(&b, &c, T0, BFF_BRK_OPEN), BFF_BRK_CLOSED);
+    ck_assert_int_eq(bff_brk_force(&b, &c, T0, BFF_BRK_OPEN), -1);
+    ck_assert_int_eq(admit(&b, &c, T0 + MS(10)), 0);
+    ck_assert_int_eq(bff_brk_force(&b, &c, T0 + MS(20), BFF_BRK_HALF_OPEN),
+                     BFF_BRK_OPEN);
+    ck_assert_int_eq(admit(&b, &c, T0 + MS(21)), 1);
+}
+END_TEST
+
+START_TEST(conf_options)
+{
+    bff_brk_conf_t c;
+
+    bff_brk_conf_default(&c);
+    ck_assert_ptr_null(bff_brk_conf_option(&c, "failure-rate=25", pool));
+    ck_assert_ptr_null(bff_brk_conf_option(&c, "min-calls=4", pool));
+    ck_assert_ptr_null(bff_brk_conf_option(&c, "window=8", pool));
+    ck_assert_ptr_null(bff_brk_conf_option(&c, "consecutive=3", pool));
+    ck_assert_ptr_null(bff_brk_conf_option(&c, "slow=1500ms", pool));
+    ck_assert_ptr_null(bff_brk_conf_option(&c, "open=2s", pool));
+    ck_assert_ptr_null(bff_brk_conf_option(&c, "half-open=5", pool));
+    ck_assert_int_eq(c.failure_rate, 25);
+    ck_assert_int_eq(c.min_calls, 4);
+    ck_assert_int_eq(c.window, 8);
+    ck_assert_int_eq(c.consecutive, 3);
+    ck_assert_int_eq(c.slow_ms, 1500);
+    ck_assert_int_eq(c.open_ms, 2000);
+    ck_assert_int_eq(c.half_open, 5);
+    ck_assert_ptr_null(bff_brk_conf_check(&c, pool));
+    ck_assert_str_eq(bff_brk_conf_option(&c, "failure-rate=0", pool),
+                     "failure-rate=0: expected a number from 1 to 100");
+    ck_assert_str_eq(bff_brk_conf_option(&c, "window=129", pool),
+                     "window=129: expected a number from 1 to 128");
+    ck_assert_ptr_nonnull(strstr(bff_brk_conf_option(&c, "colour=red", pool),
+                                 "unknown option 'colour'"));
+    ck_assert_ptr_nonnull(strstr(bff_brk_conf_option(&c, "slow", pool),
+                                 "expected NAME=VALUE"));
+    ck_assert_ptr_nonnull(bff_brk_conf_option(&c, "open=soon", pool));
+    c.min_calls = 9;
+    ck_assert_ptr_nonnull(strstr(bff_brk_conf_check(&c, pool),
+                                 "min-calls=9 is larger than window=8"));
+}
+END_TEST
+
+/* ----------------------------------------------------------- retry -- */
+
+START_TEST(retryable_methods_and_statuses)
+{
+    bff_retry_conf_t c;
+
+    bff_retry_conf_default(&c);
+    /* attempts=1: never */
+    ck_assert_int_eq(bff_retry_retryable(&c, "GET", 1, 0), 0);
+    c.attempts = 3;
+    ck_assert_int_eq(bff_retry_retryable(&c, "GET", 1, 0), 1);
+    ck_assert_int_eq(bff_retry_retryable(&c, "GET", 0, 503), 1);
+    ck_assert_int_eq(bff_retry_retryable(&c, "GET", 0, 500), 0);
+    ck_assert_int_eq(bff_retry_retryable(&c, "GET", 0, 404), 0);
+    ck_assert_int_eq(bff_retry_retryable(&c, "PUT", 0, 502), 1);
+    ck_assert_int_eq(bff_retry_retryable(&c, "POST", 1, 0), 0);
+    ck_assert_int_eq(bff_retry_retryable(&c, "PATCH", 0, 503), 0);
+    c.unsafe = 1;
+    ck_assert_int_eq(bff_retry_retryable(&c, "POST", 1, 0), 1);
+}
+END_TEST
+
+START_TEST(backoff_exponential_with_jitter)
+{
+    bff_retry_conf_t c;
+    apr_uint32_t r;
+
+    bff_retry_conf_default(&c);
+    c.base_ms = 100;
+    c.max_ms = 350;
+    /* equal jitter: [d/2, d] with d = 100, 200, 350 (capped), 350 */
+    ck_assert_int_eq(bff_retry_backoff_ms(&c, 2, 0), 50);
+    ck_assert_int_eq(bff_retry_backoff_ms(&c, 2, 50), 100);
+    ck_assert_int_eq(bff_retry_backoff_ms(&c, 3, 0), 100);
+    ck_assert_int_eq(bff_retry_backoff_ms(&c, 3, 100), 200);
+    ck_assert_int_eq(bff_retry_backoff_ms(&c, 4, 0), 175);
+    ck_assert_int_eq(bff_retry_backoff_ms(&c, 9, 175), 350);
+    for (r = 0; r < 2000; r += 7) {
+        long d = bff_retry_backoff_ms(&c, 3, r * 2654435761u);
+        ck_assert_int_ge(d, 100);
+        ck_assert_int_le(d, 200);
+    }
+}
+END_TEST
+
+START_TEST(budget_burst_then_ratio)
+{
+    bff_retry_conf_t c;
+    bff_retry_budget_t b;
+    int i, n = 0;
+
+    bff_retry_conf_default(&c);
+    c.budget_min = 3;
+    c.budget_pct = 20;
+    memset(&b, 0, sizeof(b));
+    /* a burst of budget_min retries */
+    for (i = 0; i < 10; i++) {
+        n += bff_retry_budget_take(&b, &c);
+    }
+    ck_assert_int_eq(n, 3);
+    /* then one retry per 5 calls (20%) */
+    for (i = 0; i < 4; i++) {
+        bff_retry_budget_deposit(&b, &c);
+    }
+    ck_assert_int_eq(bff_retry_budget_take(&b, &c), 0);
+    bff_retry_budget_deposit(&b, &c);
+    ck_assert_int_eq(bff_retry_budget_take(&b, &c), 1);
+    ck_assert_int_eq(bff_retry_budget_take(&b, &c), 0);
+    /* deposits are capped at budget_min tokens */
+    for (i = 0; i < 100; i++) {
+        bff_retry_budget_deposit(&b, &c);
+    }
+    for (n = 0, i = 0; i < 10; i++) {
+        n += bff_retry_budget_take(&b, &c);
+    }
+    ck_assert_int_eq(n, 3);
+}
+END_TEST
+
+START_TEST(retry_conf_options)
+{
+    bff_retry_conf_t c;
+
+    bff_retry_conf_default(&c);
+    ck_assert_ptr_null(bff_retry_conf_option(&c, "attempts=3", pool));
+    ck_assert_ptr_null(bff_retry_conf_option(&c, "backoff=20ms", pool));
+    ck_assert_ptr_null(bff_retry_conf_option(&c, "max-backoff=2s", pool));
+    ck_assert_ptr_null(bff_retry_conf_option(&c, "statuses=500,429", pool));
+    ck_assert_ptr_null(bff_retry_conf_option(&c, "unsafe=on", pool));
+    ck_assert_ptr_null(bff_retry_conf_option(&c, "budget=10", pool));
+    ck_assert_ptr_null(bff_retry_conf_option(&c, "budget-min=5", pool));
+    ck_assert_int_eq(c.attempts, 3);
+    ck_assert_int_eq(c.base_ms, 20);
+    ck_assert_int_eq(c.max_ms, 2000);
+    ck_assert_int_eq(c.nstatuses, 2);
+    ck_assert_int_eq(c.statuses[1], 429);
+    ck_assert_int_eq(c.unsafe, 1);
+    ck_assert_int_eq(c.budget_pct, 10);
+    ck_assert_int_eq(c.budget_min, 5);
+    ck_assert_str_eq(bff_retry_conf_option(&c, "attempts=0", pool),
+                     "attempts=0: expected a number from 1 to 10");
+    ck_assert_str_eq(bff_retry_conf_option(&c, "statuses=200", pool),
+                     "statuses=200: expected a number from 400 to 599");
+    ck_assert_str_eq(bff_retry_conf_option(&c, "unsafe=maybe", pool),
+                     "unsafe=maybe: expected on or off");
+    ck_assert_ptr_nonnull(strstr(bff_retry_conf_option(&c, "tries=2", pool),
+                                 "unknown option 'tries'"));
+}
+END_TEST
+
+static Suite *resilience_suite(void)
+{
+    Suite *s = suite_create("resilience");
+    TCase *tc = tcase_create("breaker");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, defaults_are_resilience4j_like);
+    tcase_add_test(tc, rate_needs_min_calls);
+    tcase_add_test(tc, rate_threshold_exact);
+    tcase_add_test(tc, window_slides);
+    tcase_add_test(tc, consecutive_failures_open);
+    tcase_add_test(tc, slow_calls_count_as_failures);
+    tcase_add_test(tc, open_refuses_then_half_open);
+    tcase_add_test(tc, half_open_closes_on_successes);
+    tcase_add_test(tc, half_open_failure_reopens);
+    tcase_add_test(tc, late_reports_while_open_ignored);
+    tcase_add_test(tc, unreported_trials_expire);
+    tcase_add_test(tc, force_by_probe);
+    tcase_add_test(tc, conf_options);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("retry");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, retryable_methods_and_statuses);
+    tcase_add_test(tc, backoff_exponential_with_jitter);
+    tcase_add_test(tc, budget_burst_then_ratio);
+    tcase_add_test(tc, retry_conf_options);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr;
+    int failed;
+
+    apr_initialize();
+    sr = srunner_create(resilience_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    apr_terminate();
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
