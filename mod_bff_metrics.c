@@ -211,11 +211,47 @@ static int metrics_log_transaction(request_rec *r)
     return DECLINED;
 }
 
+/* One backend's (or one item's) calls: every attempt counts, the ones
+ * before the last having failed; the duration is the whole, retries
+ * included. A refused call (circuit open) was not made. */
+static void count_calls(apr_pool_t *p, const char *name,
+                        const bff_be_result_t *br)
+{
+    int ok = br->state == BFF_BE_OK;
+    int errors = br->attempts - (ok && br->attempts > 0);
+
+    /* skipped: not called (a dependency failed) or abandoned after a
+     * required backend failed; neither is this backend's doing */
+    if (!ok && br->state != BFF_BE_FAILED) {
+        return;
+    }
+    if (!ok) {
+        bff_metrics_add(table, BFF_M_SERVICE_ERRORS, bff_metrics_labels(p,
+                        "backend", name, "reason",
+                        bff_metrics_backend_reason(br), NULL), 1);
+    }
+    if (br->attempts <= 0) {
+        return;
+    }
+    if (ok) {
+        bff_metrics_add(table, BFF_M_BACKEND_REQUESTS, bff_metrics_labels(p,
+                        "backend", name, "outcome", "ok", NULL), 1);
+    }
+    if (errors > 0) {
+        bff_metrics_add(table, BFF_M_BACKEND_REQUESTS, bff_metrics_labels(p,
+                        "backend", name, "outcome", "error", NULL),
+                        (apr_uint64_t)errors);
+    }
+    bff_metrics_observe(table, BFF_M_BACKEND_DURATION,
+                        bff_metrics_labels(p, "backend", name, NULL),
+                        br->elapsed);
+}
+
 void bff_metrics_run(request_rec *r, const bff_endpoint_t *ep,
                      const bff_run_result_t *res)
 {
     apr_pool_t *p = r->pool;
-    int i;
+    int i, k;
 
     if (!table) {
         return;
@@ -226,25 +262,16 @@ void bff_metrics_run(request_rec *r, const bff_endpoint_t *ep,
         const bff_backend_t *be = APR_ARRAY_IDX(ep->backends, i,
                                                 const bff_backend_t *);
         const bff_be_result_t *br = &res->results[i];
-        const char *b = bff_metrics_labels(p, "backend", be->name, NULL);
 
-        /* skipped: not called (a dependency failed) or abandoned after a
-         * required backend failed; neither is this backend's doing */
-        if (br->state != BFF_BE_OK && br->state != BFF_BE_FAILED) {
-            continue;
+        if (br->nitems > 0) {
+            /* per-item calls: each item is a call of its own */
+            for (k = 0; k < br->nitems; k++) {
+                count_calls(p, be->name, &br->items[k]);
+            }
         }
-        if (br->state == BFF_BE_FAILED) {
-            bff_metrics_add(table, BFF_M_SERVICE_ERRORS, bff_metrics_labels(p,
-                            "backend", be->name, "reason",
-                            bff_metrics_backend_reason(br), NULL), 1);
+        else {
+            count_calls(p, be->name, br);
         }
-        if (!br->req.url) {
-            continue;   /* failed before a call: no URL could be built */
-        }
-        bff_metrics_add(table, BFF_M_BACKEND_REQUESTS, bff_metrics_labels(p,
-                        "backend", be->name, "outcome",
-                        br->state == BFF_BE_OK ? "ok" : "error", NULL), 1);
-        bff_metrics_observe(table, BFF_M_BACKEND_DURATION, b, br->elapsed);
     }
 }
 

@@ -17,7 +17,7 @@ use Time::HiRes qw(sleep);
 use BFFTest;
 use BFFJWT;
 
-plan tests => 77;
+plan tests => 89;
 
 my $promtool = "promtool";
 
@@ -132,6 +132,7 @@ sub histograms_ok {
 my $keys = keydir();
 my $U = svc_url('user');
 my $O = svc_url('order');
+my $P = svc_url('product');
 my $libexec = $ENV{BFF_T_LIBEXECDIR};
 my $tag = "m$$";                 # Redis keys of this run only
 my $redis = $ENV{BFF_T_REDIS_URL};
@@ -173,6 +174,19 @@ BFFRateLimitRedis $redis connect-timeout=200ms timeout=250ms
 <BFFEndpoint GET /m/dep/{id:int}>
     BFFBackend m_dep_user   GET $U/users/{id}?status=500 required
     BFFBackend m_dep_orders GET $O/orders/user/{m_dep_user.id}
+</BFFEndpoint>
+<BFFEndpoint GET /m/items/{id:int}>
+    BFFBackend m_it_orders   GET $O/orders/user/{id} required
+    BFFBackend m_it_products GET $P/products/{m_it_orders[].product_id} per-item
+</BFFEndpoint>
+<BFFEndpoint GET /m/brk/{id:int}>
+    BFFBackend m_brk_user GET $U/users/{id} required
+    BFFBackend m_brk      GET $O/orders/user/{id}?status=503
+    BFFBreaker on consecutive=2 open=30s scope=backend
+</BFFEndpoint>
+<BFFEndpoint GET /m/retry/{id:int}>
+    BFFBackend m_retry GET $O/orders/user/{id}?status=503
+    BFFRetry attempts=3 backoff=10ms max-backoff=20ms
 </BFFEndpoint>
 <BFFEndpoint GET /m/cached/{id:int}>
     BFFBackend m_cached GET $U/users/{id} required
@@ -279,6 +293,31 @@ ok t_cmp(v($m, 'bff_http_requests_total', endpoint => '/m/agg/{id:int}', method 
 unlike $text, qr{4711|/m/proxy/users|/m/agg/\d}, 'no raw URL in any label';
 ok t_cmp(v($m, 'bff_http_requests_total', endpoint => '/metrics', method => 'GET', status => 200), 2,
          'the scrapes count too (under their Location)');
+
+# per-item calls: one per distinct product; a circuit breaker opening
+my %pids_of = map { ($_->{product_id} => 1) } @{ orders_of(1) };
+ok t_cmp(http_get($port, '/m/items/1')->code, 200, 'per-item fan-out');
+@codes = map { http_get($port, '/m/brk/1')->header('X-BFF-Completed') } 1 .. 3;
+ok t_cmp("@codes", 'false false false', 'a failing optional backend, 3 times');
+$m = parse(scrape_port($port));
+ok t_cmp(v($m, 'bff_backend_requests_total', backend => 'm_it_products', outcome => 'ok'),
+         scalar(keys %pids_of), 'per-item: each item a call (' . keys(%pids_of) . ')');
+ok t_cmp(v($m, 'bff_backend_requests_total', backend => 'm_brk', outcome => 'error'), 2,
+         'two calls failed, then the breaker opened');
+ok t_cmp(v($m, 'bff_service_errors_total', backend => 'm_brk', reason => 'http_5xx'), 2, '503s');
+ok t_cmp(v($m, 'bff_service_errors_total', backend => 'm_brk', reason => 'circuit_open'), 1,
+         'the third refused: circuit_open, no call');
+ok t_cmp(http_get($port, '/m/retry/1')->header('X-BFF-Completed'), 'false', 'retried, then failed');
+$m = parse(scrape_port($port));
+ok t_cmp(v($m, 'bff_backend_requests_total', backend => 'm_retry', outcome => 'error'), 3,
+         'retries: 3 attempts, 3 calls');
+ok t_cmp(v($m, 'bff_service_errors_total', backend => 'm_retry', reason => 'http_5xx'), 1,
+         'one failed backend');
+my ($bkey) = grep { m{^bff_breaker_state\{backend=".* /m/brk/\{id:int\} m_brk"\}$} } keys %$m;
+ok $bkey, 'a breaker state series, labelled with the breaker key' or diag join "\n", grep /breaker/, keys %$m;
+ok t_cmp($bkey ? $m->{$bkey} : -1, 2, 'bff_breaker_state 2: open');
+(my $tkey = $bkey // '') =~ s/^bff_breaker_state\{(.*)\}$/bff_breaker_transitions_total{$1,to="open"}/;
+ok t_cmp($m->{$tkey} // 0, 1, 'one transition to open');
 
 # the active gauge: the scrape itself, plus a slow request in flight
 ok t_cmp(v($m, 'bff_http_active_requests'), 1, 'active: the scrape only');
