@@ -547,7 +547,7 @@ static const char *pol_admit(void *baton, const bff_backend_t *be, int attempt,
     const char *origin = origin_of(*url, p);
     upstream_t *u;
     slot_t *s;
-    int ok = 1, from = -1;
+    int ok = 1, from = -1, to = -1, deposit;
     apr_time_t now = apr_time_now();
 
     *token = NULL;
@@ -570,25 +570,27 @@ static const char *pol_admit(void *baton, const bff_backend_t *be, int attempt,
     if (bc->breaker_on && !s->has_breaker) {
         s->has_breaker = 1;
     }
+    /* the lock only when there is something to change: a closed breaker
+     * admits every call, and only retries use the budget */
+    deposit = attempt == 1 && retry_conf(pb)->attempts > 1;
     if (bc->breaker_on) {
         apr_uint32_t st = __atomic_load_n(&s->brk.state, __ATOMIC_RELAXED);
-        if (st != BFF_BRK_CLOSED || attempt == 1) {
-            if (glock()) {
-                ok = bff_brk_admit(&s->brk, &bc->brk, now, &from);
-                if (ok && attempt == 1) {
-                    bff_retry_budget_deposit(&s->budget, retry_conf(pb));
-                }
-                gunlock();
+        if ((st != BFF_BRK_CLOSED || deposit) && glock()) {
+            ok = bff_brk_admit(&s->brk, &bc->brk, now, &from);
+            to = (int)s->brk.state;
+            if (ok && deposit) {
+                bff_retry_budget_deposit(&s->budget, retry_conf(pb));
             }
+            gunlock();
         }
         if (from >= 0) {
-            log_transition(s, from, (int)s->brk.state, "open wait over");
+            log_transition(s, from, to, "open wait over");
         }
         if (!ok) {
             return "circuit open";
         }
     }
-    else if (attempt == 1 && glock()) {
+    else if (deposit && glock()) {
         bff_retry_budget_deposit(&s->budget, retry_conf(pb));
         gunlock();
     }
@@ -624,19 +626,19 @@ static void pol_report(void *baton, const bff_backend_t *be, void *token,
     }
     why = req->err != BFF_FETCH_OK ? bff_fetch_err_str(req->err)
           : apr_psprintf(pb->r->pool, "HTTP %d", req->status);
-    if (!glock()) {
-        return;
-    }
     if (o != BFF_BRK_IGNORED) {
+        /* for display only: written without the lock (a reader may see
+         * two calls' fields mixed; the snapshot terminates the string) */
         s->last_at = now;
         s->last_status = (apr_uint32_t)req->status;
         s->last_ok = o == BFF_BRK_SUCCESS;
         apr_cpystrn(s->last_reason, why, sizeof(s->last_reason));
     }
-    if (bc->breaker_on) {
-        from = (int)s->brk.state;
-        to = bff_brk_record(&s->brk, &bc->brk, now, o, req->elapsed);
+    if (!bc->breaker_on || !glock()) {
+        return;
     }
+    from = (int)s->brk.state;
+    to = bff_brk_record(&s->brk, &bc->brk, now, o, req->elapsed);
     gunlock();
     if (to >= 0) {
         log_transition(s, from, to, to == BFF_BRK_OPEN
@@ -751,6 +753,8 @@ int bff_res_backends(bff_res_backend_fn *fn, void *baton, apr_pool_t *p)
         if (!s->key[0]) {
             continue;
         }
+        s->key[KEY_MAX - 1] = '\0';
+        s->last_reason[sizeof(s->last_reason) - 1] = '\0';
         b.key = s->key;
         b.state = (int)s->brk.state;
         b.breaker = (int)s->has_breaker;
