@@ -332,8 +332,12 @@ static json_t *ensure_obj(json_t *v, const bff_ref_t *ref, int from, int to)
 
     for (i = from; v && i < to; i++) {
         const char *name = bff_ref_seg(ref, i, NULL);
-        json_t *next = json_object_get(v, name);
+        json_t *next;
 
+        if (!json_is_object(v)) {
+            return NULL;
+        }
+        next = json_object_get(v, name);
         if (!next) {
             next = json_object();
             json_object_set_new(v, name, next);

@@ -12,6 +12,11 @@ if [ ! -f configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt con
 fi
 # reconfigure when the options changed since the last build
 if [ ! -f Makefile ] || [ "$(cat .configure-args 2>/dev/null)" != "$want" ]; then
+    # objects built with other flags (e.g. without the sanitizers) would
+    # be kept by make: the flags are not among their dependencies
+    if [ -f Makefile ]; then
+        make -s clean >/dev/null 2>&1 || true
+    fi
     # shellcheck disable=SC2086
     ./configure -q $want
     echo "$want" > .configure-args
