@@ -306,11 +306,15 @@ int bff_auth_redis_state(bff_redis_state_t *out, int probe, request_rec *r);
 
 /* The seam for the circuit breakers (issue 5): their glue registers this
  * optional function (APR_REGISTER_OPTIONAL_FN) returning one
- * bff_breaker_info_t per breaker, read at every scrape. */
+ * bff_breaker_info_t per breaker key (breakers, and keys with retry
+ * counts), read at every scrape. */
 typedef struct {
     const char *backend;       /* the breaker's backend (or host) name */
-    const char *state;         /* "closed", "half-open" or "open" */
+    const char *state;         /* "closed", "half-open" or "open"; NULL for
+                                  a key without a breaker (retries only) */
     apr_uint64_t to_closed, to_half_open, to_open;   /* transitions so far */
+    apr_uint64_t refused;      /* calls not made: circuit open */
+    apr_uint64_t retries, budget_exhausted;          /* BFFRetry */
 } bff_breaker_info_t;
 APR_DECLARE_OPTIONAL_FN(apr_array_header_t *, bff_breaker_snapshot,
                         (apr_pool_t *p));

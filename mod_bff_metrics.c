@@ -300,10 +300,21 @@ static void refresh(request_rec *r)
         for (i = 0; all && i < all->nelts; i++) {
             const bff_breaker_info_t *b = &APR_ARRAY_IDX(all, i,
                                                          bff_breaker_info_t);
-            int v = bff_metrics_breaker_value(b->state);
+            const char *lb = bff_metrics_labels(r->pool, "backend",
+                                                b->backend, NULL);
+            int v;
+            /* retries are counted for keys with or without a breaker */
+            bff_metrics_set(table, BFF_M_RETRIES, lb, (apr_int64_t)b->retries);
+            bff_metrics_set(table, BFF_M_RETRY_BUDGET_EXHAUSTED, lb,
+                            (apr_int64_t)b->budget_exhausted);
+            if (!b->state) {
+                continue;
+            }
+            bff_metrics_set(table, BFF_M_BREAKER_REFUSED, lb,
+                            (apr_int64_t)b->refused);
+            v = bff_metrics_breaker_value(b->state);
             if (v >= 0) {
-                bff_metrics_set(table, BFF_M_BREAKER_STATE, bff_metrics_labels(
-                                r->pool, "backend", b->backend, NULL), v);
+                bff_metrics_set(table, BFF_M_BREAKER_STATE, lb, v);
             }
             bff_metrics_set(table, BFF_M_BREAKER_TRANSITIONS,
                             bff_metrics_labels(r->pool, "backend", b->backend,

@@ -781,15 +781,18 @@ static void snapshot_add(void *baton, const bff_res_backend_t *b)
     apr_array_header_t *all = baton;
     bff_breaker_info_t *i;
 
-    if (!b->breaker) {
+    if (!b->breaker && !b->counters.retries && !b->counters.budget_exhausted) {
         return;
     }
     i = &APR_ARRAY_PUSH(all, bff_breaker_info_t);
     i->backend = b->key;
-    i->state = bff_brk_state_str(b->state);
+    i->state = b->breaker ? bff_brk_state_str(b->state) : NULL;
     i->to_closed = b->counters.closed;
     i->to_half_open = b->counters.half_opened;
     i->to_open = b->counters.opened;
+    i->refused = b->counters.refused;
+    i->retries = b->counters.retries;
+    i->budget_exhausted = b->counters.budget_exhausted;
 }
 
 static apr_array_header_t *bff_breaker_snapshot(apr_pool_t *p)

@@ -64,6 +64,15 @@ static const bff_metric_family_t families[BFF_M_NFAMILIES] = {
     { "bff_metrics_series_dropped_total",
       "Updates of series that the full metrics table could not hold "
       "(raise BFFMetricsSlots).", BFF_MT_COUNTER },
+    { "bff_breaker_calls_refused_total",
+      "Backend calls not made because the circuit breaker was open, by "
+      "breaker.", BFF_MT_COUNTER },
+    { "bff_backend_retries_total",
+      "Retries of backend calls (BFFRetry), by breaker key (backend origin "
+      "or endpoint backend).", BFF_MT_COUNTER },
+    { "bff_retry_budget_exhausted_total",
+      "Retries not made because the retry budget was spent, by breaker "
+      "key.", BFF_MT_COUNTER },
 };
 
 /* the bucket bounds as le label values */

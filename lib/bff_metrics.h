@@ -45,6 +45,10 @@ typedef enum {
     BFF_M_REDIS_UP,               /* gauge {pool} */
     BFF_M_REDIS_CONNECTIONS,      /* gauge {pool,state} */
     BFF_M_DROPPED,                /* counter: series the full table refused */
+    /* appended, so series kept across a graceful restart keep their ids */
+    BFF_M_BREAKER_REFUSED,        /* counter {backend} */
+    BFF_M_RETRIES,                /* counter {backend} */
+    BFF_M_RETRY_BUDGET_EXHAUSTED, /* counter {backend} */
     BFF_M_NFAMILIES
 } bff_metric_e;
 

@@ -17,7 +17,7 @@ use Time::HiRes qw(sleep);
 use BFFTest;
 use BFFJWT;
 
-plan tests => 89;
+plan tests => 92;
 
 my $promtool = "promtool";
 
@@ -307,8 +307,20 @@ ok t_cmp(v($m, 'bff_backend_requests_total', backend => 'm_brk', outcome => 'err
 ok t_cmp(v($m, 'bff_service_errors_total', backend => 'm_brk', reason => 'http_5xx'), 2, '503s');
 ok t_cmp(v($m, 'bff_service_errors_total', backend => 'm_brk', reason => 'circuit_open'), 1,
          'the third refused: circuit_open, no call');
+my $m_before_retry = $m;
 ok t_cmp(http_get($port, '/m/retry/1')->header('X-BFF-Completed'), 'false', 'retried, then failed');
 $m = parse(scrape_port($port));
+sub family_sum {
+    my ($mm, $name) = @_;
+    my $sum = 0;
+    $sum += $mm->{$_} for grep { /^\Q$name\E\{/ } keys %$mm;
+    return $sum;
+}
+ok t_cmp(family_sum($m, 'bff_backend_retries_total')
+         - family_sum($m_before_retry, 'bff_backend_retries_total'), 2,
+         'bff_backend_retries_total: 3 attempts are 2 retries');
+ok t_cmp(family_sum($m, 'bff_retry_budget_exhausted_total'), 0,
+         'bff_retry_budget_exhausted_total: the budget held');
 ok t_cmp(v($m, 'bff_backend_requests_total', backend => 'm_retry', outcome => 'error'), 3,
          'retries: 3 attempts, 3 calls');
 ok t_cmp(v($m, 'bff_service_errors_total', backend => 'm_retry', reason => 'http_5xx'), 1,
@@ -318,6 +330,8 @@ ok $bkey, 'a breaker state series, labelled with the breaker key' or diag join "
 ok t_cmp($bkey ? $m->{$bkey} : -1, 2, 'bff_breaker_state 2: open');
 (my $tkey = $bkey // '') =~ s/^bff_breaker_state\{(.*)\}$/bff_breaker_transitions_total{$1,to="open"}/;
 ok t_cmp($m->{$tkey} // 0, 1, 'one transition to open');
+(my $rkey = $bkey // '') =~ s/^bff_breaker_state\{/bff_breaker_calls_refused_total{/;
+ok t_cmp($m->{$rkey} // -1, 1, 'bff_breaker_calls_refused_total: the third call refused');
 
 # the active gauge: the scrape itself, plus a slow request in flight
 ok t_cmp(v($m, 'bff_http_active_requests'), 1, 'active: the scrape only');
