@@ -129,7 +129,9 @@ sub redis_stop {
     open my $fh, '<', redis_pidfile() or die "no redis pid file: $!";
     chomp(my $pid = <$fh>);
     kill 'TERM', $pid;
-    for (1 .. 100) { last unless kill 0, $pid; Time::HiRes::sleep(0.05) }
+    # up to 20 s: a loaded machine or a sanitizer build stops slowly, and
+    # callers read the error log the children write as they exit
+    for (1 .. 400) { last unless kill 0, $pid; Time::HiRes::sleep(0.05) }
 }
 
 sub redis_start {
