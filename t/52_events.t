@@ -7,7 +7,7 @@ use warnings FATAL => 'all';
 
 use Apache::Test qw(-withtestmore);
 use Apache::TestUtil;
-use File::Temp qw(tempdir);
+use BFFConfTest;
 use IO::Socket::INET;
 use JSON::PP ();
 use BFFTest;
@@ -257,25 +257,6 @@ like errlog_when($h3, qr/BFF355/), qr/BFF355: .*[1-9]\d* dropped \(queue full\)/
 close $silent;
 
 # --- configuration errors -------------------------------------------------
-my $dir = tempdir(CLEANUP => 1);
-sub configtest {
-    my $body = shift;
-    open my $fh, '>', "$dir/httpd.conf" or die $!;
-    print $fh <<"EOF";
-ServerRoot "$dir"
-PidFile "$dir/httpd.pid"
-ErrorLog "$dir/error.log"
-DefaultRuntimeDir "$dir"
-Listen 127.0.0.1:1
-LoadModule mpm_event_module "$ENV{BFF_T_LIBEXECDIR}/mod_mpm_event.so"
-LoadModule authz_core_module "$ENV{BFF_T_LIBEXECDIR}/mod_authz_core.so"
-LoadModule bff_module "$ENV{BFF_T_MODULE}"
-$body
-EOF
-    close $fh;
-    my $out = `'@{[ Apache::Test::vars('httpd') ]}' -t -f '$dir/httpd.conf' 2>&1`;
-    return ($? >> 8, $out);
-}
 for my $c (['BFFEventsRedis http://x', qr/BFFEventsRedis: .*redis/i],
            ['BFFEventsRedis redis://127.0.0.1 maxlen=0', qr/maxlen=0: not a number in range/],
            ['BFFEventsRedis redis://127.0.0.1 queue=x', qr/queue=x/],
