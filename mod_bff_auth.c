@@ -1600,8 +1600,8 @@ static void lease_held(bff_bucket_result_t *res, apr_int64_t n,
 }
 
 /* Hands out a token of this child's lease on key, if it holds one:
- * returns 1 with *res. Otherwise returns 0 and *refund gets the tokens of
- * an expired lease, which the next Redis call gives back. */
+ * returns 1 with *res. Otherwise returns 0 and *refund gets the tokens
+ * left in the (then expired) lease, which the next Redis call gives back. */
 static int lease_use(bff_bucket_result_t *res, apr_int64_t *refund,
                      const char *key, apr_time_t now)
 {
@@ -1619,7 +1619,8 @@ static int lease_use(bff_bucket_result_t *res, apr_int64_t *refund,
         used = 1;
     }
     else if (e) {
-        *refund = e->expires <= now ? e->avail : 0;
+        /* spent or expired: what is left goes back */
+        *refund = e->avail;
         apr_hash_set(leases, e->key, APR_HASH_KEY_STRING, NULL);
         free(e);
     }
@@ -1665,9 +1666,10 @@ static const char *redis_take(bff_bucket_result_t *res, request_rec *r,
     redisContext *ctx;
     const char *err;
     apr_int64_t refund = 0, granted = 0;
+    apr_int64_t lease = l->lease > 1 && lease_mutex ? l->lease : 1;
     apr_time_t now = apr_time_now();
 
-    if (l->lease > 1 && lease_mutex && lease_use(res, &refund, key, now)) {
+    if (lease > 1 && lease_use(res, &refund, key, now)) {
         return NULL;
     }
     if (!(ctx = redis_get(r, &err))) {
@@ -1675,9 +1677,7 @@ static const char *redis_take(bff_bucket_result_t *res, request_rec *r,
     }
     /* Redis' clock (now_ms < 0): every instance refills by the same time */
     err = bff_bucket_redis_lease(res, &granted, ctx, key, strlen(key),
-                                 &l->conf, -1, 1,
-                                 l->lease > 1 && lease_mutex ? l->lease : 1,
-                                 refund, r->pool);
+                                 &l->conf, -1, 1, lease, refund, r->pool);
     redis_put(ctx);
     if (err) {
         /* a refund that may not have arrived is dropped: better a token
@@ -1686,7 +1686,7 @@ static const char *redis_take(bff_bucket_result_t *res, request_rec *r,
         return err;
     }
     redis_mark_up(r);
-    if (granted > 1 && lease_mutex) {
+    if (granted > 1) {          /* only with lease > 1 */
         lease_keep(key, granted - 1, res, &l->conf,
                    now + apr_time_from_msec(l->lease_ttl_ms));
         lease_held(res, granted - 1, &l->conf);
@@ -1729,7 +1729,6 @@ int bff_auth_redis_state(bff_redis_state_t *out, int probe, request_rec *r)
  * restart or MaxConnectionsPerChild loses none. */
 static apr_status_t leases_return(void *data)
 {
-    (void)data;
     apr_pool_t *p;
     apr_hash_index_t *hi;
     redisContext *ctx = NULL;
@@ -1737,6 +1736,7 @@ static apr_status_t leases_return(void *data)
     bff_bucket_result_t res;
     apr_int64_t granted;
 
+    (void)data;
     if (!leases || !lease_mutex || apr_pool_create(&p, NULL) != APR_SUCCESS) {
         return APR_SUCCESS;
     }
