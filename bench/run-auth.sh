@@ -14,29 +14,23 @@ GW_CPUS=${GW_CPUS:-0}; AUX_CPUS=${AUX_CPUS:-1}
 "$top/scripts/build.sh" >/dev/null
 run=$(mktemp -d /tmp/bff-bench-auth.XXXXXX)
 chmod 755 "$run"
-pids=()
+svc=()
+. "$top/bench/lib.sh"
 cleanup() {
     [[ -f $run/httpd.pid ]] && kill "$(cat "$run/httpd.pid")" 2>/dev/null || true
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${svc[@]}"; do kill "$p" 2>/dev/null || true; done
     [[ -f $run/redis.pid ]] && kill "$(cat "$run/redis.pid")" 2>/dev/null || true
     sleep 0.5
     rm -rf "$run"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # backends and Redis on the auxiliary CPU. BACKENDS=harness uses the nginx
 # backends of a `bench/run.sh serve` that is running (127.0.0.1:8001-8003).
 if [[ ${BACKENDS:-demo} == harness ]]; then
-    port_user=8001 port_order=8002 port_product=8003
+    url=([user]=http://127.0.0.1:8001 [order]=http://127.0.0.1:8002 [product]=http://127.0.0.1:8003)
 else
-for role in user order product; do
-    port=$(free_port)
-    taskset -c "$AUX_CPUS" "$top/services/bff-demo-service" --role $role --port "$port" \
-        --data "$top/services/fixtures" --threads 2 2>>"$run/services.log" &
-    pids+=($!)
-    eval "port_$role=$port"
-done
+    start_demo_services
 fi
 redis_port=$(free_port)
 taskset -c "$AUX_CPUS" redis-server --bind 127.0.0.1 --port "$redis_port" --save '' \
@@ -53,11 +47,10 @@ token="$input.$(printf %s "$input" | openssl dgst -sha256 -sign "$run/rsa.key" |
 
 export BFF_MODULE=$top/.libs/mod_bff.so BFFB_RUN=$run BFFB_PORT=$(free_port) \
        BFFB_REDIS=redis://127.0.0.1:$redis_port \
-       BFFB_USERS=http://127.0.0.1:$port_user BFFB_ORDERS=http://127.0.0.1:$port_order \
-       BFFB_PRODUCTS=http://127.0.0.1:$port_product
-if [[ $(id -u) == 0 ]]; then export BFFB_USER=www-data BFFB_GROUP=www-data; else
-    export BFFB_USER=$(id -un) BFFB_GROUP=$(id -gn); fi
-taskset -c "$GW_CPUS" apache2 -f "$top/bench/httpd-auth.conf.in" -k start
+       BFFB_USERS=${url[user]} BFFB_ORDERS=${url[order]} BFFB_PRODUCTS=${url[product]}
+export_httpd_user
+conf=$top/bench/httpd-auth.conf.in
+taskset -c "$GW_CPUS" apache2 -f "$conf" -k start
 base=http://127.0.0.1:$BFFB_PORT
 for i in $(seq 50); do curl -s -o /dev/null "$base/open/api/profile/42" && break; sleep 0.1; done
 st=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$base/secure/api/profile/42")
@@ -67,42 +60,33 @@ st=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$
 st=$(curl -s -o /dev/null -w '%{http_code}' "$base/secure/api/profile/42")
 [[ $st == 401 ]] || { echo "no token gave $st, expected 401" >&2; exit 1; }
 
-cpu_ticks() {   # utime + stime of every httpd process of this run
-    local sum=0 p
-    for p in $(pgrep -f "$top/bench/httpd-auth.conf.in"); do
-        sum=$(( sum + $(awk '{print $14 + $15}' "/proc/$p/stat") ))
-    done
-    echo $sum
-}
-hz=$(getconf CLK_TCK)
 # Rows are measured in REPEAT interleaved rounds (off, on, off, on, ...), so
 # slow drifts of the shared machine hit both rows of a pair alike; each
 # pair's cost is the median of its per-round costs.
 REPEAT=${REPEAT:-3}
 printf '%-36s %5s %9s %8s %8s %9s\n' target round req/s p50ms p99ms us/req
 declare -A rps usr
+perf_pid= profile=
+# PERF_ROW='hit, RS256 + Redis bucket' PERF_OUT=/tmp/x.data: profile that
+# row's first round
+measure_begin() {
+    [[ -n $profile ]] || return 0
+    perf record -q ${PERF_OPTS:--g} -o "${PERF_OUT:-/tmp/bff-auth.perf}" \
+        -p "$(pgrep -d, -f "$conf")" 2>/dev/null &
+    perf_pid=$!
+}
+measure_end() {
+    [[ -n $perf_pid ]] || return 0
+    kill -INT "$perf_pid"; wait "$perf_pid" || true
+    perf_pid=
+}
 measure() {   # label round url [header]
-    local label=$1 round=$2 url=$3; shift 3
-    taskset -c "$AUX_CPUS" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$@" "$url" >/dev/null
-    local c0; c0=$(cpu_ticks) perf_pid=
-    if [[ -n ${PERF_ROW:-} && $label == "$PERF_ROW" && $round == 1 ]]; then
-        # PERF_ROW='hit, RS256 + Redis bucket' PERF_OUT=/tmp/x.data: profile that row
-        perf record -q ${PERF_OPTS:--g} -o "${PERF_OUT:-/tmp/bff-auth.perf}" \
-            -p "$(pgrep -d, -f "$top/bench/httpd-auth.conf.in")" 2>/dev/null &
-        perf_pid=$!
-    fi
-    local out; out=$(taskset -c "$AUX_CPUS" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url")
-    [[ -n $perf_pid ]] && { kill -INT "$perf_pid"; wait "$perf_pid" || true; }
-    local c1; c1=$(cpu_ticks)
-    local r p50 p99 n us
-    r=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-    n=$(awk '/requests in/ {print $1}' <<<"$out")
-    grep -q "Non-2xx" <<<"$out" && { echo "$label: non-2xx answers" >&2; grep Non-2xx <<<"$out" >&2; }
-    us=$(echo "($c1 - $c0) * 1000000 / $hz / $n" | bc -l)
-    rps[$label,$round]=$r; usr[$label,$round]=$us
-    printf '%-36s %5s %9s %8s %8s %9.0f\n' "$label" "$round" "$r" "$p50" "$p99" "$us"
+    local label=$1 round=$2 u=$3; shift 3
+    profile=
+    [[ -n ${PERF_ROW:-} && $label == "$PERF_ROW" && $round == 1 ]] && profile=1
+    wrk_measure "$conf" "$u" "$@"
+    rps[$label,$round]=$m_rps; usr[$label,$round]=$m_us
+    printf '%-36s %5s %9s %8s %8s %9.0f\n' "$label" "$round" "$m_rps" "$m_p50" "$m_p99" "$m_us"
 }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 for round in $(seq "$REPEAT"); do

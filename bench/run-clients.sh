@@ -18,6 +18,7 @@ export BFFB_DELAY=${BFFB_DELAY:-20}
 run=$(mktemp -d /tmp/bff-bench-clients.XXXXXX)
 chmod 755 "$run"
 svc=()
+. "$top/bench/lib.sh"
 stop_all() {
     [[ -f $run/httpd.pid ]] && kill "$(cat "$run/httpd.pid")" 2>/dev/null || true
     for p in "${svc[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -25,22 +26,14 @@ stop_all() {
     rm -rf "$run"
 }
 trap stop_all EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-declare -A url
-for role in user order product; do
-    p=$(port)
-    taskset -c "$AUX_CPUS" "$top/services/bff-demo-service" --role $role --port "$p" \
-        --data "$top/services/fixtures" --threads 2 2>>"$run/services.log" &
-    svc+=($!)
-    url[$role]=http://127.0.0.1:$p
-done
-export BFF_MODULE=$top/.libs/mod_bff.so BFFB_RUN=$run BFFB_PORT=$(port) \
+start_demo_services
+export BFF_MODULE=$top/.libs/mod_bff.so BFFB_RUN=$run BFFB_PORT=$(free_port) \
        BFFB_USERS=${url[user]} BFFB_ORDERS=${url[order]} BFFB_PRODUCTS=${url[product]}
-if [[ $(id -u) == 0 ]]; then export BFFB_USER=www-data BFFB_GROUP=www-data; else
-    export BFFB_USER=$(id -un) BFFB_GROUP=$(id -gn); fi
+export_httpd_user
 for i in $(seq 50); do curl -s -o /dev/null "${url[product]}/health" && break; sleep 0.1; done
-taskset -c "$GW_CPUS" apache2 -f "$top/bench/httpd-clients.conf.in" -k start
+conf=$top/bench/httpd-clients.conf.in
+taskset -c "$GW_CPUS" apache2 -f "$conf" -k start
 gw=http://127.0.0.1:$BFFB_PORT
 for i in $(seq 50); do curl -s -o /dev/null "$gw/batch/api/mobile/profile/$USER_ID" && break; sleep 0.1; done
 
@@ -51,28 +44,12 @@ b=$(curl -s "$gw/batch/api/mobile/profile/$USER_ID" | jq -S .)
 n=$(jq '[.orders[].product_name] | unique | length' <<<"$a")
 echo "user $USER_ID: $n distinct products, answer $(curl -s "$gw/fanout/api/mobile/profile/$USER_ID" | wc -c) bytes"
 
-gw_ticks() {   # CPU ticks of this run's httpd processes
-    local t=0 p
-    for p in $(pgrep -f "$top/bench/httpd-clients.conf.in"); do
-        t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat") ))
-    done
-    echo $t
-}
-hz=$(getconf CLK_TCK)
 declare -A rps
 printf '%-48s %9s %8s %8s %9s\n' target req/s p50ms p99ms us/req
 row() {   # label path
-    local label=$1 u=$gw$2 out t0 t1 n
-    taskset -c "$AUX_CPUS" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$u" >/dev/null
-    t0=$(gw_ticks)
-    out=$(taskset -c "$AUX_CPUS" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$u")
-    t1=$(gw_ticks)
-    ! grep -q Non-2xx <<<"$out" || { echo "$label: $(grep Non-2xx <<<"$out")" >&2; }
-    n=$(awk '/requests in/ {print $1}' <<<"$out")
-    rps[$label]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-    printf '%-48s %9s %8s %8s %9.0f\n' "$label" "${rps[$label]}" \
-        "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")" \
-        "$(echo "($t1 - $t0) * 1000000 / $hz / $n" | bc -l)"
+    wrk_measure "$conf" "$gw$2"
+    rps[$1]=$m_rps
+    printf '%-48s %9s %8s %8s %9.0f\n' "$1" "$m_rps" "$m_p50" "$m_p99" "$m_us"
 }
 row "batch (1 POST /products/batch)"            "/batch/api/mobile/profile/$USER_ID"
 row "per-item (5 GET /products/{id}, cap 4)"     "/fanout/api/mobile/profile/$USER_ID"
