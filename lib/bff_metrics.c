@@ -4,6 +4,7 @@
  */
 #include <sched.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,7 +97,7 @@ const bff_metric_family_t *bff_metric_family(bff_metric_e m)
 
 apr_size_t bff_metrics_table_size(unsigned nslots)
 {
-    return APR_OFFSETOF(bff_metrics_table_t, slots)
+    return offsetof(bff_metrics_table_t, slots)
            + (apr_size_t)nslots * sizeof(bff_metrics_slot_t);
 }
 

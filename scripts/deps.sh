@@ -15,9 +15,11 @@ apache2 apache2-dev libapr1-dev libaprutil1-dev
 libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev libhiredis-dev libjwt-dev
 check redis-server memcached openssl"
 # the Apache::Test suite, the demo, the bench, the docker/ checks
-# (promtool from prometheus, python3-yaml)
+# (promtool from prometheus, python3-yaml), the fuzz targets (clang with
+# libFuzzer and the sanitizer runtimes)
 PKGS="$BUILD_PKGS libapache2-mod-perl2 libwww-perl libjson-perl libjson-xs-perl
-curl jq wrk procps iproute2 lsof bc python3 python3-yaml prometheus"
+curl jq wrk procps iproute2 lsof bc python3 python3-yaml prometheus
+clang libclang-rt-14-dev"
 if [ "${1:-}" = --build ]; then
     PKGS=$BUILD_PKGS
 fi

@@ -1,52 +1,129 @@
 #!/bin/sh
-# Runs every mod_bff test on this machine: installs missing Debian
-# packages, builds, runs the C unit tests, then the Apache::Test suite
-# (a real httpd with mod_bff against the real demo services, which the
-# suite starts on free loopback ports and stops by PID).
+# Runs every mod_bff test on this machine (the README's test command;
+# .ci/run runs exactly this):
+#   1. installs missing Debian packages (scripts/deps.sh);
+#   2. sanitized pass: builds with ASan and UBSan, runs the C unit tests
+#      and the Apache::Test suite once (BFFHTTPClient native) under them
+#      (httpd preloads libasan); any sanitizer report fails the run;
+#   3. fuzzing: every libFuzzer target t/fuzz/fuzz_*.c for FUZZ_SECONDS
+#      from its corpus in t/fuzz/corpus/ (scripts/fuzz.sh);
+#   4. normal pass: builds (warnings are errors), runs the unit tests, the
+#      config file and docker/ checks, and the suite once per backend HTTP
+#      client (native, then curl): a real httpd with mod_bff against the
+#      real demo services, which the suite starts on free loopback ports
+#      and stops by PID.
+# The normal pass comes last so the tree is left with the normal build.
+# Every step runs even when an earlier one failed (a failed build stops
+# its pass); a summary with each step's time ends the output.
 #
-# Environment: SANITIZE=1 builds with ASan/UBSan and runs everything under
-# them (httpd preloads libasan).
+# Environment:
+#   SANITIZE=1        the sanitized pass only;  SANITIZE=0  none of it
+#   SANITIZE_CLIENTS  clients of the sanitized pass (default: native)
+#   FUZZ_SECONDS=N    seconds per fuzz target (default 60; 0: no fuzzing)
 set -eu
 cd "$(dirname "$0")/.."
 
 scripts/deps.sh
-if [ "${SANITIZE:-0}" = 1 ]; then
-    scripts/build.sh --enable-sanitizers
-    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=0:log_path=$PWD/t/logs/asan}
-    export ASAN_OPTIONS
-    mkdir -p t/logs
-    rm -f t/logs/asan.*
-else
-    scripts/build.sh
-fi
-
-echo "== unit tests"
-make -s check || { cat t/unit/*.log 2>/dev/null; exit 1; }
-
-if [ "${SANITIZE:-0}" = 1 ]; then
-    # httpd is not built with ASan: preload its runtime for the module
-    LD_PRELOAD=$(gcc -print-file-name=libasan.so)
-    export LD_PRELOAD
-fi
-
-echo "== config file checks"
-scripts/check-conf.sh
-
-echo "== docker/ checks (no Docker engine: promtool, syntax, cross-references)"
-scripts/check-docker.sh
 
 APXS=${APXS:-$(command -v apxs2 || command -v apxs)}
 HTTPD=$("$APXS" -q SBINDIR)/$("$APXS" -q TARGET)
-set -- -apxs "$APXS" -httpd "$HTTPD"
+mode=${SANITIZE:-all}
+summary=""
 rc=0
-# once per backend HTTP client: the native one, then libcurl for everything
-for client in native curl; do
-    echo "== Apache::Test suite, BFFHTTPClient $client"
-    BFF_T_CLIENT=$client perl t/TEST.PL "$@" || rc=$?
-done
-if [ "${SANITIZE:-0}" = 1 ] && ls t/logs/asan.* >/dev/null 2>&1; then
-    echo "AddressSanitizer/UBSan reports:" >&2
-    cat t/logs/asan.* >&2
-    rc=1
-fi
+started=$(date +%s)
+
+# step NAME COMMAND...: runs it, records its time and outcome
+step() {
+    name=$1
+    shift
+    t0=$(date +%s)
+    if "$@"; then
+        res=ok
+    else
+        res=FAILED
+        rc=1
+    fi
+    summary="$summary$(printf '%-44s %5ss  %s' "$name" $(($(date +%s) - t0)) "$res")
+"
+    [ "$res" = ok ]
+}
+
+unit_tests() {
+    echo "== unit tests"
+    make -s check || { cat t/unit/*.log 2>/dev/null; return 1; }
+}
+
+suite() {
+    echo "== Apache::Test suite, BFFHTTPClient $1"
+    BFF_T_CLIENT=$1 perl t/TEST.PL -apxs "$APXS" -httpd "$HTTPD"
+}
+
+# Sanitizer reports of httpd, the demo services and the unit tests land
+# in t/logs/asan.* and t/logs/ubsan.* (UB aborts: -fno-sanitize-recover).
+sanitizer_reports() {
+    if ls t/logs/asan.* t/logs/ubsan.* >/dev/null 2>&1; then
+        echo "AddressSanitizer/UBSan reports:" >&2
+        cat t/logs/asan.* t/logs/ubsan.* >&2
+        return 1
+    fi
+}
+
+sanitized_suite() {
+    # httpd is not built with ASan: preload its runtime for the module
+    LD_PRELOAD=$(gcc -print-file-name=libasan.so) suite "$1"
+}
+
+sanitized_pass() {
+    echo "== sanitized build (ASan, UBSan)"
+    step "sanitized build" scripts/build.sh --enable-sanitizers || return 0
+    mkdir -p t/logs
+    rm -f t/logs/asan.* t/logs/ubsan.*
+    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=0:log_path=$PWD/t/logs/asan}
+    UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:log_path=$PWD/t/logs/ubsan}
+    export ASAN_OPTIONS UBSAN_OPTIONS
+    step "sanitized unit tests" unit_tests || true
+    for client in ${SANITIZE_CLIENTS:-native}; do
+        step "sanitized suite, $client" sanitized_suite "$client" || true
+    done
+    step "sanitizer reports" sanitizer_reports || true
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+}
+
+normal_pass() {
+    echo "== build"
+    step "build" scripts/build.sh || return 0
+    step "unit tests" unit_tests || true
+    echo "== config file checks"
+    step "config file checks" scripts/check-conf.sh || true
+    echo "== docker/ checks (no Docker engine: promtool, syntax, cross-references)"
+    step "docker/ checks" scripts/check-docker.sh || true
+    # once per backend HTTP client: the native one, then libcurl
+    for client in native curl; do
+        step "suite, $client" suite "$client" || true
+    done
+}
+
+fuzz_pass() {
+    echo "== fuzzing, ${FUZZ_SECONDS:-60}s per target"
+    step "fuzzing" scripts/fuzz.sh || true
+}
+
+case $mode in
+1)
+    sanitized_pass
+    ;;
+0)
+    normal_pass
+    ;;
+*)
+    sanitized_pass
+    [ "${FUZZ_SECONDS:-60}" = 0 ] || fuzz_pass
+    normal_pass
+    ;;
+esac
+
+echo "== summary"
+printf '%s' "$summary"
+printf '%-44s %5ss  %s\n' "total" $(($(date +%s) - started)) \
+    "$([ $rc = 0 ] && echo ok || echo FAILED)"
 exit $rc

@@ -3,7 +3,7 @@
  * (a store is shared, so its bytes are untrusted), store URLs (config),
  * If-None-Match headers (clients) and cache key inputs (clients).
  *
- *   make -f t/unit/Makefile.cache fuzz-run FUZZ_SECONDS=60
+ *   scripts/fuzz.sh fuzz_cache_entry
  *
  * Input: a mode byte, then the bytes for that mode. The input is passed
  * at its exact size, so ASan catches any read past it. Besides the

@@ -1,7 +1,7 @@
 /*
  * libFuzzer target for the HTTP/1.1 response parser.
  *
- *   make -f t/unit/Makefile.standalone fuzz-h1-run FUZZ_SECONDS=120
+ *   scripts/fuzz.sh fuzz_h1
  *
  * Input: a flags byte (bit 0: response to HEAD, bits 1-2: max_body, bit 3:
  * the peer closes at the end), a seed byte for the split points, then the

@@ -3,7 +3,7 @@
  * evaluation, URL encoding and template expansion, plus the config-time
  * parsers fed with the same bytes.
  *
- *   make -f t/unit/Makefile.standalone fuzz-run FUZZ_SECONDS=60
+ *   scripts/fuzz.sh fuzz_tpl
  *
  * Input: PATH '\n' TEXT '\n' JSON, where TEXT is tried as a route pattern,
  * reference, URL/JSON template and shaping path. Besides the sanitizers,
