@@ -426,7 +426,9 @@ static const char *start_call(run_t *run, const bff_backend_t *be,
         *detail = err;
         return "missing input";
     }
-    if (cc && cc->query && *cc->query) {
+    /* the client's query parameters (BFFForwardQuery) go to GET calls
+     * only, as documented: other calls carry what their template says */
+    if (cc && cc->query && *cc->query && !strcmp(be->method, "GET")) {
         url = apr_pstrcat(run->p, url, strchr(url, '?') ? "&" : "?",
                           cc->query, NULL);
     }

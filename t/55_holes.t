@@ -1,7 +1,8 @@
 # Smaller holes: an empty path parameter is a 400 (never a slash-merged
 # shorter path); a POST is never sent twice after its connection died;
-# per-item replies and join copies are bounded in bytes. With the real
-# demo services, for the client BFF_T_CLIENT names.
+# per-item replies and join copies are bounded in bytes; forwarded query
+# parameters go to GET calls only. With the real demo services, for the
+# client BFF_T_CLIENT names.
 use strict;
 use warnings FATAL => 'all';
 
@@ -11,7 +12,7 @@ use LWP::UserAgent ();
 use BFFTest;
 use BFFConfTest;
 
-plan tests => 33;
+plan tests => 36;
 
 my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 0);
 sub calls { scalar @{ svc_log($_[0]) } }
@@ -109,6 +110,13 @@ my $elog = do {
 };
 ok $elog =~ /BFF402: GET \/t\/joinbytes\/\{id:int\}: BFFJoin orders\[\]\.product: the copies/,
    'the failure is logged';
+
+# ---- forwarded query parameters go to GET calls only (README)
+svc_reset();
+$res = bff_get('/t/fwdquery/3?page=2&tenant=t1&x=1');
+ok t_cmp($res->code, 200);
+ok t_cmp(svc_log('user')->[0]{uri}, '/users/3?tenant=t1&page=2', 'the GET call gets them');
+ok t_cmp(svc_log('product')->[0]{uri}, '/products/batch', 'the POST call does not');
 
 # ---- the option is checked at start-up
 my $E = "<BFFEndpoint GET /p/{id:int}>\n BFFBackend a GET http://127.0.0.1:1/{id}\n"

@@ -421,6 +421,34 @@ START_TEST(per_item_bytes_bounded)
 }
 END_TEST
 
+/* Forwarded client query parameters go to GET calls only. */
+START_TEST(query_to_get_calls_only)
+{
+    bff_endpoint_t *ep = profile_endpoint();
+    bff_run_result_t res;
+    bff_call_ctx_t cc;
+
+    static const fake_resp_t table[] = {
+        { "http://u/users/7?page=2", 200, "{\"id\":7}", 0, 0 },
+        { "http://o/orders/user/7?page=2", 200, "[{\"product_id\":3}]", 0, 0 },
+        { "http://p/products/batch", 200, "[{\"id\":3}]", 0, 0 },
+        { NULL, 0, NULL, 0, 0 }
+    };
+
+    memset(&cc, 0, sizeof(cc));
+    cc.query = "page=2";
+    fk.table = table;
+    bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_int_eq(res.completed, 1);
+    ck_assert_ptr_nonnull(strstr(fk.log, "GET http://u/users/7?page=2\n"));
+    ck_assert_ptr_nonnull(strstr(fk.log,
+                                 "GET http://o/orders/user/7?page=2\n"));
+    ck_assert_ptr_nonnull(strstr(fk.log, "POST http://p/products/batch "
+                                         "{\"ids\":[3]}\n"));
+}
+END_TEST
+
 /* A join whose copies would exceed its bound fails the answer (502). */
 START_TEST(join_bound_fails_answer)
 {
@@ -1327,6 +1355,7 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, per_item_max_items);
     tcase_add_test(tc, per_item_bytes_bounded);
     tcase_add_test(tc, join_bound_fails_answer);
+    tcase_add_test(tc, query_to_get_calls_only);
     tcase_add_test(tc, per_item_deadline);
     tcase_add_test(tc, per_item_config_errors);
     tcase_add_test(tc, presentation_pipeline);
