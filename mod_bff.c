@@ -485,9 +485,10 @@ static const command_rec bff_cmds[] = {
         "product:{products[].id}"),
 
     /* ---- client-specific presentation: mod_bff_client.c (issue 6) ---- */
-    AP_INIT_TAKE2("BFFJoin", bff_client_cmd, (void *)BFF_PR_JOIN, RSRC_CONF,
-        "Attaches matching elements of another list: TARGET SOURCE=KEY, e.g. "
-        "orders[].product products[].id=orders[].product_id"),
+    AP_INIT_TAKE23("BFFJoin", bff_client_cmd_join, NULL, RSRC_CONF,
+        "Attaches matching elements of another list: TARGET SOURCE=KEY "
+        "[max-size=SIZE], e.g. orders[].product "
+        "products[].id=orders[].product_id"),
     AP_INIT_TAKE12("BFFLift", bff_client_cmd, (void *)BFF_PR_LIFT, RSRC_CONF,
         "Moves an object's members into the root (or into TARGET): PATH "
         "[TARGET]"),

@@ -126,12 +126,14 @@ int bff_send_body(request_rec *r, int status, const char *ctype,
 /* mod_bff_client.c: client-specific presentation (issue 6); directives
  * listed in mod_bff.c's table, cmd->info one of these */
 enum {
-    BFF_PR_JOIN = 1, BFF_PR_LIFT, BFF_PR_RENAME, BFF_PR_WRAP, BFF_PR_MERGE,
+    BFF_PR_LIFT = 1, BFF_PR_RENAME, BFF_PR_WRAP, BFF_PR_MERGE,
     BFF_PR_FIELDS, BFF_PR_SELECT
 };
 const char *bff_client_cmd(cmd_parms *cmd, void *dc, const char *a1,
                            const char *a2);
 const char *bff_client_cmd1(cmd_parms *cmd, void *dc, const char *a1);
+const char *bff_client_cmd_join(cmd_parms *cmd, void *dc, const char *target,
+                                const char *spec, const char *opt);
 const char *bff_client_cmd_drop_empty(cmd_parms *cmd, void *dc, int on);
 const char *bff_client_cmd_fields(cmd_parms *cmd, void *dc, const char *name,
                                   const char *path);

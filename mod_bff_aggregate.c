@@ -46,23 +46,54 @@ static int method_matches(const bff_endpoint_t *ep, const request_rec *r)
                && !strcmp(ep->method, "GET"));
 }
 
+/* The decoded path the routes see: r->uri, unless the path the client
+ * sent has an empty segment, which httpd's MergeSlashes takes out of
+ * r->uri: then that path, decoded and with its dot segments resolved, so
+ * "/users//orders" is an empty parameter (a 400), never the shorter
+ * "/users/orders" with the segments after it shifted into parameters. */
+static const char *route_path(request_rec *r)
+{
+    const char *raw = r->unparsed_uri, *end, *s;
+    char *path;
+
+    if (raw && raw[0] != '/' && (s = strstr(raw, "://"))) {
+        raw = strchr(s + 3, '/');     /* absolute-form request target */
+    }
+    if (!raw || raw[0] != '/') {
+        return r->uri;
+    }
+    end = raw + strcspn(raw, "?#");
+    for (s = raw; s + 1 < end && !(s[0] == '/' && s[1] == '/'); s++) {
+    }
+    if (s + 1 >= end) {
+        return r->uri;
+    }
+    path = apr_pstrmemdup(r->pool, raw, (apr_size_t)(end - raw));
+    if (ap_unescape_url(path) != OK) {
+        return r->uri;
+    }
+    ap_getparents(path);
+    return path;
+}
+
 static int bff_translate(request_rec *r)
 {
     bff_server_conf_t *sc = ap_get_module_config(r->server->module_config,
                                                  &bff_module);
     bff_req_t *rq = NULL;
-    const char *pattern = NULL;
+    const char *pattern = NULL, *path;
     int i;
 
     if (!sc->endpoints->nelts || !r->uri || r->uri[0] != '/') {
         return DECLINED;
     }
+    path = route_path(r);
     for (i = 0; i < sc->endpoints->nelts; i++) {
         bff_ep_conf_t *epc = APR_ARRAY_IDX(sc->endpoints, i, bff_ep_conf_t *);
         const char **values;
         int bad = -1;
         bff_route_result_e m = bff_route_match(&values, &bad, epc->ep->route,
-                                               r->uri, r->pool);
+                                               path, r->pool);
         if (m == BFF_ROUTE_NOMATCH) {
             continue;
         }

@@ -53,6 +53,34 @@ static bff_client_ep_t *client_ep(bff_ep_conf_t *epc, apr_pool_t *p)
 
 /* -------------------------------------------------------- directives -- */
 
+/* BFFJoin TARGET SOURCE[].KEY=LIST[].FIELD [max-size=SIZE] */
+const char *bff_client_cmd_join(cmd_parms *cmd, void *dcv, const char *target,
+                                const char *spec, const char *opt)
+{
+    bff_dir_conf_t *dc = dcv;
+    const char *err = bff_in_endpoint_only(cmd, dc);
+    apr_size_t max = 0;
+
+    if (err) {
+        return err;
+    }
+    if (opt && strncmp(opt, "max-size=", 9)) {
+        err = apr_psprintf(cmd->pool, "unknown option '%s' (expected "
+                           "max-size=SIZE)", opt);
+    }
+    else if (opt && ((err = bff_parse_size(&max, opt + 9, cmd->pool))
+                     || !max)) {
+        err = apr_psprintf(cmd->pool, "max-size: %s",
+                           err ? err : "must be more than 0");
+    }
+    else {
+        err = bff_present_join(dc->epc->ep->present, target, spec, max,
+                               cmd->pool);
+    }
+    return err ? apr_psprintf(cmd->pool, "%s %s %s: %s", cmd->cmd->name,
+                              target, spec, err) : NULL;
+}
+
 const char *bff_client_cmd(cmd_parms *cmd, void *dcv, const char *a1,
                            const char *a2)
 {
@@ -65,9 +93,6 @@ const char *bff_client_cmd(cmd_parms *cmd, void *dcv, const char *a1,
     }
     pr = dc->epc->ep->present;
     switch ((int)(apr_uintptr_t)cmd->info) {
-    case BFF_PR_JOIN:
-        err = bff_present_join(pr, a1, a2, cmd->pool);
-        break;
     case BFF_PR_LIFT:
         err = bff_present_lift(pr, a1, a2, cmd->pool);
         break;

@@ -1190,7 +1190,16 @@ static int res_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                  "breakers: %s table of %u keys", kept ? "kept the" : "new",
                  want - 1);
     slots = mem;
+    /* in a graceful restart the old generation's children still claim
+     * and update slots: the table is written under their mutex only */
+    if (!glock()) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, BFFLOGNO(500)
+                     "breakers: cannot take the mutex: the configured keys "
+                     "get their slots on first use");
+        return OK;
+    }
     register_known_keys(s, ptemp);
+    gunlock();
     return OK;
 }
 

@@ -66,9 +66,10 @@ typedef enum {
 } bff_route_result_e;
 
 /* Matches a decoded request path (r->uri). values[i] are copies from p;
- * the array has a NULL after the last value. An empty path segment never
- * matches a parameter (NOMATCH). Only MATCH sets *values and only
- * BADPARAM sets *bad_param. */
+ * the array has a NULL after the last value. An empty path segment where
+ * a parameter stands ("/users//orders", "/users/" for "/users/{id}") is a
+ * bad value of that parameter (BADPARAM), never a match of a shorter
+ * path. Only MATCH sets *values and only BADPARAM sets *bad_param. */
 bff_route_result_e bff_route_match(const char ***values, int *bad_param,
                                    const bff_route_t *rt, const char *path,
                                    apr_pool_t *p);
@@ -203,9 +204,12 @@ const char *bff_present_policy(bff_present_t *pr, const char *policy,
 bff_merge_e bff_present_get_policy(const bff_present_t *pr);
 /* target "orders[].product", spec "products[].id=orders[].product_id":
  * both sides go through one array each, the local side's array is the
- * target's. Unmatched elements get null. Matches are copies. */
+ * target's. Unmatched elements get null. Matches are copies, of at most
+ * max_size bytes in total as compact JSON (0: what bff_present_joins is
+ * given). */
 const char *bff_present_join(bff_present_t *pr, const char *target,
-                             const char *spec, apr_pool_t *p);
+                             const char *spec, apr_size_t max_size,
+                             apr_pool_t *p);
 /* into NULL or "": the root. Neither path may go through an array. A
  * value that is not an object is dropped (a failed backend's null). */
 const char *bff_present_lift(bff_present_t *pr, const char *path,
@@ -222,8 +226,13 @@ int bff_present_empty(const bff_present_t *pr);
  * error naming both writers. */
 const char *bff_present_check(const bff_present_t *pr,
                               const apr_array_header_t *roots, apr_pool_t *p);
-/* Step 1, in place (p for scratch memory). */
-void bff_present_joins(const bff_present_t *pr, json_t *doc, apr_pool_t *p);
+/* Step 1, in place (p for scratch memory): NULL, or the error of the
+ * first join whose copies would exceed its byte limit (max_size for
+ * joins without their own), which stops there. *copied: the bytes the
+ * joins copied (or, after an error, would have). */
+const char *bff_present_joins(apr_size_t *copied, const bff_present_t *pr,
+                              json_t *doc, apr_size_t max_size,
+                              apr_pool_t *p);
 /* Steps 3-6, in place. NULL, or (policy error only) the collision. */
 const char *bff_present_apply(const bff_present_t *pr, json_t *doc,
                               apr_pool_t *p);

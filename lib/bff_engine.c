@@ -426,7 +426,9 @@ static const char *start_call(run_t *run, const bff_backend_t *be,
         *detail = err;
         return "missing input";
     }
-    if (cc && cc->query && *cc->query) {
+    /* the client's query parameters (BFFForwardQuery) go to GET calls
+     * only, as documented: other calls carry what their template says */
+    if (cc && cc->query && *cc->query && !strcmp(be->method, "GET")) {
         url = apr_pstrcat(run->p, url, strchr(url, '?') ? "&" : "?",
                           cc->query, NULL);
     }
@@ -767,6 +769,26 @@ static int schedule_retry(run_t *run, const bff_backend_t *be,
     return 1;
 }
 
+/* The replies of a per-item backend are one reply: together they are
+ * bounded as one is (max-size, BFFMaxResponseSize). Past the bound the
+ * backend fails as a too large reply does; calls in flight finish
+ * unused and no more start. */
+static void items_add_bytes(run_t *run, int i, apr_size_t n)
+{
+    const bff_backend_t *be = APR_ARRAY_IDX(run->ep->backends, i,
+                                            const bff_backend_t *);
+    bff_be_result_t *r = &run->res->results[i];
+    apr_size_t max = be->max_body ? be->max_body : run->ep->max_body;
+
+    r->items_bytes += n;
+    if (r->state == BFF_BE_RUNNING && r->items_bytes > max) {
+        r->err = BFF_FETCH_ETOOBIG;
+        fail(run, i, bff_fetch_err_str(BFF_FETCH_ETOOBIG),
+             apr_psprintf(run->p, "the replies of its items exceed %"
+                          APR_SIZE_T_FMT " bytes in total", max));
+    }
+}
+
 static void finish(run_t *run, bff_fetch_req_t *req)
 {
     apr_uintptr_t b = (apr_uintptr_t)req->baton;
@@ -783,6 +805,9 @@ static void finish(run_t *run, bff_fetch_req_t *req)
         judge(run, it, req);
         report(run, be, it, 0);
         r->items_running--;
+        if (it->state == BFF_BE_OK) {
+            items_add_bytes(run, i, req->resp_len);
+        }
         if (schedule_retry(run, be, it, req)) {
             r->items_retrying++;
         }
@@ -865,6 +890,7 @@ static void build_doc(run_t *run)
     json_t *doc = bff_json_pool_own(json_object(), run->p);
     json_t *errors = NULL;
     const char *conflict;
+    apr_size_t copied;
     int i;
 
     res->completed = 1;
@@ -893,9 +919,13 @@ static void build_doc(run_t *run)
         }
         json_object_set_new(errors, be->name, error_entry(r));
     }
-    bff_present_joins(run->ep->present, doc, run->p);
-    bff_shape_apply(run->ep->shape, doc);
-    conflict = bff_present_apply(run->ep->present, doc, run->p);
+    /* a join copies at most as much as one reply may hold */
+    conflict = bff_present_joins(&copied, run->ep->present, doc,
+                                 run->ep->max_body, run->p);
+    if (!conflict) {
+        bff_shape_apply(run->ep->shape, doc);
+        conflict = bff_present_apply(run->ep->present, doc, run->p);
+    }
     if (conflict) {
         json_decref(errors);
         res->status = 502;

@@ -101,6 +101,7 @@ struct bff_be_result_t {
     int items_running;
     int items_failed;
     int items_retrying;      /* items waiting for their retry */
+    apr_size_t items_bytes;  /* size of the items' replies so far */
 };
 
 /* Resilience hooks (circuit breakers, retries, load balancing), which the

@@ -29,6 +29,13 @@ typedef enum {
  * what clients see in _errors and what metrics use as a label. */
 const char *bff_fetch_err_str(bff_fetch_err_e err);
 
+/* 1 when a request with this method may be sent again after it failed on
+ * a reused keep-alive connection with no answer (GET, HEAD, OPTIONS,
+ * TRACE). Others (POST, PUT, PATCH, DELETE...) may have reached the
+ * backend before the connection died: once a byte of them was written,
+ * the fetchers never send them twice. */
+int bff_fetch_may_resend(const char *method);
+
 typedef struct bff_fetch_req_t bff_fetch_req_t;
 struct bff_fetch_req_t {
     /* in */

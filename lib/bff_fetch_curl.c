@@ -53,6 +53,12 @@ const char *bff_fetch_err_str(bff_fetch_err_e err)
     }
 }
 
+int bff_fetch_may_resend(const char *method)
+{
+    return !strcmp(method, "GET") || !strcmp(method, "HEAD")
+           || !strcmp(method, "OPTIONS") || !strcmp(method, "TRACE");
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *baton)
 {
     slot_t *s = baton;
@@ -226,6 +232,11 @@ static apr_status_t curl_start(bff_fetcher_t *f, bff_fetch_req_t *req)
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s->errbuf);
     /* a backend answer is data, never instructions to go elsewhere */
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    /* libcurl sends a request again, body included, when a reused
+     * connection dies before any answer byte: only a fresh connection
+     * keeps it from repeating a POST the backend may have processed */
+    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT,
+                     bff_fetch_may_resend(req->method) ? 0L : 1L);
 
     if (!strcmp(req->method, "GET")) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);

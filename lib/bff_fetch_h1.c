@@ -722,12 +722,15 @@ static void slot_begin(h1_ctx_t *c, slot_t *s)
     slot_connect(c, s, 0);
 }
 
-/* A reused connection failed before any response byte: the backend closed
- * it as we sent (keep-alive race) and did not see the request. Once, on a
- * fresh connection, as curl and browsers do. */
+/* A reused connection failed before any response byte: most likely the
+ * backend closed it as we sent (keep-alive race) and did not see the
+ * request. Once, on a fresh connection, as browsers do; but a request
+ * that must not run twice (POST, PUT, PATCH, DELETE) may have been
+ * processed, so once a byte of it was written it fails instead. */
 static int slot_retry(h1_ctx_t *c, slot_t *s)
 {
-    if (s->retried || s->rx > 0 || !s->conn || s->conn->nreq == 0) {
+    if (s->retried || s->rx > 0 || !s->conn || s->conn->nreq == 0
+        || (s->out_off > 0 && !bff_fetch_may_resend(s->req->method))) {
         return 0;
     }
     s->retried = 1;

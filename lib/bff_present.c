@@ -18,6 +18,7 @@ typedef struct {
     const bff_ref_t *src;       /* S[].key */
     const bff_ref_t *local;     /* A[].lkey */
     int src_iter;               /* segment of src carrying "[]" */
+    apr_size_t max_size;        /* bytes it may copy; 0: the caller's */
 } join_t;
 
 typedef struct {
@@ -137,7 +138,8 @@ static const char *parse_plain(const bff_ref_t **out, const char *what,
 }
 
 const char *bff_present_join(bff_present_t *pr, const char *target,
-                             const char *spec, apr_pool_t *p)
+                             const char *spec, apr_size_t max_size,
+                             apr_pool_t *p)
 {
     join_t j;
     bff_ref_t *t, *s, *l;
@@ -176,6 +178,7 @@ const char *bff_present_join(bff_present_t *pr, const char *target,
     j.src = s;
     j.local = l;
     j.src_iter = sl;
+    j.max_size = max_size;
     APR_ARRAY_PUSH(pr->joins, join_t) = j;
     return NULL;
 }
@@ -414,7 +417,12 @@ static json_t *index_get(json_t *index, const json_t *key, apr_pool_t *p,
     return json_object_get(index, tag);
 }
 
-static void join_apply(const join_t *j, json_t *doc, apr_pool_t *p)
+/* Attaches the copies; NULL, or an error once they would weigh more than
+ * max bytes (as compact JSON), before that copy is made: one source
+ * element matched by every element of a long list would otherwise
+ * multiply a reply's size without bound. */
+static const char *join_apply(apr_size_t *copied, const join_t *j,
+                              json_t *doc, apr_size_t max, apr_pool_t *p)
 {
     int nt = bff_ref_nsegs(j->target), ns = bff_ref_nsegs(j->src);
     int nl = bff_ref_nsegs(j->local);
@@ -425,7 +433,7 @@ static void join_apply(const join_t *j, json_t *doc, apr_pool_t *p)
     size_t i;
 
     if (!json_is_array(list)) {
-        return;
+        return NULL;
     }
     index = json_object();
     json_array_foreach(src, i, e) {
@@ -444,22 +452,38 @@ static void join_apply(const join_t *j, json_t *doc, apr_pool_t *p)
         if (k) {
             m = index_get(index, k, p, NULL);
         }
+        if (m) {
+            *copied += json_dumpb(m, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+            if (*copied > max) {
+                json_decref(index);
+                return apr_psprintf(p, "BFFJoin %s: the copies it makes "
+                                    "exceed %" APR_SIZE_T_FMT " bytes "
+                                    "(max-size)", bff_ref_text(j->target),
+                                    max);
+            }
+        }
         /* a copy: later shaping edits each element on its own */
         json_object_set_new(e, name, m ? json_deep_copy(m) : json_null());
     }
     json_decref(index);
+    return NULL;
 }
 
-void bff_present_joins(const bff_present_t *pr, json_t *doc, apr_pool_t *p)
+const char *bff_present_joins(apr_size_t *copied, const bff_present_t *pr,
+                              json_t *doc, apr_size_t max_size, apr_pool_t *p)
 {
+    const char *err = NULL;
     int i;
 
-    if (!pr || !doc) {
-        return;
+    *copied = 0;
+    for (i = 0; pr && doc && !err && i < pr->joins->nelts; i++) {
+        const join_t *j = &APR_ARRAY_IDX(pr->joins, i, join_t);
+        apr_size_t n = 0;
+
+        err = join_apply(&n, j, doc, j->max_size ? j->max_size : max_size, p);
+        *copied += n;
     }
-    for (i = 0; i < pr->joins->nelts; i++) {
-        join_apply(&APR_ARRAY_IDX(pr->joins, i, join_t), doc, p);
-    }
+    return err;
 }
 
 /* Removes the value at segments [from, n) of ref below base and returns

@@ -133,21 +133,82 @@ const char *bff_ref_seg(const bff_ref_t *ref, int i, int *iter)
 
 /* Unique-value collector. Scalars are looked up in jansson hash tables
  * (strings by their bytes, other scalars by a type-tagged text so 1, 1.0
- * and true stay distinct, as json_equal has them); objects and arrays are
- * compared with json_equal against the earlier ones, which is quadratic
- * but such lists are short in practice. */
+ * and true stay distinct, as json_equal has them); objects and arrays by
+ * a hash of their content that json_equal values share (member order
+ * aside), then json_equal within that hash's bucket: linear in the size
+ * of the values, where comparing each with all earlier ones was
+ * quadratic in their number. */
 typedef struct {
     json_t *result;
     json_t *strings;        /* set of string values */
     json_t *others;         /* set of tagged numbers/booleans */
-    json_t *composites;     /* objects and arrays seen so far */
+    json_t *composites;     /* content hash (hex) -> [values] */
 } collector_t;
+
+static apr_uint64_t mix(apr_uint64_t h, apr_uint64_t v)
+{
+    v *= APR_UINT64_C(0xff51afd7ed558ccd);
+    v ^= v >> 33;
+    return (h ^ v) * APR_UINT64_C(0xc4ceb9fe1a85ec53) + 0x9e3779b97f4a7c15ULL;
+}
+
+static apr_uint64_t hash_bytes(const char *s, size_t n)
+{
+    apr_uint64_t h = APR_UINT64_C(0xcbf29ce484222325);   /* FNV-1a */
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)s[i]) * APR_UINT64_C(0x100000001b3);
+    }
+    return h;
+}
+
+/* Equal values (json_equal) hash alike: object members are summed, so
+ * their order does not count, and -0.0 hashes as 0.0. Depth is bounded
+ * by the depth check every reply passes. */
+static apr_uint64_t value_hash(const json_t *v)
+{
+    apr_uint64_t h = 0, sum = 0;
+    const char *key;
+    json_t *e;
+    size_t i;
+    double d;
+
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        json_object_foreach((json_t *)v, key, e) {
+            sum += mix(hash_bytes(key, strlen(key)), value_hash(e));
+        }
+        return mix('o', sum);
+    case JSON_ARRAY:
+        h = 'a';
+        json_array_foreach(v, i, e) {
+            h = mix(h, value_hash(e));
+        }
+        return h;
+    case JSON_STRING:
+        return mix('s', hash_bytes(json_string_value(v),
+                                   json_string_length(v)));
+    case JSON_INTEGER:
+        return mix('i', (apr_uint64_t)json_integer_value(v));
+    case JSON_REAL:
+        d = json_real_value(v);
+        if (d == 0) {
+            d = 0;
+        }
+        memcpy(&h, &d, sizeof(h) < sizeof(d) ? sizeof(h) : sizeof(d));
+        return mix('r', h);
+    default:
+        return mix('c', (apr_uint64_t)json_typeof(v));
+    }
+}
 
 static void collect(collector_t *c, json_t *v)
 {
     char key[64];
     int klen = 0;
     size_t i;
+    json_t *bucket;
 
     switch (json_typeof(v)) {
     case JSON_NULL:
@@ -166,7 +227,9 @@ static void collect(collector_t *c, json_t *v)
                         json_integer_value(v));
         break;
     case JSON_REAL:
-        klen = snprintf(key, sizeof(key), "r%.17g", json_real_value(v));
+        /* -0.0 and 0.0 are equal (json_equal): one tag */
+        klen = snprintf(key, sizeof(key), "r%.17g",
+                        json_real_value(v) == 0 ? 0.0 : json_real_value(v));
         break;
     case JSON_TRUE:
         key[0] = 't';
@@ -178,13 +241,22 @@ static void collect(collector_t *c, json_t *v)
         break;
     case JSON_OBJECT:
     case JSON_ARRAY:
-        for (i = 0; i < json_array_size(c->composites); ++i) {
-            if (json_equal(json_array_get(c->composites, i), v)) {
+        klen = snprintf(key, sizeof(key), "%016" APR_UINT64_T_HEX_FMT,
+                        value_hash(v));
+        bucket = json_object_getn(c->composites, key, (size_t)klen);
+        if (!bucket) {
+            bucket = json_array();
+            json_object_setn_new_nocheck(c->composites, key, (size_t)klen,
+                                         bucket);
+        }
+        for (i = 0; i < json_array_size(bucket); ++i) {
+            if (json_equal(json_array_get(bucket, i), v)) {
                 return;
             }
         }
-        json_array_append(c->composites, v);
-        break;
+        json_array_append(bucket, v);
+        json_array_append(c->result, v);
+        return;
     }
     if (klen > 0) {
         if (json_object_getn(c->others, key, (size_t)klen)) {
@@ -249,7 +321,7 @@ json_t *bff_ref_eval(const bff_ref_t *ref, json_t *root_value)
     if (root_value && !json_is_null(root_value)) {
         c.strings = json_object();
         c.others = json_object();
-        c.composites = json_array();
+        c.composites = json_object();
         walk(&c, ref, 0, root_value);
         json_decref(c.strings);
         json_decref(c.others);

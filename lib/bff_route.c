@@ -370,11 +370,8 @@ bff_route_result_e bff_route_match(const char ***values, int *bad_param,
                 return BFF_ROUTE_NOMATCH;
             }
         }
-        else if (e == s) {
-            /* "/users//orders" or "/users/": an empty segment is a
-             * different URL, not a bad parameter value */
-            return BFF_ROUTE_NOMATCH;
-        }
+        /* an empty segment where a parameter stands ("/users//orders",
+         * "/users/") has the route's shape: pass 2 refuses the value */
         s = e + 1;
     }
 
@@ -404,6 +401,7 @@ bff_route_result_e bff_route_match(const char ***values, int *bad_param,
                 ok = 1;
                 break;
             }
+            ok = ok && len > 0;   /* never empty, whatever the type */
             vals[seg->param] = apr_pstrmemdup(p, s, len);
             if (ok && prm->type == BFF_PARAM_REGEX) {
                 ok = !regexec(&prm->re, vals[seg->param], 0, NULL, 0);

@@ -15,7 +15,8 @@
  *   S list          a ?fields= selection (after every F and D)
  * Besides the sanitizers, it aborts when an invariant breaks: a refused
  * directive names the problem; the document stays an object that jansson
- * can serialise; an accepted
+ * can serialise; a join copies at most its byte limit (the first that
+ * would copy more stops with an error); an accepted
  * selection is sorted, unique and inside the allowed fields, and one that
  * is refused says why.
  */
@@ -27,6 +28,8 @@
 #include <apr_strings.h>
 
 #include "bff_core.h"
+
+#define JOIN_LIMIT 2048
 
 static apr_pool_t *gpool;
 
@@ -91,7 +94,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *doc;
     const char *key, *err;
     json_t *v;
-    int i;
+    apr_size_t copied;
+    int i, joins = 0;
 
     if (!gpool) {
         apr_initialize();
@@ -131,7 +135,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         switch (line[0]) {
         case 'J':
-            check_refused(bff_present_join(pr, a1, a2, p));
+            err = bff_present_join(pr, a1, a2, 0, p);
+            check_refused(err);
+            joins += !err;
             break;
         case 'L':
             check_refused(bff_present_lift(pr, a1, a2, p));
@@ -168,9 +174,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             APR_ARRAY_PUSH(roots, const char *) = apr_pstrdup(p, key);
         }
         check_refused(bff_present_check(pr, roots, p));
-        bff_present_joins(pr, doc, p);
-        err = bff_present_apply(pr, doc, p);
-        check_refused(err);
+        err = bff_present_joins(&copied, pr, doc, JOIN_LIMIT, p);
+        /* each join copies at most the limit; the one that would copy
+         * more stops the run */
+        check(err ? *err && copied > JOIN_LIMIT
+                  : copied <= (apr_size_t)joins * JOIN_LIMIT);
+        if (!err) {
+            check_refused(bff_present_apply(pr, doc, p));
+        }
         check(json_is_object(doc));
         free(json_dumps(doc, JSON_COMPACT));
     }

@@ -272,9 +272,10 @@ START_TEST(route_segment_param)
     ck_assert_int_eq(M(rt, "/users/../orders", &v, NULL), BFF_ROUTE_MATCH);
     ck_assert_str_eq(v[0], "..");
 
-    /* an empty segment never matches a parameter, and is not BADPARAM */
-    ck_assert_int_eq(M(rt, "/users//orders", NULL, &bad), BFF_ROUTE_NOMATCH);
-    ck_assert_int_eq(bad, -7);
+    /* an empty segment where a parameter stands is a bad value of that
+     * parameter, never a match */
+    ck_assert_int_eq(M(rt, "/users//orders", NULL, &bad), BFF_ROUTE_BADPARAM);
+    ck_assert_int_eq(bad, 0);
     ck_assert_int_eq(M(rt, "/users/orders", NULL, NULL), BFF_ROUTE_NOMATCH);
     ck_assert_int_eq(M(rt, "/users/a/b/orders", NULL, NULL),
                      BFF_ROUTE_NOMATCH);
@@ -282,7 +283,15 @@ START_TEST(route_segment_param)
                      BFF_ROUTE_NOMATCH);
 
     rt = R("/users/{id}");
-    ck_assert_int_eq(M(rt, "/users/", NULL, NULL), BFF_ROUTE_NOMATCH);
+    bad = -7;
+    ck_assert_int_eq(M(rt, "/users/", NULL, &bad), BFF_ROUTE_BADPARAM);
+    ck_assert_int_eq(bad, 0);
+    /* a regex that accepts the empty string does not make it a value */
+    ck_assert_int_eq(M(R("/a/{x:~b*}/c"), "/a//c", NULL, &bad),
+                     BFF_ROUTE_BADPARAM);
+    ck_assert_int_eq(M(R("/a/{x}/{y:int}"), "/a/1/", NULL, &bad),
+                     BFF_ROUTE_BADPARAM);
+    ck_assert_int_eq(bad, 1);
     ck_assert_int_eq(M(rt, "/users", NULL, NULL), BFF_ROUTE_NOMATCH);
     ck_assert_int_eq(M(rt, "/users/x/", NULL, NULL), BFF_ROUTE_NOMATCH);
 }
@@ -314,7 +323,8 @@ START_TEST(route_int)
     ck_assert_int_eq(M(rt, "/u/\xd9\xa1/p", NULL, NULL), BFF_ROUTE_BADPARAM);
     /* shape mismatches stay NOMATCH even with a bad value */
     ck_assert_int_eq(M(rt, "/u/x/q", NULL, NULL), BFF_ROUTE_NOMATCH);
-    ck_assert_int_eq(M(rt, "/u//p", NULL, NULL), BFF_ROUTE_NOMATCH);
+    /* an empty value is a bad one */
+    ck_assert_int_eq(M(rt, "/u//p", NULL, NULL), BFF_ROUTE_BADPARAM);
 }
 END_TEST
 
@@ -699,6 +709,41 @@ START_TEST(ref_eval_multi_large)
     v = bff_json_pool_own(bff_ref_eval(REF("s[]"), sarr), pool);
     ck_assert_int_eq((int)json_array_size(v), 100000);
     ck_assert_str_eq(json_string_value(json_array_get(v, 12345)), "s12345");
+}
+END_TEST
+
+START_TEST(ref_eval_multi_composites_large)
+{
+    /* 60000 objects and arrays, 30000 unique: comparing each with every
+     * earlier one takes ~10^9 json_equal calls and hits the test case
+     * timeout; hashing their content takes a fraction of a second */
+    json_t *arr = bff_json_pool_own(json_array(), pool), *v;
+    int i;
+
+    for (i = 0; i < 60000; ++i) {
+        int k = i % 30000;
+        json_array_append_new(arr, k % 2
+            ? json_pack("{s:{s:I,s:s}}", "o", "id", (json_int_t)k, "n", "x")
+            : json_pack("{s:[I,b]}", "o", (json_int_t)k, 1));
+    }
+    v = bff_json_pool_own(bff_ref_eval(REF("a[].o"), arr), pool);
+    ck_assert_int_eq((int)json_array_size(v), 30000);
+    ASSERT_JSON(json_array_get(v, 29999),
+                "{\"id\":29999,\"n\":\"x\"}");
+    ASSERT_JSON(json_array_get(v, 2), "[2,true]");
+}
+END_TEST
+
+START_TEST(ref_eval_multi_equal_values)
+{
+    /* json_equal decides: member order does not count, 1 and 1.0 differ,
+     * -0.0 and 0.0 are one value, in objects too */
+    ASSERT_JSON(EV("a[]", "[{\"x\":{\"p\":1,\"q\":[1,{}]},\"y\":2},"
+                          "{\"y\":2,\"x\":{\"q\":[1,{}],\"p\":1}},"
+                          "{\"x\":1.0},{\"x\":1},{\"z\":0.0},"
+                          "{\"z\":-0.0},0.0,-0.0,[[]],[{}],[[]]]"),
+                "[{\"x\":{\"p\":1,\"q\":[1,{}]},\"y\":2},{\"x\":1.0},"
+                "{\"x\":1},{\"z\":0.0},0.0,[[]],[{}]]");
 }
 END_TEST
 
@@ -1438,12 +1483,14 @@ static Suite *ref_suite(void)
     tcase_add_test(e, ref_eval_multi_objects);
     tcase_add_test(e, ref_eval_multi_nested);
     tcase_add_test(e, ref_eval_multi_empty);
+    tcase_add_test(e, ref_eval_multi_equal_values);
     suite_add_tcase(s, e);
     /* own case for its own timeout (fork mode; CK_TIMEOUT_MULTIPLIER
      * scales it on slow machines) */
     e = tc("eval-large");
     tcase_set_timeout(e, 10);
     tcase_add_test(e, ref_eval_multi_large);
+    tcase_add_test(e, ref_eval_multi_composites_large);
     tcase_add_test(e, ref_eval_strings_with_nul);
     suite_add_tcase(s, e);
     return s;

@@ -381,6 +381,93 @@ START_TEST(per_item_max_items)
 }
 END_TEST
 
+/* The items' replies together are bounded like one reply: six replies of
+ * 50 bytes in all, and max-size=40 fails the backend at the fifth (41
+ * bytes) with one call at a time, so the sixth is never made. */
+START_TEST(per_item_bytes_bounded)
+{
+    static const char *const opts[] = { "per-item", "concurrency=1",
+                                        "max-size=40", NULL };
+    static const char *const fit[] = { "per-item", "max-size=50", NULL };
+    bff_endpoint_t *ep = fanout_endpoint(opts, 0);
+    bff_run_result_t res;
+
+    fk.table = fan_table;
+    bff_engine_run(&res, ep, v7, NULL, &fetcher, pool);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_int_eq(res.completed, 0);
+    ck_assert_str_eq(dump(json_object_get(res.doc, "_errors")),
+        "{\"products\":{\"status\":null,\"reason\":\"response too large\"}}");
+    ck_assert_str_eq(res.results[1].detail,
+                     "the replies of its items exceed 40 bytes in total");
+    ck_assert_ptr_nonnull(strstr(fk.log, "http://p/products/11\n"));
+    ck_assert_ptr_null(strstr(fk.log, "http://p/products/12\n"));
+
+    /* required: the endpoint fails */
+    memset(&fk, 0, sizeof(fk));
+    fk.table = fan_table;
+    bff_engine_run(&res, fanout_endpoint(opts, 1), v7, NULL, &fetcher, pool);
+    ck_assert_int_eq(res.status, 502);
+    ck_assert_str_eq(res.detail, "required backend 'products' failed: "
+                     "response too large");
+
+    /* exactly at the bound: every item is there */
+    memset(&fk, 0, sizeof(fk));
+    fk.table = fan_table;
+    bff_engine_run(&res, fanout_endpoint(fit, 0), v7, NULL, &fetcher, pool);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_int_eq(res.completed, 1);
+    ck_assert_int_eq(json_array_size(json_object_get(res.doc, "products")), 6);
+}
+END_TEST
+
+/* Forwarded client query parameters go to GET calls only. */
+START_TEST(query_to_get_calls_only)
+{
+    bff_endpoint_t *ep = profile_endpoint();
+    bff_run_result_t res;
+    bff_call_ctx_t cc;
+
+    static const fake_resp_t table[] = {
+        { "http://u/users/7?page=2", 200, "{\"id\":7}", 0, 0 },
+        { "http://o/orders/user/7?page=2", 200, "[{\"product_id\":3}]", 0, 0 },
+        { "http://p/products/batch", 200, "[{\"id\":3}]", 0, 0 },
+        { NULL, 0, NULL, 0, 0 }
+    };
+
+    memset(&cc, 0, sizeof(cc));
+    cc.query = "page=2";
+    fk.table = table;
+    bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_int_eq(res.completed, 1);
+    ck_assert_ptr_nonnull(strstr(fk.log, "GET http://u/users/7?page=2\n"));
+    ck_assert_ptr_nonnull(strstr(fk.log,
+                                 "GET http://o/orders/user/7?page=2\n"));
+    ck_assert_ptr_nonnull(strstr(fk.log, "POST http://p/products/batch "
+                                         "{\"ids\":[3]}\n"));
+}
+END_TEST
+
+/* A join whose copies would exceed its bound fails the answer (502). */
+START_TEST(join_bound_fails_answer)
+{
+    bff_endpoint_t *ep = profile_endpoint();
+    bff_run_result_t res;
+
+    ck_assert_ptr_null(bff_present_join(ep->present, "orders[].product",
+                                        "products[].id=orders[].product_id",
+                                        40, pool));
+    fk.table = ok_table;
+    bff_engine_run(&res, ep, v7, NULL, &fetcher, pool);
+    ck_assert_int_eq(res.status, 502);
+    ck_assert_ptr_null(res.backend);
+    ck_assert_str_eq(res.detail, "BFFJoin orders[].product: the copies it "
+                     "makes exceed 40 bytes (max-size)");
+    ck_assert_ptr_null(res.doc);
+}
+END_TEST
+
 static const fake_resp_t fan_hang_table[] = {
     { "http://o/orders/user/7", 200,
       "[{\"product_id\":3},{\"product_id\":5},{\"product_id\":8}]", 0, 0 },
@@ -464,7 +551,7 @@ START_TEST(presentation_pipeline)
      * after it, the field selection last, _errors never selected away */
     ck_assert_ptr_null(bff_present_join(ep->present, "orders[].product",
                                         "products[].id=orders[].product_id",
-                                        pool));
+                                        0, pool));
     ck_assert_ptr_null(bff_shape_add(ep->shape, "products", 0, pool));
     ck_assert_ptr_null(bff_present_lift(ep->present, "user", NULL, pool));
     ck_assert_ptr_null(bff_present_rename(ep->present, "orders[].product.name",
@@ -1266,6 +1353,9 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, per_item_required_failure_is_502);
     tcase_add_test(tc, per_item_no_items_no_calls);
     tcase_add_test(tc, per_item_max_items);
+    tcase_add_test(tc, per_item_bytes_bounded);
+    tcase_add_test(tc, join_bound_fails_answer);
+    tcase_add_test(tc, query_to_get_calls_only);
     tcase_add_test(tc, per_item_deadline);
     tcase_add_test(tc, per_item_config_errors);
     tcase_add_test(tc, presentation_pipeline);

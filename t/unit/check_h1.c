@@ -612,6 +612,7 @@ typedef struct {
     pthread_t thr;
     pthread_mutex_t mu;
     int accepts;
+    int requests;                 /* read completely, on any connection */
     int active, max_active;
     int hang_closed;
     char last_req[8192];
@@ -818,6 +819,7 @@ static void *srv_conn(void *arg)
             break;
         }
         pthread_mutex_lock(&srv.mu);
+        srv.requests++;
         if (++srv.active > srv.max_active) {
             srv.max_active = srv.active;
         }
@@ -1145,13 +1147,39 @@ START_TEST(keepalive_race_retried_once)
     assert_ok(run1(&r), "ok");
     bff_fetch_reset(fetcher);
     /* the backend closes the reused connection on reading the request */
-    mkreq(&r, "POST", url("/race"));
-    r.body = "{}";
-    r.body_len = 2;
+    mkreq(&r, "GET", url("/race"));
     assert_ok(run1(&r), "ok");
     ck_assert_int_eq(r.reused_conn, 0);
     ck_assert_int_eq(srv_get(&srv.accepts), 2);
+    ck_assert_int_eq(srv_get(&srv.requests), 3);
     bff_fetch_reset(fetcher);
+}
+END_TEST
+
+/* The backend read the whole request before it closed: it may have acted
+ * on it, so a request that must not run twice fails instead. */
+START_TEST(keepalive_race_not_resent_unless_idempotent)
+{
+    static const char *const methods[] = { "POST", "PUT", "PATCH", "DELETE" };
+    bff_fetch_req_t r;
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        mkreq(&r, "GET", url("/ok"));
+        assert_ok(run1(&r), "ok");
+        bff_fetch_reset(fetcher);
+        mkreq(&r, methods[i], url("/race"));
+        r.body = "{}";
+        r.body_len = 2;
+        run1(&r);
+        ck_assert_msg(r.err == BFF_FETCH_EPROTO, "%s: err %d", methods[i],
+                      r.err);
+        ck_assert_int_eq(r.reused_conn, 1);
+        bff_fetch_reset(fetcher);
+        /* one connection per round, and the request reached it once */
+        ck_assert_int_eq(srv_get(&srv.accepts), i + 1);
+        ck_assert_int_eq(srv_get(&srv.requests), 2 * (i + 1));
+    }
 }
 END_TEST
 
@@ -1580,6 +1608,7 @@ static Suite *h1_suite(void)
     tcase_add_test(tf, concurrent_on_separate_connections);
     tcase_add_test(tf, stale_idle_connection_not_used);
     tcase_add_test(tf, keepalive_race_retried_once);
+    tcase_add_test(tf, keepalive_race_not_resent_unless_idempotent);
     tcase_add_test(tf, no_retry_once_response_started);
     tcase_add_test(tf, no_retry_on_fresh_connection);
     tcase_add_test(tf, connect_refused);

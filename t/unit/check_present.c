@@ -49,9 +49,12 @@ static const char *run(const bff_present_t *pr, const char *text)
 {
     json_t *doc = J(text);
     const char *err;
+    apr_size_t copied;
 
-    bff_present_joins(pr, doc, pool);
-    err = bff_present_apply(pr, doc, pool);
+    err = bff_present_joins(&copied, pr, doc, 1 << 20, pool);
+    if (!err) {
+        err = bff_present_apply(pr, doc, pool);
+    }
     return err ? apr_pstrcat(pool, "ERR: ", err, NULL) : dump(doc);
 }
 
@@ -60,11 +63,13 @@ static const char *run(const bff_present_t *pr, const char *text)
 START_TEST(join_attaches_copies_and_nulls)
 {
     bff_present_t *pr = bff_present_create(pool);
+    apr_size_t copied;
     json_t *doc;
     json_t *o;
 
     ck_assert_ptr_null(bff_present_join(pr, "orders[].product",
-                                        "products[].id=orders[].pid", pool));
+                                        "products[].id=orders[].pid", 0,
+                                        pool));
     ck_assert_str_eq(run(pr,
         "{\"orders\":[{\"pid\":1},{\"pid\":2},{\"pid\":1},{\"pid\":\"1\"},"
         "{\"x\":0},7],\"products\":[{\"id\":1,\"n\":\"a\"},{\"id\":1,\"n\":\"dup\"},"
@@ -77,7 +82,8 @@ START_TEST(join_attaches_copies_and_nulls)
 
     /* the attached objects are copies: editing one leaves the others */
     doc = J("{\"orders\":[{\"pid\":1},{\"pid\":1}],\"products\":[{\"id\":1}]}");
-    bff_present_joins(pr, doc, pool);
+    ck_assert_ptr_null(bff_present_joins(&copied, pr, doc, 1 << 20, pool));
+    ck_assert_uint_eq(copied, 2 * strlen("{\"id\":1}"));
     o = json_object_get(json_array_get(json_object_get(doc, "orders"), 0),
                         "product");
     json_object_set_new(o, "edited", json_true());
@@ -92,7 +98,8 @@ START_TEST(join_nested_paths_and_missing_source)
     bff_present_t *pr = bff_present_create(pool);
 
     ck_assert_ptr_null(bff_present_join(pr, "a.list[].item",
-                                        "s.data[].k.id=a.list[].ref.id", pool));
+                                        "s.data[].k.id=a.list[].ref.id", 0,
+                                        pool));
     ck_assert_str_eq(run(pr,
         "{\"a\":{\"list\":[{\"ref\":{\"id\":\"x\"}}]},"
         "\"s\":{\"data\":[{\"k\":{\"id\":\"x\"},\"v\":1}]}}"),
@@ -107,26 +114,62 @@ START_TEST(join_nested_paths_and_missing_source)
 }
 END_TEST
 
+/* One source element matched by every element of a long list: the
+ * copies are bounded in bytes, by the join's own limit or the caller's. */
+START_TEST(join_copies_bounded)
+{
+    bff_present_t *pr = bff_present_create(pool);
+    json_t *doc = J("{\"o\":[{\"x\":1},{\"x\":1},{\"x\":1},{\"x\":2}],"
+                    "\"s\":[{\"id\":1,\"v\":\"0123456789\"}]}");
+    const char *one = "{\"id\":1,\"v\":\"0123456789\"}";
+    apr_size_t copied, n = strlen(one);
+
+    ck_assert_ptr_null(bff_present_join(pr, "o[].p", "s[].id=o[].x", 0, pool));
+    /* exactly three copies fit */
+    ck_assert_ptr_null(bff_present_joins(&copied, pr, doc, 3 * n, pool));
+    ck_assert_uint_eq(copied, 3 * n);
+    /* one byte less: refused before the third copy is made */
+    doc = J("{\"o\":[{\"x\":1},{\"x\":1},{\"x\":1}],"
+            "\"s\":[{\"id\":1,\"v\":\"0123456789\"}]}");
+    ck_assert_str_eq(bff_present_joins(&copied, pr, doc, 3 * n - 1, pool),
+                     apr_psprintf(pool, "BFFJoin o[].p: the copies it makes "
+                                  "exceed %" APR_SIZE_T_FMT " bytes "
+                                  "(max-size)", 3 * n - 1));
+    ck_assert_uint_eq(copied, 3 * n);
+    ck_assert_ptr_null(json_object_get(json_array_get(json_object_get(doc,
+                       "o"), 2), "p"));
+    /* the join's own limit wins over the caller's */
+    pr = bff_present_create(pool);
+    ck_assert_ptr_null(bff_present_join(pr, "o[].p", "s[].id=o[].x", n,
+                                        pool));
+    doc = J("{\"o\":[{\"x\":1},{\"x\":1}],\"s\":[{\"id\":1}]}");
+    ck_assert_ptr_null(bff_present_joins(&copied, pr, doc, 1, pool));
+    doc = J("{\"o\":[{\"x\":1},{\"x\":1},{\"x\":1}],"
+            "\"s\":[{\"id\":1,\"v\":\"0123456789\"}]}");
+    ck_assert_ptr_nonnull(bff_present_joins(&copied, pr, doc, 1 << 20, pool));
+}
+END_TEST
+
 START_TEST(join_config_errors)
 {
     bff_present_t *pr = bff_present_create(pool);
 
-    ck_assert_str_eq(bff_present_join(pr, "o[].p", "s[].id", pool),
+    ck_assert_str_eq(bff_present_join(pr, "o[].p", "s[].id", 0, pool),
         "join 's[].id': expected SOURCE[].KEY=LIST[].FIELD, e.g. "
         "products[].id=orders[].product_id");
-    ck_assert_str_eq(bff_present_join(pr, "o.p", "s[].id=o[].x", pool),
+    ck_assert_str_eq(bff_present_join(pr, "o.p", "s[].id=o[].x", 0, pool),
         "join target 'o.p' must be a new field of the elements of one "
         "array, e.g. orders[].product");
-    ck_assert_str_eq(bff_present_join(pr, "o[].p[].q", "s[].id=o[].x", pool),
+    ck_assert_str_eq(bff_present_join(pr, "o[].p[].q", "s[].id=o[].x", 0, pool),
         "join target 'o[].p[].q' must be a new field of the elements of one "
         "array, e.g. orders[].product");
-    ck_assert_str_eq(bff_present_join(pr, "o[].p", "s[]=o[].x", pool),
+    ck_assert_str_eq(bff_present_join(pr, "o[].p", "s[]=o[].x", 0, pool),
         "join source 's[]' must be a field of the elements of one array, "
         "e.g. products[].id");
-    ck_assert_str_eq(bff_present_join(pr, "o[].p", "s[].id=q[].x", pool),
+    ck_assert_str_eq(bff_present_join(pr, "o[].p", "s[].id=q[].x", 0, pool),
         "join key 'q[].x' must be a field of the elements of the target's "
         "array (o[].p)");
-    ck_assert_str_eq(bff_present_join(pr, "o[].p", "s[].id=o[].x=", pool),
+    ck_assert_str_eq(bff_present_join(pr, "o[].p", "s[].id=o[].x=", 0, pool),
         "join o[].p s[].id=o[].x=: reference 'o[].x=': invalid character "
         "'=' at offset 5 (expected '.' or the end)");
 }
@@ -458,6 +501,7 @@ static Suite *present_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, join_attaches_copies_and_nulls);
     tcase_add_test(tc, join_nested_paths_and_missing_source);
+    tcase_add_test(tc, join_copies_bounded);
     tcase_add_test(tc, join_config_errors);
     tcase_add_test(tc, lift_into_root_and_objects);
     tcase_add_test(tc, merge_policies);
