@@ -237,6 +237,13 @@ static apr_status_t curl_start(bff_fetcher_t *f, bff_fetch_req_t *req)
      * keeps it from repeating a POST the backend may have processed */
     curl_easy_setopt(e, CURLOPT_FRESH_CONNECT,
                      bff_fetch_may_resend(req->method) ? 0L : 1L);
+#if LIBCURL_VERSION_NUM >= 0x075700
+    /* a name lookup still running when the call ends (its connect
+     * timeout) is left to finish in its thread: without this, libcurl
+     * joins that thread, and a resolver that does not answer holds the
+     * worker for the resolver's own timeout */
+    curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
+#endif
 
     if (!strcmp(req->method, "GET")) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);

@@ -8,11 +8,18 @@
  * Steady state allocates nothing and resolves nothing: request slots keep
  * their request and body buffers, idle connections are kept per host:port
  * (bounded in total, least recently used closed first), and resolved
- * addresses are cached for DNS_TTL.
+ * addresses are cached for DNS_TTL. A name is resolved with getaddrinfo_a
+ * and waited for no longer than the call's connect timeout: a resolver
+ * that does not answer costs a call its timeout, never a worker thread
+ * without limit; the lookup goes on in the background and its answer
+ * serves the next call to the host.
  *
  * A fetcher is used by one thread at a time; the module has no mutable
  * globals.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE               /* getaddrinfo_a */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -49,6 +56,14 @@ typedef struct host_t host_t;
 typedef struct conn_t conn_t;
 typedef struct slot_t slot_t;
 
+/* A name lookup in progress: glibc's resolver thread writes into it until
+ * it completes, so it has memory of its own, never the host's. */
+typedef struct {
+    struct gaicb cb;
+    struct addrinfo hints;
+    char name[MAX_HOSTNAME + 1];
+} lookup_t;
+
 /* A backend host:port, with its addresses, idle connections and the
  * requests queued for its per-host connection limit. */
 struct host_t {
@@ -61,6 +76,7 @@ struct host_t {
     socklen_t addrlen[MAX_ADDRS];
     int naddrs;
     int pref;                     /* the address that last connected */
+    lookup_t *lookup;             /* a lookup still running, or NULL */
     apr_time_t resolved;
     apr_time_t used;
     conn_t *idle;                 /* most recently used first */
@@ -256,7 +272,7 @@ static void host_evict_one(h1_ctx_t *c)
     host_t **pp, **victim = NULL;
 
     for (pp = &c->hosts; *pp; pp = &(*pp)->next) {
-        if ((*pp)->nconns == 0 && !(*pp)->qhead
+        if ((*pp)->nconns == 0 && !(*pp)->qhead && !(*pp)->lookup
             && (!victim || (*pp)->used < (*victim)->used)) {
             victim = pp;
         }
@@ -307,31 +323,17 @@ static host_t *host_get(h1_ctx_t *c, const url_t *u, const char **err)
     return h;
 }
 
-/* Fresh addresses for a new connection. A failed refresh keeps the old
- * ones for another TTL: a DNS hiccup should not take a backend down, nor
- * make every connection wait for the resolver. */
-static int host_resolve(host_t *h, char *err, apr_size_t errlen)
+/* Takes the addresses of a completed lookup. 0, or -1 with err set. */
+static int host_take_addrs(host_t *h, int rc, struct addrinfo *res,
+                           char *err, apr_size_t errlen)
 {
-    struct addrinfo hints, *res = NULL, *ai;
-    apr_time_t now;
-    int rc, n = 0;
+    struct addrinfo *ai;
+    int n = 0;
 
-    if (h->numeric) {
-        return 0;
-    }
-    now = apr_time_now();
-    if (h->naddrs && now - h->resolved < DNS_TTL) {
-        return 0;
-    }
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    rc = getaddrinfo(h->name, NULL, &hints, &res);
-    h->resolved = now;
     if (rc != 0) {
         apr_snprintf(err, errlen, "could not resolve host %s: %s", h->name,
                      gai_strerror(rc));
-        return h->naddrs ? 0 : -1;
+        return -1;
     }
     for (ai = res; ai && n < MAX_ADDRS; ai = ai->ai_next) {
         if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
@@ -351,11 +353,104 @@ static int host_resolve(host_t *h, char *err, apr_size_t errlen)
     freeaddrinfo(res);
     if (n == 0) {
         apr_snprintf(err, errlen, "no address for host %s", h->name);
-        return h->naddrs ? 0 : -1;
+        return -1;
     }
     h->naddrs = n;
     h->pref = 0;
     return 0;
+}
+
+/* Waits up to wait_ms for the host's lookup. 1 while it still runs, else
+ * 0 or -1 (its outcome, err set) with the lookup gone. */
+static int host_lookup_wait(host_t *h, long wait_ms, char *err,
+                            apr_size_t errlen)
+{
+    lookup_t *lk = h->lookup;
+    const struct gaicb *list[1];
+    apr_time_t until = apr_time_now() + apr_time_from_msec(wait_ms);
+    int rc;
+
+    list[0] = &lk->cb;
+    while ((rc = gai_error(&lk->cb)) == EAI_INPROGRESS) {
+        apr_interval_time_t left = until - apr_time_now();
+        struct timespec ts;
+
+        if (left <= 0) {
+            apr_snprintf(err, errlen, "resolving host %s took longer than "
+                         "%ld ms", h->name, wait_ms > 0 ? wait_ms : 0);
+            return 1;
+        }
+        ts.tv_sec = (time_t)apr_time_sec(left);
+        ts.tv_nsec = (long)(left % APR_USEC_PER_SEC) * 1000L;
+        /* its result does not count: glibc 2.36 says EAI_SYSTEM where the
+         * manual says EAI_AGAIN; gai_error and the clock decide */
+        (void)gai_suspend(list, 1, &ts);
+    }
+    h->lookup = NULL;
+    rc = host_take_addrs(h, rc, lk->cb.ar_result, err, errlen);
+    free(lk);
+    return rc;
+}
+
+/* Fresh addresses for a new connection, waiting at most wait_ms for the
+ * resolver. A failed or slow refresh keeps the old addresses for another
+ * TTL: a DNS hiccup should not take a backend down, nor make every
+ * connection wait for the resolver. */
+static int host_resolve(host_t *h, long wait_ms, char *err, apr_size_t errlen)
+{
+    struct gaicb *list[1];
+    lookup_t *lk;
+    apr_time_t now;
+    int rc;
+
+    if (h->numeric) {
+        return 0;
+    }
+    now = apr_time_now();
+    if (!h->lookup && h->naddrs && now - h->resolved < DNS_TTL) {
+        return 0;
+    }
+    if (!h->lookup) {
+        if (!(lk = calloc(1, sizeof(*lk)))) {
+            apr_snprintf(err, errlen, "out of memory");
+            return h->naddrs ? 0 : -1;
+        }
+        apr_cpystrn(lk->name, h->name, sizeof(lk->name));
+        lk->hints.ai_family = AF_UNSPEC;
+        lk->hints.ai_socktype = SOCK_STREAM;
+        lk->cb.ar_name = lk->name;
+        lk->cb.ar_request = &lk->hints;
+        list[0] = &lk->cb;
+        h->resolved = now;
+        if ((rc = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL)) != 0) {
+            free(lk);
+            apr_snprintf(err, errlen, "could not resolve host %s: %s",
+                         h->name, gai_strerror(rc));
+            return h->naddrs ? 0 : -1;
+        }
+        h->lookup = lk;
+    }
+    rc = host_lookup_wait(h, wait_ms, err, errlen);
+    return rc == 0 || h->naddrs ? 0 : -1;
+}
+
+/* At destroy: a lookup that cannot be cancelled keeps its memory, which
+ * the resolver thread still writes (a few hundred bytes, once). */
+static void host_lookup_drop(host_t *h)
+{
+    lookup_t *lk = h->lookup;
+
+    if (!lk) {
+        return;
+    }
+    h->lookup = NULL;
+    gai_cancel(&lk->cb);
+    if (gai_error(&lk->cb) != EAI_INPROGRESS) {
+        if (lk->cb.ar_result) {
+            freeaddrinfo(lk->cb.ar_result);
+        }
+        free(lk);
+    }
 }
 
 /* -------------------------------------------------------- connections -- */
@@ -667,6 +762,7 @@ static void conn_try(h1_ctx_t *c, slot_t *s)
 static void slot_connect(h1_ctx_t *c, slot_t *s, int fresh)
 {
     host_t *h = s->host;
+    apr_time_t now;
     conn_t *cn;
 
     while (!fresh && (cn = h->idle) != NULL) {
@@ -680,7 +776,17 @@ static void slot_connect(h1_ctx_t *c, slot_t *s, int fresh)
         }
         conn_close(c, cn);
     }
-    if (host_resolve(h, s->errbuf, sizeof(s->errbuf)) != 0) {
+    /* the connect timeout bounds the name lookup and the connect */
+    now = apr_time_now();
+    s->conn_deadline = s->req->connect_timeout_ms > 0
+        ? now + apr_time_from_msec(s->req->connect_timeout_ms)
+        : s->deadline;
+    if (s->conn_deadline > s->deadline) {
+        s->conn_deadline = s->deadline;
+    }
+    if (host_resolve(h, s->conn_deadline > now
+                        ? (long)apr_time_as_msec(s->conn_deadline - now) : 0,
+                     s->errbuf, sizeof(s->errbuf)) != 0) {
         slot_finish(c, s, BFF_FETCH_ECONNECT, s->errbuf, 0);
         return;
     }
@@ -691,12 +797,6 @@ static void slot_connect(h1_ctx_t *c, slot_t *s, int fresh)
     }
     s->conn = cn;
     s->req->reused_conn = 0;
-    s->conn_deadline = s->req->connect_timeout_ms > 0
-        ? apr_time_now() + apr_time_from_msec(s->req->connect_timeout_ms)
-        : s->deadline;
-    if (s->conn_deadline > s->deadline) {
-        s->conn_deadline = s->deadline;
-    }
     conn_try(c, s);
 }
 
@@ -1330,6 +1430,7 @@ static void h1_destroy(bff_fetcher_t *f)
     }
     while ((h = c->hosts) != NULL) {
         c->hosts = h->next;
+        host_lookup_drop(h);
         free(h);
     }
     for (s = c->all_slots; s; s = sn) {

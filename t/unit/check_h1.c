@@ -12,10 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sched.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <check.h>
 #include <curl/curl.h>
@@ -1503,6 +1506,123 @@ START_TEST(localhost_resolved)
 }
 END_TEST
 
+/* In a child with a mount namespace of its own, /etc/resolv.conf names a
+ * loopback address where a UDP socket reads queries and never answers,
+ * with a 10 s resolver timeout: a fetch must fail after its 300 ms
+ * connect timeout, with the native client and with libcurl. Returns 0,
+ * or which check failed. */
+static int resolve_child(void)
+{
+    char conf[] = "/tmp/bff-resolv-XXXXXX", ns[32], q[512];
+    struct sockaddr_in sa;
+    bff_fetch_req_t r;
+    apr_time_t t0;
+    bff_fetch_req_t *d = NULL;
+    int fd, u;
+    FILE *fp;
+
+    snprintf(ns, sizeof(ns), "127.83.%d.%d", (int)(getpid() % 250) + 1,
+             (int)(getpid() / 250 % 250) + 1);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(53);
+    inet_pton(AF_INET, ns, &sa.sin_addr);
+    if ((u = socket(AF_INET, SOCK_DGRAM, 0)) < 0
+        || bind(u, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        return 2;
+    }
+    if (unshare(CLONE_NEWNS) != 0
+        || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+        return 3;
+    }
+    if ((fd = mkstemp(conf)) < 0 || !(fp = fdopen(fd, "w"))) {
+        return 4;
+    }
+    fprintf(fp, "nameserver %s\noptions timeout:10 attempts:1\n", ns);
+    fclose(fp);
+    if (mount(conf, "/etc/resolv.conf", NULL, MS_BIND, NULL) != 0) {
+        unlink(conf);
+        return 5;
+    }
+    unlink(conf);   /* the mount keeps it */
+
+    mkreq(&r, "GET", apr_psprintf(pool, "http://bff-silent-resolver.example:"
+                                  "%u/ok", (unsigned)srv.port));
+    r.connect_timeout_ms = 300;
+    t0 = apr_time_now();
+    if (bff_fetch_start(fetcher, &r) == APR_SUCCESS
+        && bff_fetch_wait(fetcher, &d, 15000) != APR_SUCCESS) {
+        return 6;
+    }
+    if (r.err != BFF_FETCH_ECONNECT || !r.errmsg
+        || !strstr(r.errmsg, "took longer than 300 ms")) {
+        return 7;
+    }
+    if (apr_time_now() - t0 > apr_time_from_msec(2000)) {
+        return 8;   /* waited for the resolver, not the connect timeout */
+    }
+    /* the resolver was asked: the lookup did go to the silent server */
+    if (recv(u, q, sizeof(q), MSG_DONTWAIT) <= 0) {
+        return 9;
+    }
+    bff_fetch_reset(fetcher);
+
+    /* libcurl (threaded resolver): the connect timeout bounds it too */
+    {
+        bff_fetch_curl_opts_t opts;
+        bff_fetcher_t *cf;
+
+        memset(&opts, 0, sizeof(opts));
+        if (bff_fetch_curl_create(&cf, &opts, pool) != APR_SUCCESS) {
+            return 10;
+        }
+        mkreq(&r, "GET", apr_psprintf(pool, "http://bff-silent-resolver2."
+                                      "example:%u/ok", (unsigned)srv.port));
+        r.connect_timeout_ms = 300;
+        t0 = apr_time_now();
+        d = NULL;
+        if (bff_fetch_start(cf, &r) == APR_SUCCESS
+            && bff_fetch_wait(cf, &d, 15000) != APR_SUCCESS) {
+            return 11;
+        }
+        if (r.err == BFF_FETCH_OK) {
+            return 12;
+        }
+        if (apr_time_now() - t0 > apr_time_from_msec(2000)) {
+            return 13;
+        }
+        if (recv(u, q, sizeof(q), MSG_DONTWAIT) <= 0) {
+            return 14;
+        }
+        cf->vt->destroy(cf);
+    }
+    return 0;
+}
+
+START_TEST(resolve_bounded_by_connect_timeout)
+{
+    int status = 0;
+    pid_t pid;
+
+    if (geteuid() != 0) {
+        /* a mount namespace needs root (CI and scripts/test.sh run as
+         * root); said once, on stderr */
+        fprintf(stderr, "check_h1: resolve_bounded_by_connect_timeout "
+                "needs root, not run\n");
+        return;
+    }
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        _exit(resolve_child());
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "child failed check %d (status %d)",
+                  WIFEXITED(status) ? WEXITSTATUS(status) : -1, status);
+}
+END_TEST
+
 START_TEST(reset_cancels_in_flight)
 {
     bff_fetch_req_t r[3];
@@ -1623,6 +1743,7 @@ static Suite *h1_suite(void)
     tcase_add_test(tf, request_header_injection_refused);
     tcase_add_test(tf, bad_urls_refused);
     tcase_add_test(tf, localhost_resolved);
+    tcase_add_test(tf, resolve_bounded_by_connect_timeout);
     tcase_add_test(tf, reset_cancels_in_flight);
     tcase_add_test(tf, https_goes_to_curl);
     suite_add_tcase(s, tf);
