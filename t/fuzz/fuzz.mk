@@ -19,7 +19,9 @@ CFLAGS_FUZZ := -g -O1 -Wall -Wextra -Wno-unused-parameter -Werror -fno-omit-fram
                -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
 OBJDIR   := $(ROOT)/t/fuzz/obj
-LIB_OBJS := $(patsubst $(ROOT)/lib/%.c,$(OBJDIR)/%.o,$(wildcard $(ROOT)/lib/*.c))
+# bff_fetch_nocurl.c stands in for bff_fetch_curl.c in builds without libcurl
+LIB_OBJS := $(patsubst $(ROOT)/lib/%.c,$(OBJDIR)/%.o,\
+                $(filter-out %/bff_fetch_nocurl.c,$(wildcard $(ROOT)/lib/*.c)))
 ARCHIVE  := $(OBJDIR)/libbffcore-fuzz.a
 HDRS     := $(wildcard $(ROOT)/lib/*.h)
 FUZZERS  := $(patsubst %.c,%,$(wildcard $(ROOT)/t/fuzz/fuzz_*.c))
