@@ -78,8 +78,11 @@ if [ "${BFF_CHECK_INSTALL_QUICK:-0}" = 1 ]; then
 fi
 src=$tmp/src
 mkdir "$src"
+# one tar reads the whole list: xargs would split a long one over several
+# tar processes, whose concatenated archives the reader stops after the
+# first of
 git ls-files -z --cached --others --exclude-standard \
-    | xargs -0 tar -cf - | tar -C "$src" -xf -
+    | tar --null -T - -cf - | tar -C "$src" -xf -
 cd "$src"
 autoreconf -fi >/dev/null 2>&1
 ./configure -q --with-apxs="$APXS" > configure.out
