@@ -80,4 +80,25 @@ int bff_schema_format_known(const char *name);
  * formats accept everything. */
 int bff_schema_format_check(const char *name, const char *value, size_t len);
 
+/* ---------------------------------------------- query and header rules --
+ * A typed rule for one query parameter or header, as an admin writes it:
+ *   NAME TYPE [required] [min=N] [max=N] [pattern=REGEX] [enum=a|b|c]
+ * TYPE is string, integer, number, boolean, uuid, date or date-time; min
+ * and max bound numbers, or the length of strings (code points). */
+typedef struct bff_rule_t bff_rule_t;
+
+/* opts: the words after TYPE. Returns NULL or an error naming the bad
+ * word. */
+const char *bff_rule_compile(bff_rule_t **out, const char *name,
+                             const char *type, const char *const *opts,
+                             int nopts, apr_pool_t *p);
+
+const char *bff_rule_name(const bff_rule_t *rule);
+
+/* Checks value (NULL: absent). Returns 1 when valid, else 0 with the
+ * keyword that failed ("required", "type", "minimum", "pattern", ...) and
+ * a message. */
+int bff_rule_check(const char **keyword, const char **message,
+                   const bff_rule_t *rule, const char *value, apr_pool_t *p);
+
 #endif /* BFF_SCHEMA_H */
