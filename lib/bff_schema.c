@@ -430,6 +430,9 @@ static pcre2_code *compile_regex(cctx_t *c, const char *src, size_t len,
         return NULL;
     }
     apr_pool_cleanup_register(c->p, re, free_code, apr_pool_cleanup_null);
+    /* JIT when the platform has it (the match limit still applies);
+     * without it the interpreter matches */
+    (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
     return re;
 }
 
@@ -1333,11 +1336,107 @@ static int check_object(vctx_t *vc, const node_t *n, const json_t *v,
     return ok;
 }
 
+/* A hash that agrees with json_eq: equal values hash alike (1 and 1.0
+ * too; object members in any order). */
+static apr_uint64_t json_hash(const json_t *v)
+{
+    apr_uint64_t h = 1469598103934665603ULL;
+    size_t i;
+
+    switch (json_typeof(v)) {
+    case JSON_INTEGER:
+    case JSON_REAL: {
+        double d = json_number_value(v);
+        unsigned char b[sizeof(double)];
+        if (d == 0) {
+            d = 0;    /* -0.0 == 0.0 */
+        }
+        memcpy(b, &d, sizeof(b));
+        for (i = 0; i < sizeof(b); ++i) {
+            h = (h ^ b[i]) * 1099511628211ULL;
+        }
+        return h;
+    }
+    case JSON_STRING: {
+        const char *s = json_string_value(v);
+        for (i = 0; i < json_string_length(v); ++i) {
+            h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+        }
+        return h ^ 0x5;
+    }
+    case JSON_ARRAY:
+        for (i = 0; i < json_array_size(v); ++i) {
+            h = (h ^ json_hash(json_array_get(v, i))) * 1099511628211ULL;
+        }
+        return h ^ 0x7;
+    case JSON_OBJECT: {
+        const char *k;
+        json_t *m;
+        apr_uint64_t sum = 0;
+        json_object_foreach((json_t *)v, k, m) {
+            apr_uint64_t kh = 1469598103934665603ULL;
+            const char *c;
+            /* k itself drives json_object_foreach: walk a copy */
+            for (c = k; *c; ++c) {
+                kh = (kh ^ (unsigned char)*c) * 1099511628211ULL;
+            }
+            sum += (kh ^ json_hash(m)) * 0x9E3779B97F4A7C15ULL;
+        }
+        return sum ^ 0xB;
+    }
+    default:
+        return (apr_uint64_t)json_typeof(v);
+    }
+}
+
+typedef struct {
+    apr_uint64_t hash;
+    size_t index;
+} hashed_t;
+
+static int hashed_cmp(const void *a, const void *b)
+{
+    const hashed_t *x = a, *y = b;
+
+    if (x->hash != y->hash) {
+        return x->hash < y->hash ? -1 : 1;
+    }
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* uniqueItems in O(n log n): sorted by hash, only equal hashes compared.
+ * 1 with the first two equal items found (lower index first). */
+static int find_duplicate(size_t dup[2], const json_t *arr, apr_pool_t *p)
+{
+    size_t n = json_array_size(arr), i, j;
+    hashed_t *h = apr_palloc(p, n * sizeof(*h));
+    int found = 0;
+
+    for (i = 0; i < n; ++i) {
+        h[i].hash = json_hash(json_array_get(arr, i));
+        h[i].index = i;
+    }
+    qsort(h, n, sizeof(*h), hashed_cmp);
+    for (i = 0; i < n; ++i) {
+        for (j = i + 1; j < n && h[j].hash == h[i].hash; ++j) {
+            if (json_eq(json_array_get(arr, h[i].index),
+                        json_array_get(arr, h[j].index))
+                && (!found || h[i].index < dup[0]
+                    || (h[i].index == dup[0] && h[j].index < dup[1]))) {
+                dup[0] = h[i].index;
+                dup[1] = h[j].index;
+                found = 1;
+            }
+        }
+    }
+    return found;
+}
+
 static int check_array(vctx_t *vc, const node_t *n, const json_t *v,
                        int collect)
 {
     int ok = 1;
-    size_t size = json_array_size(v), i, j, old;
+    size_t size = json_array_size(v), i, old;
 
     if (n->min_items >= 0 && size < (size_t)n->min_items) {
         CHECK(fail(vc, collect, "minItems", "must have at least %ld items",
@@ -1347,16 +1446,11 @@ static int check_array(vctx_t *vc, const node_t *n, const json_t *v,
         CHECK(fail(vc, collect, "maxItems", "must have at most %ld items",
                    n->max_items));
     }
-    if (n->unique) {
-        for (i = 0; i < size; ++i) {
-            for (j = i + 1; j < size; ++j) {
-                if (json_eq(json_array_get(v, i), json_array_get(v, j))) {
-                    CHECK(fail(vc, collect, "uniqueItems",
-                               "items %lu and %lu are equal",
-                               (unsigned long)i, (unsigned long)j));
-                    i = j = size;
-                }
-            }
+    if (n->unique && size > 1) {
+        size_t dup[2];
+        if (find_duplicate(dup, v, vc->p)) {
+            CHECK(fail(vc, collect, "uniqueItems", "items %lu and %lu are equal",
+                       (unsigned long)dup[0], (unsigned long)dup[1]));
         }
     }
     for (i = 0; i < size; ++i) {

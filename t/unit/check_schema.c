@@ -1,10 +1,11 @@
 /*
- * Unit tests for the JSON Schema validator (lib/bff_schema.c and
- * lib/bff_schema_format.c): the official JSON-Schema-Test-Suite for
- * draft-07 (Debian package json-schema-test-suite), then what the suite
- * does not cover: error lists (pointers, keywords, the cap), schema
- * errors naming their pointer, refused remote references, bounded
- * bodies.
+ * Unit tests for the JSON Schema validator (lib/bff_schema.c,
+ * lib/bff_schema_format.c) and the typed rules (lib/bff_rule.c): the
+ * official JSON-Schema-Test-Suite for draft-07 (Debian package
+ * json-schema-test-suite), then what the suite does not cover: error lists
+ * (pointers, keywords, the cap), uniqueItems on large arrays, schema errors
+ * naming their pointer, refused remote references, bounded bodies, rules
+ * for query parameters and headers.
  *
  * BFF_SCHEMA_SUITE overrides the suite's directory;
  * BFF_SCHEMA_SUITE_VERBOSE=1 prints the count of every file (the README's
@@ -268,6 +269,34 @@ START_TEST(format_only_when_asserted)
 }
 END_TEST
 
+START_TEST(unique_items_large_and_equal_forms)
+{
+    bff_schema_t *s = S("{\"uniqueItems\":true}", 0);
+    json_t *arr = bff_json_pool_own(json_array(), pool);
+    apr_array_header_t *errs = NULL;
+    int i;
+
+    /* equal whatever the form: 1 and 1.0, members in any order */
+    ck_assert_int_eq(bff_schema_validate(NULL, s, J("[1, 1.0]"), 1, pool), 0);
+    ck_assert_int_eq(bff_schema_validate(NULL, s,
+                     J("[{\"a\":1,\"b\":[2]},{\"b\":[2.0],\"a\":1}]"), 1,
+                     pool), 0);
+    ck_assert_int_eq(bff_schema_validate(NULL, s,
+                     J("[{\"a\":1},{\"a\":2},[1],[[1]],\"1\",1,true,null]"), 1,
+                     pool), 1);
+    /* a body-sized array is not compared pair by pair (that would be
+     * 2 * 10^10 comparisons: this test would time out) */
+    for (i = 0; i < 200000; ++i) {
+        json_array_append_new(arr, json_integer(i));
+    }
+    ck_assert_int_eq(bff_schema_validate(NULL, s, arr, 1, pool), 1);
+    json_array_append_new(arr, json_real(123456.0));
+    ck_assert_int_eq(bff_schema_validate(&errs, s, arr, 1, pool), 0);
+    ck_assert_str_eq(err_at(errs, 0)->keyword, "uniqueItems");
+    ck_assert_str_eq(err_at(errs, 0)->message, "items 123456 and 200000 are equal");
+}
+END_TEST
+
 /* ------------------------------------------------------ bad schemas -- */
 
 static const char *compile_err(const char *text)
@@ -364,6 +393,67 @@ START_TEST(load_refuses_duplicate_keys)
 }
 END_TEST
 
+/* ------------------------------------------------------------ rules -- */
+
+static bff_rule_t *R(const char *type, const char *o1, const char *o2)
+{
+    const char *opts[2] = { o1, o2 };
+    bff_rule_t *r;
+    const char *err = bff_rule_compile(&r, "x", type, opts,
+                                       o2 ? 2 : o1 ? 1 : 0, pool);
+
+    ck_assert_msg(err == NULL, "rule %s: %s", type, err);
+    return r;
+}
+
+static const char *rule_kw(const bff_rule_t *r, const char *value)
+{
+    const char *kw, *msg;
+
+    return bff_rule_check(&kw, &msg, r, value, pool) ? "ok" : kw;
+}
+
+START_TEST(typed_rules)
+{
+    bff_rule_t *lim = R("integer", "min=1", "max=100");
+    bff_rule_t *req = R("string", "required", "enum=asc|desc");
+    bff_rule_t *len = R("string", "min=2", "max=3");
+    bff_rule_t *r;
+    const char *opts[] = { "pattern=(" };
+
+    ck_assert_str_eq(rule_kw(lim, NULL), "ok");
+    ck_assert_str_eq(rule_kw(lim, "100"), "ok");
+    ck_assert_str_eq(rule_kw(lim, "-5"), "minimum");
+    ck_assert_str_eq(rule_kw(lim, "101"), "maximum");
+    ck_assert_str_eq(rule_kw(lim, "1.0"), "type");
+    ck_assert_str_eq(rule_kw(lim, "1e2"), "type");
+    ck_assert_str_eq(rule_kw(lim, " 1"), "type");
+    ck_assert_str_eq(rule_kw(lim, "1234567890123456789"), "type");
+    ck_assert_str_eq(rule_kw(req, NULL), "required");
+    ck_assert_str_eq(rule_kw(req, "asc"), "ok");
+    ck_assert_str_eq(rule_kw(req, "up"), "enum");
+    ck_assert_str_eq(rule_kw(len, "\xc3\xa9\xc3\xa9"), "ok");   /* 2 code points */
+    ck_assert_str_eq(rule_kw(len, "abcd"), "maxLength");
+    ck_assert_str_eq(rule_kw(len, "\xff"), "type");           /* not UTF-8 */
+    ck_assert_str_eq(rule_kw(R("number", "max=1", NULL), "0.5"), "ok");
+    ck_assert_str_eq(rule_kw(R("number", "max=1", NULL), "1.5"), "maximum");
+    ck_assert_str_eq(rule_kw(R("number", NULL, NULL), "nan"), "type");
+    ck_assert_str_eq(rule_kw(R("boolean", NULL, NULL), "true"), "ok");
+    ck_assert_str_eq(rule_kw(R("boolean", NULL, NULL), "1"), "type");
+    ck_assert_str_eq(rule_kw(R("uuid", NULL, NULL), "x"), "format");
+    ck_assert_str_eq(rule_kw(R("date", NULL, NULL), "2024-02-30"), "format");
+    ck_assert_str_eq(rule_kw(R("date-time", NULL, NULL),
+                             "2024-02-29T10:00:00Z"), "ok");
+    ck_assert_ptr_nonnull(strstr(bff_rule_compile(&r, "x", "float", NULL, 0,
+                                                  pool), "unknown type"));
+    ck_assert_ptr_nonnull(strstr(bff_rule_compile(&r, "x", "string", opts, 1,
+                                                  pool), "bad regular"));
+    opts[0] = "enum=a";
+    ck_assert_ptr_nonnull(strstr(bff_rule_compile(&r, "x", "integer", opts, 1,
+                                                  pool), "unknown option"));
+}
+END_TEST
+
 /* ----------------------------------------------------------- bodies -- */
 
 START_TEST(body_bounds)
@@ -418,6 +508,7 @@ static Suite *schema_suite(void)
     tcase_add_test(tc, combinators_report_once);
     tcase_add_test(tc, code_points_not_bytes);
     tcase_add_test(tc, format_only_when_asserted);
+    tcase_add_test(tc, unique_items_large_and_equal_forms);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("compile");
@@ -428,6 +519,11 @@ static Suite *schema_suite(void)
     tcase_add_test(tc, recursion_through_allof_is_bounded);
     tcase_add_test(tc, metaschema_bundled);
     tcase_add_test(tc, load_refuses_duplicate_keys);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("rules");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, typed_rules);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("bodies");
