@@ -88,6 +88,10 @@ typedef struct {
     bff_valid_conf_t *valid;           /* request validation; NULL: none */
 } bff_dir_conf_t;
 
+/* NULL when libcurl is built in; else an error naming what needs it
+ * (what: "an https:// backend"), for the directive to prefix. */
+const char *bff_need_curl(cmd_parms *cmd, const char *what);
+
 /* NULL when the directive is read inside <BFFEndpoint> (dc->epc is then
  * the endpoint), else the error to return. */
 const char *bff_in_endpoint_only(cmd_parms *cmd, void *dc);
