@@ -51,6 +51,7 @@ step() {
 unit_tests() {
     echo "== unit tests"
     make -s check || { cat t/unit/*.log 2>/dev/null; return 1; }
+    grep -h "^JSON-Schema-Test-Suite" t/unit/check_schema.log 2>/dev/null || true
 }
 
 suite() {
