@@ -81,13 +81,16 @@ sanitized_pass() {
     rm -f t/logs/asan.* t/logs/ubsan.*
     ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=0:log_path=$PWD/t/logs/asan}
     UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:log_path=$PWD/t/logs/ubsan}
-    export ASAN_OPTIONS UBSAN_OPTIONS
+    # ASan makes the unit tests 2-3 times slower: Check's per-case
+    # timeouts (set for the normal build) scale with it
+    CK_TIMEOUT_MULTIPLIER=${CK_TIMEOUT_MULTIPLIER:-3}
+    export ASAN_OPTIONS UBSAN_OPTIONS CK_TIMEOUT_MULTIPLIER
     step "sanitized unit tests" unit_tests || true
     for client in ${SANITIZE_CLIENTS:-native}; do
         step "sanitized suite, $client" sanitized_suite "$client" || true
     done
     step "sanitizer reports" sanitizer_reports || true
-    unset ASAN_OPTIONS UBSAN_OPTIONS
+    unset ASAN_OPTIONS UBSAN_OPTIONS CK_TIMEOUT_MULTIPLIER
 }
 
 normal_pass() {
