@@ -38,6 +38,10 @@ scripts/check-install.sh
 echo "== docker/ checks (no Docker engine: promtool, syntax, cross-references)"
 scripts/check-docker.sh
 
+# a full run: a test that needs a server that is missing fails instead of
+# skipping (t/lib/BFFTest.pm need_servers; CI=true does the same)
+BFF_T_STRICT=1
+export BFF_T_STRICT
 APXS=${APXS:-$(command -v apxs2 || command -v apxs)}
 HTTPD=$("$APXS" -q SBINDIR)/$("$APXS" -q TARGET)
 set -- -apxs "$APXS" -httpd "$HTTPD"
