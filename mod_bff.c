@@ -81,6 +81,7 @@ static void *create_dir_conf(apr_pool_t *p, char *dir)
     bff_dir_conf_t *dc = apr_pcalloc(p, sizeof(*dc));
 
     dc->auth = bff_auth_create_dir(p);
+    dc->cors = bff_cors_dir_create(p);
     return dc;
 }
 
@@ -91,6 +92,7 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 
     dc->epc = add->epc;
     dc->auth = bff_auth_merge_dir(p, base->auth, add->auth);
+    dc->cors = bff_cors_dir_merge(p, base->cors, add->cors);
     dc->valid = bff_valid_conf_merge(p, base->valid, add->valid);
     return dc;
 }
@@ -606,6 +608,26 @@ static const command_rec bff_cmds[] = {
         "[stream=NAME] [maxlen=N] [queue=N] [batch=N] [connect-timeout=D] "
         "[timeout=D]"),
     /* ---- end of the observability directives ---- */
+    /* ---- CORS: mod_bff_cors.c ---- */
+    AP_INIT_ITERATE("BFFCORSOrigin", bff_cors_cmd_origin, NULL, RSRC_CONF | ACCESS_CONF,
+        "Origins whose pages may read the answers: scheme://host[:port], "
+        "~REGEX (whole origin), * (not with credentials) or off"),
+    AP_INIT_ITERATE("BFFCORSMethods", bff_cors_cmd_list, (void *)1,
+        RSRC_CONF | ACCESS_CONF, "Methods a preflight may ask for "
+        "(default GET HEAD)"),
+    AP_INIT_ITERATE("BFFCORSHeaders", bff_cors_cmd_list, (void *)2,
+        RSRC_CONF | ACCESS_CONF, "Request headers a preflight may ask for "
+        "(default none), e.g. Authorization Content-Type"),
+    AP_INIT_ITERATE("BFFCORSExposeHeaders", bff_cors_cmd_list, (void *)3,
+        RSRC_CONF | ACCESS_CONF, "Response headers pages may read (default "
+        "X-Request-ID X-Cache-Status X-BFF-Completed RateLimit "
+        "RateLimit-Policy Retry-After; none: only the safelisted ones)"),
+    AP_INIT_FLAG("BFFCORSCredentials", bff_cors_cmd_credentials, NULL,
+        RSRC_CONF | ACCESS_CONF, "On: pages may send cookies and "
+        "Authorization and read the answer (default Off)"),
+    AP_INIT_TAKE1("BFFCORSMaxAge", bff_cors_cmd_max_age, NULL, RSRC_CONF | ACCESS_CONF,
+        "How long browsers may cache a preflight's answer (default 10m)"),
+    /* ---- end of the CORS directives ---- */
     /* ---- request validation: mod_bff_validate.c ---- */
     AP_INIT_RAW_ARGS("BFFRequestSchema", bff_valid_cmd_schema, NULL,
         RSRC_CONF | ACCESS_CONF, "JSON Schema (draft-07) file the request "
@@ -729,6 +751,8 @@ static void bff_register_hooks(apr_pool_t *p)
     bff_log_register_hooks(p);
     bff_events_register_hooks(p);
     bff_metrics_register_hooks(p);
+    bff_cors_register_hooks(p);
+    bff_status_register_hooks(p);
     bff_valid_register_hooks(p);
 }
 

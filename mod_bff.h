@@ -37,6 +37,8 @@ typedef struct bff_auth_dir_t bff_auth_dir_t;
 typedef struct bff_res_conf_t bff_res_conf_t;
 /* mod_bff_events.c: analytics events (opaque here) */
 typedef struct bff_events_conf_t bff_events_conf_t;
+/* mod_bff_cors.c: the CORS policy of a location (opaque here). */
+typedef struct bff_cors_dir_t bff_cors_dir_t;
 /* mod_bff_validate.c: request validation rules (opaque here) */
 typedef struct bff_valid_conf_t bff_valid_conf_t;
 
@@ -85,6 +87,7 @@ typedef struct {
 typedef struct {
     bff_ep_conf_t *epc;
     bff_auth_dir_t *auth;              /* access phase (mod_bff_auth.c) */
+    bff_cors_dir_t *cors;              /* mod_bff_cors.c */
     bff_valid_conf_t *valid;           /* request validation; NULL: none */
 } bff_dir_conf_t;
 
@@ -301,6 +304,18 @@ const char *bff_events_cmd_redis(cmd_parms *cmd, void *dcv,
                                  const char *args);
 void bff_events_register_hooks(apr_pool_t *p);
 
+/* ---- CORS: mod_bff_cors.c ---- */
+bff_cors_dir_t *bff_cors_dir_create(apr_pool_t *p);
+bff_cors_dir_t *bff_cors_dir_merge(apr_pool_t *p, bff_cors_dir_t *base,
+                                   bff_cors_dir_t *add);
+/* cmd->info of bff_cors_cmd_list: 1 methods, 2 request headers, 3 exposed
+ * headers */
+const char *bff_cors_cmd_origin(cmd_parms *cmd, void *dcv, const char *arg);
+const char *bff_cors_cmd_list(cmd_parms *cmd, void *dcv, const char *arg);
+const char *bff_cors_cmd_credentials(cmd_parms *cmd, void *dcv, int on);
+const char *bff_cors_cmd_max_age(cmd_parms *cmd, void *dcv, const char *arg);
+void bff_cors_register_hooks(apr_pool_t *p);
+
 /* ---- metrics: mod_bff_metrics.c (issue 7) ---- */
 void bff_metrics_register_hooks(apr_pool_t *p);
 const char *bff_metrics_cmd_slots(cmd_parms *cmd, void *dcv, const char *arg);
@@ -308,6 +323,11 @@ const char *bff_metrics_cmd_slots(cmd_parms *cmd, void *dcv, const char *arg);
  * duration and failure reason. */
 void bff_metrics_run(request_rec *r, const bff_endpoint_t *ep,
                      const bff_run_result_t *res);
+/* Aggregations in flight now, all children (the metrics table). */
+long bff_metrics_agg_active(void);
+
+/* mod_bff_status.c: mod_bff's state on mod_status's page */
+void bff_status_register_hooks(apr_pool_t *p);
 
 /* Anonymous shared memory created by the parent, kept across graceful
  * restarts: the same name and size give the same memory back (*kept 1);

@@ -30,6 +30,7 @@
 
 #include "mod_bff.h"
 #include "bff_metrics.h"
+#include "bff_version.h"
 
 APLOG_USE_MODULE(bff);
 
@@ -170,6 +171,29 @@ static int metrics_post_read_request(request_rec *r)
     return DECLINED;
 }
 
+static apr_status_t agg_done(void *data)
+{
+    bff_metrics_gauge_add(table, BFF_M_AGG_ACTIVE, "", -1);
+    return APR_SUCCESS;
+}
+
+/* An aggregation is in flight from here (past the access phase) until its
+ * request is done. */
+static int metrics_fixups(request_rec *r)
+{
+    if (table && !r->main && r->handler && !strcmp(r->handler, BFF_HANDLER)) {
+        bff_metrics_gauge_add(table, BFF_M_AGG_ACTIVE, "", 1);
+        apr_pool_cleanup_register(r->pool, NULL, agg_done,
+                                  apr_pool_cleanup_null);
+    }
+    return DECLINED;
+}
+
+long bff_metrics_agg_active(void)
+{
+    return table ? (long)bff_metrics_get(table, BFF_M_AGG_ACTIVE, "") : 0;
+}
+
 static int metrics_log_transaction(request_rec *r)
 {
     request_rec *last = r;
@@ -292,6 +316,9 @@ static void refresh(request_rec *r)
                         (apr_int64_t)cc.fallbacks);
     }
     tell_pools(r, 1);
+    bff_metrics_set(table, BFF_M_BUILD_INFO,
+                    bff_metrics_labels(r->pool, "version", BFF_VERSION,
+                                       "features", BFF_FEATURES, NULL), 1);
     /* the circuit breakers (issue 5), when their glue provides them */
     breakers = APR_RETRIEVE_OPTIONAL_FN(bff_breaker_snapshot);
     if (breakers) {
@@ -478,4 +505,5 @@ void bff_metrics_register_hooks(apr_pool_t *p)
     ap_hook_log_transaction(metrics_log_transaction, NULL, NULL,
                             APR_HOOK_MIDDLE);
     ap_hook_handler(metrics_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_fixups(metrics_fixups, NULL, NULL, APR_HOOK_LAST);
 }

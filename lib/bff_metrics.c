@@ -74,6 +74,12 @@ static const bff_metric_family_t families[BFF_M_NFAMILIES] = {
     { "bff_retry_budget_exhausted_total",
       "Retries not made because the retry budget was spent, by breaker "
       "key.", BFF_MT_COUNTER },
+    { "bff_aggregations_in_flight",
+      "Aggregated endpoint requests past the access phase and not yet "
+      "answered (cache hits included).", BFF_MT_GAUGE },
+    { "bff_build_info",
+      "mod_bff's version and the optional features it was built with "
+      "(space-separated); always 1.", BFF_MT_GAUGE },
 };
 
 /* the bucket bounds as le label values */
@@ -212,6 +218,14 @@ void bff_metrics_set(bff_metrics_table_t *t, bff_metric_e fam,
     if (s) {
         __atomic_store_n(&s->v[0], (apr_uint64_t)value, __ATOMIC_RELAXED);
     }
+}
+
+apr_int64_t bff_metrics_get(bff_metrics_table_t *t, bff_metric_e fam,
+                            const char *labels)
+{
+    bff_metrics_slot_t *s = bff_metrics_series(t, fam, labels);
+
+    return s ? (apr_int64_t)__atomic_load_n(&s->v[0], __ATOMIC_RELAXED) : 0;
 }
 
 void bff_metrics_observe(bff_metrics_table_t *t, bff_metric_e fam,
@@ -408,7 +422,8 @@ const char *bff_metrics_render(apr_size_t *len, const bff_metrics_table_t *t,
             render_series(out, f, &snaps[i], p);
             any = 1;
         }
-        if (!any && (fam == BFF_M_HTTP_ACTIVE || fam == BFF_M_CACHE_HITS
+        if (!any && (fam == BFF_M_HTTP_ACTIVE || fam == BFF_M_AGG_ACTIVE
+                     || fam == BFF_M_CACHE_HITS
                      || fam == BFF_M_CACHE_MISSES || fam == BFF_M_CACHE_STALE
                      || fam == BFF_M_CACHE_FALLBACK)) {
             snap_t zero;

@@ -49,6 +49,8 @@ typedef enum {
     BFF_M_BREAKER_REFUSED,        /* counter {backend} */
     BFF_M_RETRIES,                /* counter {backend} */
     BFF_M_RETRY_BUDGET_EXHAUSTED, /* counter {backend} */
+    BFF_M_AGG_ACTIVE,             /* gauge: aggregations in flight */
+    BFF_M_BUILD_INFO,             /* gauge {version,features}, always 1 */
     BFF_M_NFAMILIES
 } bff_metric_e;
 
@@ -118,6 +120,9 @@ void bff_metrics_gauge_add(bff_metrics_table_t *t, bff_metric_e fam,
                            const char *labels, apr_int64_t delta);
 /* For values another part of the server already keeps (a counter in its
  * own shared memory, a state): the last writer wins. */
+/* The value of a counter or gauge series (0 for a new one). */
+apr_int64_t bff_metrics_get(bff_metrics_table_t *t, bff_metric_e fam,
+                            const char *labels);
 void bff_metrics_set(bff_metrics_table_t *t, bff_metric_e fam,
                      const char *labels, apr_int64_t value);
 void bff_metrics_observe(bff_metrics_table_t *t, bff_metric_e fam,

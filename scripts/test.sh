@@ -25,6 +25,10 @@ cd "$(dirname "$0")/.."
 
 scripts/deps.sh
 
+# a full run: a test that needs a server that is missing fails instead of
+# skipping (t/lib/BFFTest.pm need_servers; CI=true does the same)
+BFF_T_STRICT=1
+export BFF_T_STRICT
 APXS=${APXS:-$(command -v apxs2 || command -v apxs)}
 HTTPD=$("$APXS" -q SBINDIR)/$("$APXS" -q TARGET)
 mode=${SANITIZE:-all}

@@ -11,7 +11,7 @@ use POSIX ();
 use JSON::PP ();
 use Time::HiRes qw(sleep);
 
-plan tests => 57;
+plan tests => 57, need_servers('redis-server');
 
 sub user_calls { scalar @{ svc_log('user') } }
 sub purge { bff_req(PURGE => "/t/purge?$_[0]") }

@@ -12,7 +12,7 @@ use IO::Socket::INET ();
 use JSON::PP ();
 use Time::HiRes qw(sleep);
 
-plan tests => 29;
+plan tests => 29, need_servers('redis-server', 'memcached');
 
 my $U = $ENV{BFF_T_USER_URL};
 my $endpoint = <<"CONF";

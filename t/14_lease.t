@@ -13,7 +13,7 @@ use BFFAuth qw(count_svc is_problem);
 use LWP::UserAgent;
 use Time::HiRes qw(sleep);
 
-plan tests => 17;
+plan tests => 17, need_servers('redis-server');
 
 # one keep-alive connection: every request is served by the same child,
 # which is what makes the counts below exact

@@ -13,7 +13,7 @@ use BFFJWT;
 use Time::HiRes qw(sleep);
 use POSIX ();
 
-plan tests => 54;
+plan tests => 54, need_servers('redis-server');
 
 sub codes { join ' ', map { $_->code } @_ }
 sub get_n { my ($n, $path, @h) = @_; map { areq(GET => $path, @h) } 1 .. $n }

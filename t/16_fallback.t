@@ -13,7 +13,7 @@ use BFFTest;
 use BFFAuth;
 use Time::HiRes qw(sleep);
 
-plan tests => 17;
+plan tests => 17, need_servers('redis-server');
 
 sub codes { join ' ', map { $_->code } @_ }
 sub get_n { my ($n, $path, @h) = @_; map { areq(GET => $path, @h) } 1 .. $n }

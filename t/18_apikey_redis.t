@@ -14,7 +14,7 @@ use BFFTest;
 use BFFAuth;
 use BFFJWT;
 
-plan tests => 51;
+plan tests => 51, need_servers('redis-server');
 
 my $V = 'bff_keyredis';
 my $tag = "$$-" . int(rand 1e6);      # fresh consumers (fresh buckets) per run

@@ -17,7 +17,7 @@ use Time::HiRes qw(sleep);
 use BFFTest;
 use BFFJWT;
 
-plan tests => 92;
+plan tests => 92, need_servers('redis-server');
 
 my $promtool = "promtool";
 

@@ -13,7 +13,7 @@ use JSON::PP ();
 use BFFTest;
 use BFFJWT qw(jwt keydir);
 
-plan tests => 58;
+plan tests => 58, need_servers('redis-server');
 
 my $U = $ENV{BFF_T_USER_URL};
 my $O = $ENV{BFF_T_ORDER_URL};

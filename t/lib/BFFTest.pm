@@ -8,6 +8,7 @@ use Exporter 'import';
 use JSON::PP ();
 use LWP::UserAgent ();
 use Time::HiRes ();
+use Apache::Test ();
 use IO::Socket::INET ();
 use Apache::TestRequest ();
 use POSIX ();
@@ -16,13 +17,32 @@ use BFFServices ();
 our @EXPORT = qw(bff_get bff_req bff_send bff_chunked decode svc_reset svc_log svc_fault svc_stats
                  svc_url fixture users orders_of products_by_id expected_profile
                  json_is now redis_cli redis_stop redis_start start_httpd
-                 stop_httpd http_get own_svc_start own_svc_stop own_svc_admin);
+                 stop_httpd http_get own_svc_start own_svc_stop own_svc_admin
+                 need_servers);
 
 my $json = JSON::PP->new->canonical(1)->allow_nonref(1);
 my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 0);
 my %fixtures;
 
 sub now { Time::HiRes::time() }
+
+# For Apache::Test's plan: plan tests => N, need_servers('redis-server').
+# A server binary that is not installed skips the file with the reason,
+# for a developer running a subset by hand. In strict mode (CI=true, as
+# CI services set it, or BFF_T_STRICT=1, which scripts/test.sh sets) it
+# fails the file instead: a full run must never pass by skipping.
+sub need_servers {
+    my @missing = grep { !BFFServices::have_bin($_) } @_;
+    return 1 unless @missing;
+    my $why = join(' and ', @missing) . ' not installed (scripts/deps.sh installs '
+            . (@missing > 1 ? 'them' : 'it') . ')';
+    if (($ENV{CI} // '') eq 'true' || $ENV{BFF_T_STRICT}) {
+        die "$why: a skip for a missing server is a failure in strict mode "
+          . "(CI=true or BFF_T_STRICT=1)\n";
+    }
+    # Apache::Test's own skip: plan prints "1..0 # skipped: $why"
+    return Apache::Test::need({ $why => 0 });
+}
 
 sub decode {
     my $s = shift;
