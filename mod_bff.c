@@ -544,9 +544,9 @@ static const command_rec bff_cmds[] = {
     AP_INIT_TAKE1("BFFAPIKeyHeader", bff_auth_cmd_apikey_header, NULL,
         RSRC_CONF | ACCESS_CONF, "Request header holding the API key "
         "(default X-API-Key)"),
-    AP_INIT_TAKE23("BFFIdentityHeader", bff_auth_cmd_identity_header, NULL,
+    AP_INIT_RAW_ARGS("BFFIdentityHeader", bff_auth_cmd_identity_header, NULL,
         RSRC_CONF | ACCESS_CONF, "Header set for backends from a claim: "
-        "Header claim.path [sep=STRING]"),
+        "Header claim.path [sep=STRING] [optional]"),
     AP_INIT_RAW_ARGS("BFFRateLimit", bff_auth_cmd_rate_limit, NULL,
         RSRC_CONF | ACCESS_CONF, "Token bucket: name N/DURATION "
         "[key=ip|user|global|header:NAME] [burst=N] [plan=NAME,...]"),

@@ -189,8 +189,7 @@ const char *bff_auth_cmd_apikey_header(cmd_parms *cmd, void *dcv,
 const char *bff_auth_cmd_apikey_redis(cmd_parms *cmd, void *dcv,
                                       const char *args);
 const char *bff_auth_cmd_identity_header(cmd_parms *cmd, void *dcv,
-                                         const char *header,
-                                         const char *claim, const char *sep);
+                                         const char *args);
 const char *bff_auth_cmd_rate_limit(cmd_parms *cmd, void *dcv,
                                     const char *args);
 const char *bff_auth_cmd_rl_fallback(cmd_parms *cmd, void *dcv,
