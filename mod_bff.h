@@ -88,6 +88,10 @@ typedef struct {
  * the endpoint), else the error to return. */
 const char *bff_in_endpoint_only(cmd_parms *cmd, void *dc);
 
+/* 1 when mod_bff sets the request note name (r->notes) on some requests:
+ * the list is kept in mod_bff.c, next to the module record. */
+int bff_note_known(const char *name);
+
 /* mod_bff_cache.c: directives (listed in mod_bff.c's table, cmd->info
  * one of these) */
 enum {

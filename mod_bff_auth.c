@@ -176,6 +176,10 @@ static const ap_socache_provider_t *rl_shm_provider;
 static ap_socache_instance_t *rl_shm;        /* shared by the children */
 static apr_global_mutex_t *rl_mutex;
 static server_rec *main_server;
+/* seen while reading the configuration (reset in pre_config), for the
+ * checks of check_config */
+static int rl_limits_seen;       /* a BFFRateLimit somewhere */
+static int rl_shm_fallback_seen; /* an explicit BFFRateLimitFallback shm */
 
 /* Redis outage state of this child: after a failure no request tries
  * Redis again before down_until (apr_time_t), and the outage is logged
@@ -745,6 +749,7 @@ const char *bff_auth_cmd_rate_limit(cmd_parms *cmd, void *dcv,
         return apr_psprintf(cmd->pool, "BFFRateLimit %s: a name is 1-64 of "
                             "A-Z a-z 0-9 - _ .", name);
     }
+    rl_limits_seen = 1;
     l = apr_pcalloc(cmd->pool, sizeof(*l));
     l->name = name;
     l->key = KEY_IP;
@@ -853,6 +858,7 @@ const char *bff_auth_cmd_rl_fallback(cmd_parms *cmd, void *dcv,
     }
     if (!strcasecmp(arg, "shm")) {
         dc->auth->fallback = FB_SHM;
+        rl_shm_fallback_seen = 1;
     }
     else if (!strcasecmp(arg, "open")) {
         dc->auth->fallback = FB_OPEN;
@@ -2225,6 +2231,8 @@ static int bff_auth_fixups(request_rec *r)
 static int bff_auth_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
                                apr_pool_t *ptemp)
 {
+    rl_limits_seen = 0;
+    rl_shm_fallback_seen = 0;
     /* registered here so that the admin's Mutex directive applies */
     return ap_mutex_register(pconf, RL_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
 }
@@ -2297,12 +2305,81 @@ static int load_keys(server_rec *s, apr_pool_t *pconf)
     return OK;
 }
 
-/* `apache2 -t` (and so `apache2ctl graceful`, which runs it first) stops
- * before post_config: load the keys here in that mode, so that a broken
- * key file fails the test instead of the restart. */
+/* Shared-memory buckets need mod_socache_shmcb: without Redis always,
+ * with Redis for the shm fallback (the default). Without the module the
+ * limits would not be applied at all. */
+static int check_ratelimit_shm(server_rec *s)
+{
+    bff_auth_srv_t *ms = ((bff_server_conf_t *)ap_get_module_config(
+                            s->module_config, &bff_module))->auth;
+    bff_dir_conf_t *md = ap_get_module_config(s->lookup_defaults,
+                                              &bff_module);
+    int fb = md && md->auth ? md->auth->fallback : 0;
+
+    if (!rl_limits_seen
+        || ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, "shmcb",
+                              AP_SOCACHE_PROVIDER_VERSION)) {
+        return OK;
+    }
+    if (!ms->redis_host) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(131)
+                     "BFFRateLimit without BFFRateLimitRedis keeps its "
+                     "buckets in shared memory, which needs "
+                     "mod_socache_shmcb: LoadModule socache_shmcb_module");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (rl_shm_fallback_seen || fb == 0 || fb == FB_SHM) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(132)
+                     "BFFRateLimitFallback shm (the default) needs "
+                     "mod_socache_shmcb: LoadModule socache_shmcb_module, or "
+                     "set BFFRateLimitFallback open or closed in the main "
+                     "server");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
+}
+
+/* A verifier that checks neither iss nor aud accepts any token its keys
+ * signed, whatever service it was issued for (a shared identity
+ * provider signs tokens for many). Reported, not refused. */
+static void check_jwt_claims(server_rec *s, apr_pool_t *ptemp)
+{
+    apr_hash_t *seen = apr_hash_make(ptemp);
+    server_rec *vs;
+
+    for (vs = s; vs; vs = vs->next) {
+        bff_auth_srv_t *as = ((bff_server_conf_t *)ap_get_module_config(
+                                vs->module_config, &bff_module))->auth;
+        jwt_srv_t *j = as->jwt;
+        if (!j || apr_hash_get(seen, &j, sizeof(j))) {
+            continue;
+        }
+        apr_hash_set(seen, apr_pmemdup(ptemp, &j, sizeof(j)), sizeof(j), j);
+        if ((!j->issuers || !j->issuers->nelts) && !j->conf.audience) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs, BFFLOGNO(133)
+                         "JWT settings of %s:%u check neither the issuer nor "
+                         "the audience: any token these keys signed is "
+                         "accepted, whatever it was issued for; set "
+                         "BFFJWTIssuer and/or BFFJWTAudience",
+                         vs->server_hostname ? vs->server_hostname : "*",
+                         (unsigned)vs->port);
+        }
+    }
+}
+
+/* Runs at every start and restart, and for `apache2 -t` (and so
+ * `apache2ctl graceful`, which runs it first), which stops before
+ * post_config: load the keys here in that mode, so that a broken key file
+ * fails the test instead of the restart. */
 static int bff_auth_check_config(apr_pool_t *pconf, apr_pool_t *plog,
                                  apr_pool_t *ptemp, server_rec *s)
 {
+    int rc;
+
+    if ((rc = check_ratelimit_shm(s)) != OK) {
+        return rc;
+    }
+    check_jwt_claims(s, ptemp);
     if (ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST) {
         return OK;
     }
