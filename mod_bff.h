@@ -84,6 +84,10 @@ typedef struct {
     bff_auth_dir_t *auth;              /* access phase (mod_bff_auth.c) */
 } bff_dir_conf_t;
 
+/* NULL when libcurl is built in; else an error naming what needs it
+ * (what: "an https:// backend"), for the directive to prefix. */
+const char *bff_need_curl(cmd_parms *cmd, const char *what);
+
 /* NULL when the directive is read inside <BFFEndpoint> (dc->epc is then
  * the endpoint), else the error to return. */
 const char *bff_in_endpoint_only(cmd_parms *cmd, void *dc);

@@ -18,7 +18,6 @@
 #include <sys/socket.h>
 
 #include <check.h>
-#include <curl/curl.h>
 #include <apr_general.h>
 #include <apr_strings.h>
 
@@ -1506,6 +1505,19 @@ START_TEST(reset_cancels_in_flight)
 }
 END_TEST
 
+/* configure --without-curl: https:// fails at once, naming the reason */
+START_TEST(https_without_curl)
+{
+    bff_fetch_req_t r[1];
+
+    mkreq(&r[0], "GET", "https://127.0.0.1:1/x");
+    ck_assert_int_ne(bff_fetch_start(fetcher, &r[0]), APR_SUCCESS);
+    ck_assert_int_eq(r[0].err, BFF_FETCH_EINTERNAL);
+    ck_assert_ptr_nonnull(strstr(r[0].errmsg, "--without-curl"));
+    bff_fetch_reset(fetcher);
+}
+END_TEST
+
 START_TEST(https_goes_to_curl)
 {
     unsigned short port;
@@ -1595,7 +1607,12 @@ static Suite *h1_suite(void)
     tcase_add_test(tf, bad_urls_refused);
     tcase_add_test(tf, localhost_resolved);
     tcase_add_test(tf, reset_cancels_in_flight);
-    tcase_add_test(tf, https_goes_to_curl);
+    if (bff_fetch_has_curl()) {
+        tcase_add_test(tf, https_goes_to_curl);
+    }
+    else {
+        tcase_add_test(tf, https_without_curl);
+    }
     suite_add_tcase(s, tf);
 
     tcase_set_timeout(tl, 20);
@@ -1619,12 +1636,12 @@ int main(void)
     int failed;
 
     apr_initialize();
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    bff_fetch_global_init();
     sr = srunner_create(h1_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    curl_global_cleanup();
+    bff_fetch_global_cleanup();
     apr_terminate();
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
