@@ -104,6 +104,27 @@ static bff_server_conf_t *server_conf(cmd_parms *cmd)
     return ap_get_module_config(cmd->server->module_config, &bff_module);
 }
 
+/* Every request note mod_bff sets (r->notes): configtest checks names
+ * that configurations refer to (BFFCacheVary note:NAME) against it. */
+static const char *const notes_set[] = {
+    "bff-auth", "bff-auth-error", "bff-authz-denied", "bff-cache",
+    "bff-client", "bff-completed", "bff-endpoint", "bff-fields", "bff-plan",
+    "bff-request-id", "bff-span-id", "bff-subject", "bff-throttled",
+    "bff-trace-id", NULL
+};
+
+int bff_note_known(const char *name)
+{
+    int i;
+
+    for (i = 0; notes_set[i]; i++) {
+        if (!strcmp(notes_set[i], name)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 const char *bff_need_curl(cmd_parms *cmd, const char *what)
 {
     if (bff_fetch_has_curl()) {
@@ -140,12 +161,51 @@ static const char *method_check(cmd_parms *cmd, const char *m)
     return NULL;
 }
 
+/* Deny and allow paths start with a backend's name (they apply to the
+ * merged document, before any reshaping): a misspelt name would deny
+ * nothing, or keep nothing, without a word. */
+static const char *check_shape_roots(cmd_parms *cmd,
+                                     const ap_directive_t *first,
+                                     const bff_endpoint_t *ep)
+{
+    const ap_directive_t *d;
+    const char *args, *path, *root;
+    apr_array_header_t *names;
+    int i;
+
+    for (d = first; d; d = d->next) {
+        if (strcasecmp(d->directive, "BFFDeny")
+            && strcasecmp(d->directive, "BFFAllow")) {
+            continue;
+        }
+        args = d->args;
+        while (*(path = ap_getword_conf(cmd->temp_pool, &args))) {
+            root = bff_shape_path_root(path, cmd->temp_pool);
+            if (bff_endpoint_backend(ep, root) >= 0) {
+                continue;
+            }
+            names = apr_array_make(cmd->temp_pool, ep->backends->nelts,
+                                   sizeof(const char *));
+            for (i = 0; i < ep->backends->nelts; i++) {
+                APR_ARRAY_PUSH(names, const char *) =
+                    APR_ARRAY_IDX(ep->backends, i, bff_backend_t *)->name;
+            }
+            cmd->err_directive = d;
+            return apr_psprintf(cmd->pool, "%s %s: '%s' is not a backend of "
+                                "this endpoint (its backends: %s)",
+                                d->directive, path, root,
+                                apr_array_pstrcat(cmd->temp_pool, names, ' '));
+        }
+    }
+    return NULL;
+}
+
 static const char *cmd_endpoint(cmd_parms *cmd, void *dummy, const char *arg)
 {
     const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
     bff_server_conf_t *sc = server_conf(cmd);
     const char *endp, *args, *method, *pattern;
-    const ap_directive_t *d;
+    const ap_directive_t *d, *block;
     ap_conf_vector_t *section;
     bff_dir_conf_t *dc;
     bff_ep_conf_t *epc;
@@ -200,6 +260,7 @@ static const char *cmd_endpoint(cmd_parms *cmd, void *dummy, const char *arg)
         }
     }
 
+    block = cmd->directive->first_child;   /* ap_walk_config moves it */
     section = ap_create_per_dir_config(cmd->pool);
     dc = create_dir_conf(cmd->pool, NULL);
     dc->epc = epc;
@@ -216,6 +277,9 @@ static const char *cmd_endpoint(cmd_parms *cmd, void *dummy, const char *arg)
         || (err = bff_client_ep_finalize(epc, cmd->pool)) != NULL) {
         return apr_psprintf(cmd->pool, "<BFFEndpoint %s %s>: %s", method,
                             pattern, err);
+    }
+    if ((err = check_shape_roots(cmd, block, epc->ep)) != NULL) {
+        return err;
     }
     for (i = 0; i < sc->endpoints->nelts; i++) {
         bff_ep_conf_t *o = APR_ARRAY_IDX(sc->endpoints, i, bff_ep_conf_t *);
@@ -564,9 +628,9 @@ static const command_rec bff_cmds[] = {
     AP_INIT_TAKE1("BFFAPIKeyHeader", bff_auth_cmd_apikey_header, NULL,
         RSRC_CONF | ACCESS_CONF, "Request header holding the API key "
         "(default X-API-Key)"),
-    AP_INIT_TAKE23("BFFIdentityHeader", bff_auth_cmd_identity_header, NULL,
+    AP_INIT_RAW_ARGS("BFFIdentityHeader", bff_auth_cmd_identity_header, NULL,
         RSRC_CONF | ACCESS_CONF, "Header set for backends from a claim: "
-        "Header claim.path [sep=STRING]"),
+        "Header claim.path [sep=STRING] [optional]"),
     AP_INIT_RAW_ARGS("BFFRateLimit", bff_auth_cmd_rate_limit, NULL,
         RSRC_CONF | ACCESS_CONF, "Token bucket: name N/DURATION "
         "[key=ip|user|global|header:NAME] [burst=N] [plan=NAME,...]"),

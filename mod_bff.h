@@ -99,6 +99,10 @@ const char *bff_need_curl(cmd_parms *cmd, const char *what);
  * the endpoint), else the error to return. */
 const char *bff_in_endpoint_only(cmd_parms *cmd, void *dc);
 
+/* 1 when mod_bff sets the request note name (r->notes) on some requests:
+ * the list is kept in mod_bff.c, next to the module record. */
+int bff_note_known(const char *name);
+
 /* mod_bff_cache.c: directives (listed in mod_bff.c's table, cmd->info
  * one of these) */
 enum {
@@ -210,8 +214,7 @@ const char *bff_auth_cmd_apikey_header(cmd_parms *cmd, void *dcv,
 const char *bff_auth_cmd_apikey_redis(cmd_parms *cmd, void *dcv,
                                       const char *args);
 const char *bff_auth_cmd_identity_header(cmd_parms *cmd, void *dcv,
-                                         const char *header,
-                                         const char *claim, const char *sep);
+                                         const char *args);
 const char *bff_auth_cmd_rate_limit(cmd_parms *cmd, void *dcv,
                                     const char *args);
 const char *bff_auth_cmd_rl_fallback(cmd_parms *cmd, void *dcv,

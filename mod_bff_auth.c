@@ -89,6 +89,8 @@ typedef struct {
     const char *header;
     const char *claim;           /* path in the claims */
     const char *sep;             /* joins array elements */
+    int optional;                /* a token without the claim is accepted
+                                    (no header); otherwise 401 */
 } ident_t;
 
 /* BFFRateLimit */
@@ -174,6 +176,10 @@ static const ap_socache_provider_t *rl_shm_provider;
 static ap_socache_instance_t *rl_shm;        /* shared by the children */
 static apr_global_mutex_t *rl_mutex;
 static server_rec *main_server;
+/* seen while reading the configuration (reset in pre_config), for the
+ * checks of check_config */
+static int rl_limits_seen;       /* a BFFRateLimit somewhere */
+static int rl_shm_fallback_seen; /* an explicit BFFRateLimitFallback shm */
 
 /* Redis outage state of this child: after a failure no request tries
  * Redis again before down_until (apr_time_t), and the outage is logged
@@ -298,8 +304,8 @@ bff_auth_dir_t *bff_auth_merge_dir(apr_pool_t *p, const bff_auth_dir_t *base,
     for (i = 0; i < base->idents->nelts; i++) {
         const ident_t *b = &APR_ARRAY_IDX(base->idents, i, ident_t);
         for (j = 0; j < add->idents->nelts; j++) {
-            if (!strcasecmp(b->header,
-                            APR_ARRAY_IDX(add->idents, j, ident_t).header)) {
+            if (bff_header_name_same(b->header,
+                    APR_ARRAY_IDX(add->idents, j, ident_t).header)) {
                 break;
             }
         }
@@ -644,16 +650,23 @@ static const char *const ident_denied[] = {
 };
 
 const char *bff_auth_cmd_identity_header(cmd_parms *cmd, void *dcv,
-                                         const char *header,
-                                         const char *claim, const char *sep)
+                                         const char *args)
 {
     bff_dir_conf_t *dc = dcv;
     const char *err = dir_only(cmd, dcv);
+    const char *header, *claim, *opt;
     ident_t *id;
     int i;
 
     if (err) {
         return err;
+    }
+    header = ap_getword_conf(cmd->pool, &args);
+    claim = ap_getword_conf(cmd->pool, &args);
+    if (!*header || !*claim) {
+        return "BFFIdentityHeader takes a header name, a claim path and "
+               "options: BFFIdentityHeader X-User-Roles realm_access.roles "
+               "[sep=STRING] [optional]";
     }
     if (!header_name_ok(header)) {
         return apr_psprintf(cmd->pool, "BFFIdentityHeader %s: not a header "
@@ -665,24 +678,39 @@ const char *bff_auth_cmd_identity_header(cmd_parms *cmd, void *dcv,
                                 "cannot carry an identity", header);
         }
     }
-    if (!*claim) {
-        return "BFFIdentityHeader: empty claim path";
-    }
-    if (sep && strncmp(sep, "sep=", 4)) {
-        return apr_psprintf(cmd->pool, "BFFIdentityHeader %s %s: unknown "
-                            "option '%s' (sep=STRING)", header, claim, sep);
-    }
     for (i = 0; i < dc->auth->idents->nelts; i++) {
-        if (!strcasecmp(APR_ARRAY_IDX(dc->auth->idents, i, ident_t).header,
-                        header)) {
+        const char *other = APR_ARRAY_IDX(dc->auth->idents, i, ident_t).header;
+        if (bff_header_name_same(other, header)) {
             return apr_psprintf(cmd->pool, "BFFIdentityHeader %s is already "
-                                "defined here", header);
+                                "defined here (as %s; backends may read '-' "
+                                "and '_' alike)", header, other);
         }
     }
     id = apr_array_push(dc->auth->idents);
     id->header = header;
     id->claim = claim;
-    id->sep = sep ? sep + 4 : ",";
+    id->sep = ",";
+    id->optional = 0;
+    while (*(opt = ap_getword_conf(cmd->pool, &args))) {
+        if (!strncmp(opt, "sep=", 4)) {
+            if (!opt[4]) {
+                return apr_psprintf(cmd->pool, "BFFIdentityHeader %s %s: "
+                                    "sep= needs a separator", header, claim);
+            }
+            id->sep = opt + 4;
+        }
+        else if (!strcmp(opt, "optional")) {
+            id->optional = 1;
+        }
+        else if (!strcmp(opt, "required")) {
+            id->optional = 0;
+        }
+        else {
+            return apr_psprintf(cmd->pool, "BFFIdentityHeader %s %s: unknown "
+                                "option '%s' (sep=STRING, optional, "
+                                "required)", header, claim, opt);
+        }
+    }
     return NULL;
 }
 
@@ -721,6 +749,7 @@ const char *bff_auth_cmd_rate_limit(cmd_parms *cmd, void *dcv,
         return apr_psprintf(cmd->pool, "BFFRateLimit %s: a name is 1-64 of "
                             "A-Z a-z 0-9 - _ .", name);
     }
+    rl_limits_seen = 1;
     l = apr_pcalloc(cmd->pool, sizeof(*l));
     l->name = name;
     l->key = KEY_IP;
@@ -829,6 +858,7 @@ const char *bff_auth_cmd_rl_fallback(cmd_parms *cmd, void *dcv,
     }
     if (!strcasecmp(arg, "shm")) {
         dc->auth->fallback = FB_SHM;
+        rl_shm_fallback_seen = 1;
     }
     else if (!strcasecmp(arg, "open")) {
         dc->auth->fallback = FB_OPEN;
@@ -921,6 +951,11 @@ static bff_auth_dir_t *dir_conf(request_rec *r)
     bff_dir_conf_t *dc = ap_get_module_config(r->per_dir_config, &bff_module);
 
     return dc ? dc->auth : NULL;
+}
+
+static const char *dir_apikey_header(const bff_auth_dir_t *ad)
+{
+    return ad && ad->apikey_header ? ad->apikey_header : DEFAULT_APIKEY_HEADER;
 }
 
 static bff_auth_srv_t *req_srv(request_rec *r)
@@ -1252,8 +1287,7 @@ static int authn_apikey(request_rec *r)
 {
     bff_auth_srv_t *as = req_srv(r);
     bff_auth_dir_t *ad = dir_conf(r);
-    const char *header = ad && ad->apikey_header ? ad->apikey_header
-                                                 : DEFAULT_APIKEY_HEADER;
+    const char *header = dir_apikey_header(ad);
     const char *key = apr_table_get(r->headers_in, header);
     const bff_apikey_t *e = NULL;
     const char *consumer = NULL, *plan = NULL;
@@ -1903,26 +1937,29 @@ static int limit_applies(const limit_t *l, const auth_req_t *rq)
 }
 
 /* The bucket key of r under l, or NULL when l does not apply (no user,
- * no such header). Printable, bounded: long or odd values are hashed. */
+ * no such header). The value is hashed, whatever it is: user names,
+ * client addresses and header values never appear in Redis key names
+ * (SCAN, MONITOR, slow logs), as in the cache's keys. */
 static const char *limit_key(request_rec *r, const limit_t *l)
 {
-    const char *v, *s;
+    const char *v;
     char hex[65];
 
     switch (l->key) {
     case KEY_IP:     v = r->useragent_ip; break;
     case KEY_USER:   v = r->user; break;
     case KEY_HEADER: v = apr_table_get(r->headers_in, l->header); break;
-    default:         v = "*"; break;
+    default:         v = NULL; break;
     }
-    if (!v || !*v) {
-        return NULL;
-    }
-    for (s = v; *s && apr_isgraph(*s); s++) {
-    }
-    if (*s || s - v > 64) {
+    if (l->key != KEY_GLOBAL) {
+        if (!v || !*v) {
+            return NULL;
+        }
         bff_apikey_hash(hex, v, strlen(v));
-        v = apr_pstrcat(r->pool, "#", hex, NULL);
+        v = hex;
+    }
+    else {
+        v = "*";
     }
     /* the conf is part of the key: a changed limit starts afresh */
     return apr_psprintf(r->pool, "bff:rl:%s:%" APR_INT64_T_FMT "/%"
@@ -2067,26 +2104,118 @@ const apr_array_header_t *bff_auth_identity_names(request_rec *r)
     return names;
 }
 
+typedef struct {
+    const apr_array_header_t *names;
+    apr_array_header_t *found;
+} spelling_ctx_t;
+
+static int collect_spelling(void *baton, const char *key, const char *value)
+{
+    spelling_ctx_t *ctx = baton;
+    int i;
+
+    for (i = 0; i < ctx->names->nelts; i++) {
+        if (bff_header_name_same(APR_ARRAY_IDX(ctx->names, i, const char *),
+                                 key)) {
+            APR_ARRAY_PUSH(ctx->found, const char *) = key;
+            break;
+        }
+    }
+    return 1;
+}
+
+/* Removes every client copy of the identity headers, in each spelling a
+ * backend may fold into the same name (X-User_ID, x-user-id), and the
+ * Connection options naming them: a proxy drops the headers listed in
+ * Connection as hop-by-hop, which would strip the ones set here. */
+static void strip_client_identity(request_rec *r,
+                                  const apr_array_header_t *names)
+{
+    spelling_ctx_t ctx;
+    const char *conn;
+    int i;
+
+    ctx.names = names;
+    ctx.found = apr_array_make(r->pool, 4, sizeof(const char *));
+    apr_table_do(collect_spelling, &ctx, r->headers_in, NULL);
+    for (i = 0; i < ctx.found->nelts; i++) {
+        apr_table_unset(r->headers_in,
+                        APR_ARRAY_IDX(ctx.found, i, const char *));
+    }
+    /* httpd joins repeated Connection headers into one */
+    if ((conn = apr_table_get(r->headers_in, "Connection"))) {
+        const char *kept = bff_connection_without(conn, names, r->pool);
+        if (!kept) {
+            apr_table_unset(r->headers_in, "Connection");
+        }
+        else if (kept != conn) {
+            apr_table_setn(r->headers_in, "Connection", kept);
+        }
+    }
+}
+
+/* The identity headers from the verified claims. A claim that cannot be
+ * forwarded intact, or a required one the token lacks, refuses the token:
+ * the request never reaches a backend without the identity it was meant
+ * to carry. */
+static int set_identity(request_rec *r, bff_auth_dir_t *ad, auth_req_t *rq)
+{
+    int i;
+
+    for (i = 0; i < ad->idents->nelts; i++) {
+        const ident_t *id = &APR_ARRAY_IDX(ad->idents, i, ident_t);
+        const char *v = NULL;
+        bff_claim_status_e st = bff_jwt_claim_encode(&v, rq->claims, id->claim,
+                                                     id->sep, r->pool);
+        if (st == BFF_CLAIM_OK) {
+            apr_table_setn(r->headers_in, id->header, v);
+            continue;
+        }
+        if (st == BFF_CLAIM_MISSING && id->optional) {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, BFFLOGNO(130)
+                          "the token has no claim \"%s\": BFFIdentityHeader "
+                          "%s not set (optional)", id->claim, id->header);
+            continue;
+        }
+        if (st == BFF_CLAIM_MISSING) {
+            /* a valid token lacking it: a claim name the issuer does not
+             * use (a typo?) or an issuer that dropped it */
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, BFFLOGNO(128)
+                          "%s token refused: no claim \"%s\" for the "
+                          "required BFFIdentityHeader %s", rq->kind,
+                          id->claim, id->header);
+        }
+        else {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, BFFLOGNO(129)
+                          "%s token refused: claim \"%s\" cannot be "
+                          "forwarded intact in BFFIdentityHeader %s (%s)",
+                          rq->kind, id->claim, id->header,
+                          bff_claim_status_text(st));
+        }
+        return unauthorized(r, "identity", "invalid access token: identity "
+                            "claim cannot be forwarded",
+                            strcmp(rq->kind, "jwt")
+                            ? apikey_challenge(r, dir_apikey_header(ad))
+                            : bearer_challenge(r, "invalid_token",
+                                               "token invalid", NULL));
+    }
+    return OK;
+}
+
 static int bff_auth_fixups(request_rec *r)
 {
     bff_auth_dir_t *ad = dir_conf(r);
     auth_req_t *rq;
-    int i;
+    int rc;
 
     if (!ad) {
         return DECLINED;
     }
     if (ad->idents->nelts) {
         /* whatever the client sent under these names is gone, token or not */
-        rq = req_find(r);
-        for (i = 0; i < ad->idents->nelts; i++) {
-            const ident_t *id = &APR_ARRAY_IDX(ad->idents, i, ident_t);
-            const char *v;
-            apr_table_unset(r->headers_in, id->header);
-            if (rq && (v = bff_jwt_claim_header(rq->claims, id->claim, id->sep,
-                                                r->pool))) {
-                apr_table_setn(r->headers_in, id->header, v);
-            }
+        strip_client_identity(r, bff_auth_identity_names(r));
+        if ((rq = req_find(r)) && (rc = set_identity(r, ad, rq)) != OK) {
+            return rc;
         }
     }
     /* once per client request: not again for subrequests and internal
@@ -2102,6 +2231,8 @@ static int bff_auth_fixups(request_rec *r)
 static int bff_auth_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
                                apr_pool_t *ptemp)
 {
+    rl_limits_seen = 0;
+    rl_shm_fallback_seen = 0;
     /* registered here so that the admin's Mutex directive applies */
     return ap_mutex_register(pconf, RL_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
 }
@@ -2174,12 +2305,81 @@ static int load_keys(server_rec *s, apr_pool_t *pconf)
     return OK;
 }
 
-/* `apache2 -t` (and so `apache2ctl graceful`, which runs it first) stops
- * before post_config: load the keys here in that mode, so that a broken
- * key file fails the test instead of the restart. */
+/* Shared-memory buckets need mod_socache_shmcb: without Redis always,
+ * with Redis for the shm fallback (the default). Without the module the
+ * limits would not be applied at all. */
+static int check_ratelimit_shm(server_rec *s)
+{
+    bff_auth_srv_t *ms = ((bff_server_conf_t *)ap_get_module_config(
+                            s->module_config, &bff_module))->auth;
+    bff_dir_conf_t *md = ap_get_module_config(s->lookup_defaults,
+                                              &bff_module);
+    int fb = md && md->auth ? md->auth->fallback : 0;
+
+    if (!rl_limits_seen
+        || ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, "shmcb",
+                              AP_SOCACHE_PROVIDER_VERSION)) {
+        return OK;
+    }
+    if (!ms->redis_host) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(131)
+                     "BFFRateLimit without BFFRateLimitRedis keeps its "
+                     "buckets in shared memory, which needs "
+                     "mod_socache_shmcb: LoadModule socache_shmcb_module");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (rl_shm_fallback_seen || fb == 0 || fb == FB_SHM) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(132)
+                     "BFFRateLimitFallback shm (the default) needs "
+                     "mod_socache_shmcb: LoadModule socache_shmcb_module, or "
+                     "set BFFRateLimitFallback open or closed in the main "
+                     "server");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
+}
+
+/* A verifier that checks neither iss nor aud accepts any token its keys
+ * signed, whatever service it was issued for (a shared identity
+ * provider signs tokens for many). Reported, not refused. */
+static void check_jwt_claims(server_rec *s, apr_pool_t *ptemp)
+{
+    apr_hash_t *seen = apr_hash_make(ptemp);
+    server_rec *vs;
+
+    for (vs = s; vs; vs = vs->next) {
+        bff_auth_srv_t *as = ((bff_server_conf_t *)ap_get_module_config(
+                                vs->module_config, &bff_module))->auth;
+        jwt_srv_t *j = as->jwt;
+        if (!j || apr_hash_get(seen, &j, sizeof(j))) {
+            continue;
+        }
+        apr_hash_set(seen, apr_pmemdup(ptemp, &j, sizeof(j)), sizeof(j), j);
+        if ((!j->issuers || !j->issuers->nelts) && !j->conf.audience) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs, BFFLOGNO(133)
+                         "JWT settings of %s:%u check neither the issuer nor "
+                         "the audience: any token these keys signed is "
+                         "accepted, whatever it was issued for; set "
+                         "BFFJWTIssuer and/or BFFJWTAudience",
+                         vs->server_hostname ? vs->server_hostname : "*",
+                         (unsigned)vs->port);
+        }
+    }
+}
+
+/* Runs at every start and restart, and for `apache2 -t` (and so
+ * `apache2ctl graceful`, which runs it first), which stops before
+ * post_config: load the keys here in that mode, so that a broken key file
+ * fails the test instead of the restart. */
 static int bff_auth_check_config(apr_pool_t *pconf, apr_pool_t *plog,
                                  apr_pool_t *ptemp, server_rec *s)
 {
+    int rc;
+
+    if ((rc = check_ratelimit_shm(s)) != OK) {
+        return rc;
+    }
+    check_jwt_claims(s, ptemp);
     if (ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST) {
         return OK;
     }

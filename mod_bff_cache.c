@@ -327,6 +327,15 @@ const char *bff_cache_cmd_endpoint_list(cmd_parms *cmd, void *dcv,
             return apr_psprintf(cmd->pool, "BFFCacheVary %s: unknown kind "
                                 "'%s' (header, note or env)", arg, v->kind);
         }
+        if (!strcmp(v->kind, "note") && !bff_note_known(v->name)) {
+            /* another module may set it: a warning, not an error */
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cmd->server,
+                         BFFLOGNO(134) "BFFCacheVary %s (%s:%d): mod_bff "
+                         "never sets the note '%s'; unless another module "
+                         "does, every caller shares one cache entry", arg,
+                         cmd->directive->filename, cmd->directive->line_num,
+                         v->name);
+        }
         return NULL;
     }
     case BFF_CE_KEYQUERY:
@@ -1396,6 +1405,30 @@ static void setup_stats(apr_pool_t *pconf, server_rec *s)
     }
 }
 
+/* Runs for `apache2 -t` too (post_config does not): a cache that needs
+ * mod_socache_shmcb (the shmcb store, or the fallback, both defaults)
+ * fails the test instead of the start. */
+static int cache_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                              apr_pool_t *ptemp, server_rec *s)
+{
+    bff_server_conf_t *sc = ap_get_module_config(s->module_config, &bff_module);
+    const char *store = cfg_store(sc->cache), *fb = cfg_fallback(sc->cache);
+
+    if (!any_cached_endpoint(s)
+        || (!is_shmcb(store) && !strcasecmp(fb, "off"))
+        || ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, "shmcb",
+                              AP_SOCACHE_PROVIDER_VERSION)) {
+        return OK;
+    }
+    ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(135)
+                 "%s needs mod_socache_shmcb: LoadModule "
+                 "socache_shmcb_module (or BFFCacheStore elsewhere and "
+                 "BFFCacheFallback off)", is_shmcb(store)
+                 ? "BFFCacheStore shmcb (the default)"
+                 : "BFFCacheFallback shmcb (the default)");
+    return HTTP_INTERNAL_SERVER_ERROR;
+}
+
 static int cache_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                              apr_pool_t *ptemp, server_rec *s)
 {
@@ -1487,6 +1520,7 @@ void bff_cache_register_hooks(apr_pool_t *p)
     static const char *const after_socache[] = { "mod_socache_shmcb.c", NULL };
 
     ap_hook_pre_config(cache_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(cache_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(cache_post_config, after_socache, NULL,
                         APR_HOOK_MIDDLE);
     ap_hook_child_init(cache_child_init, NULL, NULL, APR_HOOK_MIDDLE);

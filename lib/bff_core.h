@@ -163,6 +163,9 @@ bff_shape_t *bff_shape_create(apr_pool_t *p);
 const char *bff_shape_add(bff_shape_t *sh, const char *path, int allow,
                           apr_pool_t *p);
 /* Applies the shape to doc in place. */
+/* The first segment of a deny/allow path: "user" for "user.password_hash",
+ * "orders" for "orders[].note". The whole path when it has one segment. */
+const char *bff_shape_path_root(const char *path, apr_pool_t *p);
 void bff_shape_apply(const bff_shape_t *sh, json_t *doc);
 int bff_shape_empty(const bff_shape_t *sh);
 

@@ -24,6 +24,58 @@ int bff_request_id_valid(const char *id)
     return n > 0;
 }
 
+int bff_header_name_same(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++) {
+        char x = *a == '_' ? '-' : apr_tolower(*a);
+        char y = *b == '_' ? '-' : apr_tolower(*b);
+        if (x != y) {
+            return 0;
+        }
+    }
+    return !*a && !*b;
+}
+
+static int named(const apr_array_header_t *names, const char *name)
+{
+    int i;
+
+    for (i = 0; i < names->nelts; i++) {
+        if (bff_header_name_same(APR_ARRAY_IDX(names, i, const char *),
+                                 name)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+const char *bff_connection_without(const char *conn,
+                                   const apr_array_header_t *names,
+                                   apr_pool_t *p)
+{
+    apr_array_header_t *kept = apr_array_make(p, 4, sizeof(const char *));
+    char *copy = apr_pstrdup(p, conn), *tok, *last = NULL;
+    int dropped = 0;
+
+    /* options are tokens separated by commas and optional whitespace */
+    for (tok = apr_strtok(copy, ", \t", &last); tok;
+         tok = apr_strtok(NULL, ", \t", &last)) {
+        if (named(names, tok)) {
+            dropped = 1;
+        }
+        else {
+            APR_ARRAY_PUSH(kept, const char *) = tok;
+        }
+    }
+    if (!kept->nelts) {
+        return NULL;
+    }
+    if (!dropped) {
+        return conn;
+    }
+    return apr_array_pstrcat(p, kept, ',');
+}
+
 static int hex_field(const char *s, apr_size_t n, int lower_only)
 {
     apr_size_t i;

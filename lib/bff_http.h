@@ -13,6 +13,20 @@
  * in backend requests). */
 int bff_request_id_valid(const char *id);
 
+/* 1 when two header names are the same to a backend that folds case and
+ * treats '-' and '_' alike (CGI, WSGI, PHP, Rack and several proxies turn
+ * both X-User-ID and x_user_id into HTTP_X_USER_ID). */
+int bff_header_name_same(const char *a, const char *b);
+
+/* The value of a Connection header without the options that name one of
+ * names (const char *) in any spelling bff_header_name_same folds together:
+ * a proxy removes the headers a client lists there as hop-by-hop, so
+ * listing a header the gateway sets would strip it. NULL when no option
+ * is left; conn itself when nothing was removed. */
+const char *bff_connection_without(const char *conn,
+                                   const apr_array_header_t *names,
+                                   apr_pool_t *p);
+
 /* W3C trace context (traceparent version 00). */
 typedef struct {
     char trace_id[33];   /* 32 lower-case hex digits */

@@ -1616,9 +1616,10 @@ int bff_jwt_has_scope(json_t *claims, const char *scope, apr_pool_t *p)
     return 0;
 }
 
-/* A scalar as header text; NULL for anything that cannot be one. Strings
- * are client-controlled: CR/LF would split the header, NUL truncate it. */
-static const char *scalar_text(json_t *v, apr_pool_t *p)
+/* A scalar as header text in *out, or why it cannot be one. Strings are
+ * client-controlled. */
+static bff_claim_status_e scalar_text(const char **out, json_t *v,
+                                      apr_pool_t *p)
 {
     const char *r;
     char *s;
@@ -1630,43 +1631,88 @@ static const char *scalar_text(json_t *v, apr_pool_t *p)
         for (i = 0; i < n; i++) {
             unsigned char c = (unsigned char)r[i];
             if (c < 0x20 || c == 0x7f) {
-                return NULL;
+                return BFF_CLAIM_CONTROL;
             }
         }
-        return r;
+        if (n && (r[0] == ' ' || r[n - 1] == ' ')) {
+            return BFF_CLAIM_SPACE;
+        }
+        *out = r;
+        return BFF_CLAIM_OK;
     }
     if (!json_is_number(v) && !json_is_boolean(v)) {
-        return NULL;
+        return BFF_CLAIM_STRUCTURE;
     }
     s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-    r = s ? apr_pstrdup(p, s) : NULL;
+    if (!s) {
+        return BFF_CLAIM_STRUCTURE;
+    }
+    *out = apr_pstrdup(p, s);
     free(s);
-    return r;
+    return BFF_CLAIM_OK;
+}
+
+const char *bff_claim_status_text(bff_claim_status_e st)
+{
+    switch (st) {
+    case BFF_CLAIM_OK:        return "ok";
+    case BFF_CLAIM_MISSING:   return "missing";
+    case BFF_CLAIM_CONTROL:   return "control character";
+    case BFF_CLAIM_SPACE:     return "leading or trailing space";
+    case BFF_CLAIM_STRUCTURE: return "object or nested array";
+    case BFF_CLAIM_SEPARATOR: return "array element containing the separator";
+    case BFF_CLAIM_TOO_LONG:  return "too long";
+    }
+    return "invalid";
+}
+
+bff_claim_status_e bff_jwt_claim_encode(const char **out, json_t *claims,
+                                        const char *path, const char *sep,
+                                        apr_pool_t *p)
+{
+    json_t *v = bff_jwt_claim(claims, path), *e;
+    bff_claim_status_e st;
+    const char *text = NULL;
+    apr_size_t i;
+
+    if (!v || json_is_null(v)) {
+        return BFF_CLAIM_MISSING;
+    }
+    if (json_is_array(v)) {
+        apr_array_header_t *parts = apr_array_make(p, 4, sizeof(char *));
+        if (!sep || !*sep) {
+            sep = ",";
+        }
+        json_array_foreach(v, i, e) {
+            const char *s = NULL;
+            if ((st = scalar_text(&s, e, p)) != BFF_CLAIM_OK) {
+                return st;
+            }
+            if (strstr(s, sep)) {
+                return BFF_CLAIM_SEPARATOR;
+            }
+            if (i > 0) {
+                APR_ARRAY_PUSH(parts, const char *) = sep;
+            }
+            APR_ARRAY_PUSH(parts, const char *) = s;
+        }
+        text = apr_array_pstrcat(p, parts, 0);
+    }
+    else if ((st = scalar_text(&text, v, p)) != BFF_CLAIM_OK) {
+        return st;
+    }
+    if (strlen(text) > HEADER_MAX) {
+        return BFF_CLAIM_TOO_LONG;
+    }
+    *out = text;
+    return BFF_CLAIM_OK;
 }
 
 const char *bff_jwt_claim_header(json_t *claims, const char *path,
                                  const char *sep, apr_pool_t *p)
 {
-    json_t *v = bff_jwt_claim(claims, path), *e;
-    const char *out;
-    apr_size_t i;
+    const char *out = NULL;
 
-    if (json_is_array(v)) {
-        apr_array_header_t *parts = apr_array_make(p, 4, sizeof(char *));
-        json_array_foreach(v, i, e) {
-            const char *s = scalar_text(e, p);
-            if (!s) {
-                return NULL;
-            }
-            if (i > 0) {
-                APR_ARRAY_PUSH(parts, const char *) = sep ? sep : ",";
-            }
-            APR_ARRAY_PUSH(parts, const char *) = s;
-        }
-        out = apr_array_pstrcat(p, parts, 0);
-    }
-    else {
-        out = scalar_text(v, p);
-    }
-    return out && strlen(out) <= HEADER_MAX ? out : NULL;
+    return bff_jwt_claim_encode(&out, claims, path, sep, p) == BFF_CLAIM_OK
+           ? out : NULL;
 }

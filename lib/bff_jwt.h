@@ -157,11 +157,36 @@ apr_array_header_t *bff_jwt_scopes(json_t *claims, apr_pool_t *p);
 /* 1 when scope is among bff_jwt_scopes(claims). */
 int bff_jwt_has_scope(json_t *claims, const char *scope, apr_pool_t *p);
 
-/* The claim at path rendered for a request header or note: a string as is,
- * an integer, real or boolean as JSON prints it, an array of those joined
- * with sep. NULL when missing, null, an object, or when the result would
- * contain a control character (CR/LF would split the header: identity
- * headers are built from client-controlled claims). At most 4096 bytes. */
+/* Why a claim cannot become an identity header. */
+typedef enum {
+    BFF_CLAIM_OK = 0,
+    BFF_CLAIM_MISSING,        /* absent, or null */
+    BFF_CLAIM_CONTROL,        /* a control character (CR/LF would split the
+                                 header, NUL truncate it) */
+    BFF_CLAIM_SPACE,          /* a value or element that begins or ends
+                                 with whitespace, which header parsers
+                                 strip ("admin " would arrive as "admin") */
+    BFF_CLAIM_STRUCTURE,      /* an object, or an array holding an array
+                                 or object */
+    BFF_CLAIM_SEPARATOR,      /* an array element contains the separator:
+                                 the backend could not split it back */
+    BFF_CLAIM_TOO_LONG        /* more than 4096 bytes */
+} bff_claim_status_e;
+
+/* Short English for a status ("control character", ...). */
+const char *bff_claim_status_text(bff_claim_status_e st);
+
+/* The claim at path rendered for a request header, only when it arrives
+ * intact: a string as is, an integer, real or boolean as JSON prints it,
+ * an array of those joined with sep (an empty array gives ""). Sets *out
+ * on BFF_CLAIM_OK only. Claims are client-controlled through the issuer
+ * (user names, display names): anything a backend would read differently
+ * from the token is refused, never cut or dropped silently. */
+bff_claim_status_e bff_jwt_claim_encode(const char **out, json_t *claims,
+                                        const char *path, const char *sep,
+                                        apr_pool_t *p);
+
+/* bff_jwt_claim_encode's value, or NULL for any other status. */
 const char *bff_jwt_claim_header(json_t *claims, const char *path,
                                  const char *sep, apr_pool_t *p);
 

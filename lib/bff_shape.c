@@ -53,6 +53,16 @@ static int is_seg_char(int c)
     return apr_isalnum(c) || c == '_' || c == '-';
 }
 
+const char *bff_shape_path_root(const char *path, apr_pool_t *p)
+{
+    const char *s = path;
+
+    while (is_seg_char((unsigned char)*s)) {
+        ++s;
+    }
+    return apr_pstrmemdup(p, path, (apr_size_t)(s - path));
+}
+
 const char *bff_shape_add(bff_shape_t *sh, const char *path, int allow,
                           apr_pool_t *p)
 {

@@ -101,7 +101,9 @@ for my $c (@cases) {
     like $out, $re, 'names the problem' or diag $out;
 }
 
+# the shm fallback needs mod_socache_shmcb (t/68 checks that -t says so)
 my ($rc, $out) = configtest(<<"EOF");
+LoadModule socache_shmcb_module "$ENV{BFF_T_LIBEXECDIR}/mod_socache_shmcb.so"
 <BFFEndpoint GET /p/{id:int}/{code:~[A-Z]{3}}/{u:uuid}/{s}>
     BFFBackend a GET $U/a/{id}?c={code}&u={u} required
     BFFBackend b POST $U/b body={"ids":{a[].x},"s":{s},"n":{a.n}} default={"k":[1]} timeout=250ms max-size=2k

@@ -1045,6 +1045,66 @@ START_TEST(claim_helpers)
 }
 END_TEST
 
+/* identity headers: a claim arrives intact or the token is refused */
+static bff_claim_status_e enc(const char **out, const char *json,
+                              const char *sep)
+{
+    json_error_t e;
+    json_t *c = bff_json_pool_own(json_loads(json, JSON_ALLOW_NUL, &e), tp);
+
+    ck_assert_ptr_nonnull(c);
+    *out = NULL;
+    return bff_jwt_claim_encode(out, c, "v", sep, tp);
+}
+
+START_TEST(claim_encode)
+{
+    const char *v;
+    char big[5000];
+
+    ck_assert_int_eq(enc(&v, "{\"v\":\"alice\"}", ","), BFF_CLAIM_OK);
+    ck_assert_str_eq(v, "alice");
+    ck_assert_int_eq(enc(&v, "{\"v\":\"Doe, John\"}", ","), BFF_CLAIM_OK);
+    ck_assert_str_eq(v, "Doe, John");      /* a scalar may hold the separator */
+    ck_assert_int_eq(enc(&v, "{\"v\":[\"a\",2,false,1.5]}", ";"), BFF_CLAIM_OK);
+    ck_assert_str_eq(v, "a;2;false;1.5");
+    ck_assert_int_eq(enc(&v, "{\"v\":[]}", ","), BFF_CLAIM_OK);
+    ck_assert_str_eq(v, "");
+    ck_assert_int_eq(enc(&v, "{\"v\":[\"a,b\"]}", ";"), BFF_CLAIM_OK);
+    ck_assert_str_eq(v, "a,b");
+    ck_assert_int_eq(enc(&v, "{\"v\":\"caf\u00e9\"}", ","), BFF_CLAIM_OK);
+
+    ck_assert_int_eq(enc(&v, "{}", ","), BFF_CLAIM_MISSING);
+    ck_assert_int_eq(enc(&v, "{\"v\":null}", ","), BFF_CLAIM_MISSING);
+    ck_assert_int_eq(enc(&v, "{\"v\":\"a\\r\\nX: 1\"}", ","), BFF_CLAIM_CONTROL);
+    ck_assert_int_eq(enc(&v, "{\"v\":\"a\\tb\"}", ","), BFF_CLAIM_CONTROL);
+    ck_assert_int_eq(enc(&v, "{\"v\":\"a\\u0000b\"}", ","), BFF_CLAIM_CONTROL);
+    ck_assert_int_eq(enc(&v, "{\"v\":\"a\\u007f\"}", ","), BFF_CLAIM_CONTROL);
+    ck_assert_int_eq(enc(&v, "{\"v\":[\"ok\",\"a\\nb\"]}", ","), BFF_CLAIM_CONTROL);
+    ck_assert_int_eq(enc(&v, "{\"v\":\" admin\"}", ","), BFF_CLAIM_SPACE);
+    ck_assert_int_eq(enc(&v, "{\"v\":\"admin \"}", ","), BFF_CLAIM_SPACE);
+    ck_assert_int_eq(enc(&v, "{\"v\":[\"a\",\" b\"]}", ","), BFF_CLAIM_SPACE);
+    ck_assert_int_eq(enc(&v, "{\"v\":{\"a\":1}}", ","), BFF_CLAIM_STRUCTURE);
+    ck_assert_int_eq(enc(&v, "{\"v\":[[\"a\"]]}", ","), BFF_CLAIM_STRUCTURE);
+    ck_assert_int_eq(enc(&v, "{\"v\":[{\"a\":1}]}", ","), BFF_CLAIM_STRUCTURE);
+    ck_assert_int_eq(enc(&v, "{\"v\":[null]}", ","), BFF_CLAIM_STRUCTURE);
+    ck_assert_int_eq(enc(&v, "{\"v\":[\"a,b\",\"c\"]}", ","), BFF_CLAIM_SEPARATOR);
+    ck_assert_int_eq(enc(&v, "{\"v\":[\"a\",\"b::c\"]}", "::"), BFF_CLAIM_SEPARATOR);
+    ck_assert_ptr_null(v);
+
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    ck_assert_int_eq(enc(&v, apr_psprintf(tp, "{\"v\":\"%s\"}", big), ","),
+                     BFF_CLAIM_TOO_LONG);
+    ck_assert_int_eq(enc(&v, apr_psprintf(tp, "{\"v\":\"%.4096s\"}", big), ","),
+                     BFF_CLAIM_OK);
+    ck_assert_int_eq(enc(&v, apr_psprintf(tp, "{\"v\":[\"%.3000s\",\"%.3000s\"]}",
+                                          big, big), ","), BFF_CLAIM_TOO_LONG);
+    ck_assert_str_eq(bff_claim_status_text(BFF_CLAIM_SEPARATOR),
+                     "array element containing the separator");
+}
+END_TEST
+
 /* --------------------------------------------------------- JWT: cache -- */
 
 START_TEST(cache_hit)
@@ -1834,6 +1894,7 @@ static Suite *auth_suite(void)
     tcase_add_test(jwt, kid_handling);
     tcase_add_test(jwt, malformed_tokens);
     tcase_add_test(jwt, claim_helpers);
+    tcase_add_test(jwt, claim_encode);
     tcase_add_test(keys, key_refusals);
     tcase_add_test(keys, jwks_refusals);
     tcase_add_test(keys, fingerprints);

@@ -1179,6 +1179,16 @@ static const char *user_doc =
     "\"cost\":1}]},{\"id\":2,\"items\":[]},{\"id\":3,\"internal_note\":null}],"
     "\"meta\":{\"v\":1},\"debug\":true}";
 
+/* deny/allow paths are checked against the backends by their root */
+START_TEST(shape_path_root)
+{
+    ck_assert_str_eq(bff_shape_path_root("user.password_hash", pool), "user");
+    ck_assert_str_eq(bff_shape_path_root("orders[].note", pool), "orders");
+    ck_assert_str_eq(bff_shape_path_root("secret_note", pool), "secret_note");
+    ck_assert_str_eq(bff_shape_path_root("my-svc.x", pool), "my-svc");
+}
+END_TEST
+
 START_TEST(shape_deny)
 {
     /* root-level key */
@@ -1526,6 +1536,7 @@ static Suite *shape_suite(void)
     Suite *s = suite_create("shape");
     TCase *t = tc("shape");
 
+    tcase_add_test(t, shape_path_root);
     tcase_add_test(t, shape_deny);
     tcase_add_test(t, shape_allow);
     tcase_add_test(t, shape_allow_deny);

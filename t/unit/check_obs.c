@@ -277,6 +277,35 @@ START_TEST(queue_threads)
 }
 END_TEST
 
+/* header names a backend folds together, Connection options naming them */
+START_TEST(header_name_folding)
+{
+    apr_array_header_t *names = apr_array_make(pool, 2, sizeof(const char *));
+
+    ck_assert(bff_header_name_same("X-User-ID", "x_user_id"));
+    ck_assert(bff_header_name_same("X-User-ID", "X-USER-ID"));
+    ck_assert(bff_header_name_same("x_user_id", "X-User_Id"));
+    ck_assert(!bff_header_name_same("X-User-ID", "X-User-IDs"));
+    ck_assert(!bff_header_name_same("X-User-ID", "X-UserID"));
+    ck_assert(!bff_header_name_same("X-User-ID", ""));
+
+    APR_ARRAY_PUSH(names, const char *) = "X-User-ID";
+    APR_ARRAY_PUSH(names, const char *) = "X-Roles";
+    ck_assert_ptr_null(bff_connection_without("X-User-ID", names, pool));
+    ck_assert_ptr_null(bff_connection_without(" x_user_id ,, X-ROLES", names,
+                                              pool));
+    ck_assert_str_eq(bff_connection_without("close, X-User-ID,X-Hop", names,
+                                            pool), "close,X-Hop");
+    ck_assert_str_eq(bff_connection_without("keep-alive\tx-roles", names,
+                                            pool), "keep-alive");
+    {
+        const char *c = "close, X-Hop";
+        ck_assert_ptr_eq(bff_connection_without(c, names, pool), c);
+    }
+    ck_assert_ptr_null(bff_connection_without("", names, pool));
+}
+END_TEST
+
 /* the request id and trace helpers the glue builds on */
 START_TEST(request_id_rules)
 {
@@ -360,6 +389,7 @@ static Suite *obs_suite(void)
     tc = tcase_create("correlation");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, request_id_rules);
+    tcase_add_test(tc, header_name_folding);
     tcase_add_test(tc, trace_rules);
     suite_add_tcase(s, tc);
     return s;
