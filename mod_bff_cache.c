@@ -439,19 +439,47 @@ static volatile apr_uint32_t subscriber_stop;
 
 #define SHM_TAG_MAX 4096   /* bytes of keys recorded per tag */
 
+/* shmcb picks a subcache by the first byte of an id, and every key starts
+ * with the same prefix: ids get one leading byte hashed from the whole
+ * key (FNV-1a), so entries spread over all subcaches instead of evicting
+ * one another in one. */
+static const unsigned char *shm_id(unsigned int *idlen, const char *key,
+                                   apr_pool_t *p)
+{
+    apr_size_t n = strlen(key), i;
+    apr_uint32_t h = 2166136261u;
+    unsigned char *id = apr_palloc(p, n + 1);
+
+    for (i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)key[i]) * 16777619u;
+    }
+    id[0] = (unsigned char)(h ^ (h >> 8) ^ (h >> 16) ^ (h >> 24));
+    memcpy(id + 1, key, n);
+    *idlen = (unsigned int)(n + 1);
+    return id;
+}
+
+static apr_status_t shm_remove_locked(const char *key, apr_pool_t *p)
+{
+    unsigned int idlen;
+    const unsigned char *id = shm_id(&idlen, key, p);
+
+    return shm_provider->remove(shm_inst, main_server, id, idlen, p);
+}
+
 static apr_status_t shm_get_locked(const char **val, apr_size_t *len,
                                    const char *key, apr_pool_t *p)
 {
-    unsigned int cap = 16384, n;
+    unsigned int cap = 16384, n, idlen;
+    const unsigned char *id = shm_id(&idlen, key, p);
     unsigned char *buf;
     apr_status_t rv;
 
     for (;;) {
         buf = apr_palloc(p, cap);
         n = cap;
-        rv = shm_provider->retrieve(shm_inst, main_server,
-                                    (const unsigned char *)key,
-                                    (unsigned int)strlen(key), buf, &n, p);
+        rv = shm_provider->retrieve(shm_inst, main_server, id, idlen, buf,
+                                    &n, p);
         if (rv == APR_ENOSPC && cap < cfg_max_entry(gconf) + 1024) {
             cap = (unsigned int)(cfg_max_entry(gconf) + 1024);
             continue;
@@ -468,9 +496,10 @@ static apr_status_t shm_get_locked(const char **val, apr_size_t *len,
 static apr_status_t shm_put_locked(const char *key, const char *val,
                                    apr_size_t len, long ttl_ms, apr_pool_t *p)
 {
-    return shm_provider->store(shm_inst, main_server,
-                               (const unsigned char *)key,
-                               (unsigned int)strlen(key),
+    unsigned int idlen;
+    const unsigned char *id = shm_id(&idlen, key, p);
+
+    return shm_provider->store(shm_inst, main_server, id, idlen,
                                apr_time_now() + apr_time_from_msec(ttl_ms),
                                (unsigned char *)val, (unsigned int)len, p);
 }
@@ -550,8 +579,7 @@ static bff_store_rc_e shm_del(bff_store_t *s, const char *key, apr_pool_t *p)
     if (!shm_lock()) {
         return BFF_STORE_ERROR;
     }
-    rv = shm_provider->remove(shm_inst, main_server, (const unsigned char *)key,
-                              (unsigned int)strlen(key), p);
+    rv = shm_remove_locked(key, p);
     shm_unlock();
     return rv == APR_SUCCESS ? BFF_STORE_OK : BFF_STORE_MISS;
 }
@@ -590,9 +618,7 @@ static bff_store_rc_e shm_unlockkey(bff_store_t *s, const char *key,
     }
     if (shm_get_locked(&v, &n, lkey, p) == APR_SUCCESS
         && n == strlen(token) && !memcmp(v, token, n)) {
-        shm_provider->remove(shm_inst, main_server,
-                             (const unsigned char *)lkey,
-                             (unsigned int)strlen(lkey), p);
+        shm_remove_locked(lkey, p);
         rc = BFF_STORE_OK;
     }
     shm_unlock();
@@ -615,16 +641,11 @@ static bff_store_rc_e shm_purge_tag(bff_store_t *s, long *npurged,
         char *copy = apr_pstrmemdup(p, list, len), *last, *k;
         for (k = apr_strtok(copy, "\n", &last); k;
              k = apr_strtok(NULL, "\n", &last)) {
-            if (shm_provider->remove(shm_inst, main_server,
-                                     (const unsigned char *)k,
-                                     (unsigned int)strlen(k), p)
-                == APR_SUCCESS) {
+            if (shm_remove_locked(k, p) == APR_SUCCESS) {
                 n++;
             }
         }
-        shm_provider->remove(shm_inst, main_server,
-                             (const unsigned char *)tkey,
-                             (unsigned int)strlen(tkey), p);
+        shm_remove_locked(tkey, p);
     }
     shm_unlock();
     *npurged = n;
