@@ -961,7 +961,6 @@ static const char *build_key(request_rec *r, const bff_ep_conf_t *epc,
     in.scope = apr_pstrcat(r->pool, ap_http_scheme(r), "://",
                            vhost_id(r->server, r->pool), NULL);
     in.config = epc->fingerprint;
-    in.client = apr_table_get(r->notes, "bff-client");
     in.identity = identity;
     if ((err = bff_cache_key(&key, &in, r->pool))) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, BFFLOGNO(30)

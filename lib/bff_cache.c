@@ -309,8 +309,6 @@ const char *bff_cache_key(const char **key, const bff_cache_key_in_t *in,
     h_opt(&h, in->config);
     h_headers(&h, in->headers, p);
     h_query_str(&h, 'B', in->backend_query, p);
-    bff_sha256_update(&h, "L", 1);
-    h_opt(&h, in->client);
     bff_sha256_update(&h, "I", 1);
     h_opt(&h, in->identity);
     bff_sha256_final(md, &h);

@@ -81,10 +81,8 @@ typedef struct {
      * URLs). Per-call values (request id, trace context) stay out. */
     const apr_array_header_t *headers;      /* const char * */
     const char *backend_query;
-    /* the client profile that shaped the answer (NULL: none) and the
-     * authenticated identity the answer is stored for (NULL: anonymous,
-     * or an endpoint shared by configuration) */
-    const char *client;
+    /* the authenticated identity the answer is stored for (NULL:
+     * anonymous, or an endpoint shared by configuration) */
     const char *identity;
 } bff_cache_key_in_t;
 

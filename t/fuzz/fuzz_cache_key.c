@@ -2,13 +2,13 @@
  * libFuzzer target for the cache key (bff_cache_key) with every input a
  * request can bring: route parameter, query, fields, the header lines the
  * backends get, the forwarded query, the virtual host, the configuration
- * fingerprint, the client profile and the identity; and for the judgement
+ * fingerprint and the identity; and for the judgement
  * of backend response headers (bff_http_no_store), which come from
  * backends.
  *
  * Input: lines separated by '\n', in this order:
  *   endpoint, query, fields, param, headers ('\r' between header lines),
- *   backend query, scope, config, client, identity
+ *   backend query, scope, config, identity
  * (missing lines are absent inputs). Besides the sanitizers, it aborts
  * when an invariant breaks:
  *   - the key is the prefix and 64 lower-case hex digits, whatever the
@@ -33,7 +33,7 @@
 #include "bff_http.h"
 #include "bff_cache.h"
 
-#define NPARTS 10
+#define NPARTS 9
 
 static apr_pool_t *pool;
 
@@ -145,8 +145,7 @@ static void fuzz_key(char *s)
     in.backend_query = p[5];
     in.scope = p[6];
     in.config = p[7];
-    in.client = p[8];
-    in.identity = p[9];
+    in.identity = p[8];
     if (bff_cache_key(&k1, &in, pool)) {
         check(!p[0] || !*p[0]);
         return;

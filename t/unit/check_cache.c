@@ -510,13 +510,7 @@ START_TEST(key_context)
     b.config = "x";
     ck_assert_str_ne(key_of(&a), key_of(&b));
 
-    /* client profile and identity */
-    a = base_in();
-    b = base_in();
-    a.client = "ios";
-    ck_assert_str_ne(key_of(&a), key_of(&b));
-    b.client = "web";
-    ck_assert_str_ne(key_of(&a), key_of(&b));
+    /* the identity */
     a = base_in();
     b = base_in();
     a.identity = "bff-jwt\nhttps://issuer.test\nalice";
@@ -526,7 +520,7 @@ START_TEST(key_context)
     b.identity = "";
     ck_assert_str_ne(key_of(&b), k0);
     a.identity = NULL;
-    a.client = "bff-jwt\nhttps://issuer.test\nbob";
+    a.config = "bff-jwt\nhttps://issuer.test\nbob";
     b.identity = "bff-jwt\nhttps://issuer.test\nbob";
     ck_assert_str_ne(key_of(&a), key_of(&b));
     /* never in the key text */
