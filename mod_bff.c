@@ -5,8 +5,6 @@
  * section and its directives) and the lifecycle hooks. The aggregation
  * handler is in mod_bff_aggregate.c; pure logic is under lib/.
  */
-#include <curl/curl.h>
-
 #include "httpd.h"
 #include "http_config.h"
 #include "http_core.h"
@@ -18,6 +16,7 @@
 
 #include "mod_bff.h"
 #include "bff_cache.h"
+#include "bff_fetch.h"
 
 #define UNSET -1
 
@@ -102,6 +101,15 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 static bff_server_conf_t *server_conf(cmd_parms *cmd)
 {
     return ap_get_module_config(cmd->server->module_config, &bff_module);
+}
+
+const char *bff_need_curl(cmd_parms *cmd, const char *what)
+{
+    if (bff_fetch_has_curl()) {
+        return NULL;
+    }
+    return apr_psprintf(cmd->pool, "%s needs libcurl, and this mod_bff was "
+                        "built without it (configure --without-curl)", what);
 }
 
 const char *bff_in_endpoint_only(cmd_parms *cmd, void *dcv)
@@ -282,6 +290,10 @@ static const char *cmd_backend(cmd_parms *cmd, void *dcv, const char *arg)
     if ((err = bff_tpl_compile(&be->url, url, BFF_TPL_URL, cmd->pool))) {
         return apr_psprintf(cmd->pool, "BFFBackend %s: %s", be->name, err);
     }
+    if (!strncasecmp(url, "https://", 8)
+        && (err = bff_need_curl(cmd, "an https:// backend"))) {
+        return apr_psprintf(cmd->pool, "BFFBackend %s: %s", be->name, err);
+    }
     while (*(opt = ap_getword_conf(cmd->temp_pool, &arg))) {
         if ((err = bff_backend_option(be, opt, cmd->pool))) {
             return apr_psprintf(cmd->pool, "BFFBackend %s: %s", be->name, err);
@@ -399,6 +411,9 @@ static const char *cmd_client(cmd_parms *cmd, void *dcv, const char *arg)
         server_conf(cmd)->client = BFF_CLIENT_NATIVE;
     }
     else if (!strcasecmp(arg, "curl")) {
+        if ((err = bff_need_curl(cmd, "the curl client")) != NULL) {
+            return apr_pstrcat(cmd->pool, "BFFHTTPClient curl: ", err, NULL);
+        }
         server_conf(cmd)->client = BFF_CLIENT_CURL;
     }
     else {
@@ -644,9 +659,9 @@ static const command_rec bff_cmds[] = {
 
 /* --------------------------------------------------------- lifecycle -- */
 
-static apr_status_t curl_cleanup(void *data)
+static apr_status_t fetch_cleanup(void *data)
 {
-    curl_global_cleanup();
+    bff_fetch_global_cleanup();
     return APR_SUCCESS;
 }
 
@@ -683,7 +698,7 @@ static int bff_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                            apr_pool_t *ptemp, server_rec *s)
 {
     server_rec *vs;
-    CURLcode rc;
+    const char *err;
 
     for (vs = s; vs; vs = vs->next) {
         bff_server_conf_t *sc = ap_get_module_config(vs->module_config,
@@ -706,13 +721,12 @@ static int bff_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     }
 
     /* once per configuration cycle, balanced by the cleanup */
-    rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-    if (rc != CURLE_OK) {
+    if ((err = bff_fetch_global_init()) != NULL) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(2)
-                     "curl_global_init failed: %s", curl_easy_strerror(rc));
+                     "curl_global_init failed: %s", err);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    apr_pool_cleanup_register(pconf, NULL, curl_cleanup, apr_pool_cleanup_null);
+    apr_pool_cleanup_register(pconf, NULL, fetch_cleanup, apr_pool_cleanup_null);
     return OK;
 }
 

@@ -92,6 +92,10 @@ typedef struct {
 #define BFF_PURGE_VHOST  1             /* the virtual host purged (default) */
 #define BFF_PURGE_SERVER 2             /* every virtual host */
 
+/* NULL when libcurl is built in; else an error naming what needs it
+ * (what: "an https:// backend"), for the directive to prefix. */
+const char *bff_need_curl(cmd_parms *cmd, const char *what);
+
 /* NULL when the directive is read inside <BFFEndpoint> (dc->epc is then
  * the endpoint), else the error to return. */
 const char *bff_in_endpoint_only(cmd_parms *cmd, void *dc);

@@ -262,6 +262,10 @@ const char *bff_res_cmd_upstream(cmd_parms *cmd, void *dcv, const char *args)
                                 "base URL (http://host:port, no path)",
                                 u->name, w);
         }
+        if (!strncmp(w, "https://", 8)
+            && (err = bff_need_curl(cmd, "an https:// instance"))) {
+            return apr_psprintf(cmd->pool, "BFFUpstream %s: %s", u->name, err);
+        }
         APR_ARRAY_PUSH(u->instances, const char *) = w;
     }
     if (!u->instances->nelts) {

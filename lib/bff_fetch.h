@@ -93,7 +93,16 @@ typedef struct {
     long max_cached_connections; /* idle keep-alive connections kept */
 } bff_fetch_curl_opts_t;
 
-/* Needs curl_global_init to have been called. The fetcher lives until
+/* Whether libcurl is built in (configure --without-curl: no). Without it
+ * the curl fetcher fails every request it is given, so https:// URLs and
+ * BFFHTTPClient curl must be refused when the configuration is read. */
+int bff_fetch_has_curl(void);
+/* Once per process (configuration cycle) before any fetcher is created;
+ * NULL or an error text. Balanced by bff_fetch_global_cleanup. */
+const char *bff_fetch_global_init(void);
+void bff_fetch_global_cleanup(void);
+
+/* Needs bff_fetch_global_init to have been called. The fetcher lives until
  * destroy, or until pool p is cleared. */
 apr_status_t bff_fetch_curl_create(bff_fetcher_t **out,
                                    const bff_fetch_curl_opts_t *opts,

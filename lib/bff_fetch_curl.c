@@ -42,19 +42,6 @@ typedef struct {
     unsigned wcap;
 } curl_ctx_t;
 
-const char *bff_fetch_err_str(bff_fetch_err_e err)
-{
-    switch (err) {
-    case BFF_FETCH_OK:        return "ok";
-    case BFF_FETCH_ECONNECT:  return "connect error";
-    case BFF_FETCH_ETIMEOUT:  return "timeout";
-    case BFF_FETCH_ETOOBIG:   return "response too large";
-    case BFF_FETCH_EPROTO:    return "bad response";
-    case BFF_FETCH_EABORTED:  return "aborted";
-    default:                  return "internal error";
-    }
-}
-
 static size_t on_body(char *data, size_t size, size_t nmemb, void *baton)
 {
     slot_t *s = baton;
@@ -438,6 +425,25 @@ static void curl_destroy(bff_fetcher_t *f)
     free(c->wfds);
     free(c);
     f->ctx = NULL;
+}
+
+/* -------------------------------------------------- process setup -- */
+
+int bff_fetch_has_curl(void)
+{
+    return 1;
+}
+
+const char *bff_fetch_global_init(void)
+{
+    CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    return rc == CURLE_OK ? NULL : curl_easy_strerror(rc);
+}
+
+void bff_fetch_global_cleanup(void)
+{
+    curl_global_cleanup();
 }
 
 /* ------------------------------------------ hooks for other fetchers -- */

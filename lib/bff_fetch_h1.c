@@ -1058,6 +1058,19 @@ static const char *build_request(slot_t *s, const url_t *u, const host_t *h)
 
 /* ------------------------------------------------------------ vtable -- */
 
+const char *bff_fetch_err_str(bff_fetch_err_e err)
+{
+    switch (err) {
+    case BFF_FETCH_OK:        return "ok";
+    case BFF_FETCH_ECONNECT:  return "connect error";
+    case BFF_FETCH_ETIMEOUT:  return "timeout";
+    case BFF_FETCH_ETOOBIG:   return "response too large";
+    case BFF_FETCH_EPROTO:    return "bad response";
+    case BFF_FETCH_EABORTED:  return "aborted";
+    default:                  return "internal error";
+    }
+}
+
 static apr_status_t fail_start(bff_fetch_req_t *req, const char *msg)
 {
     req->err = BFF_FETCH_EINTERNAL;

@@ -1,12 +1,13 @@
 #!/bin/sh
 # Builds mod_bff, the demo services and the unit tests in the source tree
-# (autotools + apxs). Extra arguments go to configure, e.g.
+# (autotools + apxs), in maintainer mode (warnings are errors). Extra
+# arguments go to configure, e.g.
 #   scripts/build.sh --enable-sanitizers
 set -eu
 cd "$(dirname "$0")/.."
 
 APXS=${APXS:-$(command -v apxs2 || command -v apxs || echo /usr/bin/apxs)}
-want="--with-apxs=$APXS $*"
+want="--with-apxs=$APXS --enable-maintainer-mode $*"
 if [ ! -f configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt configure ]; then
     autoreconf -fi
 fi

@@ -32,6 +32,9 @@ fi
 echo "== config file checks"
 scripts/check-conf.sh
 
+echo "== packaging checks (make install DESTDIR, a2enmod, --without-curl)"
+scripts/check-install.sh
+
 echo "== docker/ checks (no Docker engine: promtool, syntax, cross-references)"
 scripts/check-docker.sh
 
