@@ -93,6 +93,7 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     dc->epc = add->epc;
     dc->auth = bff_auth_merge_dir(p, base->auth, add->auth);
     dc->purge_scope = add->purge_scope ? add->purge_scope : base->purge_scope;
+    dc->valid = bff_valid_conf_merge(p, base->valid, add->valid);
     return dc;
 }
 
@@ -205,9 +206,10 @@ static const char *cmd_endpoint(cmd_parms *cmd, void *dummy, const char *arg)
     if ((err = method_check(cmd, method)) != NULL) {
         return apr_pstrcat(cmd->pool, "<BFFEndpoint>: ", err, NULL);
     }
-    if (strcmp(method, "GET")) {
-        return apr_psprintf(cmd->pool, "<BFFEndpoint %s %s>: only GET "
-                            "endpoints are supported (HEAD is answered too)",
+    if (strcmp(method, "GET") && strcmp(method, "POST")
+        && strcmp(method, "PUT") && strcmp(method, "PATCH")) {
+        return apr_psprintf(cmd->pool, "<BFFEndpoint %s %s>: GET (HEAD is "
+                            "answered too), POST, PUT or PATCH expected",
                             method, pattern);
     }
 
@@ -650,6 +652,28 @@ static const command_rec bff_cmds[] = {
         "[stream=NAME] [maxlen=N] [queue=N] [batch=N] [connect-timeout=D] "
         "[timeout=D]"),
     /* ---- end of the observability directives ---- */
+    /* ---- request validation: mod_bff_validate.c ---- */
+    AP_INIT_RAW_ARGS("BFFRequestSchema", bff_valid_cmd_schema, NULL,
+        RSRC_CONF | ACCESS_CONF, "JSON Schema (draft-07) file the request "
+        "body must match: FILE [formats]"),
+    AP_INIT_TAKE1("BFFRequestMaxSize", bff_valid_cmd_limit, "size",
+        RSRC_CONF | ACCESS_CONF, "Largest request body read for validation "
+        "(default 1M; larger: 413)"),
+    AP_INIT_TAKE1("BFFRequestMaxDepth", bff_valid_cmd_limit, "depth",
+        RSRC_CONF | ACCESS_CONF, "Deepest JSON nesting of a request body "
+        "(default 32; deeper: 400)"),
+    AP_INIT_TAKE1("BFFRequestMaxErrors", bff_valid_cmd_limit, "errors",
+        RSRC_CONF | ACCESS_CONF, "Most violations listed in a 422 answer "
+        "(default 20)"),
+    AP_INIT_RAW_ARGS("BFFQueryRule", bff_valid_cmd_rule, NULL,
+        RSRC_CONF | ACCESS_CONF, "A typed query parameter: NAME "
+        "string|integer|number|boolean|uuid|date|date-time [required] "
+        "[min=N] [max=N] [pattern=REGEX] [enum=a|b]"),
+    AP_INIT_RAW_ARGS("BFFHeaderRule", bff_valid_cmd_rule, "header",
+        RSRC_CONF | ACCESS_CONF, "A typed request header: NAME "
+        "string|integer|number|boolean|uuid|date|date-time [required] "
+        "[min=N] [max=N] [pattern=REGEX] [enum=a|b]"),
+    /* ---- end of the request validation directives ---- */
     /* ---- metrics: mod_bff_metrics.c (issue 7) ---- */
     AP_INIT_TAKE1("BFFMetricsSlots", bff_metrics_cmd_slots, NULL, RSRC_CONF,
         "Most metric series kept in shared memory (default 4096)"),
@@ -751,6 +775,7 @@ static void bff_register_hooks(apr_pool_t *p)
     bff_log_register_hooks(p);
     bff_events_register_hooks(p);
     bff_metrics_register_hooks(p);
+    bff_valid_register_hooks(p);
 }
 
 AP_DECLARE_MODULE(bff) = {

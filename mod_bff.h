@@ -37,6 +37,8 @@ typedef struct bff_auth_dir_t bff_auth_dir_t;
 typedef struct bff_res_conf_t bff_res_conf_t;
 /* mod_bff_events.c: analytics events (opaque here) */
 typedef struct bff_events_conf_t bff_events_conf_t;
+/* mod_bff_validate.c: request validation rules (opaque here) */
+typedef struct bff_valid_conf_t bff_valid_conf_t;
 
 /* One <BFFEndpoint> section: the engine's definition plus what only the
  * glue needs. Limits left unset (-1 / 0) take the server's value in
@@ -58,6 +60,7 @@ typedef struct {
      * shaping, allow/deny, client profiles, cache settings): part of
      * every cache key, so a changed definition never serves old entries */
     const char *fingerprint;
+    bff_valid_conf_t *valid;           /* NULL: the <Location>'s rules */
 } bff_ep_conf_t;
 
 typedef struct {
@@ -87,6 +90,7 @@ typedef struct {
     bff_ep_conf_t *epc;
     bff_auth_dir_t *auth;              /* access phase (mod_bff_auth.c) */
     int purge_scope;                   /* BFFCachePurgeScope: 0 unset */
+    bff_valid_conf_t *valid;           /* request validation; NULL: none */
 } bff_dir_conf_t;
 
 #define BFF_PURGE_VHOST  1             /* the virtual host purged (default) */
@@ -165,6 +169,14 @@ int bff_client_prepare(request_rec *r, const bff_ep_conf_t *epc,
 
 /* mod_bff_aggregate.c */
 void bff_aggregate_register_hooks(apr_pool_t *p);
+/* The endpoint whose route and method r matched; NULL when none. */
+bff_ep_conf_t *bff_request_endpoint(request_rec *r);
+/* Hands the client's parsed body (validated) to the endpoint's run. */
+void bff_request_set_body(request_rec *r, json_t *body);
+/* Answers r with an RFC 9457 problem document (request_id included);
+ * extra: further members, or NULL. Returns OK. */
+int bff_send_problem(request_rec *r, int status, const char *title,
+                     const char *detail, json_t *extra);
 apr_status_t bff_aggregate_child_init(apr_pool_t *pchild, server_rec *s);
 
 /* mod_bff_auth.c: authentication, authorization, identity headers and
@@ -283,6 +295,16 @@ void bff_obs_note_run(request_rec *r, const bff_endpoint_t *ep,
                       const bff_run_result_t *res);
 void bff_log_register_hooks(apr_pool_t *p);
 const char *bff_log_cmd_request_id(cmd_parms *cmd, void *dcv, int on);
+
+/* mod_bff_validate.c: request bodies (JSON Schema), query parameters and
+ * headers checked before any backend is called */
+bff_valid_conf_t *bff_valid_conf_merge(apr_pool_t *p,
+                                       const bff_valid_conf_t *base,
+                                       const bff_valid_conf_t *add);
+const char *bff_valid_cmd_schema(cmd_parms *cmd, void *dcv, const char *args);
+const char *bff_valid_cmd_limit(cmd_parms *cmd, void *dcv, const char *arg);
+const char *bff_valid_cmd_rule(cmd_parms *cmd, void *dcv, const char *args);
+void bff_valid_register_hooks(apr_pool_t *p);
 
 /* mod_bff_events.c: analytics events to a Redis stream (issue 7) */
 bff_events_conf_t *bff_events_conf_create(apr_pool_t *p);

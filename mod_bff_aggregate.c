@@ -33,6 +33,7 @@ typedef struct {
     const char *allow;           /* methods of routes that matched the path */
     const char *request_id;
     bff_trace_t trace;
+    json_t *body;                /* the client's body (POST, PUT, PATCH) */
 } bff_req_t;
 
 static apr_reslist_t *fetchers;  /* per child; NULL before child_init */
@@ -99,6 +100,22 @@ static int bff_translate(request_rec *r)
     r->handler = BFF_HANDLER;
     r->filename = apr_pstrcat(r->pool, "bff:", r->uri, NULL);
     return OK;
+}
+
+bff_ep_conf_t *bff_request_endpoint(request_rec *r)
+{
+    bff_req_t *rq = ap_get_module_config(r->request_config, &bff_module);
+
+    return rq ? rq->epc : NULL;
+}
+
+void bff_request_set_body(request_rec *r, json_t *body)
+{
+    bff_req_t *rq = ap_get_module_config(r->request_config, &bff_module);
+
+    if (rq) {
+        rq->body = body;
+    }
 }
 
 static int bff_map_to_storage(request_rec *r)
@@ -226,30 +243,23 @@ static int send_json(request_rec *r, int status, const char *ctype,
     return bff_send_body(r, status, ctype, body, len, NULL);
 }
 
-/* extra: further members of the problem document, or NULL */
-static int send_problem_ext(request_rec *r, bff_req_t *rq, int status,
-                            const char *title, const char *detail,
-                            json_t *extra)
+int bff_send_problem(request_rec *r, int status, const char *title,
+                     const char *detail, json_t *extra)
 {
     json_t *pb = bff_problem(status, title, detail, r->uri, r->pool);
+    const char *id = bff_request_id(r);
 
     if (!pb) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    if (rq->request_id) {
-        json_object_set_new(pb, "request_id", json_string(rq->request_id));
+    if (id) {
+        json_object_set_new(pb, "request_id", json_string(id));
     }
     if (extra) {
         json_object_update(pb, extra);
     }
     apr_table_setn(r->headers_out, "X-BFF-Completed", "false");
     return send_json(r, status, "application/problem+json", pb);
-}
-
-static int send_problem(request_rec *r, bff_req_t *rq, int status,
-                        const char *title, const char *detail)
-{
-    return send_problem_ext(r, rq, status, title, detail, NULL);
 }
 
 /* The failed calls of per-item backends, one line each. */
@@ -341,6 +351,7 @@ static void build_call_ctx(bff_call_ctx_t *cc, request_rec *r, bff_req_t *rq,
     cc->baton = rq;
     cc->policy = bff_res_policy(r, epc);
     cc->fields = fields;
+    cc->body = rq->body;
 }
 
 static int bff_handler(request_rec *r)
@@ -371,22 +382,25 @@ static int bff_handler(request_rec *r)
 
     if (!epc && rq->allow) {
         apr_table_setn(r->headers_out, "Allow", rq->allow);
-        return send_problem(r, rq, HTTP_METHOD_NOT_ALLOWED, "Method Not Allowed",
-                            apr_psprintf(r->pool, "%s is not allowed here "
-                                         "(allowed: %s)", r->method, rq->allow));
+        return bff_send_problem(r, HTTP_METHOD_NOT_ALLOWED,
+                                "Method Not Allowed",
+                                apr_psprintf(r->pool, "%s is not allowed here "
+                                             "(allowed: %s)", r->method,
+                                             rq->allow), NULL);
     }
     if (!epc) {
-        return send_problem(r, rq, HTTP_BAD_REQUEST, "Bad Request",
+        return bff_send_problem(r, HTTP_BAD_REQUEST, "Bad Request",
             apr_psprintf(r->pool, "parameter '%s' does not match %s",
                          bff_route_param_name(rq->bad->ep->route, rq->bad_param),
-                         rq->bad->ep->pattern));
+                         rq->bad->ep->pattern), NULL);
     }
-    if ((rc = ap_discard_request_body(r)) != OK) {
+    /* a body an endpoint takes was read (and validated) in the fixups */
+    if (!epc->ep->takes_body && (rc = ap_discard_request_body(r)) != OK) {
         return rc;
     }
     apr_table_setn(r->notes, "bff-endpoint", epc->ep->pattern);
     if ((rc = bff_client_prepare(r, epc, &fields, &detail, &extra)) != OK) {
-        return send_problem_ext(r, rq, rc, "Bad Request", detail, extra);
+        return bff_send_problem(r, rc, "Bad Request", detail, extra);
     }
     build_call_ctx(&cc, r, rq, epc, fields);
     if (bff_cache_lookup(&cr, r, epc, rq->values, &cc) == OK) {
@@ -396,15 +410,17 @@ static int bff_handler(request_rec *r)
     if (!fetchers) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, BFFLOGNO(11)
                       "no backend client pool in this child");
-        return send_problem(r, rq, HTTP_SERVICE_UNAVAILABLE,
-                            "Service Unavailable", "gateway not ready");
+        return bff_send_problem(r, HTTP_SERVICE_UNAVAILABLE,
+                                "Service Unavailable", "gateway not ready",
+                                NULL);
     }
     rv = apr_reslist_acquire(fetchers, (void **)&f);
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, BFFLOGNO(12)
                       "cannot get a backend client");
-        return send_problem(r, rq, HTTP_SERVICE_UNAVAILABLE,
-                            "Service Unavailable", "no backend client available");
+        return bff_send_problem(r, HTTP_SERVICE_UNAVAILABLE,
+                                "Service Unavailable",
+                                "no backend client available", NULL);
     }
     bff_engine_run(&res, epc->ep, rq->values, &cc, f, r->pool);
     apr_reslist_release(fetchers, f);
@@ -421,7 +437,7 @@ static int bff_handler(request_rec *r)
     }
     apr_table_setn(r->notes, "bff-completed", res.completed ? "true" : "false");
     if (res.status != 200) {
-        return send_problem(r, rq, res.status, res.title, res.detail);
+        return bff_send_problem(r, res.status, res.title, res.detail, NULL);
     }
     apr_table_setn(r->headers_out, "X-BFF-Completed",
                    res.completed ? "true" : "false");

@@ -383,6 +383,10 @@ const char *bff_cache_ep_finalize(bff_ep_conf_t *epc, apr_pool_t *p)
     if (!ce) {
         return NULL;
     }
+    if (epc->ep->takes_body) {
+        return apr_psprintf(p, "BFFCache* directives apply to GET endpoints "
+                            "only, not %s", epc->ep->method);
+    }
     if (ce->ttl_ms <= 0) {
         return "BFFCache* directives need BFFCacheTTL (greater than 0)";
     }

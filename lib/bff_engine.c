@@ -15,6 +15,8 @@
 #define DEFAULT_MAX_BODY            (1024 * 1024)
 #define DEFAULT_MAX_DEPTH           64
 #define DEFAULT_MAX_BACKENDS        32
+/* the reference root of the client's body in POST, PUT, PATCH endpoints */
+#define BODY_ROOT "body"
 #define DEFAULT_CONCURRENCY         4     /* per-item calls of one backend */
 #define DEFAULT_MAX_ITEMS           100
 #define MAX_ITEMS_LIMIT             10000
@@ -39,6 +41,8 @@ bff_endpoint_t *bff_endpoint_create(const char *method, const char *pattern,
     ep->max_body = DEFAULT_MAX_BODY;
     ep->max_depth = DEFAULT_MAX_DEPTH;
     ep->max_backends = DEFAULT_MAX_BACKENDS;
+    ep->takes_body = !strcmp(method, "POST") || !strcmp(method, "PUT")
+                     || !strcmp(method, "PATCH");
     return ep;
 }
 
@@ -163,14 +167,16 @@ static const char *add_deps(bff_endpoint_t *ep, bff_backend_t *be,
         const char *root = bff_ref_root(ref);
         int dep;
 
-        if (bff_endpoint_param(ep, root) >= 0) {
+        if (bff_endpoint_param(ep, root) >= 0
+            || (ep->takes_body && !strcmp(root, BODY_ROOT))) {
             continue;
         }
         dep = bff_endpoint_backend(ep, root);
         if (dep < 0) {
             return apr_psprintf(p, "backend '%s': reference {%s} names neither "
-                                "a parameter of %s nor a backend", be->name,
-                                bff_ref_text(ref), ep->pattern);
+                                "a parameter of %s nor a backend%s", be->name,
+                                bff_ref_text(ref), ep->pattern,
+                                ep->takes_body ? " nor the body" : "");
         }
         if (dep == be->index) {
             return apr_psprintf(p, "backend '%s': reference {%s} refers to "
@@ -270,6 +276,11 @@ const char *bff_endpoint_finalize(bff_endpoint_t *ep, apr_pool_t *p)
                             "%d (BFFMaxBackends)", ep->backends->nelts,
                             ep->max_backends);
     }
+    if (ep->takes_body && bff_endpoint_param(ep, BODY_ROOT) >= 0) {
+        return apr_psprintf(p, "parameter '%s': the name refers to the "
+                            "request body in a %s endpoint", BODY_ROOT,
+                            ep->method);
+    }
     for (i = 0; i < ep->backends->nelts; i++) {
         bff_backend_t *be = APR_ARRAY_IDX(ep->backends, i, bff_backend_t *);
 
@@ -286,6 +297,11 @@ const char *bff_endpoint_finalize(bff_endpoint_t *ep, apr_pool_t *p)
         if (bff_endpoint_param(ep, be->name) >= 0) {
             return apr_psprintf(p, "backend '%s' has the name of a parameter "
                                 "of %s", be->name, ep->pattern);
+        }
+        if (ep->takes_body && !strcmp(be->name, BODY_ROOT)) {
+            return apr_psprintf(p, "backend '%s': the name refers to the "
+                                "request body in a %s endpoint", be->name,
+                                ep->method);
         }
         if (be->required && be->defval) {
             return apr_psprintf(p, "backend '%s': default= has no use on a "
@@ -366,9 +382,13 @@ static json_t *lookup(void *baton, const bff_ref_t *ref)
     if (i >= 0) {
         base = run->param_json[i];
     }
-    else if ((i = bff_endpoint_backend(run->ep, root)) >= 0
-             && run->res->results[i].state == BFF_BE_OK) {
-        base = run->res->results[i].value;
+    else if ((i = bff_endpoint_backend(run->ep, root)) >= 0) {
+        if (run->res->results[i].state == BFF_BE_OK) {
+            base = run->res->results[i].value;
+        }
+    }
+    else if (run->ep->takes_body && !strcmp(root, BODY_ROOT) && run->cc) {
+        base = (json_t *)run->cc->body;
     }
     if (!base) {
         return NULL;

@@ -45,10 +45,15 @@ typedef struct bff_endpoint_t {
     int max_backends;
     const char *file;                   /* where it was defined */
     int line;
+    int takes_body;                     /* POST, PUT, PATCH: templates may
+                                           reference the request body as
+                                           {body...} */
 } bff_endpoint_t;
 
 /* Allocates an endpoint with defaults: 5 s deadline, 1 s connect timeout,
- * 1 MiB replies, depth 64, at most 32 backends. */
+ * 1 MiB replies, depth 64, at most 32 backends. POST, PUT and PATCH
+ * endpoints take a body: "body" is then a reference root, not a name for a
+ * backend or parameter. */
 bff_endpoint_t *bff_endpoint_create(const char *method, const char *pattern,
                                     apr_pool_t *p);
 
@@ -139,6 +144,8 @@ typedef struct {
      * applied last; NULL: the whole document */
     const bff_shape_t *fields;
     const bff_policy_t *policy;           /* NULL: no breaker, no retry */
+    const json_t *body;                   /* the client's (validated) body,
+                                             for {body...}; NULL: none */
 } bff_call_ctx_t;
 
 typedef struct {

@@ -9,11 +9,11 @@
 set -eu
 
 # build, and the unit tests (check_cache starts its own redis-server and
-# memcached)
+# memcached; check_schema runs the official JSON-Schema-Test-Suite)
 BUILD_PKGS="build-essential autoconf automake libtool pkg-config
 apache2 apache2-dev libapr1-dev libaprutil1-dev
 libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev libhiredis-dev libjwt-dev
-check redis-server memcached openssl"
+libpcre2-dev check redis-server memcached openssl json-schema-test-suite"
 # the Apache::Test suite, the demo, the bench, the docker/ checks
 # (promtool from prometheus, python3-yaml)
 PKGS="$BUILD_PKGS libapache2-mod-perl2 libwww-perl libjson-perl libjson-xs-perl

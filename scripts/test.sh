@@ -22,6 +22,7 @@ fi
 
 echo "== unit tests"
 make -s check || { cat t/unit/*.log 2>/dev/null; exit 1; }
+grep -h "^JSON-Schema-Test-Suite" t/unit/check_schema.log 2>/dev/null || true
 
 if [ "${SANITIZE:-0}" = 1 ]; then
     # httpd is not built with ASan: preload its runtime for the module

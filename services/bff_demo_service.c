@@ -1387,6 +1387,35 @@ static void route_batch(struct req *r, struct reply *rp)
         reply_owned(rp, MHD_HTTP_OK, body, len);
 }
 
+/* POST /orders (order role): creates an order from a JSON object and
+ * answers 201 with its new id and the order as received. Nothing is
+ * stored: the request log is what tests look at. */
+static atomic_ullong next_order_id = 100000;
+
+static void route_create_order(struct req *r, struct reply *rp)
+{
+    json_error_t err;
+    json_t *order = json_loadb(r->body ? r->body : "", r->body_len, 0, &err);
+    json_t *answer;
+    char *body;
+
+    if (!json_is_object(order)) {
+        json_decref(order);
+        reply_static(rp, MHD_HTTP_BAD_REQUEST,
+                     "{\"error\":\"body must be a JSON object\"}");
+        return;
+    }
+    answer = json_pack("{s:I, s:s, s:o}", "id",
+                       (json_int_t)atomic_fetch_add(&next_order_id, 1),
+                       "status", "created", "order", order);
+    body = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
+    json_decref(answer);
+    if (body == NULL)
+        reply_static(rp, MHD_HTTP_INTERNAL_SERVER_ERROR, "{\"error\":\"out of memory\"}");
+    else
+        reply_owned(rp, MHD_HTTP_CREATED, body, strlen(body));
+}
+
 static void route(struct req *r, const char *url, const char *method, struct reply *rp)
 {
     const char *id = NULL;
@@ -1404,6 +1433,15 @@ static void route(struct req *r, const char *url, const char *method, struct rep
             return;
         }
         reply_entity(rp, health_body, strlen(health_body), health_resp);
+        return;
+    }
+    if (cfg.role == ROLE_ORDER && strcmp(url, "/orders") == 0) {
+        if (strcmp(method, "POST") != 0) {
+            reply_static(rp, MHD_HTTP_METHOD_NOT_ALLOWED, ERR_METHOD);
+            rp->allow = "POST";
+            return;
+        }
+        route_create_order(r, rp);
         return;
     }
     if (batch) {

@@ -48,8 +48,8 @@ my @cases = (
   [ "<BFFEndpoint GET /p/{id:int}>\n BFFBackend a GET $U/{id}\n Require all denied\n</BFFEndpoint>",
     3, qr/Require is not allowed inside <BFFEndpoint>/ ],
   [ "<BFFEndpoint GET /p/{id:int}>\n</BFFEndpoint>", 1, qr/no BFFBackend defined/ ],
-  [ "<BFFEndpoint POST /p/{id:int}>\n BFFBackend a GET $U/{id}\n</BFFEndpoint>",
-    1, qr/only GET endpoints/ ],
+  [ "<BFFEndpoint DELETE /p/{id:int}>\n BFFBackend a GET $U/{id}\n</BFFEndpoint>",
+    1, qr/GET \(HEAD is answered too\), POST, PUT or PATCH expected/ ],
   [ "<BFFEndpoint GET>\n BFFBackend a GET $U/x\n</BFFEndpoint>", 1, qr/takes a method and a path/ ],
   [ "<BFFEndpoint GET /p/{id:int}>\n BFFBackend a GET $U/{id}\n</BFFEndpoint>\n"
     . "<BFFEndpoint GET /p/{id:int}>\n BFFBackend b GET $U/{id}\n</BFFEndpoint>",

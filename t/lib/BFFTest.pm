@@ -8,11 +8,12 @@ use Exporter 'import';
 use JSON::PP ();
 use LWP::UserAgent ();
 use Time::HiRes ();
+use IO::Socket::INET ();
 use Apache::TestRequest ();
 use POSIX ();
 use BFFServices ();
 
-our @EXPORT = qw(bff_get bff_req decode svc_reset svc_log svc_fault svc_stats
+our @EXPORT = qw(bff_get bff_req bff_send bff_chunked decode svc_reset svc_log svc_fault svc_stats
                  svc_url fixture users orders_of products_by_id expected_profile
                  json_is now redis_cli redis_stop redis_start start_httpd
                  stop_httpd http_get own_svc_start own_svc_stop own_svc_admin);
@@ -44,6 +45,36 @@ sub bff_req {
     my $res = $ua->request($req);
     $res->{json} = decode($res->content) if ($res->header('Content-Type') // '') =~ /json/;
     return $res;
+}
+
+# A request with a body: bff_send(POST => '/path', $body, @headers)
+sub bff_send {
+    my ($method, $path, $body, @headers) = @_;
+    my $cfg = Apache::Test::config();
+    my $url = 'http://' . $cfg->{vars}{servername} . ':' . $cfg->{vars}{port} . $path;
+    my $res = $ua->request(HTTP::Request->new($method => $url, [@headers], $body));
+    $res->{json} = decode($res->content) if ($res->header('Content-Type') // '') =~ /json/;
+    return $res;
+}
+
+# A request whose body is sent chunked (one chunk per element of @chunks),
+# over a raw socket: returns (status, decoded JSON body or {}).
+sub bff_chunked {
+    my ($method, $path, $ctype, @chunks) = @_;
+    my $cfg = Apache::Test::config();
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $cfg->{vars}{port},
+                                  Timeout => 10) or die "connect: $!";
+    my $req = "$method $path HTTP/1.1\r\nHost: $cfg->{vars}{servername}\r\n"
+            . "Connection: close\r\nContent-Type: $ctype\r\nTransfer-Encoding: chunked\r\n\r\n";
+    $req .= sprintf("%x\r\n%s\r\n", length $_, $_) for @chunks;
+    $req .= "0\r\n\r\n";
+    print $s $req;
+    local $/;
+    my $resp = <$s> // '';
+    close $s;
+    my ($code) = $resp =~ m{^HTTP/1\.1 (\d+)};
+    my ($body) = $resp =~ m{\r\n\r\n(.*)\z}s;
+    return ($code // 0, decode($body // '') // {});
 }
 
 sub svc_url {

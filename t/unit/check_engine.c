@@ -710,7 +710,7 @@ START_TEST(call_context_headers_and_query)
     bff_endpoint_t *ep = profile_endpoint();
     bff_run_result_t res;
     apr_array_header_t *h = apr_array_make(pool, 1, sizeof(const char *));
-    bff_call_ctx_t cc = { h, "lang=en", NULL, NULL, NULL, NULL };
+    bff_call_ctx_t cc = { h, "lang=en", NULL, NULL, NULL, NULL, NULL };
 
     APR_ARRAY_PUSH(h, const char *) = "X-Request-ID: abc";
     fk.table = ok_table;
@@ -773,6 +773,50 @@ START_TEST(param_types_in_templates)
     ck_assert_ptr_nonnull(strstr(fk.log, "GET http://u/x/ab%2Fc\n"));
     ck_assert_ptr_nonnull(strstr(fk.log,
                                  "POST http://u/y {\"n\":42,\"s\":\"ab/c\"}\n"));
+}
+END_TEST
+
+START_TEST(body_references_in_post_endpoints)
+{
+    static const fake_resp_t table[] = {
+        { "http://u/users/7", 200, "{\"id\":7}", 0, 0 },
+        { "http://u/orders", 201, "{\"id\":1}", 0, 0 },
+        { NULL, 0, NULL, 0, 0 }
+    };
+    static const char *const body_opts[] = {
+        "body={\"user\":{user.id},\"items\":{body.items}}", NULL };
+    bff_endpoint_t *ep = bff_endpoint_create("POST", "/o/{uid:int}", pool);
+    bff_endpoint_t *get = bff_endpoint_create("GET", "/g", pool);
+    bff_call_ctx_t cc;
+    bff_run_result_t res;
+    const char *err;
+
+    memset(&cc, 0, sizeof(cc));
+    cc.body = json_pack("{s:[{s:s,s:i}]}", "items", "sku", "ABC-1", "qty", 2);
+    bff_json_pool_own((json_t *)cc.body, pool);
+    ck_assert_ptr_null(bff_route_compile(&ep->route, ep->pattern, pool));
+    ck_assert_ptr_null(add_backend(ep, "user", "GET", "http://u/users/{uid}",
+                                   NULL));
+    ck_assert_ptr_null(add_backend(ep, "order", "POST", "http://u/orders",
+                                   body_opts));
+    ck_assert_ptr_null(bff_endpoint_finalize(ep, pool));
+    fk.table = table;
+    bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
+    ck_assert_ptr_nonnull(strstr(fk.log, "POST http://u/orders {\"user\":7,"
+                                 "\"items\":[{\"sku\":\"ABC-1\",\"qty\":2}]}\n"));
+
+    /* "body" is only a root where there is a body, and never a name */
+    ck_assert_ptr_null(bff_route_compile(&get->route, get->pattern, pool));
+    ck_assert_ptr_null(add_backend(get, "a", "GET", "http://u/{body.x}", NULL));
+    err = bff_endpoint_finalize(get, pool);
+    ck_assert_ptr_nonnull(err);
+    ck_assert_ptr_nonnull(strstr(err, "names neither"));
+    ep = bff_endpoint_create("PUT", "/o", pool);
+    ck_assert_ptr_null(bff_route_compile(&ep->route, ep->pattern, pool));
+    ck_assert_ptr_null(add_backend(ep, "body", "GET", "http://u/x", NULL));
+    err = bff_endpoint_finalize(ep, pool);
+    ck_assert_ptr_nonnull(err);
+    ck_assert_ptr_nonnull(strstr(err, "request body"));
 }
 END_TEST
 
@@ -891,7 +935,7 @@ START_TEST(policy_refusal_of_optional_is_partial)
     bff_run_result_t res;
     pol_t pl = { "orders", "circuit open", 0, -1, 1, 0, 0, 0, 0, "" };
     bff_policy_t po = policy_of(&pl);
-    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po, NULL };
 
     fk.table = ok_table;
     bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
@@ -915,7 +959,7 @@ START_TEST(policy_refusal_of_required_is_503)
     bff_run_result_t res;
     pol_t pl = { "user", "circuit open", 0, -1, 1, 0, 0, 0, 0, "" };
     bff_policy_t po = policy_of(&pl);
-    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po, NULL };
 
     fk.table = ok_table;
     bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
@@ -937,7 +981,7 @@ START_TEST(policy_retry_then_success)
     bff_run_result_t res;
     pol_t pl = { NULL, NULL, 1, 20, 3, 0, 0, 0, 0, "" };
     bff_policy_t po = policy_of(&pl);
-    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po, NULL };
     apr_time_t t0;
 
     fk.table = table;
@@ -965,7 +1009,7 @@ START_TEST(policy_retries_stop_at_attempts)
     bff_run_result_t res;
     pol_t pl = { NULL, NULL, 0, 1, 3, 0, 0, 0, 0, "" };
     bff_policy_t po = policy_of(&pl);
-    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po, NULL };
 
     fk.table = table;
     bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
@@ -986,7 +1030,7 @@ START_TEST(policy_retry_never_past_deadline)
     bff_run_result_t res;
     pol_t pl = { NULL, NULL, 0, 500, 5, 0, 0, 0, 0, "" };
     bff_policy_t po = policy_of(&pl);
-    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po, NULL };
     apr_time_t t0;
 
     ep->timeout_ms = 100;
@@ -1011,7 +1055,7 @@ START_TEST(policy_hung_call_reported_as_timeout)
     bff_run_result_t res;
     pol_t pl = { NULL, NULL, 0, -1, 1, 0, 0, 0, 0, "" };
     bff_policy_t po = policy_of(&pl);
-    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po, NULL };
 
     ep->timeout_ms = 50;
     fk.table = table;
@@ -1035,7 +1079,7 @@ START_TEST(policy_cancelled_call_reported)
     bff_run_result_t res;
     pol_t pl = { NULL, NULL, 0, -1, 1, 0, 0, 0, 0, "" };
     bff_policy_t po = policy_of(&pl);
-    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po, NULL };
 
     fk.table = table;
     bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
@@ -1064,7 +1108,7 @@ START_TEST(policy_per_item_retries)
     bff_run_result_t res;
     pol_t pl = { NULL, NULL, 1, 5, 2, 0, 0, 0, 0, "" };
     bff_policy_t po = policy_of(&pl);
-    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po, NULL };
     int k;
 
     fk.table = table;
@@ -1091,7 +1135,7 @@ START_TEST(policy_per_item_refusal_of_required_is_503)
     bff_run_result_t res;
     pol_t pl = { "products", "circuit open", 0, -1, 1, 0, 0, 0, 0, "" };
     bff_policy_t po = policy_of(&pl);
-    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po };
+    bff_call_ctx_t cc = { NULL, NULL, NULL, NULL, NULL, &po, NULL };
 
     fk.table = fan_table;
     bff_engine_run(&res, ep, v7, &cc, &fetcher, pool);
@@ -1244,6 +1288,7 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, call_context_headers_and_query);
     tcase_add_test(tc, default_is_copied_before_shaping);
     tcase_add_test(tc, param_types_in_templates);
+    tcase_add_test(tc, body_references_in_post_endpoints);
     tcase_add_test(tc, invalid_utf8_param_is_400);
     tcase_add_test(tc, missing_scalar_reference_fails_backend);
     tcase_add_test(tc, policy_refusal_of_optional_is_partial);
