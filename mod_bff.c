@@ -15,6 +15,7 @@
 #include "apr_strings.h"
 
 #include "mod_bff.h"
+#include "bff_cache.h"
 #include "bff_fetch.h"
 
 #define UNSET -1
@@ -93,6 +94,7 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     dc->epc = add->epc;
     dc->auth = bff_auth_merge_dir(p, base->auth, add->auth);
     dc->cors = bff_cors_dir_merge(p, base->cors, add->cors);
+    dc->purge_scope = add->purge_scope ? add->purge_scope : base->purge_scope;
     dc->valid = bff_valid_conf_merge(p, base->valid, add->valid);
     return dc;
 }
@@ -200,6 +202,44 @@ static const char *check_shape_roots(cmd_parms *cmd,
     return NULL;
 }
 
+/* Hashes a section's directives, names and arguments (variables already
+ * expanded), nested ones too, each length-prefixed. */
+static void hash_directives(bff_sha256_t *h, const ap_directive_t *d)
+{
+    for (; d; d = d->next) {
+        const char *parts[2];
+        int i;
+
+        parts[0] = d->directive;
+        parts[1] = d->args ? d->args : "";
+        for (i = 0; i < 2; i++) {
+            char num[24];
+            int n = apr_snprintf(num, sizeof(num), "%" APR_SIZE_T_FMT ":",
+                                 strlen(parts[i]));
+            bff_sha256_update(h, num, (apr_size_t)n);
+            bff_sha256_update(h, parts[i], strlen(parts[i]));
+        }
+        bff_sha256_update(h, "{", 1);
+        hash_directives(h, d->first_child);
+        bff_sha256_update(h, "}", 1);
+    }
+}
+
+static const char *section_fingerprint(const cmd_parms *cmd,
+                                       const char *method,
+                                       const char *pattern)
+{
+    bff_sha256_t h;
+    unsigned char md[32];
+
+    bff_sha256_init(&h);
+    bff_sha256_update(&h, method, strlen(method) + 1);
+    bff_sha256_update(&h, pattern, strlen(pattern) + 1);
+    hash_directives(&h, cmd->directive->first_child);
+    bff_sha256_final(md, &h);
+    return bff_hex(md, 16, cmd->pool);
+}
+
 static const char *cmd_endpoint(cmd_parms *cmd, void *dummy, const char *arg)
 {
     const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
@@ -240,6 +280,7 @@ static const char *cmd_endpoint(cmd_parms *cmd, void *dummy, const char *arg)
     epc->server = cmd->server;
     epc->ep->file = cmd->directive->filename;
     epc->ep->line = cmd->directive->line_num;
+    epc->fingerprint = section_fingerprint(cmd, method, pattern);
     epc->timeout_ms = UNSET;
     epc->connect_timeout_ms = UNSET;
     epc->fwd_headers = apr_array_make(cmd->pool, 2, sizeof(const char *));
@@ -557,7 +598,13 @@ static const command_rec bff_cmds[] = {
     AP_INIT_TAKE1("BFFCacheClientNoCache", bff_cache_cmd_endpoint, (void *)BFF_CE_NOCACHE,
         RSRC_CONF, "on: a client's Cache-Control: no-cache bypasses the cache"),
     AP_INIT_TAKE1("BFFCacheControl", bff_cache_cmd_endpoint, (void *)BFF_CE_CONTROL,
-        RSRC_CONF, "Cache-Control header of the endpoint's answers"),
+        RSRC_CONF, "Cache-Control header of the endpoint's complete answers"),
+    AP_INIT_TAKE1("BFFCacheShared", bff_cache_cmd_endpoint, (void *)BFF_CE_SHARED,
+        RSRC_CONF, "on: one stored answer serves every identity (default off: "
+        "authenticated requests get answers stored for their identity)"),
+    AP_INIT_TAKE1("BFFCachePurgeScope", bff_cache_cmd_purge_scope, NULL,
+        ACCESS_CONF, "What a purge location purges: vhost (default, its own "
+        "virtual host) or server (every virtual host)"),
     AP_INIT_ITERATE("BFFCacheVary", bff_cache_cmd_endpoint_list, (void *)BFF_CE_VARY,
         RSRC_CONF, "Identity inputs of the key: header:NAME, note:NAME, "
         "env:NAME"),

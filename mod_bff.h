@@ -58,6 +58,10 @@ typedef struct {
     bff_res_conf_t *res;               /* NULL: the server's BFFBreaker and
                                           BFFRetry */
     bff_client_ep_t *client;           /* NULL: no ?fields=, no clients */
+    /* hex SHA-256 over the section's directives (backends, templates,
+     * shaping, allow/deny, client profiles, cache settings): part of
+     * every cache key, so a changed definition never serves old entries */
+    const char *fingerprint;
     bff_valid_conf_t *valid;           /* NULL: the <Location>'s rules */
 } bff_ep_conf_t;
 
@@ -88,8 +92,12 @@ typedef struct {
     bff_ep_conf_t *epc;
     bff_auth_dir_t *auth;              /* access phase (mod_bff_auth.c) */
     bff_cors_dir_t *cors;              /* mod_bff_cors.c */
+    int purge_scope;                   /* BFFCachePurgeScope: 0 unset */
     bff_valid_conf_t *valid;           /* request validation; NULL: none */
 } bff_dir_conf_t;
+
+#define BFF_PURGE_VHOST  1             /* the virtual host purged (default) */
+#define BFF_PURGE_SERVER 2             /* every virtual host */
 
 /* NULL when libcurl is built in; else an error naming what needs it
  * (what: "an https:// backend"), for the directive to prefix. */
@@ -109,12 +117,14 @@ enum {
     BFF_CC_STORE = 1, BFF_CC_FALLBACK, BFF_CC_PREFIX, BFF_CC_CONNECT,
     BFF_CC_COMMAND, BFF_CC_POOL, BFF_CC_NEAR, BFF_CC_MAXENTRY,
     BFF_CE_TTL, BFF_CE_STALE, BFF_CE_PARTIAL, BFF_CE_LOCK, BFF_CE_NOCACHE,
-    BFF_CE_CONTROL, BFF_CE_VARY, BFF_CE_KEYQUERY, BFF_CE_TAG
+    BFF_CE_CONTROL, BFF_CE_VARY, BFF_CE_KEYQUERY, BFF_CE_TAG, BFF_CE_SHARED
 };
 const char *bff_cache_cmd_server(cmd_parms *cmd, void *dc, const char *arg);
 const char *bff_cache_cmd_endpoint(cmd_parms *cmd, void *dc, const char *arg);
 const char *bff_cache_cmd_endpoint_list(cmd_parms *cmd, void *dc,
                                         const char *arg);
+const char *bff_cache_cmd_purge_scope(cmd_parms *cmd, void *dc,
+                                      const char *arg);
 bff_cache_conf_t *bff_cache_conf_create(apr_pool_t *p);
 bff_cache_conf_t *bff_cache_conf_merge(apr_pool_t *p, const bff_cache_conf_t *base,
                                        const bff_cache_conf_t *add);
@@ -124,9 +134,12 @@ void bff_cache_register_hooks(apr_pool_t *p);
 /* The request side: bff_cache_lookup answers from the cache (OK) or says
  * the handler must compute (DECLINED, *cr set when the answer is to be
  * stored); bff_cache_finish stores what was computed, or answers with a
- * stale copy instead of an error (OK). */
+ * stale copy instead of an error (OK). The key derives from cc, the
+ * context the backend calls will carry (headers, forwarded query), so
+ * whatever reaches a backend is in it. */
 int bff_cache_lookup(bff_cache_req_t **cr, request_rec *r,
-                     const bff_ep_conf_t *epc, const char *const *values);
+                     const bff_ep_conf_t *epc, const char *const *values,
+                     const bff_call_ctx_t *cc);
 int bff_cache_finish(bff_cache_req_t *cr, request_rec *r,
                      const bff_run_result_t *res, const char *body,
                      apr_size_t len, const char *etag);

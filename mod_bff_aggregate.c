@@ -353,16 +353,46 @@ static void log_failures(request_rec *r, const bff_endpoint_t *ep,
 
 /* ----------------------------------------------------------- handler -- */
 
+/* What every backend call of the request carries: the request id, the
+ * forwarded client headers, the identity headers and the forwarded query.
+ * Built before the cache is looked up, which derives its key from it. */
+static void build_call_ctx(bff_call_ctx_t *cc, request_rec *r, bff_req_t *rq,
+                           const bff_ep_conf_t *epc, const bff_shape_t *fields)
+{
+    bff_server_conf_t *sc = ap_get_module_config(r->server->module_config,
+                                                 &bff_module);
+    apr_array_header_t *hdrs = apr_array_make(r->pool, 4, sizeof(const char *));
+    const char *query;
+
+    APR_ARRAY_PUSH(hdrs, const char *) = apr_pstrcat(r->pool, "X-Request-ID: ",
+                                                     rq->request_id, NULL);
+    add_forwarded(hdrs, r, sc->fwd_headers);
+    add_forwarded(hdrs, r, epc->fwd_headers);
+    add_identity(hdrs, r, sc->fwd_headers, epc->fwd_headers);
+    query = bff_query_filter(r->args, sc->fwd_query, r->pool);
+    if (epc->fwd_query->nelts) {
+        const char *q2 = bff_query_filter(r->args, epc->fwd_query, r->pool);
+        query = query && q2 ? apr_pstrcat(r->pool, query, "&", q2, NULL)
+                            : query ? query : q2;
+    }
+    memset(cc, 0, sizeof(*cc));
+    cc->headers = hdrs;
+    cc->query = query;
+    cc->per_call = per_call_headers;
+    cc->baton = rq;
+    cc->policy = bff_res_policy(r, epc);
+    cc->fields = fields;
+    cc->body = rq->body;
+}
+
 static int bff_handler(request_rec *r)
 {
-    bff_server_conf_t *sc;
     bff_req_t *rq;
     bff_ep_conf_t *epc;
-    apr_array_header_t *hdrs;
     bff_call_ctx_t cc;
     bff_run_result_t res;
     bff_fetcher_t *f;
-    const char *query, *body = NULL, *etag = NULL, *detail = NULL;
+    const char *body = NULL, *etag = NULL, *detail = NULL;
     const bff_shape_t *fields;
     json_t *extra = NULL;
     apr_size_t len = 0;
@@ -403,30 +433,10 @@ static int bff_handler(request_rec *r)
     if ((rc = bff_client_prepare(r, epc, &fields, &detail, &extra)) != OK) {
         return bff_send_problem(r, rc, "Bad Request", detail, extra);
     }
-    if (bff_cache_lookup(&cr, r, epc, rq->values) == OK) {
+    build_call_ctx(&cc, r, rq, epc, fields);
+    if (bff_cache_lookup(&cr, r, epc, rq->values, &cc) == OK) {
         return OK;
     }
-
-    sc = ap_get_module_config(r->server->module_config, &bff_module);
-    hdrs = apr_array_make(r->pool, 4, sizeof(const char *));
-    APR_ARRAY_PUSH(hdrs, const char *) = apr_pstrcat(r->pool, "X-Request-ID: ",
-                                                     rq->request_id, NULL);
-    add_forwarded(hdrs, r, sc->fwd_headers);
-    add_forwarded(hdrs, r, epc->fwd_headers);
-    add_identity(hdrs, r, sc->fwd_headers, epc->fwd_headers);
-    query = bff_query_filter(r->args, sc->fwd_query, r->pool);
-    if (epc->fwd_query->nelts) {
-        const char *q2 = bff_query_filter(r->args, epc->fwd_query, r->pool);
-        query = query && q2 ? apr_pstrcat(r->pool, query, "&", q2, NULL)
-                            : query ? query : q2;
-    }
-    cc.headers = hdrs;
-    cc.query = query;
-    cc.per_call = per_call_headers;
-    cc.baton = rq;
-    cc.policy = bff_res_policy(r, epc);
-    cc.fields = fields;
-    cc.body = rq->body;
 
     if (!fetchers) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, BFFLOGNO(11)

@@ -71,6 +71,8 @@ struct bff_cache_ep_t {
     long partial_ms;             /* partial answers; 0: never stored */
     long lock_ms;                /* wait for another request's refresh */
     int client_no_cache;         /* honour a client's no-cache */
+    int shared;                  /* BFFCacheShared on: one answer for every
+                                    identity */
     const char *cache_control;
     apr_array_header_t *vary;    /* vary_t */
     apr_array_header_t *key_query;
@@ -255,11 +257,13 @@ const char *bff_cache_cmd_endpoint(cmd_parms *cmd, void *dcv, const char *arg)
     case BFF_CE_LOCK:
         return duration(cmd, &ce->lock_ms, arg, 1);
     case BFF_CE_NOCACHE:
+    case BFF_CE_SHARED:
         if (strcasecmp(arg, "on") && strcasecmp(arg, "off")) {
             return apr_psprintf(cmd->pool, "%s %s: expected on or off",
                                 cmd->cmd->name, arg);
         }
-        ce->client_no_cache = !strcasecmp(arg, "on");
+        *((int)(apr_uintptr_t)cmd->info == BFF_CE_SHARED ? &ce->shared
+          : &ce->client_no_cache) = !strcasecmp(arg, "on");
         return NULL;
     case BFF_CE_CONTROL: {
         const char *s;
@@ -356,6 +360,29 @@ const char *bff_cache_cmd_endpoint_list(cmd_parms *cmd, void *dcv,
     return "BFFCache: unknown directive";
 }
 
+/* BFFCachePurgeScope vhost|server, in the purge handler's location. */
+const char *bff_cache_cmd_purge_scope(cmd_parms *cmd, void *dcv,
+                                      const char *arg)
+{
+    bff_dir_conf_t *dc = dcv;
+
+    if (dc->epc) {
+        return "BFFCachePurgeScope belongs in the <Location> of the purge "
+               "handler, not in <BFFEndpoint>";
+    }
+    if (!strcasecmp(arg, "vhost")) {
+        dc->purge_scope = BFF_PURGE_VHOST;
+    }
+    else if (!strcasecmp(arg, "server")) {
+        dc->purge_scope = BFF_PURGE_SERVER;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "BFFCachePurgeScope %s: expected vhost "
+                            "or server", arg);
+    }
+    return NULL;
+}
+
 /* Called when the <BFFEndpoint> section is complete. */
 const char *bff_cache_ep_finalize(bff_ep_conf_t *epc, apr_pool_t *p)
 {
@@ -412,6 +439,7 @@ static apr_global_mutex_t *shm_mutex;
 static server_rec *main_server;
 static bff_store_t *primary;                  /* per child */
 static bff_store_t *shm_store;                /* shared memory, or NULL */
+static void store_answered(request_rec *r);
 static int caching;                           /* some endpoint caches */
 static apr_thread_t *subscriber;
 static volatile apr_uint32_t subscriber_stop;
@@ -424,19 +452,47 @@ static volatile apr_uint32_t subscriber_stop;
 
 #define SHM_TAG_MAX 4096   /* bytes of keys recorded per tag */
 
+/* shmcb picks a subcache by the first byte of an id, and every key starts
+ * with the same prefix: ids get one leading byte hashed from the whole
+ * key (FNV-1a), so entries spread over all subcaches instead of evicting
+ * one another in one. */
+static const unsigned char *shm_id(unsigned int *idlen, const char *key,
+                                   apr_pool_t *p)
+{
+    apr_size_t n = strlen(key), i;
+    apr_uint32_t h = 2166136261u;
+    unsigned char *id = apr_palloc(p, n + 1);
+
+    for (i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)key[i]) * 16777619u;
+    }
+    id[0] = (unsigned char)(h ^ (h >> 8) ^ (h >> 16) ^ (h >> 24));
+    memcpy(id + 1, key, n);
+    *idlen = (unsigned int)(n + 1);
+    return id;
+}
+
+static apr_status_t shm_remove_locked(const char *key, apr_pool_t *p)
+{
+    unsigned int idlen;
+    const unsigned char *id = shm_id(&idlen, key, p);
+
+    return shm_provider->remove(shm_inst, main_server, id, idlen, p);
+}
+
 static apr_status_t shm_get_locked(const char **val, apr_size_t *len,
                                    const char *key, apr_pool_t *p)
 {
-    unsigned int cap = 16384, n;
+    unsigned int cap = 16384, n, idlen;
+    const unsigned char *id = shm_id(&idlen, key, p);
     unsigned char *buf;
     apr_status_t rv;
 
     for (;;) {
         buf = apr_palloc(p, cap);
         n = cap;
-        rv = shm_provider->retrieve(shm_inst, main_server,
-                                    (const unsigned char *)key,
-                                    (unsigned int)strlen(key), buf, &n, p);
+        rv = shm_provider->retrieve(shm_inst, main_server, id, idlen, buf,
+                                    &n, p);
         if (rv == APR_ENOSPC && cap < cfg_max_entry(gconf) + 1024) {
             cap = (unsigned int)(cfg_max_entry(gconf) + 1024);
             continue;
@@ -453,9 +509,10 @@ static apr_status_t shm_get_locked(const char **val, apr_size_t *len,
 static apr_status_t shm_put_locked(const char *key, const char *val,
                                    apr_size_t len, long ttl_ms, apr_pool_t *p)
 {
-    return shm_provider->store(shm_inst, main_server,
-                               (const unsigned char *)key,
-                               (unsigned int)strlen(key),
+    unsigned int idlen;
+    const unsigned char *id = shm_id(&idlen, key, p);
+
+    return shm_provider->store(shm_inst, main_server, id, idlen,
                                apr_time_now() + apr_time_from_msec(ttl_ms),
                                (unsigned char *)val, (unsigned int)len, p);
 }
@@ -535,8 +592,7 @@ static bff_store_rc_e shm_del(bff_store_t *s, const char *key, apr_pool_t *p)
     if (!shm_lock()) {
         return BFF_STORE_ERROR;
     }
-    rv = shm_provider->remove(shm_inst, main_server, (const unsigned char *)key,
-                              (unsigned int)strlen(key), p);
+    rv = shm_remove_locked(key, p);
     shm_unlock();
     return rv == APR_SUCCESS ? BFF_STORE_OK : BFF_STORE_MISS;
 }
@@ -575,9 +631,7 @@ static bff_store_rc_e shm_unlockkey(bff_store_t *s, const char *key,
     }
     if (shm_get_locked(&v, &n, lkey, p) == APR_SUCCESS
         && n == strlen(token) && !memcmp(v, token, n)) {
-        shm_provider->remove(shm_inst, main_server,
-                             (const unsigned char *)lkey,
-                             (unsigned int)strlen(lkey), p);
+        shm_remove_locked(lkey, p);
         rc = BFF_STORE_OK;
     }
     shm_unlock();
@@ -600,16 +654,11 @@ static bff_store_rc_e shm_purge_tag(bff_store_t *s, long *npurged,
         char *copy = apr_pstrmemdup(p, list, len), *last, *k;
         for (k = apr_strtok(copy, "\n", &last); k;
              k = apr_strtok(NULL, "\n", &last)) {
-            if (shm_provider->remove(shm_inst, main_server,
-                                     (const unsigned char *)k,
-                                     (unsigned int)strlen(k), p)
-                == APR_SUCCESS) {
+            if (shm_remove_locked(k, p) == APR_SUCCESS) {
                 n++;
             }
         }
-        shm_provider->remove(shm_inst, main_server,
-                             (const unsigned char *)tkey,
-                             (unsigned int)strlen(tkey), p);
+        shm_remove_locked(tkey, p);
     }
     shm_unlock();
     *npurged = n;
@@ -724,7 +773,143 @@ struct bff_cache_req_t {
     int have_stale;
     const char *status;          /* X-Cache-Status for a computed answer */
     const char *const *values;
+    const char *user;            /* the identity the answer is stored for
+                                    (r->user); NULL: shared */
 };
+
+/* Headers every backend call carries that differ on every request and
+ * say nothing about the answer. Everything else a backend gets is part
+ * of the key. */
+static int per_request_header(const char *line)
+{
+    static const char *const names[] = { "X-Request-ID", "traceparent",
+                                         "tracestate", NULL };
+    apr_size_t n = strcspn(line, ":");
+    int i;
+
+    for (i = 0; names[i]; i++) {
+        if (strlen(names[i]) == n && !strncasecmp(line, names[i], n)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A virtual host as the key and purge scopes see it: name and port. */
+static const char *vhost_id(const server_rec *s, apr_pool_t *p)
+{
+    unsigned port = s->port ? s->port : s->addrs ? s->addrs->host_port : 0;
+
+    return apr_psprintf(p, "%s:%u", s->server_hostname ? s->server_hostname
+                                                       : "", port);
+}
+
+/* Tags are per virtual host, so a purge received by one never reaches the
+ * entries of another (unless its location says BFFCachePurgeScope
+ * server). */
+static const char *scoped_tag(const server_rec *s, const char *tag,
+                              apr_pool_t *p)
+{
+    const char *id = vhost_id(s, p);
+    unsigned char md[32];
+
+    bff_sha256(md, id, strlen(id));
+    return apr_pstrcat(p, "v", bff_hex(md, 6, p), "/", tag, NULL);
+}
+
+/* Whoever authenticated the request (mod_bff's AuthTypes, httpd's Basic,
+ * any module that sets r->user): the AuthType, the token's issuer when
+ * there is one, and the user. Never a credential. */
+static const char *request_identity(request_rec *r)
+{
+    const char *type = ap_auth_type(r), *iss;
+
+    if (!r->user) {
+        return NULL;
+    }
+    iss = bff_auth_claim(r, "iss");
+    return apr_pstrcat(r->pool, type ? type : "", "\n", iss ? iss : "", "\n",
+                       r->user, NULL);
+}
+
+/* The tag of one user's entries (PURGE ?identity=USER); hashed, so any
+ * user name gives a short tag. */
+static const char *identity_tag(const char *user, apr_pool_t *p)
+{
+    unsigned char md[32];
+
+    bff_sha256(md, user, strlen(user));
+    return apr_pstrcat(p, "identity:", bff_hex(md, 16, p), NULL);
+}
+
+typedef struct {
+    apr_pool_t *p;
+    const char *name;
+} vary_find_t;
+
+static int vary_has(void *rec, const char *key, const char *value)
+{
+    vary_find_t *f = rec;
+
+    return !ap_find_token(f->p, value, f->name);   /* 0 stops: found */
+}
+
+/* Adds name to the answer's Vary unless another part of the module (the
+ * client profile) or of httpd named it already. */
+static void vary_add(request_rec *r, const char *name)
+{
+    vary_find_t f;
+
+    f.p = r->pool;
+    f.name = name;
+    if (apr_table_do(vary_has, &f, r->headers_out, "Vary", NULL)) {
+        apr_table_mergen(r->headers_out, "Vary", name);
+    }
+}
+
+/* The request headers an answer of the endpoint varies on: those
+ * forwarded to backends, BFFCacheVary header:NAME, and the credential
+ * when answers are stored per identity. */
+static void set_vary(request_rec *r, const bff_ep_conf_t *epc, int per_user)
+{
+    bff_server_conf_t *sc = ap_get_module_config(r->server->module_config,
+                                                 &bff_module);
+    const bff_cache_ep_t *ce = epc->cache;
+    int i;
+
+    for (i = 0; i < sc->fwd_headers->nelts; i++) {
+        vary_add(r, APR_ARRAY_IDX(sc->fwd_headers, i, const char *));
+    }
+    for (i = 0; i < epc->fwd_headers->nelts; i++) {
+        vary_add(r, APR_ARRAY_IDX(epc->fwd_headers, i, const char *));
+    }
+    for (i = 0; i < ce->vary->nelts; i++) {
+        const vary_t *v = &APR_ARRAY_IDX(ce->vary, i, vary_t);
+        if (!strcmp(v->kind, "header")) {
+            vary_add(r, v->name);
+        }
+    }
+    if (per_user) {
+        vary_add(r, "Authorization");
+    }
+}
+
+/* Cache-Control of an answer: the admin's (BFFCacheControl) only on a
+ * complete 200; "private" on other 200s stored per identity, and on all
+ * of them when the admin set none. */
+static void set_cache_control(request_rec *r, const bff_cache_req_t *cr,
+                              int status, int completed)
+{
+    if (status != HTTP_OK) {
+        return;
+    }
+    if (cr->ce->cache_control && completed) {
+        apr_table_setn(r->headers_out, "Cache-Control", cr->ce->cache_control);
+    }
+    else if (cr->user) {
+        apr_table_setn(r->headers_out, "Cache-Control", "private");
+    }
+}
 
 static const char *vary_value(request_rec *r, const vary_t *v)
 {
@@ -738,7 +923,8 @@ static const char *vary_value(request_rec *r, const vary_t *v)
 }
 
 static const char *build_key(request_rec *r, const bff_ep_conf_t *epc,
-                             const char *const *values)
+                             const char *const *values,
+                             const bff_call_ctx_t *cc, const char *identity)
 {
     bff_server_conf_t *sc = ap_get_module_config(r->server->module_config,
                                                  &bff_module);
@@ -747,7 +933,7 @@ static const char *build_key(request_rec *r, const bff_ep_conf_t *epc,
     bff_cache_kv_t *params = apr_palloc(r->pool, sizeof(*params) * (np + 1));
     bff_cache_kv_t *vary = apr_palloc(r->pool, sizeof(*vary)
                                       * (apr_size_t)(ce->vary->nelts + 1));
-    apr_array_header_t *qkeys;
+    apr_array_header_t *qkeys, *hdrs;
     bff_cache_key_in_t in;
     const char *key, *err;
 
@@ -774,6 +960,21 @@ static const char *build_key(request_rec *r, const bff_ep_conf_t *epc,
     in.fields = apr_table_get(r->notes, "bff-fields");
     in.vary = vary;
     in.nvary = ce->vary->nelts;
+    /* what the backends get, as the handler built it for them */
+    hdrs = apr_array_make(r->pool, cc->headers ? cc->headers->nelts : 1,
+                          sizeof(const char *));
+    for (i = 0; cc->headers && i < cc->headers->nelts; i++) {
+        const char *line = APR_ARRAY_IDX(cc->headers, i, const char *);
+        if (!per_request_header(line)) {
+            APR_ARRAY_PUSH(hdrs, const char *) = line;
+        }
+    }
+    in.headers = hdrs;
+    in.backend_query = cc->query;
+    in.scope = apr_pstrcat(r->pool, ap_http_scheme(r), "://",
+                           vhost_id(r->server, r->pool), NULL);
+    in.config = epc->fingerprint;
+    in.identity = identity;
     if ((err = bff_cache_key(&key, &in, r->pool))) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, BFFLOGNO(30)
                       "cache key: %s", err);
@@ -794,7 +995,7 @@ static int client_no_cache(request_rec *r)
 /* Answers from a stored entry: status, headers, 304 when the client's
  * copy is current. */
 static int serve_entry(request_rec *r, const bff_cache_entry_t *e,
-                       const bff_cache_ep_t *ce, const char *status)
+                       const bff_cache_req_t *cr, const char *status)
 {
     apr_table_setn(r->headers_out, "X-Cache-Status", status);
     apr_table_setn(r->headers_out, "Age",
@@ -803,9 +1004,7 @@ static int serve_entry(request_rec *r, const bff_cache_entry_t *e,
                    e->completed ? "true" : "false");
     apr_table_setn(r->notes, "bff-cache", status);
     apr_table_setn(r->notes, "bff-completed", e->completed ? "true" : "false");
-    if (ce->cache_control) {
-        apr_table_setn(r->headers_out, "Cache-Control", ce->cache_control);
-    }
+    set_cache_control(r, cr, e->status, e->completed);
     return bff_send_body(r, e->status, e->content_type ? e->content_type
                          : "application/json", e->body, e->body_len, e->etag);
 }
@@ -818,6 +1017,9 @@ static int fetch_entry(bff_cache_entry_t *e, bff_store_t *st, const char *key,
     bff_store_rc_e rc = bff_store_get(st, &val, &len, key, r->pool);
 
     *rcp = rc;
+    if (st == primary && rc != BFF_STORE_ERROR) {
+        store_answered(r);
+    }
     if (rc != BFF_STORE_OK) {
         return 0;
     }
@@ -830,10 +1032,41 @@ static int fetch_entry(bff_cache_entry_t *e, bff_store_t *st, const char *key,
     return 1;
 }
 
+/* The primary store's outage as this child saw it: logged once when it
+ * starts and once when it ends, as the rate limiter does. */
+static volatile apr_uint32_t store_down;
+
+static void store_failed(request_rec *r, const char *what)
+{
+    bff_store_health_t h;
+
+    if (__atomic_exchange_n(&store_down, 1, __ATOMIC_ACQ_REL)) {
+        return;
+    }
+    bff_store_health(primary, &h, r->pool);
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, BFFLOGNO(42)
+                  "cache store %s failed on %s (%s): %s until it answers "
+                  "again", primary->vt->name, what,
+                  h.last_error ? h.last_error : "no detail",
+                  shm_store && shm_store != primary
+                  ? "answers are kept in shared memory"
+                  : "answers are not cached");
+}
+
+static void store_answered(request_rec *r)
+{
+    if (__atomic_load_n(&store_down, __ATOMIC_ACQUIRE)
+        && __atomic_exchange_n(&store_down, 0, __ATOMIC_ACQ_REL)) {
+        ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, BFFLOGNO(43)
+                      "cache store %s answers again", primary->vt->name);
+    }
+}
+
 /* The primary store, or the shared memory one when the primary fails. */
 static bff_store_t *fall_back(request_rec *r, const char *what)
 {
     COUNT(errors);
+    store_failed(r, what);
     if (!shm_store || shm_store == primary) {
         return NULL;
     }
@@ -845,7 +1078,8 @@ static bff_store_t *fall_back(request_rec *r, const char *what)
 }
 
 int bff_cache_lookup(bff_cache_req_t **out, request_rec *r,
-                     const bff_ep_conf_t *epc, const char *const *values)
+                     const bff_ep_conf_t *epc, const char *const *values,
+                     const bff_call_ctx_t *cc)
 {
     const bff_cache_ep_t *ce = epc->cache;
     bff_cache_req_t *cr;
@@ -853,8 +1087,15 @@ int bff_cache_lookup(bff_cache_req_t **out, request_rec *r,
     bff_store_rc_e rc;
     apr_time_t now, until;
     long lock_ms, wait_ms;
+    const char *identity;
 
     *out = NULL;
+    /* privacy is decided per request: an authenticated request gets
+     * answers stored for its identity, unless the endpoint is shared */
+    identity = ce && !ce->shared ? request_identity(r) : NULL;
+    if (ce) {
+        set_vary(r, epc, identity != NULL);
+    }
     if (!ce || !primary) {
         apr_table_setn(r->headers_out, "X-Cache-Status", "BYPASS");
         apr_table_setn(r->notes, "bff-cache", "BYPASS");
@@ -865,7 +1106,8 @@ int bff_cache_lookup(bff_cache_req_t **out, request_rec *r,
     cr->values = values;
     cr->store = primary;
     cr->status = "MISS";
-    if (!(cr->key = build_key(r, epc, values))) {
+    cr->user = identity ? r->user : NULL;
+    if (!(cr->key = build_key(r, epc, values, cc, identity))) {
         return DECLINED;
     }
     *out = cr;
@@ -883,7 +1125,7 @@ int bff_cache_lookup(bff_cache_req_t **out, request_rec *r,
             && bff_cache_entry_is_fresh(&e, now)) {
             COUNT(hits);
             COUNT(near_hits);
-            return serve_entry(r, &e, ce, "HIT");
+            return serve_entry(r, &e, cr, "HIT");
         }
     }
     if (fetch_entry(&e, cr->store, cr->key, r, &rc)) {
@@ -905,7 +1147,7 @@ int bff_cache_lookup(bff_cache_req_t **out, request_rec *r,
                                   len, near_ms(), NULL, r->pool);
                 }
             }
-            return serve_entry(r, &e, ce, "HIT");
+            return serve_entry(r, &e, cr, "HIT");
         }
         if (bff_cache_entry_is_stale_usable(&e, now)) {
             cr->stale = e;
@@ -921,7 +1163,7 @@ int bff_cache_lookup(bff_cache_req_t **out, request_rec *r,
         if (fetch_entry(&e, cr->store, cr->key, r, &rc)) {
             if (bff_cache_entry_is_fresh(&e, now)) {
                 COUNT(hits);
-                return serve_entry(r, &e, ce, "HIT");
+                return serve_entry(r, &e, cr, "HIT");
             }
             if (bff_cache_entry_is_stale_usable(&e, now)) {
                 cr->stale = e;
@@ -942,7 +1184,7 @@ int bff_cache_lookup(bff_cache_req_t **out, request_rec *r,
     }
     if (cr->have_stale) {
         COUNT(stale);
-        return serve_entry(r, &cr->stale, ce, "STALE");
+        return serve_entry(r, &cr->stale, cr, "STALE");
     }
     /* unset: wait up to the deadline; 0: never wait, compute at once */
     wait_ms = ce->lock_ms >= 0 ? ce->lock_ms : epc->ep->timeout_ms;
@@ -953,7 +1195,7 @@ int bff_cache_lookup(bff_cache_req_t **out, request_rec *r,
             && bff_cache_entry_is_fresh(&e, apr_time_now())) {
             COUNT(hits);
             COUNT(coalesced);
-            return serve_entry(r, &e, ce, "HIT");
+            return serve_entry(r, &e, cr, "HIT");
         }
         if (rc == BFF_STORE_ERROR) {
             break;
@@ -976,6 +1218,9 @@ static apr_array_header_t *entry_tags(request_rec *r, const bff_cache_req_t *cr,
     APR_ARRAY_PUSH(tags, const char *) = ce->ep_tag;
     APR_ARRAY_PUSH(tags, const char *) = apr_pstrcat(r->pool, "url:",
                                          bff_url_encode(r->uri, r->pool), NULL);
+    if (cr->user) {
+        APR_ARRAY_PUSH(tags, const char *) = identity_tag(cr->user, r->pool);
+    }
     for (i = 0; i < ce->tags->nelts; i++) {
         const tagtpl_t *t = &APR_ARRAY_IDX(ce->tags, i, tagtpl_t);
         json_t *base = NULL, *v;
@@ -1010,6 +1255,24 @@ static apr_array_header_t *entry_tags(request_rec *r, const bff_cache_req_t *cr,
                 && tags->nelts < BFF_CACHE_MAX_TAGS) {
                 APR_ARRAY_PUSH(tags, const char *) = tag;
             }
+        }
+    }
+    /* every tag within this virtual host (too long once scoped: dropped) */
+    for (i = 0; i < tags->nelts; i++) {
+        const char *t = scoped_tag(r->server, APR_ARRAY_IDX(tags, i,
+                                                            const char *),
+                                   r->pool);
+        APR_ARRAY_IDX(tags, i, const char *) = bff_cache_tag_valid(t) ? t
+                                                                      : NULL;
+    }
+    for (i = 0; i < tags->nelts;) {
+        if (!APR_ARRAY_IDX(tags, i, const char *)) {
+            APR_ARRAY_IDX(tags, i, const char *) = APR_ARRAY_IDX(tags,
+                tags->nelts - 1, const char *);
+            tags->nelts--;
+        }
+        else {
+            i++;
         }
     }
     return tags;
@@ -1083,7 +1346,17 @@ int bff_cache_finish(bff_cache_req_t *cr, request_rec *r,
     if (res->status >= 500 && cr->have_stale) {
         /* stale-if-error: an expired copy beats an error */
         COUNT(stale);
-        answered = serve_entry(r, &cr->stale, cr->ce, "STALE");
+        answered = serve_entry(r, &cr->stale, cr, "STALE");
+    }
+    else if (res->status == 200 && res->no_store) {
+        /* a backend said its reply is for this client only: the answer
+         * built from it is neither stored nor kept from before */
+        COUNT(bypass);
+        cr->status = "BYPASS";
+        apr_table_setn(r->notes, "bff-cache-reason", res->no_store);
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, BFFLOGNO(44)
+                      "answer not cached: %s", res->no_store);
+        bff_store_del(cr->store, cr->key, r->pool);
     }
     else if (res->status == 200) {
         store_answer(r, cr, res, body, len, etag);
@@ -1095,9 +1368,11 @@ int bff_cache_finish(bff_cache_req_t *cr, request_rec *r,
         apr_table_setn(r->headers_out, "X-Cache-Status", cr->status);
         apr_table_setn(r->notes, "bff-cache", cr->status);
         apr_table_setn(r->headers_out, "Age", "0");
-        if (cr->ce->cache_control) {
-            apr_table_setn(r->headers_out, "Cache-Control",
-                           cr->ce->cache_control);
+        if (res->status == 200 && res->no_store) {
+            apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+        }
+        else {
+            set_cache_control(r, cr, res->status, res->completed);
         }
     }
     return answered;
@@ -1127,14 +1402,53 @@ static int purge_problem(request_rec *r, int status, const char *title,
                        "detail", detail));
 }
 
+/* Purges tag within the virtual hosts of scope, from the primary store
+ * and the shared memory one; the counts are summed. */
+static void purge_scoped(request_rec *r, const char *tag, int server_wide,
+                         long *n1, bff_store_rc_e *rc1, long *n2,
+                         bff_store_rc_e *rc2)
+{
+    apr_hash_t *done = apr_hash_make(r->pool);
+    server_rec *s;
+
+    for (s = server_wide ? main_server : r->server; s;
+         s = server_wide ? s->next : NULL) {
+        const char *t = scoped_tag(s, tag, r->pool);
+        long k = 0;
+        bff_store_rc_e rc;
+
+        if (apr_hash_get(done, t, APR_HASH_KEY_STRING)) {
+            continue;        /* two server_recs of one name and port */
+        }
+        apr_hash_set(done, t, APR_HASH_KEY_STRING, t);
+        rc = bff_store_purge_tag(primary, &k, t, r->pool);
+        *n1 += k > 0 ? k : 0;
+        if (rc != BFF_STORE_OK) {
+            *rc1 = rc;
+        }
+        if (shm_store && shm_store != primary) {
+            /* answers stored while the primary was down */
+            k = 0;
+            rc = bff_store_purge_tag(shm_store, &k, t, r->pool);
+            *n2 += k > 0 ? k : 0;
+            if (rc != BFF_STORE_OK) {
+                *rc2 = rc;
+            }
+        }
+    }
+}
+
 /* PURGE or DELETE /<location>?tag=user:7 | ?url=/api/profile/7 |
- * ?endpoint=/api/profile/{user_id:int} | ?all=1 */
+ * ?endpoint=/api/profile/{user_id:int} | ?identity=USER | ?all=1, within
+ * the virtual host that receives it (BFFCachePurgeScope server: all). */
 static int purge_handler(request_rec *r)
 {
+    bff_dir_conf_t *dc;
     apr_table_t *args;
     const char *tag, *v;
     long n1 = 0, n2 = 0, published = -1;
     bff_store_rc_e rc1 = BFF_STORE_OK, rc2 = BFF_STORE_OK;
+    int server_wide;
 
     if (!r->handler || strcmp(r->handler, "bff-cache-purge")) {
         return DECLINED;
@@ -1148,6 +1462,8 @@ static int purge_handler(request_rec *r)
         return purge_problem(r, HTTP_SERVICE_UNAVAILABLE, "Service Unavailable",
                              "no cache store is configured");
     }
+    dc = ap_get_module_config(r->per_dir_config, &bff_module);
+    server_wide = dc && dc->purge_scope == BFF_PURGE_SERVER;
     ap_args_to_table(r, &args);
     if ((v = apr_table_get(args, "tag")) != NULL) {
         tag = v;
@@ -1158,23 +1474,23 @@ static int purge_handler(request_rec *r)
     else if ((v = apr_table_get(args, "endpoint")) != NULL) {
         tag = apr_pstrcat(r->pool, "ep:", bff_url_encode(v, r->pool), NULL);
     }
+    else if ((v = apr_table_get(args, "identity")) != NULL && *v) {
+        tag = identity_tag(v, r->pool);
+    }
     else if ((v = apr_table_get(args, "all")) != NULL && !strcmp(v, "1")) {
         tag = "all";      /* every entry carries it */
     }
     else {
         return purge_problem(r, HTTP_BAD_REQUEST, "Bad Request",
-                             "name what to purge: ?tag=, ?url=, ?endpoint= "
-                             "or ?all=1");
+                             "name what to purge: ?tag=, ?url=, ?endpoint=, "
+                             "?identity= or ?all=1");
     }
-    if (!bff_cache_tag_valid(tag)) {
+    if (!bff_cache_tag_valid(tag)
+        || !bff_cache_tag_valid(scoped_tag(r->server, tag, r->pool))) {
         return purge_problem(r, HTTP_BAD_REQUEST, "Bad Request",
-                             "a tag is 1 to 255 visible ASCII characters");
+                             "a tag is 1 to 240 visible ASCII characters");
     }
-    rc1 = bff_store_purge_tag(primary, &n1, tag, r->pool);
-    if (shm_store && shm_store != primary) {
-        /* answers stored while the primary was down */
-        rc2 = bff_store_purge_tag(shm_store, &n2, tag, r->pool);
-    }
+    purge_scoped(r, tag, server_wide, &n1, &rc1, &n2, &rc2);
     near_flush();
     if (near_ms()) {
         const char *chan = apr_pstrcat(r->pool, gconf->prefix ? gconf->prefix
@@ -1186,17 +1502,20 @@ static int purge_handler(request_rec *r)
     }
     COUNT(purges);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, BFFLOGNO(35)
-                  "cache purge of %s: %ld in %s (%s), %ld in shared memory",
-                  tag, n1, primary->vt->name, bff_store_rc_str(rc1), n2);
+                  "cache purge of %s: %ld in %s (%s), %ld in shared memory, "
+                  "%s", tag, n1, primary->vt->name, bff_store_rc_str(rc1), n2,
+                  server_wide ? "every virtual host"
+                              : vhost_id(r->server, r->pool));
     if (rc1 == BFF_STORE_ERROR && rc2 != BFF_STORE_OK) {
         return purge_problem(r, HTTP_SERVICE_UNAVAILABLE, "Service Unavailable",
                              "the cache store failed; nothing was purged");
     }
-    return purge_reply(r, HTTP_OK, json_pack("{s:s, s:I, s:I, s:s, s:b}",
-                       "tag", tag, "purged", (json_int_t)(n1 < 0 ? 0 : n1),
+    return purge_reply(r, HTTP_OK, json_pack("{s:s, s:I, s:I, s:s, s:b, s:s}",
+                       "tag", tag, "purged", (json_int_t)n1,
                        "purged_shared_memory", (json_int_t)n2,
                        "store", bff_store_rc_str(rc1),
-                       "near_caches_notified", published > 0));
+                       "near_caches_notified", published > 0,
+                       "scope", server_wide ? "server" : "vhost"));
 }
 
 /* ------------------------------------------------------------ status -- */
@@ -1328,6 +1647,34 @@ static int cache_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
     shm_inst = NULL;
     shm_mutex = NULL;
     stats = &local_stats;
+    return OK;
+}
+
+/* `apache2 -t` reports the opt-ins that weaken the cache's privacy. */
+static int cache_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                              apr_pool_t *ptemp, server_rec *s)
+{
+    if (ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST) {
+        return OK;
+    }
+    for (; s; s = s->next) {
+        bff_server_conf_t *sc = ap_get_module_config(s->module_config,
+                                                     &bff_module);
+        int i;
+        for (i = 0; i < sc->endpoints->nelts; i++) {
+            bff_ep_conf_t *epc = APR_ARRAY_IDX(sc->endpoints, i,
+                                               bff_ep_conf_t *);
+            if (epc->cache && epc->cache->shared) {
+                ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, BFFLOGNO(45)
+                             "<BFFEndpoint %s %s> at %s:%d: BFFCacheShared "
+                             "on: one stored answer serves every user, "
+                             "authenticated or not (the identity headers "
+                             "sent to backends still vary the key)",
+                             epc->ep->method, epc->ep->pattern, epc->ep->file,
+                             epc->ep->line);
+            }
+        }
+    }
     return OK;
 }
 

@@ -109,20 +109,15 @@ static int item_cmp(const void *a, const void *b)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-/* Query parameters that are part of the key, normalised by
- * bff_query_filter (the same decoding and encoding backends get), then
- * sorted by name; pairs of one name keep their order. */
-static void h_query(bff_sha256_t *h, const bff_cache_key_in_t *in,
-                    apr_pool_t *p)
+/* An encoded query string's pairs, sorted by name; pairs of one name
+ * keep their order. */
+static void h_query_str(bff_sha256_t *h, char section, const char *q,
+                        apr_pool_t *p)
 {
-    const char *q = NULL, *s;
-    apr_array_header_t *items;
+    apr_array_header_t *items = apr_array_make(p, 8, sizeof(sort_item_t));
+    const char *s;
     int i;
 
-    if (in->query && in->query_keys && in->query_keys->nelts) {
-        q = bff_query_filter(in->query, in->query_keys, p);
-    }
-    items = apr_array_make(p, 8, sizeof(sort_item_t));
     for (s = q; s && *s;) {
         const char *amp = strchr(s, '&');
         apr_size_t len = amp ? (apr_size_t)(amp - s) : strlen(s);
@@ -140,9 +135,61 @@ static void h_query(bff_sha256_t *h, const bff_cache_key_in_t *in,
         }
     }
     qsort(items->elts, (size_t)items->nelts, sizeof(sort_item_t), item_cmp);
-    h_count(h, 'Q', (apr_size_t)items->nelts);
+    h_count(h, section, (apr_size_t)items->nelts);
     for (i = 0; i < items->nelts; i++) {
         h_str(h, APR_ARRAY_IDX(items, i, sort_item_t).item);
+    }
+}
+
+/* Query parameters that are part of the key, normalised by
+ * bff_query_filter (the same decoding and encoding backends get). */
+static void h_query(bff_sha256_t *h, const bff_cache_key_in_t *in,
+                    apr_pool_t *p)
+{
+    const char *q = NULL;
+
+    if (in->query && in->query_keys && in->query_keys->nelts) {
+        q = bff_query_filter(in->query, in->query_keys, p);
+    }
+    h_query_str(h, 'Q', q, p);
+}
+
+/* Backend request headers: "Name: value" lines, the name lower-cased and
+ * the value trimmed, sorted by name (stable). A line without ':' is a
+ * name with an empty value. */
+static void h_headers(bff_sha256_t *h, const apr_array_header_t *hdrs,
+                      apr_pool_t *p)
+{
+    int n = hdrs ? hdrs->nelts : 0, i;
+    sort_item_t *items = apr_pcalloc(p, sizeof(*items) * (apr_size_t)(n + 1));
+
+    for (i = 0; i < n; i++) {
+        const char *line = APR_ARRAY_IDX(hdrs, i, const char *);
+        const char *colon = line ? strchr(line, ':') : NULL;
+        apr_size_t nlen = colon ? (apr_size_t)(colon - line)
+                                : (line ? strlen(line) : 0);
+        const char *v = colon ? colon + 1 : "", *e;
+        char *name = apr_pstrmemdup(p, line ? line : "", nlen), *c;
+
+        for (c = name; *c; c++) {
+            *c = (char)apr_tolower(*c);
+        }
+        while (*v == ' ' || *v == '\t') {
+            v++;
+        }
+        for (e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t'); e--) {
+        }
+        items[i].s = name;
+        items[i].n = nlen;
+        items[i].idx = i;
+        items[i].item = name;
+        items[i].value = apr_pstrmemdup(p, v, (apr_size_t)(e - v));
+    }
+    qsort(items, (size_t)n, sizeof(*items), item_cmp);
+    h_count(h, 'H', (apr_size_t)n);
+    for (i = 0; i < n; i++) {
+        h_str(h, items[i].item);
+        h_str(h, items[i].value);
     }
 }
 
@@ -230,7 +277,7 @@ static const char *h_pairs(bff_sha256_t *h, char section,
 const char *bff_cache_key(const char **key, const bff_cache_key_in_t *in,
                           apr_pool_t *p)
 {
-    static const char version[] = "bff-cache-key/1\n";
+    static const char version[] = "bff-cache-key/2\n";
     bff_sha256_t h;
     unsigned char md[32];
     const char *prefix = in->prefix ? in->prefix : "", *err;
@@ -256,6 +303,14 @@ const char *bff_cache_key(const char **key, const bff_cache_key_in_t *in,
     if ((err = h_pairs(&h, 'V', in->vary, in->nvary, 1, p))) {
         return err;
     }
+    bff_sha256_update(&h, "S", 1);
+    h_opt(&h, in->scope);
+    bff_sha256_update(&h, "C", 1);
+    h_opt(&h, in->config);
+    h_headers(&h, in->headers, p);
+    h_query_str(&h, 'B', in->backend_query, p);
+    bff_sha256_update(&h, "I", 1);
+    h_opt(&h, in->identity);
     bff_sha256_final(md, &h);
     *key = apr_pstrcat(p, prefix, bff_hex(md, sizeof(md), p), NULL);
     return NULL;

@@ -71,6 +71,19 @@ typedef struct {
      * "jwt:sub" = "7". A value NULL (header absent) and "" differ. */
     const bff_cache_kv_t *vary;
     int nvary;
+    /* where the answer is made: the virtual host ("https://name:port")
+     * and a fingerprint of the endpoint's configuration; NULL: none */
+    const char *scope;
+    const char *config;
+    /* what every backend call of the request carries: its header lines
+     * ("Name: value"; names compared case-insensitively, values trimmed)
+     * and the forwarded query string (encoded, as appended to backend
+     * URLs). Per-call values (request id, trace context) stay out. */
+    const apr_array_header_t *headers;      /* const char * */
+    const char *backend_query;
+    /* the authenticated identity the answer is stored for (NULL:
+     * anonymous, or an endpoint shared by configuration) */
+    const char *identity;
 } bff_cache_key_in_t;
 
 /* Builds prefix + 64 lower-case hex digits of SHA-256 over an unambiguous
@@ -82,10 +95,13 @@ typedef struct {
  *     by name; repeated names keep their relative order (backends see it);
  *   - fields: split on ',', spaces trimmed, empties dropped, sorted,
  *     duplicates removed (an empty but present list differs from absent);
- *   - vary: sorted by name (stable), so config order does not matter.
+ *   - vary: sorted by name (stable), so config order does not matter;
+ *   - headers: names lower-cased, values trimmed, sorted by name
+ *     (stable: repeated names keep their order);
+ *   - backend_query: sorted by name as query is.
  * The key is ASCII without spaces or controls, at most BFF_CACHE_KEY_MAX
- * (128) bytes: safe for Redis and memcached (250). Vary values (tokens,
- * subjects) only enter the hash, never the key text. Returns NULL or an
+ * (128) bytes: safe for Redis and memcached (250). Vary values, header
+ * values and the identity only enter the hash, never the key text. Returns NULL or an
  * error (bad prefix, missing endpoint). */
 const char *bff_cache_key(const char **key, const bff_cache_key_in_t *in,
                           apr_pool_t *p);

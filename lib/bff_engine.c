@@ -8,6 +8,7 @@
 #include <apr_time.h>
 
 #include "bff_engine.h"
+#include "bff_http.h"
 
 #define DEFAULT_TIMEOUT_MS          5000
 #define DEFAULT_CONNECT_TIMEOUT_MS  1000
@@ -819,6 +820,14 @@ static void finish(run_t *run, bff_fetch_req_t *req)
                                             const bff_backend_t *);
 
     run->running--;
+    if (req->err == BFF_FETCH_OK && !run->res->no_store) {
+        const char *why = bff_http_no_store(req->resp_headers,
+                                            req->resp_headers_len);
+        if (why) {
+            run->res->no_store = apr_psprintf(run->p, "backend '%s' answered "
+                                              "with %s", be->name, why);
+        }
+    }
     if (k >= 0) {
         bff_be_result_t *it = &r->items[k];
 

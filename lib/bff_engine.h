@@ -156,6 +156,10 @@ typedef struct {
     const char *title;       /* non-2xx: problem title */
     const char *detail;      /* non-2xx: problem detail (client-safe) */
     const char *backend;     /* the required backend that failed, if any */
+    /* why the answer must not be stored in a cache: the first backend
+     * reply (per-item calls included) with Set-Cookie, Cache-Control
+     * no-store or private, or Vary: *; NULL when it may be */
+    const char *no_store;
     bff_be_result_t *results;   /* one per backend, config order */
     apr_interval_time_t elapsed;
 } bff_run_result_t;

@@ -56,6 +56,10 @@ struct bff_fetch_req_t {
     const char *resp;               /* body, NUL terminated; owned by the
                                        fetcher until bff_fetch_release */
     apr_size_t resp_len;
+    /* the final response's header fields, "Name: value\r\n" each, NUL
+     * terminated ("" when none); owned like resp */
+    const char *resp_headers;
+    apr_size_t resp_headers_len;
     apr_interval_time_t elapsed;    /* from start to completion */
     int reused_conn;                /* 1 when a keep-alive connection served it */
 

@@ -23,6 +23,8 @@ struct slot_t {
     struct curl_slist *hdrs;
     char *buf;
     apr_size_t len, cap, max;
+    char *hbuf;              /* the response's header lines */
+    apr_size_t hlen, hcap;
     int too_big;
     int active;              /* added to the multi handle */
     bff_fetch_req_t *req;
@@ -64,6 +66,54 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *baton)
     }
     memcpy(s->buf + s->len, data, n);
     s->len += n;
+    return n;
+}
+
+#define HEADERS_MAX (64 * 1024)
+
+/* Keeps the header fields of the last response (a 1xx or a status line
+ * starts over) as the native client does: "Name: value\r\n" each, the
+ * value without surrounding whitespace. */
+static size_t on_header(char *data, size_t size, size_t nmemb, void *baton)
+{
+    slot_t *s = baton;
+    size_t n = size * nmemb, k = n, nlen, vs;
+    const char *colon;
+
+    if (n >= 5 && !memcmp(data, "HTTP/", 5)) {
+        s->hlen = 0;
+        return n;
+    }
+    while (k && (data[k - 1] == '\r' || data[k - 1] == '\n'
+                 || data[k - 1] == ' ' || data[k - 1] == '\t')) {
+        k--;
+    }
+    if (!k || !(colon = memchr(data, ':', k))) {
+        return n;        /* the blank line */
+    }
+    nlen = (size_t)(colon - data);
+    for (vs = nlen + 1; vs < k && (data[vs] == ' ' || data[vs] == '\t'); vs++) {
+    }
+    if (s->hlen + nlen + (k - vs) + 5 > HEADERS_MAX) {
+        return n;        /* beyond the bound: dropped */
+    }
+    if (s->hlen + nlen + (k - vs) + 5 > s->hcap) {
+        apr_size_t cap = s->hcap ? s->hcap : 1024;
+        char *nb;
+        while (cap < s->hlen + nlen + (k - vs) + 5) {
+            cap *= 2;
+        }
+        if (!(nb = realloc(s->hbuf, cap))) {
+            return 0;
+        }
+        s->hbuf = nb;
+        s->hcap = cap;
+    }
+    memcpy(s->hbuf + s->hlen, data, nlen);
+    memcpy(s->hbuf + s->hlen + nlen, ": ", 2);
+    memcpy(s->hbuf + s->hlen + nlen + 2, data + vs, k - vs);
+    memcpy(s->hbuf + s->hlen + nlen + 2 + (k - vs), "\r\n", 3);
+    s->hlen += nlen + (k - vs) + 4;
     return n;
 }
 
@@ -137,6 +187,7 @@ static slot_t *slot_get(curl_ctx_t *c)
     }
     s->next = NULL;
     s->len = 0;
+    s->hlen = 0;
     s->too_big = 0;
     return s;
 }
@@ -149,6 +200,8 @@ static apr_status_t fail_req(bff_fetch_req_t *req, bff_fetch_err_e err,
     req->status = 0;
     req->resp = NULL;
     req->resp_len = 0;
+    req->resp_headers = NULL;
+    req->resp_headers_len = 0;
     return APR_EGENERAL;
 }
 
@@ -165,6 +218,8 @@ static apr_status_t curl_start(bff_fetcher_t *f, bff_fetch_req_t *req)
     req->status = 0;
     req->resp = NULL;
     req->resp_len = 0;
+    req->resp_headers = NULL;
+    req->resp_headers_len = 0;
     req->reused_conn = 0;
     req->elapsed = 0;
 
@@ -202,6 +257,8 @@ static apr_status_t curl_start(bff_fetcher_t *f, bff_fetch_req_t *req)
     curl_easy_setopt(e, CURLOPT_PRIVATE, s);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, s);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->hdrs);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
@@ -285,6 +342,8 @@ static void complete(curl_ctx_t *c, slot_t *s, CURLcode rc)
         s->buf[s->len] = '\0';
         req->resp = s->buf;
         req->resp_len = s->len;
+        req->resp_headers = s->hlen ? s->hbuf : "";
+        req->resp_headers_len = s->hlen;
     }
     else {
         req->status = 0;
@@ -338,6 +397,7 @@ static void curl_release(bff_fetcher_t *f, bff_fetch_req_t *req)
         slot_detach(f->ctx, s);
     }
     req->resp = NULL;
+    req->resp_headers = NULL;
 }
 
 static void curl_reset(bff_fetcher_t *f)
@@ -368,6 +428,7 @@ static void curl_destroy(bff_fetcher_t *f)
         n = s->next_all;
         curl_easy_cleanup(s->easy);
         free(s->buf);
+        free(s->hbuf);
         free(s);
     }
     if (c->multi) {

@@ -111,6 +111,7 @@ struct slot_t {
     apr_size_t out_off;
     bff_h1_buf_t out;             /* the request, head and body */
     bff_h1_buf_t body;
+    bff_h1_buf_t hdrs;            /* the response's header fields */
     apr_time_t start, deadline, conn_deadline;
     char errbuf[200];
     bff_h1_parser_t ps;
@@ -143,6 +144,7 @@ typedef struct {
 } url_t;
 
 static void slot_connect(h1_ctx_t *c, slot_t *s, int fresh);
+static void parser_init(slot_t *s);
 static void slot_send(h1_ctx_t *c, slot_t *s);
 
 /* --------------------------------------------------------------- URL -- */
@@ -674,11 +676,15 @@ static void slot_finish(h1_ctx_t *c, slot_t *s, bff_fetch_err_e err,
         req->status = s->ps.status;
         req->resp = s->body.data;
         req->resp_len = s->body.len;
+        req->resp_headers = s->hdrs.len ? s->hdrs.data : "";
+        req->resp_headers_len = s->hdrs.len;
     }
     else {
         req->status = 0;
         req->resp = NULL;
         req->resp_len = 0;
+        req->resp_headers = NULL;
+        req->resp_headers_len = 0;
     }
     s->state = S_DONE;
     s->host = NULL;
@@ -822,6 +828,14 @@ static void slot_begin(h1_ctx_t *c, slot_t *s)
     slot_connect(c, s, 0);
 }
 
+/* Ready for the response to s->req, keeping its header fields. */
+static void parser_init(slot_t *s)
+{
+    bff_h1_init(&s->ps, &s->body, s->req->max_body, s->head_req);
+    s->hdrs.len = 0;
+    s->ps.headers = &s->hdrs;
+}
+
 /* A reused connection failed before any response byte: most likely the
  * backend closed it as we sent (keep-alive race) and did not see the
  * request. Once, on a fresh connection, as browsers do; but a request
@@ -837,7 +851,7 @@ static int slot_retry(h1_ctx_t *c, slot_t *s)
     conn_close(c, s->conn);
     s->conn = NULL;
     s->out_off = 0;
-    bff_h1_init(&s->ps, &s->body, s->req->max_body, s->head_req);
+    parser_init(s);
     s->state = S_CONNECTING;
     slot_connect(c, s, 1);
     return 1;
@@ -1004,6 +1018,7 @@ static void slot_free(h1_ctx_t *c, slot_t *s)
     if (s->body.cap > KEEP_BUF_MAX) {
         bff_h1_buf_free(&s->body);
     }
+    s->hdrs.len = 0;
     if (s->out.cap > KEEP_BUF_MAX) {
         bff_h1_buf_free(&s->out);
     }
@@ -1189,6 +1204,8 @@ static apr_status_t h1_start(bff_fetcher_t *f, bff_fetch_req_t *req)
     req->status = 0;
     req->resp = NULL;
     req->resp_len = 0;
+    req->resp_headers = NULL;
+    req->resp_headers_len = 0;
     req->reused_conn = 0;
     req->elapsed = 0;
     if (!req->url || !req->method) {
@@ -1217,7 +1234,7 @@ static apr_status_t h1_start(bff_fetcher_t *f, bff_fetch_req_t *req)
     s->deadline = req->timeout_ms > 0
         ? s->start + apr_time_from_msec(req->timeout_ms) : APR_INT64_MAX;
     h->used = s->start;
-    bff_h1_init(&s->ps, &s->body, req->max_body, s->head_req);
+    parser_init(s);
     c->nactive++;
     /* under way at once: the backend works while the next one is built */
     slot_begin(c, s);
@@ -1395,6 +1412,7 @@ static void h1_release(bff_fetcher_t *f, bff_fetch_req_t *req)
         slot_free(c, s);
     }
     req->resp = NULL;
+    req->resp_headers = NULL;
 }
 
 /* Cancels what is in flight: half-done exchanges cannot be resumed, so
@@ -1456,6 +1474,7 @@ static void h1_destroy(bff_fetcher_t *f)
         sn = s->next_all;
         bff_h1_buf_free(&s->out);
         bff_h1_buf_free(&s->body);
+        bff_h1_buf_free(&s->hdrs);
         free(s);
     }
     c->curl->vt->destroy(c->curl);

@@ -31,6 +31,8 @@ static apr_status_t nocurl_start(bff_fetcher_t *f, bff_fetch_req_t *req)
     req->status = 0;
     req->resp = NULL;
     req->resp_len = 0;
+    req->resp_headers = NULL;
+    req->resp_headers_len = 0;
     return APR_ENOTIMPL;
 }
 

@@ -153,8 +153,27 @@ void bff_h1_init(bff_h1_parser_t *ps, bff_h1_buf_t *body,
     ps->body = body;
     ps->clen = 0;
     ps->left = 0;
+    ps->headers = NULL;
     body->len = 0;
     begin_head(ps, ST_STATUS);
+}
+
+/* Appends one field of the final response to ps->headers. */
+static bff_h1_rc_e keep_field(bff_h1_parser_t *ps, const char *name,
+                              apr_size_t nlen, const char *v, apr_size_t vlen)
+{
+    bff_h1_buf_t *b = ps->headers;
+    apr_size_t need = b->len + nlen + vlen + 5;
+
+    if (bff_h1_buf_reserve(b, need, need) != 0) {
+        return fail(ps, BFF_H1_ENOMEM, "out of memory");
+    }
+    memcpy(b->data + b->len, name, nlen);
+    memcpy(b->data + b->len + nlen, ": ", 2);
+    memcpy(b->data + b->len + nlen + 2, v, vlen);
+    memcpy(b->data + b->len + nlen + 2 + vlen, "\r\n", 3);
+    b->len += nlen + vlen + 4;
+    return BFF_H1_AGAIN;
 }
 
 static bff_h1_rc_e finish(bff_h1_parser_t *ps)
@@ -369,6 +388,10 @@ static bff_h1_rc_e parse_field(bff_h1_parser_t *ps, const char *l,
     }
     if (trailer) {
         return BFF_H1_AGAIN;   /* validated, then discarded */
+    }
+    if (ps->headers && ps->status >= 200
+        && keep_field(ps, l, i, l + vs, ve - vs) != BFF_H1_AGAIN) {
+        return ps->rc;
     }
     if (eq_nocase(l, i, "content-length")) {
         return on_content_length(ps, l + vs, ve - vs);

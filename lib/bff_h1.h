@@ -41,6 +41,11 @@ typedef struct {
     int minor;            /* HTTP/1.<minor> of the final response */
     int keep_alive;       /* once DONE: the connection may carry another */
     const char *errmsg;   /* static text once an error is returned */
+    /* optional: receives the final response's header fields, one
+     * "name: value\r\n" line each (value without surrounding whitespace,
+     * name as sent), NUL terminated; interim (1xx) headers are dropped.
+     * Set after bff_h1_init; bounded by BFF_H1_MAX_HEAD. */
+    bff_h1_buf_t *headers;
 
     /* private */
     int state;

@@ -2,6 +2,7 @@
  * mod_bff: request id, trace context and query helpers (pure logic).
  */
 #include <string.h>
+#include <strings.h>
 
 #include <apr_lib.h>
 #include <apr_strings.h>
@@ -262,4 +263,79 @@ const char *bff_query_get(const char *args, const char *name, apr_pool_t *p)
         }
     }
     return out;
+}
+
+/* 1 when the comma separated list v[0..n) has a member equal (case
+ * insensitive) to want; with param, a member "want=..." counts too. */
+static int list_has(const char *v, apr_size_t n, const char *want, int param)
+{
+    apr_size_t i = 0, wl = strlen(want);
+
+    while (i < n) {
+        apr_size_t s, e;
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) {
+            i++;
+        }
+        s = i;
+        while (i < n && v[i] != ',') {
+            i++;
+        }
+        e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t')) {
+            e--;
+        }
+        if (e - s >= wl && !strncasecmp(v + s, want, wl)
+            && (e - s == wl || (param && (v[s + wl] == '='
+                                          || v[s + wl] == ' ')))) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int name_is(const char *l, apr_size_t n, const char *name)
+{
+    return n == strlen(name) && !strncasecmp(l, name, n);
+}
+
+const char *bff_http_no_store(const char *headers, apr_size_t len)
+{
+    apr_size_t off = 0;
+
+    while (headers && off < len) {
+        const char *s = headers + off;
+        const char *nl = memchr(s, '\n', len - off);
+        apr_size_t n = nl ? (apr_size_t)(nl - s) : len - off, i, vlen;
+        const char *colon, *v;
+
+        off += n + 1;
+        if (n && s[n - 1] == '\r') {
+            n--;
+        }
+        if (!(colon = memchr(s, ':', n))) {
+            continue;
+        }
+        i = (apr_size_t)(colon - s);
+        v = colon + 1;
+        vlen = n - i - 1;
+        while (vlen && (*v == ' ' || *v == '\t')) {
+            v++;
+            vlen--;
+        }
+        if (name_is(s, i, "set-cookie") || name_is(s, i, "set-cookie2")) {
+            return "Set-Cookie";
+        }
+        if (name_is(s, i, "cache-control")) {
+            if (list_has(v, vlen, "no-store", 0)) {
+                return "Cache-Control: no-store";
+            }
+            if (list_has(v, vlen, "private", 1)) {
+                return "Cache-Control: private";
+            }
+        }
+        if (name_is(s, i, "vary") && list_has(v, vlen, "*", 0)) {
+            return "Vary: *";
+        }
+    }
+    return NULL;
 }

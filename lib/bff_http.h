@@ -62,4 +62,12 @@ const char *bff_query_filter(const char *args, const apr_array_header_t *names,
  * ','; NULL when there is none. */
 const char *bff_query_get(const char *args, const char *name, apr_pool_t *p);
 
+/* Why a backend response with these header fields ("Name: value\r\n"
+ * lines, as a fetcher returns them; NULL or "" for none) must not be
+ * stored in a shared cache: "Set-Cookie", "Cache-Control: no-store",
+ * "Cache-Control: private" or "Vary: *" (names case-insensitive, every
+ * directive of every Cache-Control line and every member of every Vary
+ * line looked at). NULL when it may be stored. */
+const char *bff_http_no_store(const char *headers, apr_size_t len);
+
 #endif /* BFF_HTTP_H */

@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -796,6 +797,8 @@ struct req {
     unsigned long long body_total;
     struct fault_spec eff;
     const char *bad_param;      /* invalid fault parameter name */
+    char *extra_name;           /* header=NAME:VALUE, added to the response */
+    char *extra_value;
     char method[16];            /* copy for logging aborted requests */
 };
 
@@ -821,6 +824,8 @@ static void req_free(struct req *r)
 {
     free(r->raw_uri);
     free(r->body);
+    free(r->extra_name);
+    free(r->extra_value);
     free(r);
 }
 
@@ -1140,7 +1145,7 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct req *r,
         break;
     }
     default:
-        if (rp->cached && rp->owned == NULL) {
+        if (rp->cached && rp->owned == NULL && !r->extra_name) {
             resp = rp->cached;
             shared = true;
         } else if (rp->owned) {
@@ -1161,7 +1166,9 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct req *r,
     }
     if (!shared) {
         if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) != MHD_YES ||
-            (rp->allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rp->allow) != MHD_YES)) {
+            (rp->allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rp->allow) != MHD_YES) ||
+            (r->extra_name && MHD_add_response_header(resp, r->extra_name,
+                                                      r->extra_value) != MHD_YES)) {
             MHD_destroy_response(resp);
             request_log(conn, r, method, 0);
             return MHD_NO;
@@ -1223,6 +1230,34 @@ static const char *parse_fault_args(struct MHD_Connection *conn, struct fault_sp
     return NULL;
 }
 
+/* header=NAME:VALUE (per request only): one more response header, e.g.
+ * Set-Cookie or Cache-Control, for tests of what a gateway may cache. NAME
+ * is a token, VALUE visible ASCII and spaces. 0 when malformed. */
+static int parse_extra_header(struct MHD_Connection *conn, struct req *r)
+{
+    const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "header");
+    const char *colon, *c;
+
+    if (!v)
+        return 1;
+    colon = strchr(v, ':');
+    if (!colon || colon == v)
+        return 0;
+    for (c = v; c < colon; c++)
+        if (!isalnum((unsigned char)*c) && !strchr("!#$%&'*+-.^_`|~", *c))
+            return 0;
+    for (c = colon + 1; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+            return 0;
+    free(r->extra_name);
+    free(r->extra_value);
+    r->extra_name = strndup(v, (size_t)(colon - v));
+    for (c = colon + 1; *c == ' '; c++)
+        ;
+    r->extra_value = strdup(c);
+    return r->extra_name && r->extra_value;
+}
+
 /* Effective faults: per-request parameters win field by field over the
  * process-wide fault, which wins over --delay-ms.  Consumes one use of a
  * counted process fault. */
@@ -1238,6 +1273,10 @@ static void resolve_faults(struct MHD_Connection *conn, struct req *r)
     r->bad_param = parse_fault_args(conn, &q, NULL, &any);
     if (r->bad_param)
         return;
+    if (!parse_extra_header(conn, r)) {
+        r->bad_param = "header";
+        return;
+    }
 
     pthread_mutex_lock(&fault_mtx);
     if (pfault.active) {

@@ -37,6 +37,7 @@
 
 #include "bff_core.h"
 #include "bff_cache.h"
+#include "bff_http.h"
 #include "testsrv.h"
 
 static apr_pool_t *pool;
@@ -433,6 +434,128 @@ START_TEST(key_vary)
         bff_cache_kv_t t[1] = {{"h:authorization", "Bearer SECRET"}};
         ck_assert(strstr(key_v(t, 1), "SECRET") == NULL);
     }
+}
+END_TEST
+
+static apr_array_header_t *hdrs(const char *a, const char *b, const char *c)
+{
+    apr_array_header_t *n = apr_array_make(pool, 3, sizeof(const char *));
+
+    if (a) APR_ARRAY_PUSH(n, const char *) = a;
+    if (b) APR_ARRAY_PUSH(n, const char *) = b;
+    if (c) APR_ARRAY_PUSH(n, const char *) = c;
+    return n;
+}
+
+/* What reaches the backends, where the answer is made and for whom. */
+START_TEST(key_context)
+{
+    bff_cache_key_in_t a = base_in(), b = base_in();
+    const char *k0 = key_of(&a);
+
+    /* backend request headers: names case-insensitive, order of different
+     * names and surrounding spaces do not matter, values do */
+    a.headers = hdrs("Accept-Language: de", "X-Tenant: a", NULL);
+    b.headers = hdrs("x-tenant:a ", "accept-language:  de", NULL);
+    ck_assert_str_eq(key_of(&a), key_of(&b));
+    ck_assert_str_ne(key_of(&a), k0);
+    b.headers = hdrs("X-Tenant: b", "Accept-Language: de", NULL);
+    ck_assert_str_ne(key_of(&a), key_of(&b));
+    /* a header present but empty differs from none */
+    b.headers = hdrs("X-Tenant:", NULL, NULL);
+    ck_assert_str_ne(key_of(&b), k0);
+    /* name/value boundaries */
+    a.headers = hdrs("X-A: b-c", NULL, NULL);
+    b.headers = hdrs("X-A-b: c", NULL, NULL);
+    ck_assert_str_ne(key_of(&a), key_of(&b));
+    /* repeated names keep their order */
+    a.headers = hdrs("X-A: 1", "X-A: 2", NULL);
+    b.headers = hdrs("X-A: 2", "X-A: 1", NULL);
+    ck_assert_str_ne(key_of(&a), key_of(&b));
+    /* an empty list is no list */
+    a.headers = hdrs(NULL, NULL, NULL);
+    ck_assert_str_eq(key_of(&a), k0);
+
+    /* the forwarded query, as backends get it */
+    a = base_in();
+    b = base_in();
+    a.backend_query = "v=1&w=2";
+    b.backend_query = "w=2&v=1";
+    ck_assert_str_eq(key_of(&a), key_of(&b));
+    b.backend_query = "v=2&w=2";
+    ck_assert_str_ne(key_of(&a), key_of(&b));
+    b.backend_query = NULL;
+    ck_assert_str_ne(key_of(&a), key_of(&b));
+
+    /* the virtual host and the configuration */
+    a = base_in();
+    b = base_in();
+    a.scope = "http://a.test:80";
+    b.scope = "http://b.test:80";
+    ck_assert_str_ne(key_of(&a), key_of(&b));
+    b.scope = "https://a.test:80";
+    ck_assert_str_ne(key_of(&a), key_of(&b));
+    b.scope = "http://a.test:80";
+    ck_assert_str_eq(key_of(&a), key_of(&b));
+    a.config = "0123";
+    ck_assert_str_ne(key_of(&a), key_of(&b));
+    b.config = "0124";
+    ck_assert_str_ne(key_of(&a), key_of(&b));
+    b.config = "0123";
+    ck_assert_str_eq(key_of(&a), key_of(&b));
+    /* scope and config are different inputs */
+    a = base_in();
+    b = base_in();
+    a.scope = "x";
+    b.config = "x";
+    ck_assert_str_ne(key_of(&a), key_of(&b));
+
+    /* the identity */
+    a = base_in();
+    b = base_in();
+    a.identity = "bff-jwt\nhttps://issuer.test\nalice";
+    b.identity = "bff-jwt\nhttps://issuer.test\nbob";
+    ck_assert_str_ne(key_of(&a), key_of(&b));
+    ck_assert_str_ne(key_of(&a), k0);
+    b.identity = "";
+    ck_assert_str_ne(key_of(&b), k0);
+    a.identity = NULL;
+    a.config = "bff-jwt\nhttps://issuer.test\nbob";
+    b.identity = "bff-jwt\nhttps://issuer.test\nbob";
+    ck_assert_str_ne(key_of(&a), key_of(&b));
+    /* never in the key text */
+    ck_assert(strstr(key_of(&b), "bob") == NULL);
+    a = base_in();
+    a.headers = hdrs("X-User-ID: SECRET", NULL, NULL);
+    ck_assert(strstr(key_of(&a), "SECRET") == NULL);
+}
+END_TEST
+
+START_TEST(no_store_headers)
+{
+#define NS(lit) bff_http_no_store(lit, sizeof(lit) - 1)
+    ck_assert_ptr_null(bff_http_no_store(NULL, 0));
+    ck_assert_ptr_null(NS(""));
+    ck_assert_ptr_null(NS("Content-Type: application/json\r\n"
+                          "Cache-Control: max-age=60, public\r\n"
+                          "Vary: Accept, Accept-Encoding\r\n"));
+    ck_assert_str_eq(NS("set-COOKIE: a=b\r\n"), "Set-Cookie");
+    ck_assert_str_eq(NS("Set-Cookie2: a=b\r\n"), "Set-Cookie");
+    ck_assert_str_eq(NS("Cache-Control: max-age=5, No-Store\r\n"),
+                     "Cache-Control: no-store");
+    ck_assert_str_eq(NS("Cache-Control: public\r\nCache-Control: private\r\n"),
+                     "Cache-Control: private");
+    ck_assert_str_eq(NS("Cache-Control: private=\"set-cookie\"\r\n"),
+                     "Cache-Control: private");
+    ck_assert_str_eq(NS("Vary: Accept, *\r\n"), "Vary: *");
+    ck_assert_str_eq(NS("Vary:*"), "Vary: *");
+    /* look-alikes are not matches */
+    ck_assert_ptr_null(NS("X-Set-Cookie: a\r\nCache-Control: no-store-x, "
+                          "privately\r\nVary: *x\r\nX-Vary: *\r\n"));
+    ck_assert_ptr_null(NS("Cache-Control-X: no-store\r\n"));
+    /* bare LF lines and a last line without a line end */
+    ck_assert_str_eq(NS("A: b\nVary: *"), "Vary: *");
+#undef NS
 }
 END_TEST
 
@@ -2129,6 +2252,8 @@ static Suite *core_suite(void)
     tcase_add_test(tc, key_fields);
     tcase_add_test(tc, key_vary);
     tcase_add_test(tc, key_tags);
+    tcase_add_test(tc, key_context);
+    tcase_add_test(tc, no_store_headers);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("entries");

@@ -26,6 +26,7 @@
 
 #include "bff_fetch.h"
 #include "bff_h1.h"
+#include "bff_http.h"
 
 /* ============================================================ parser == */
 
@@ -802,6 +803,12 @@ static int srv_handle(int fd, const char *req, apr_size_t len, int nreq)
     else if (!strcmp(path, "/head")) {
         srv_sends(fd, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n");
     }
+    else if (!strcmp(path, "/cookie")) {
+        srv_sends(fd, "HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n"
+                  "HTTP/1.1 200 OK\r\nSet-Cookie: s=1; HttpOnly\r\n"
+                  "Cache-Control:  private, max-age=5 \r\n"
+                  "Content-Length: 2\r\n\r\nok");
+    }
     else {
         srv_sends(fd, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
     }
@@ -1380,6 +1387,58 @@ START_TEST(head_and_status)
 }
 END_TEST
 
+/* The final response's header fields reach the caller (1xx ones do not),
+ * from the native client and from curl alike, and judge storability. */
+static void check_response_headers(bff_fetcher_t *f)
+{
+    bff_fetch_req_t r;
+
+    mkreq(&r, "GET", url("/cookie"));
+    ck_assert_int_eq(bff_fetch_start(f, &r), APR_SUCCESS);
+    {
+        bff_fetch_req_t *done = NULL;
+        ck_assert_int_eq(bff_fetch_wait(f, &done, 5000), APR_SUCCESS);
+        ck_assert_ptr_eq(done, &r);
+    }
+    ck_assert_int_eq(r.err, BFF_FETCH_OK);
+    ck_assert_str_eq(r.resp, "ok");
+    ck_assert_ptr_nonnull(r.resp_headers);
+    ck_assert_uint_eq(strlen(r.resp_headers), r.resp_headers_len);
+    ck_assert_ptr_nonnull(strstr(r.resp_headers, "Set-Cookie: s=1; HttpOnly\r\n"));
+    ck_assert_ptr_nonnull(strstr(r.resp_headers,
+                                 "Cache-Control: private, max-age=5\r\n"));
+    ck_assert_ptr_null(strstr(r.resp_headers, "X-Interim"));
+    ck_assert_str_eq(bff_http_no_store(r.resp_headers, r.resp_headers_len),
+                     "Set-Cookie");
+    bff_fetch_release(f, &r);
+    ck_assert_ptr_null(r.resp_headers);
+    /* a response without such fields */
+    mkreq(&r, "GET", url("/ok"));
+    ck_assert_int_eq(bff_fetch_start(f, &r), APR_SUCCESS);
+    {
+        bff_fetch_req_t *done = NULL;
+        ck_assert_int_eq(bff_fetch_wait(f, &done, 5000), APR_SUCCESS);
+    }
+    ck_assert_ptr_nonnull(strstr(r.resp_headers, "Content-Length: 2\r\n"));
+    ck_assert_ptr_null(bff_http_no_store(r.resp_headers, r.resp_headers_len));
+    bff_fetch_reset(f);
+}
+
+START_TEST(response_headers)
+{
+    bff_fetch_curl_opts_t opts = { 0, 4 };
+    bff_fetcher_t *cf;
+
+    check_response_headers(fetcher);
+    if (!bff_fetch_has_curl()) {
+        return;
+    }
+    ck_assert_int_eq(bff_fetch_curl_create(&cf, &opts, pool), APR_SUCCESS);
+    check_response_headers(cf);
+    cf->vt->destroy(cf);
+}
+END_TEST
+
 static void assert_wire(const char *want)
 {
     pthread_mutex_lock(&srv.mu);
@@ -1751,6 +1810,7 @@ static Suite *h1_suite(void)
     tcase_add_test(tf, chunked_and_split_responses);
     tcase_add_test(tf, bad_responses);
     tcase_add_test(tf, head_and_status);
+    tcase_add_test(tf, response_headers);
     tcase_add_test(tf, request_on_the_wire);
     tcase_add_test(tf, request_header_injection_refused);
     tcase_add_test(tf, bad_urls_refused);
