@@ -1651,11 +1651,10 @@ static int cache_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
 }
 
 /* `apache2 -t` reports the opt-ins that weaken the cache's privacy. */
-static int cache_check_config(apr_pool_t *pconf, apr_pool_t *plog,
-                              apr_pool_t *ptemp, server_rec *s)
+static void warn_shared_endpoints(server_rec *s)
 {
     if (ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST) {
-        return OK;
+        return;
     }
     for (; s; s = s->next) {
         bff_server_conf_t *sc = ap_get_module_config(s->module_config,
@@ -1675,7 +1674,6 @@ static int cache_check_config(apr_pool_t *pconf, apr_pool_t *plog,
             }
         }
     }
-    return OK;
 }
 
 static int any_cached_endpoint(server_rec *s)
@@ -1752,7 +1750,8 @@ static void setup_stats(apr_pool_t *pconf, server_rec *s)
     }
 }
 
-/* Runs for `apache2 -t` too (post_config does not): a cache that needs
+/* Runs for `apache2 -t` too (post_config does not): the privacy opt-ins
+ * are reported, and a cache that needs
  * mod_socache_shmcb (the shmcb store, or the fallback, both defaults)
  * fails the test instead of the start. */
 static int cache_check_config(apr_pool_t *pconf, apr_pool_t *plog,
@@ -1761,6 +1760,7 @@ static int cache_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     bff_server_conf_t *sc = ap_get_module_config(s->module_config, &bff_module);
     const char *store = cfg_store(sc->cache), *fb = cfg_fallback(sc->cache);
 
+    warn_shared_endpoints(s);
     if (!any_cached_endpoint(s)
         || (!is_shmcb(store) && !strcasecmp(fb, "off"))
         || ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, "shmcb",
