@@ -2341,12 +2341,15 @@ static int check_ratelimit_shm(server_rec *s)
 
 /* A verifier that checks neither iss nor aud accepts any token its keys
  * signed, whatever service it was issued for (a shared identity
- * provider signs tokens for many). Reported, not refused. */
+ * provider signs tokens for many). Reported by `apache2 -t`, not refused. */
 static void check_jwt_claims(server_rec *s, apr_pool_t *ptemp)
 {
     apr_hash_t *seen = apr_hash_make(ptemp);
     server_rec *vs;
 
+    if (ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST) {
+        return;
+    }
     for (vs = s; vs; vs = vs->next) {
         bff_auth_srv_t *as = ((bff_server_conf_t *)ap_get_module_config(
                                 vs->module_config, &bff_module))->auth;
