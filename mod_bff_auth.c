@@ -38,7 +38,6 @@
 
 #include "apr_atomic.h"
 #include "apr_lib.h"
-#include "apr_reslist.h"
 #include "apr_strings.h"
 #include "apr_global_mutex.h"
 
@@ -131,8 +130,7 @@ struct bff_auth_srv_t {
     /* main server only (process-wide resources) */
     int jwt_cache_entries;       /* UNSET; 0 disables */
     apr_int64_t jwt_cache_ttl;
-    const char *redis_host;      /* NULL: no Redis */
-    apr_port_t redis_port;
+    const char *redis_url;       /* NULL: no Redis */
     long redis_connect_ms, redis_timeout_ms, redis_retry_ms;
     int instances;               /* UNSET */
 };
@@ -170,8 +168,7 @@ typedef struct {
 /* Built in post_config / child_init, immutable afterwards except where
  * noted. */
 static bff_jwt_cache_t *jwt_cache;           /* per child */
-static apr_reslist_t *redis_pool;            /* per child */
-static volatile apr_uint32_t redis_open;     /* its connections (metrics) */
+static bff_redis_t *rl_redis;                /* per child */
 static const ap_socache_provider_t *rl_shm_provider;
 static ap_socache_instance_t *rl_shm;        /* shared by the children */
 static apr_global_mutex_t *rl_mutex;
@@ -181,10 +178,8 @@ static server_rec *main_server;
 static int rl_limits_seen;       /* a BFFRateLimit somewhere */
 static int rl_shm_fallback_seen; /* an explicit BFFRateLimitFallback shm */
 
-/* Redis outage state of this child: after a failure no request tries
- * Redis again before down_until (apr_time_t), and the outage is logged
- * once when it starts and once when it ends. */
-static volatile apr_uint64_t redis_down_until;
+/* Whether this child logged a Redis outage: it is logged once when it
+ * starts and once when it ends (the layer's gate does the back-off). */
 static volatile apr_uint32_t redis_down;
 
 /* Token leases of this child (BFFRateLimit lease=N): bucket key -> the
@@ -878,23 +873,20 @@ const char *bff_auth_cmd_rl_redis(cmd_parms *cmd, void *dcv, const char *args)
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     bff_auth_srv_t *as = srv_conf(cmd);
     const char *url, *opt;
-    char *host, *scope;
-    apr_port_t port;
+    bff_redis_url_t parsed;
 
     if (err) {
         return err;
     }
     url = ap_getword_conf(cmd->pool, &args);
-    if (!strncasecmp(url, "redis://", 8)) {
-        url += 8;
+    /* HOST:PORT alone was accepted before URLs with credentials were */
+    if (*url && !ap_strstr_c(url, "://")) {
+        url = apr_pstrcat(cmd->pool, "redis://", url, NULL);
     }
-    if (!*url || apr_parse_addr_port(&host, &scope, &port, url, cmd->pool)
-        != APR_SUCCESS || !host || scope) {
-        return apr_psprintf(cmd->pool, "BFFRateLimitRedis %s: expected "
-                            "redis://HOST:PORT", url);
+    if ((err = bff_redis_url_parse(&parsed, url, cmd->temp_pool))) {
+        return apr_psprintf(cmd->pool, "BFFRateLimitRedis: %s", err);
     }
-    as->redis_host = host;
-    as->redis_port = port ? port : 6379;
+    as->redis_url = url;
     while (*(opt = ap_getword_conf(cmd->pool, &args))) {
         const char *eq = strchr(opt, '=');
         long *dst = NULL, ms;
@@ -1520,106 +1512,30 @@ static const authz_provider claim_provider = { claim_check, claim_parse };
 
 /* ------------------------------------------------------------ Redis -- */
 
-typedef struct {
-    const char *host;
-    apr_port_t port;
-    long connect_ms, timeout_ms;
-} redis_params_t;
-
-static apr_status_t redis_construct(void **res, void *params, apr_pool_t *p)
-{
-    redis_params_t *rp = params;
-    struct timeval tv;
-    redisContext *c;
-
-    tv.tv_sec = rp->connect_ms / 1000;
-    tv.tv_usec = (rp->connect_ms % 1000) * 1000;
-    c = redisConnectWithTimeout(rp->host, rp->port, tv);
-    if (!c) {
-        return APR_ENOMEM;
-    }
-    if (c->err) {
-        redisFree(c);
-        return APR_ECONNREFUSED;
-    }
-    tv.tv_sec = rp->timeout_ms / 1000;
-    tv.tv_usec = (rp->timeout_ms % 1000) * 1000;
-    if (redisSetTimeout(c, tv) != REDIS_OK) {
-        redisFree(c);
-        return APR_EGENERAL;
-    }
-    apr_atomic_inc32(&redis_open);
-    *res = c;
-    return APR_SUCCESS;
-}
-
-static apr_status_t redis_destruct(void *res, void *params, apr_pool_t *p)
-{
-    redisFree(res);
-    apr_atomic_dec32(&redis_open);
-    return APR_SUCCESS;
-}
-
-static void redis_mark_down(request_rec *r, const char *why)
+/* After a failed call: the first failure of an outage is logged. */
+static void redis_note_down(request_rec *r, const char *why)
 {
     bff_auth_srv_t *ms = ((bff_server_conf_t *)ap_get_module_config(
                             main_server->module_config, &bff_module))->auth;
     long retry = ms->redis_retry_ms != UNSET ? ms->redis_retry_ms
                                              : DEFAULT_REDIS_RETRY;
 
-    apr_atomic_set64(&redis_down_until,
-                     (apr_uint64_t)(apr_time_now() + apr_time_from_msec(retry)));
     if (apr_atomic_cas32(&redis_down, 1, 0) == 0) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, r->server, BFFLOGNO(107)
-                     "rate limit store Redis %s:%d unreachable (%s): using "
-                     "the BFFRateLimitFallback of each location (API keys "
-                     "kept in Redis cannot be verified: 503), retrying "
-                     "every %ld ms", ms->redis_host, (int)ms->redis_port,
-                     why, retry);
+                     "rate limit store unreachable: %s; using the "
+                     "BFFRateLimitFallback of each location (API keys kept "
+                     "in Redis cannot be verified: 503), retrying every "
+                     "%ld ms", why, retry);
     }
 }
 
-static void redis_mark_up(request_rec *r)
+static void redis_note_up(request_rec *r)
 {
     if (apr_atomic_read32(&redis_down)
         && apr_atomic_cas32(&redis_down, 0, 1) == 1) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, r->server, BFFLOGNO(108)
-                     "rate limit store Redis reachable again");
-    }
-}
-
-/* A connection from the child's pool, or NULL and why not: no Redis,
- * backing off after a failure, cannot connect (marks Redis down). */
-static redisContext *redis_get(request_rec *r, const char **why)
-{
-    redisContext *ctx;
-    apr_status_t rv;
-
-    if (!redis_pool) {
-        *why = "no Redis";
-        return NULL;
-    }
-    if ((apr_uint64_t)apr_time_now() < apr_atomic_read64(&redis_down_until)) {
-        *why = "down";   /* backing off: do not pay a timeout per request */
-        return NULL;
-    }
-    rv = apr_reslist_acquire(redis_pool, (void **)&ctx);
-    if (rv != APR_SUCCESS) {
-        *why = rv == APR_ECONNREFUSED ? "cannot connect" : "no connection";
-        redis_mark_down(r, *why);
-        return NULL;
-    }
-    return ctx;
-}
-
-/* Gives a connection back; one in error (timeout, reset) is closed. */
-static void redis_put(redisContext *ctx)
-{
-    if (ctx->err) {
-        apr_reslist_invalidate(redis_pool, ctx);
-    }
-    else {
-        apr_reslist_release(redis_pool, ctx);
+                     "rate limit store %s reachable again",
+                     bff_redis_desc(rl_redis));
     }
 }
 
@@ -1697,7 +1613,6 @@ static void lease_keep(const char *key, apr_int64_t n,
 static const char *redis_take(bff_bucket_result_t *res, request_rec *r,
                               const char *key, const limit_t *l)
 {
-    redisContext *ctx;
     const char *err;
     apr_int64_t refund = 0, granted = 0;
     apr_int64_t lease = l->lease > 1 && lease_mutex ? l->lease : 1;
@@ -1706,20 +1621,16 @@ static const char *redis_take(bff_bucket_result_t *res, request_rec *r,
     if (lease > 1 && lease_use(res, &refund, key, now)) {
         return NULL;
     }
-    if (!(ctx = redis_get(r, &err))) {
-        return err;
-    }
     /* Redis' clock (now_ms < 0): every instance refills by the same time */
-    err = bff_bucket_redis_lease(res, &granted, ctx, key, strlen(key),
+    err = bff_bucket_redis_lease(res, &granted, rl_redis, key, strlen(key),
                                  &l->conf, -1, 1, lease, refund, r->pool);
-    redis_put(ctx);
     if (err) {
         /* a refund that may not have arrived is dropped: better a token
          * short until the refill than one too many */
-        redis_mark_down(r, err);
+        redis_note_down(r, err);
         return err;
     }
-    redis_mark_up(r);
+    redis_note_up(r);
     if (granted > 1) {          /* only with lease > 1 */
         lease_keep(key, granted - 1, res, &l->conf,
                    now + apr_time_from_msec(l->lease_ttl_ms));
@@ -1729,33 +1640,35 @@ static const char *redis_take(bff_bucket_result_t *res, request_rec *r,
 }
 
 /* For the metrics: this child's connections and, with probe, a PING
- * through the pool (failing fast while backing off). */
+ * (failing fast while Redis is known to be down). */
 int bff_auth_redis_state(bff_redis_state_t *out, int probe, request_rec *r)
 {
-    redisContext *ctx;
+    bff_store_health_t h;
+    bff_redis_cmd_t ping;
     redisReply *reply;
-    const char *why;
+    const char *err;
 
-    if (!redis_pool) {
+    if (!rl_redis) {
         return 0;
     }
     out->up = 0;
-    if (probe && (ctx = redis_get(r, &why)) != NULL) {
-        reply = redisCommand(ctx, "PING");
-        out->up = reply && reply->type != REDIS_REPLY_ERROR;
-        if (reply) {
-            freeReplyObject(reply);
+    if (probe) {
+        ping = bff_redis_cmd(r->pool, 1, "PING");
+        if (!(err = bff_redis_exec(&reply, rl_redis, &ping, 1, r->pool))
+            && reply->type == REDIS_REPLY_ERROR) {
+            err = bff_redis_reply_error(rl_redis, "PING", reply, r->pool);
         }
-        redis_put(ctx);
-        if (out->up) {
-            redis_mark_up(r);
+        out->up = !err;
+        if (err) {
+            redis_note_down(r, err);
         }
         else {
-            redis_mark_down(r, "PING failed");
+            redis_note_up(r);
         }
     }
-    out->open = (int)apr_atomic_read32(&redis_open);
-    out->busy = (int)apr_reslist_acquired_count(redis_pool);
+    bff_redis_health(rl_redis, &h, r->pool);
+    out->open = h.conns_open;
+    out->busy = h.conns_busy;
     return 1;
 }
 
@@ -1765,13 +1678,14 @@ static apr_status_t leases_return(void *data)
 {
     apr_pool_t *p;
     apr_hash_index_t *hi;
-    redisContext *ctx = NULL;
     apr_time_t now = apr_time_now();
     bff_bucket_result_t res;
     apr_int64_t granted;
+    int failed = 0;
 
     (void)data;
-    if (!leases || !lease_mutex || apr_pool_create(&p, NULL) != APR_SUCCESS) {
+    if (!leases || !lease_mutex || !rl_redis
+        || apr_pool_create(&p, NULL) != APR_SUCCESS) {
         return APR_SUCCESS;
     }
     /* not lock: a child stopped by a signal may have been stopped while
@@ -1783,19 +1697,12 @@ static apr_status_t leases_return(void *data)
     }
     for (hi = apr_hash_first(p, leases); hi; hi = apr_hash_next(hi)) {
         lease_t *e = apr_hash_this_val(hi);
-        if (e->avail > 0 && now < e->expires && redis_pool
-            && (ctx || apr_reslist_acquire(redis_pool, (void **)&ctx)
-                       == APR_SUCCESS)) {
-            if (bff_bucket_redis_lease(&res, &granted, ctx, e->key,
-                                       strlen(e->key), &e->conf, -1, 0, 0,
-                                       e->avail, p)) {
-                apr_reslist_invalidate(redis_pool, ctx);
-                ctx = NULL;
-            }
+        /* after one failure the others would fail fast: stop trying */
+        if (!failed && e->avail > 0 && now < e->expires) {
+            failed = bff_bucket_redis_lease(&res, &granted, rl_redis, e->key,
+                                            strlen(e->key), &e->conf, -1, 0,
+                                            0, e->avail, p) != NULL;
         }
-    }
-    if (ctx) {
-        apr_reslist_release(redis_pool, ctx);
     }
     for (hi = apr_hash_first(p, leases); hi; hi = apr_hash_next(hi)) {
         free(apr_hash_this_val(hi));
@@ -1815,42 +1722,34 @@ static rk_e redis_apikey(request_rec *r, const char *rkey,
                          const char **consumer, const char **plan,
                          const char **why)
 {
-    const char *argv[4] = { "HMGET", rkey, "consumer", "plan" };
-    redisContext *ctx;
+    bff_redis_cmd_t hmget = bff_redis_cmd(r->pool, 4, "HMGET", rkey,
+                                          "consumer", "plan");
     redisReply *reply, *c, *p;
     rk_e rc;
 
     *consumer = *plan = NULL;
-    if (!(ctx = redis_get(r, why))) {
+    if (!rl_redis) {
+        *why = "no Redis";
         return RK_DOWN;
     }
-    reply = redisCommandArgv(ctx, 4, argv, NULL);
-    if (!reply) {
-        *why = apr_pstrcat(r->pool, "redis: ", ctx->errstr, NULL);
-        redis_put(ctx);
-        redis_mark_down(r, *why);
+    if ((*why = bff_redis_exec(&reply, rl_redis, &hmget, 1, r->pool))) {
+        redis_note_down(r, *why);
         return RK_DOWN;
     }
-    redis_put(ctx);
     if (reply->type == REDIS_REPLY_ERROR) {
         /* WRONGTYPE: the key holds no hash; anything else (LOADING,
          * MISCONF, ...): the store cannot answer now */
-        *why = apr_psprintf(r->pool, "Redis: %.*s", (int)reply->len,
-                            reply->str);
-        rc = !strncmp(reply->str, "WRONGTYPE", 9) ? RK_MALFORMED : RK_DOWN;
-        freeReplyObject(reply);
-        return rc;
+        *why = bff_redis_reply_error(rl_redis, "HMGET", reply, r->pool);
+        return !strncmp(reply->str, "WRONGTYPE", 9) ? RK_MALFORMED : RK_DOWN;
     }
-    redis_mark_up(r);
+    redis_note_up(r);
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
         *why = "unexpected reply to HMGET";
-        freeReplyObject(reply);
         return RK_DOWN;
     }
     c = reply->element[0];
     p = reply->element[1];
     if (c->type == REDIS_REPLY_NIL && p->type == REDIS_REPLY_NIL) {
-        freeReplyObject(reply);
         return RK_UNKNOWN;
     }
     rc = RK_MALFORMED;
@@ -1874,7 +1773,6 @@ static rk_e redis_apikey(request_rec *r, const char *rkey,
         }
         rc = RK_FOUND;
     }
-    freeReplyObject(reply);
     return rc;
 }
 
@@ -2034,10 +1932,10 @@ static int throttle(request_rec *r, const bff_auth_dir_t *ad)
         }
         t[n].l = l;
         t[n].conf = l->conf;
-        if (ms->redis_host) {
+        if (ms->redis_url) {
             err = redis_take(&t[n].res, r, key, l);
         }
-        if (err && ms->redis_host) {
+        if (err && ms->redis_url) {
             if (fallback == FB_OPEN) {
                 continue;
             }
@@ -2287,7 +2185,7 @@ static int load_keys(server_rec *s, apr_pool_t *pconf)
                          "JWT verifier ready, %d key(s)",
                          bff_jwt_verifier_nkeys(j->verifier));
         }
-        if (as->apikey_redis == 1 && !ms->redis_host) {
+        if (as->apikey_redis == 1 && !ms->redis_url) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, BFFLOGNO(124)
                          "BFFAPIKeyRedis On needs BFFRateLimitRedis in the "
                          "main server (the Redis holding the keys)");
@@ -2321,7 +2219,7 @@ static int check_ratelimit_shm(server_rec *s)
                               AP_SOCACHE_PROVIDER_VERSION)) {
         return OK;
     }
-    if (!ms->redis_host) {
+    if (!ms->redis_url) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(131)
                      "BFFRateLimit without BFFRateLimitRedis keeps its "
                      "buckets in shared memory, which needs "
@@ -2451,11 +2349,10 @@ static void bff_auth_child_init(apr_pool_t *pchild, server_rec *s)
     apr_status_t rv;
     const char *err;
 
-    redis_pool = NULL;
+    rl_redis = NULL;
     jwt_cache = NULL;
     leases = NULL;
     lease_mutex = NULL;
-    apr_atomic_set64(&redis_down_until, 0);
     apr_atomic_set32(&redis_down, 0);
     if (rl_mutex) {
         rv = apr_global_mutex_child_init(&rl_mutex,
@@ -2481,25 +2378,25 @@ static void bff_auth_child_init(apr_pool_t *pchild, server_rec *s)
         }
     }
 
-    if (as->redis_host) {
-        redis_params_t *rp = apr_pcalloc(pchild, sizeof(*rp));
-        rp->host = as->redis_host;
-        rp->port = as->redis_port;
-        rp->connect_ms = as->redis_connect_ms != UNSET ? as->redis_connect_ms
-                                                       : DEFAULT_REDIS_CONNECT;
-        rp->timeout_ms = as->redis_timeout_ms != UNSET ? as->redis_timeout_ms
-                                                       : DEFAULT_REDIS_TIMEOUT;
-        ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
-        if (threads < 1) {
-            threads = 1;
-        }
+    if (as->redis_url) {
+        bff_redis_opts_t o;
+        long retry = as->redis_retry_ms != UNSET ? as->redis_retry_ms
+                                                 : DEFAULT_REDIS_RETRY;
+
+        bff_redis_opts_default(&o);
+        o.connect_timeout_ms = as->redis_connect_ms != UNSET
+                               ? as->redis_connect_ms : DEFAULT_REDIS_CONNECT;
+        o.command_timeout_ms = as->redis_timeout_ms != UNSET
+                               ? as->redis_timeout_ms : DEFAULT_REDIS_TIMEOUT;
         /* a connection per worker thread at most, opened on demand */
-        rv = apr_reslist_create(&redis_pool, 0, threads, threads, 0,
-                                redis_construct, redis_destruct, rp, pchild);
-        if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, BFFLOGNO(123)
-                         "cannot create the Redis connection pool");
-            redis_pool = NULL;
+        ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
+        o.pool_max = threads > 1 ? threads : 1;
+        o.backoff_min_ms = o.backoff_max_ms = retry;
+        o.max_reply = 64 * 1024;
+        if ((err = bff_redis_create(&rl_redis, as->redis_url, &o, pchild))) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(123)
+                         "rate limit store: %s", err);
+            rl_redis = NULL;
         }
         /* registered after the pool: runs before it is destroyed */
         leases = apr_hash_make(pchild);

@@ -33,6 +33,7 @@
 
 #include "mod_bff.h"
 #include "bff_cache.h"
+#include "bff_redis.h"
 #include "bff_http.h"
 
 APLOG_USE_MODULE(bff);

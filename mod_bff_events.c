@@ -22,6 +22,7 @@
 
 #include "mod_bff.h"
 #include "bff_cache.h"
+#include "bff_redis.h"
 #include "bff_obs.h"
 
 APLOG_USE_MODULE(bff);

@@ -7,6 +7,8 @@
 #include <apr_lib.h>
 #include <apr_strings.h>
 
+#include <hiredis/hiredis.h>
+
 #include "bff_core.h"
 #include "bff_bucket.h"
 
@@ -270,74 +272,42 @@ const char BFF_BUCKET_LUA[] =
     "redis.call('PEXPIRE', KEYS[1], math.max(ttl, reset + 1000))\n"
     "return {allowed, fdiv(level, rms), retry, reset, granted}\n";
 
-static const char *reply_error(redisContext *c, redisReply *r,
-                               apr_pool_t *p)
-{
-    const char *err;
-
-    if (!r) {
-        return apr_psprintf(p, "redis: %s", c->err ? c->errstr
-                                                   : "no reply");
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        err = apr_psprintf(p, "redis: %.*s", (int)(r->len > 200 ? 200
-                                                              : r->len),
-                           r->str);
-    }
-    else {
-        err = "redis: unexpected reply to the bucket script";
-    }
-    freeReplyObject(r);
-    return err;
-}
+static const bff_redis_script_t bucket_script = {
+    BFF_BUCKET_LUA, BFF_BUCKET_LUA_SHA1
+};
 
 const char *bff_bucket_redis_lease(bff_bucket_result_t *res,
-                                   apr_int64_t *granted, redisContext *c,
+                                   apr_int64_t *granted, bff_redis_t *rd,
                                    const char *key, apr_size_t keylen,
                                    const bff_bucket_conf_t *conf,
                                    apr_int64_t now_ms, apr_int64_t cost,
                                    apr_int64_t lease, apr_int64_t refund,
                                    apr_pool_t *p)
 {
-    const char *argv[12];
-    size_t argl[12];
+    const char *argv[8];
     redisReply *r;
+    const char *err;
+    size_t kl = keylen;
     int i;
 
-    argv[0] = "EVALSHA";
-    argv[1] = BFF_BUCKET_LUA_SHA1;
-    argv[2] = "1";
-    argv[3] = key;
-    argv[4] = apr_psprintf(p, "%" APR_INT64_T_FMT, conf->capacity);
-    argv[5] = apr_psprintf(p, "%" APR_INT64_T_FMT, conf->rate_tokens);
-    argv[6] = apr_psprintf(p, "%" APR_INT64_T_FMT, conf->rate_ms);
-    argv[7] = apr_psprintf(p, "%" APR_INT64_T_FMT, now_ms < 0 ? -1 : now_ms);
-    argv[8] = apr_psprintf(p, "%" APR_INT64_T_FMT, cost);
-    argv[9] = "0";
-    argv[10] = apr_psprintf(p, "%" APR_INT64_T_FMT, lease > cost ? lease : cost);
-    argv[11] = apr_psprintf(p, "%" APR_INT64_T_FMT, refund > 0 ? refund : 0);
-    for (i = 0; i < 12; i++) {
-        argl[i] = i == 3 ? keylen : strlen(argv[i]);   /* key: binary */
+    argv[0] = apr_psprintf(p, "%" APR_INT64_T_FMT, conf->capacity);
+    argv[1] = apr_psprintf(p, "%" APR_INT64_T_FMT, conf->rate_tokens);
+    argv[2] = apr_psprintf(p, "%" APR_INT64_T_FMT, conf->rate_ms);
+    argv[3] = apr_psprintf(p, "%" APR_INT64_T_FMT, now_ms < 0 ? -1 : now_ms);
+    argv[4] = apr_psprintf(p, "%" APR_INT64_T_FMT, cost);
+    argv[5] = "0";
+    argv[6] = apr_psprintf(p, "%" APR_INT64_T_FMT, lease > cost ? lease : cost);
+    argv[7] = apr_psprintf(p, "%" APR_INT64_T_FMT, refund > 0 ? refund : 0);
+    if ((err = bff_redis_eval(&r, rd, &bucket_script, 1, &key, &kl, 8, argv,
+                              NULL, p))) {
+        return err;
     }
-
-    r = redisCommandArgv(c, 12, argv, argl);
-    if (r && r->type == REDIS_REPLY_ERROR && r->str
-        && !strncmp(r->str, "NOSCRIPT", 8)) {
-        /* Redis lost its script cache (restart, SCRIPT FLUSH, failover):
-         * EVAL runs the script and caches it again. */
-        freeReplyObject(r);
-        argv[0] = "EVAL";
-        argv[1] = BFF_BUCKET_LUA;
-        argl[0] = 4;
-        argl[1] = sizeof(BFF_BUCKET_LUA) - 1;
-        r = redisCommandArgv(c, 12, argv, argl);
-    }
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
-        return reply_error(c, r, p);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
+        return bff_redis_reply_error(rd, "bucket script", r, p);
     }
     for (i = 0; i < 5; i++) {
         if (r->element[i]->type != REDIS_REPLY_INTEGER) {
-            return reply_error(c, r, p);
+            return bff_redis_reply_error(rd, "bucket script", r, p);
         }
     }
     res->allowed = r->element[0]->integer == 1;
@@ -346,12 +316,11 @@ const char *bff_bucket_redis_lease(bff_bucket_result_t *res,
     res->reset_ms = r->element[3]->integer;
     res->limit = conf->capacity;
     *granted = r->element[4]->integer;
-    freeReplyObject(r);
     return NULL;
 }
 
 const char *bff_bucket_redis_take(bff_bucket_result_t *res,
-                                  redisContext *c, const char *key,
+                                  bff_redis_t *rd, const char *key,
                                   apr_size_t keylen,
                                   const bff_bucket_conf_t *conf,
                                   apr_int64_t now_ms, apr_int64_t cost,
@@ -359,6 +328,6 @@ const char *bff_bucket_redis_take(bff_bucket_result_t *res,
 {
     apr_int64_t granted;
 
-    return bff_bucket_redis_lease(res, &granted, c, key, keylen, conf,
+    return bff_bucket_redis_lease(res, &granted, rd, key, keylen, conf,
                                   now_ms, cost, cost, 0, p);
 }

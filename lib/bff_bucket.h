@@ -18,7 +18,8 @@
 #define BFF_BUCKET_H
 
 #include <apr_pools.h>
-#include <hiredis/hiredis.h>
+
+#include "bff_redis.h"
 
 typedef struct {
     apr_int64_t capacity;       /* tokens a full bucket holds, >= 1 */
@@ -118,14 +119,12 @@ extern const char BFF_BUCKET_LUA[];
 /* SHA-1 of BFF_BUCKET_LUA, as EVALSHA wants it (checked by the tests). */
 #define BFF_BUCKET_LUA_SHA1 "219ff574bdf3194a87a7180951794fa4d4ef7ee7"
 
-/* Runs the script on c (the caller's connection, used by this thread
- * only): EVALSHA, and EVAL on NOSCRIPT (after a restart or SCRIPT FLUSH;
- * EVAL also caches the script for the next EVALSHA). now_ms < 0 means
- * Redis time. Returns NULL or an error ("redis: Connection refused",
- * "redis: unexpected reply"); when c->err is then set, the connection
- * is dead and must be freed. */
+/* Runs the script on Redis (bff_redis_eval: EVALSHA, EVAL when Redis lost
+ * its script cache). now_ms < 0 means Redis time. Returns NULL or an
+ * error: Redis down or failing (the layer's gate knows), or an error or
+ * unexpected reply. */
 const char *bff_bucket_redis_take(bff_bucket_result_t *res,
-                                  redisContext *c, const char *key,
+                                  bff_redis_t *rd, const char *key,
                                   apr_size_t keylen,
                                   const bff_bucket_conf_t *conf,
                                   apr_int64_t now_ms, apr_int64_t cost,
@@ -135,7 +134,7 @@ const char *bff_bucket_redis_take(bff_bucket_result_t *res,
  * plus any extra, 0 when refused); refund returns unused leased tokens
  * first. */
 const char *bff_bucket_redis_lease(bff_bucket_result_t *res,
-                                   apr_int64_t *granted, redisContext *c,
+                                   apr_int64_t *granted, bff_redis_t *rd,
                                    const char *key, apr_size_t keylen,
                                    const bff_bucket_conf_t *conf,
                                    apr_int64_t now_ms, apr_int64_t cost,

@@ -16,6 +16,8 @@
 #include <apr_tables.h>
 #include <apr_time.h>
 
+#include "bff_gate.h"
+
 /* ------------------------------------------------------------ SHA-256 -- */
 
 /* FIPS 180-4 SHA-256 (APR-util 1.6 has only MD5 and SHA-1). */
@@ -195,23 +197,6 @@ typedef enum {
 /* Short stable text for rc ("ok", "miss", ...), for logs and metrics. */
 const char *bff_store_rc_str(bff_store_rc_e rc);
 
-/* State for health checks and metrics. Counters are per process. */
-typedef struct {
-    int up;                   /* 0: failing fast until retry_at */
-    apr_time_t since;         /* last up/down change (0: never) */
-    apr_time_t retry_at;      /* down: next connect attempt */
-    const char *last_error;   /* NULL when none */
-    apr_time_t last_error_at;
-    apr_uint64_t connects;            /* connections opened */
-    apr_uint64_t connect_failures;    /* connects that failed */
-    apr_uint64_t errors;              /* operations answered ERROR */
-    apr_uint64_t fast_fails;          /* ERRORs without trying: down */
-    int servers;              /* memcached: servers configured; Redis: 1 */
-    int servers_down;
-    int conns_open;           /* Redis: pooled connections open */
-    int conns_busy;           /* Redis: of which checked out now */
-} bff_store_health_t;
-
 /* Called by subscribe for each message; msg NULL means "(re)subscribed:
  * messages may have been missed meanwhile" (flush what they guard). */
 typedef void bff_store_msg_fn(void *baton, const char *msg, apr_size_t len);
@@ -315,24 +300,6 @@ const char *bff_store_opts_check(const bff_store_opts_t *o, apr_pool_t *p);
 
 /* ------------------------------------------------------------- Redis -- */
 
-typedef struct {
-    const char *host;       /* TCP: name, IPv4 or IPv6 (without []) */
-    int port;               /* TCP: 1..65535 (default 6379) */
-    const char *path;       /* unix socket, or NULL */
-    const char *user;       /* ACL user (Redis 6+), or NULL */
-    const char *password;   /* NULL: no AUTH */
-    int db;                 /* SELECT, 0..65535 */
-} bff_redis_url_t;
-
-/* Parses, strictly:
- *   redis://[[user]:password@]host[:port][/db]
- *   redis+unix://[[user]:password@]/path/to/socket[?db=N]
- * user and password are percent-decoded (encode '@', ':', '/' there);
- * hosts are [A-Za-z0-9.-] or [IPv6]; no query, fragment or trailing junk
- * for TCP. rediss:// (TLS) is refused: hiredis 0.14 has no TLS. */
-const char *bff_redis_url_parse(bff_redis_url_t *out, const char *url,
-                                apr_pool_t *p);
-
 /* Creates the store; it connects lazily, on first use, so it can be made
  * in child_init whether Redis is up or not. Make it per process (after
  * fork). Lives until p is destroyed. Host names are resolved by the
@@ -379,32 +346,6 @@ const char *bff_memcache_url_parse(apr_array_header_t **servers,
 const char *bff_store_memcache_create(bff_store_t **out, const char *url,
                                       const bff_store_opts_t *opts,
                                       apr_pool_t *p);
-
-/* ------------------------------------------- for store implementations -- */
-
-/* Up/down state with exponential backoff, shared by the stores: while
- * down, calls fail fast; once retry_at has passed one caller (the probe)
- * may connect, the others keep failing fast until it reports. */
-typedef struct bff_store_gate_t bff_store_gate_t;
-
-bff_store_gate_t *bff_store_gate_create(long backoff_min_ms,
-                                        long backoff_max_ms, apr_pool_t *p);
-/* 1: go ahead (up, or this caller is the probe); 0: fail fast. */
-int bff_store_gate_enter(bff_store_gate_t *g, apr_time_t now);
-/* A connect or command succeeded: up, backoff reset. */
-void bff_store_gate_ok(bff_store_gate_t *g, apr_time_t now);
-/* A connection failed: down until now + backoff (then doubled); the
- * generation changes so pooled connections opened before are dropped. */
-void bff_store_gate_fail(bff_store_gate_t *g, apr_time_t now,
-                         const char *err);
-/* An operation failed without the store being down (an error reply). */
-void bff_store_gate_note_error(bff_store_gate_t *g, apr_time_t now,
-                               const char *err);
-apr_uint32_t bff_store_gate_generation(bff_store_gate_t *g);
-void bff_store_gate_count(bff_store_gate_t *g, int connect_ok,
-                          int connect_failed);
-void bff_store_gate_health(bff_store_gate_t *g, bff_store_health_t *out,
-                           apr_pool_t *p);
 
 /* 32 random hex digits for lock tokens. */
 const char *bff_store_token(apr_pool_t *p);

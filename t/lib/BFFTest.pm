@@ -185,16 +185,24 @@ sub redis_stop {
     for (1 .. 400) { last unless kill 0, $pid; Time::HiRes::sleep(0.05) }
 }
 
-sub redis_start {
+# Starts a redis-server on 127.0.0.1:port with extra arguments (e.g.
+# --requirepass), output to t/logs/NAME.out; returns its PID.
+sub redis_spawn {
+    my ($name, $port, @args) = @_;
     my $pid = fork // die "fork: $!";
     if (!$pid) {
         POSIX::setsid();
-        open STDOUT, '>>', Apache::Test::vars('t_logs') . '/redis.out';
+        open STDOUT, '>>', Apache::Test::vars('t_logs') . "/$name.out";
         open STDERR, '>&', \*STDOUT;
         { no warnings 'exec'; exec 'redis-server', '--bind', '127.0.0.1', '--port',
-              $ENV{BFF_T_REDIS_PORT}, '--save', '', '--appendonly', 'no'; }
+              $port, '--save', '', '--appendonly', 'no', @args; }
         POSIX::_exit(127);
     }
+    return $pid;
+}
+
+sub redis_start {
+    my $pid = redis_spawn('redis', $ENV{BFF_T_REDIS_PORT});
     open my $fh, '>', redis_pidfile() or die $!;
     print $fh "$pid\n";
     close $fh;

@@ -26,6 +26,7 @@
 #include <apr_general.h>
 #include <apr_lib.h>
 #include <apr_strings.h>
+#include <hiredis/hiredis.h>
 #include <jwt.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -1598,7 +1599,24 @@ static redisReply *cmd(redisContext *c, const char *fmt, ...)
     return r;
 }
 
-static void rtake(bff_bucket_result_t *r, redisContext *c, const char *key,
+/* The Redis layer on the test server, as the rate limiter uses it. */
+static bff_redis_t *rlayer(int port, apr_pool_t *p)
+{
+    bff_redis_opts_t o;
+    bff_redis_t *rd;
+    const char *err;
+
+    bff_redis_opts_default(&o);
+    o.connect_timeout_ms = 2000;
+    o.command_timeout_ms = 2000;
+    o.pool_max = 4;
+    err = bff_redis_create(&rd, apr_psprintf(p, "redis://127.0.0.1:%d",
+                                             port), &o, p);
+    ck_assert_msg(err == NULL, "redis layer: %s", err);
+    return rd;
+}
+
+static void rtake(bff_bucket_result_t *r, bff_redis_t *c, const char *key,
                   const bff_bucket_conf_t *conf, apr_int64_t now,
                   apr_int64_t cost)
 {
@@ -1628,7 +1646,7 @@ START_TEST(redis_script_sha)
 }
 END_TEST
 
-static apr_int64_t rlease(bff_bucket_result_t *r, redisContext *c,
+static apr_int64_t rlease(bff_bucket_result_t *r, bff_redis_t *c,
                           const char *key, const bff_bucket_conf_t *conf,
                           apr_int64_t now, apr_int64_t lease,
                           apr_int64_t refund)
@@ -1646,32 +1664,33 @@ START_TEST(redis_lease)
     const bff_bucket_conf_t conf = { 20, 20, 60000 };
     const apr_int64_t t = 1700000000000;
     redisContext *c = rconn();
+    bff_redis_t *rd = rlayer(redis_port, tp);
     bff_bucket_result_t r;
     apr_int64_t total = 0, g;
     redisReply *rep = cmd(c, "DEL l:a l:b");
     freeReplyObject(rep);
 
     /* extra tokens come from the upper half only */
-    ck_assert_int_eq(rlease(&r, c, "l:a", &conf, t, 5, 0), 5);
+    ck_assert_int_eq(rlease(&r, rd, "l:a", &conf, t, 5, 0), 5);
     ck_assert(r.allowed);
     ck_assert_int_eq(r.remaining, 15);
-    ck_assert_int_eq(rlease(&r, c, "l:a", &conf, t, 5, 0), 5);
+    ck_assert_int_eq(rlease(&r, rd, "l:a", &conf, t, 5, 0), 5);
     ck_assert_int_eq(r.remaining, 10);
     /* the lower half: one token per call, as without a lease */
-    ck_assert_int_eq(rlease(&r, c, "l:a", &conf, t, 5, 0), 1);
+    ck_assert_int_eq(rlease(&r, rd, "l:a", &conf, t, 5, 0), 1);
     ck_assert_int_eq(r.remaining, 9);
     /* unused tokens come back first: 9 + 4 = 13, take 1, then the 2
      * above half */
-    ck_assert_int_eq(rlease(&r, c, "l:a", &conf, t, 5, 4), 3);
+    ck_assert_int_eq(rlease(&r, rd, "l:a", &conf, t, 5, 4), 3);
     ck_assert_int_eq(r.remaining, 10);
     /* a refund never fills past the capacity */
-    ck_assert_int_eq(rlease(&r, c, "l:a", &conf, t, 1, 1000), 1);
+    ck_assert_int_eq(rlease(&r, rd, "l:a", &conf, t, 1, 1000), 1);
     ck_assert_int_eq(r.remaining, 19);
 
     /* however the tokens are leased, a bucket gives out its capacity and
      * not one token more */
     for (;;) {
-        g = rlease(&r, c, "l:b", &conf, t, 7, 0);
+        g = rlease(&r, rd, "l:b", &conf, t, 7, 0);
         if (!r.allowed) {
             ck_assert_int_eq(g, 0);
             ck_assert_int_gt(r.retry_after_ms, 0);
@@ -1683,7 +1702,7 @@ START_TEST(redis_lease)
     }
     ck_assert_int_eq(total, 20);
     /* the exact call keeps working on a leased bucket */
-    rtake(&r, c, "l:b", &conf, t, 1);
+    rtake(&r, rd, "l:b", &conf, t, 1);
     ck_assert(!r.allowed);
     redisFree(c);
 }
@@ -1697,6 +1716,7 @@ START_TEST(redis_matches_c)
         { 1, 1, 3600000 },
     };
     redisContext *c = rconn();
+    bff_redis_t *rd = rlayer(redis_port, tp);
     apr_size_t k;
     unsigned seed = 12345;
 
@@ -1712,7 +1732,7 @@ START_TEST(redis_matches_c)
             apr_int64_t cost = rand_r(&seed) % 4;
             now += rand_r(&seed) % (i % 50 == 49 ? 100000 : 700);
             bff_bucket_take(&a, &st, &confs[k], now, cost);
-            rtake(&b, c, key, &confs[k], now, cost);
+            rtake(&b, rd, key, &confs[k], now, cost);
             ck_assert_msg(a.allowed == b.allowed && a.remaining == b.remaining
                           && a.retry_after_ms == b.retry_after_ms
                           && a.reset_ms == b.reset_ms,
@@ -1733,16 +1753,17 @@ START_TEST(redis_refill_ttl_noscript)
     bff_bucket_conf_t conf = { 5, 1, 1000 };
     bff_bucket_result_t r;
     redisContext *c = rconn();
+    bff_redis_t *rd = rlayer(redis_port, tp);
     redisReply *rep;
     apr_int64_t t = 1700000000000;
     int i;
 
     freeReplyObject(cmd(c, "DEL t:refill"));
     for (i = 0; i < 5; i++) {
-        rtake(&r, c, "t:refill", &conf, t, 1);
+        rtake(&r, rd, "t:refill", &conf, t, 1);
         ck_assert(r.allowed);
     }
-    rtake(&r, c, "t:refill", &conf, t, 1);
+    rtake(&r, rd, "t:refill", &conf, t, 1);
     ck_assert(!r.allowed);
     ck_assert_int_eq(r.retry_after_ms, 1000);
     ck_assert_int_eq(r.limit, 5);
@@ -1750,7 +1771,7 @@ START_TEST(redis_refill_ttl_noscript)
     ck_assert_int_ge(rep->integer, 5000);
     ck_assert_int_le(rep->integer, 6000);
     freeReplyObject(rep);
-    rtake(&r, c, "t:refill", &conf, t + 2500, 1);
+    rtake(&r, rd, "t:refill", &conf, t + 2500, 1);
     ck_assert(r.allowed);
     ck_assert_int_eq(r.remaining, 1);
 
@@ -1759,7 +1780,7 @@ START_TEST(redis_refill_ttl_noscript)
     rep = cmd(c, "SCRIPT EXISTS %s", BFF_BUCKET_LUA_SHA1);
     ck_assert_int_eq(rep->element[0]->integer, 0);
     freeReplyObject(rep);
-    rtake(&r, c, "t:refill", &conf, t + 2500, 1);
+    rtake(&r, rd, "t:refill", &conf, t + 2500, 1);
     ck_assert(r.allowed);
     ck_assert_int_eq(r.remaining, 0);
     rep = cmd(c, "SCRIPT EXISTS %s", BFF_BUCKET_LUA_SHA1);
@@ -1768,19 +1789,20 @@ START_TEST(redis_refill_ttl_noscript)
 
     /* Redis time: a fresh key starts full */
     freeReplyObject(cmd(c, "DEL t:time"));
-    rtake(&r, c, "t:time", &conf, -1, 1);
+    rtake(&r, rd, "t:time", &conf, -1, 1);
     ck_assert(r.allowed);
     ck_assert_int_eq(r.remaining, 4);
 
     /* a key of the wrong type is an error, not a crash */
     freeReplyObject(cmd(c, "SET t:str x"));
-    has(bff_bucket_redis_take(&r, c, "t:str", 5, &conf, t, 1, tp),
-        "redis:");
+    has(bff_bucket_redis_take(&r, rd, "t:str", 5, &conf, t, 1, tp),
+        "WRONGTYPE");
     redisFree(c);
 }
 END_TEST
 
 typedef struct {
+    bff_redis_t *rd;
     const char *key;
     apr_int64_t now;
     int calls, allowed;
@@ -1791,15 +1813,13 @@ static void *hammer(void *arg)
 {
     hammer_t *h = arg;
     bff_bucket_conf_t conf = { 100, 100, 3600000 };   /* 100 per hour */
-    struct timeval tv = { 5, 0 };
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
     apr_pool_t *p;
     int i;
 
     apr_pool_create_unmanaged_ex(&p, NULL, NULL);
-    for (i = 0; c && !c->err && i < h->calls; i++) {
+    for (i = 0; i < h->calls; i++) {
         bff_bucket_result_t r;
-        const char *err = bff_bucket_redis_take(&r, c, h->key,
+        const char *err = bff_bucket_redis_take(&r, h->rd, h->key,
                                                 strlen(h->key), &conf,
                                                 h->now, 1, p);
         if (err) {
@@ -1808,10 +1828,6 @@ static void *hammer(void *arg)
         }
         h->allowed += r.allowed;
     }
-    if (!c || c->err) {
-        h->err = "connect";
-    }
-    redisFree(c);
     apr_pool_destroy(p);
     return NULL;
 }
@@ -1823,9 +1839,12 @@ static void hammer_run(const char *key, apr_int64_t now)
     pthread_t th[2];
     int i;
 
+    bff_redis_t *rd = rlayer(redis_port, tp);
+
     freeReplyObject(cmd(c, "DEL %s", key));
     redisFree(c);
     for (i = 0; i < 2; i++) {
+        h[i].rd = rd;
         h[i].key = key;
         h[i].now = now;
         h[i].calls = 150;
@@ -1851,18 +1870,17 @@ START_TEST(redis_unreachable)
 {
     bff_bucket_conf_t conf = { 5, 1, 1000 };
     bff_bucket_result_t r;
-    struct timeval tv = { 1, 0 };
-    redisContext *c;
     int port = free_port();
+    bff_redis_t *rd;
 
-    c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    ck_assert_ptr_nonnull(c);
-    if (!c->err) {
-        redisFree(c);
+    if (port_open(port)) {
         return;             /* someone took the port: nothing to test */
     }
-    has(bff_bucket_redis_take(&r, c, "k", 1, &conf, 1, 1, tp), "redis:");
-    redisFree(c);
+    rd = rlayer(port, tp);
+    has(bff_bucket_redis_take(&r, rd, "k", 1, &conf, 1, 1, tp),
+        "connect to redis 127.0.0.1");
+    /* then it fails fast, without connecting, until the back-off ends */
+    has(bff_bucket_redis_take(&r, rd, "k", 1, &conf, 1, 1, tp), "down");
 }
 END_TEST
 

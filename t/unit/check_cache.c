@@ -37,6 +37,7 @@
 
 #include "bff_core.h"
 #include "bff_cache.h"
+#include "bff_redis.h"
 #include "bff_http.h"
 #include "testsrv.h"
 
@@ -1803,6 +1804,98 @@ START_TEST(redis_killed_and_restarted)
 }
 END_TEST
 
+/* The Redis layer itself: a connection Redis closed while it sat in the
+ * pool (CLIENT KILL, a restart) costs the caller nothing: the call goes
+ * out once more on a fresh connection, and Redis is not marked down. */
+static const char *layer_ping(bff_redis_t *rd)
+{
+    bff_redis_cmd_t c = bff_redis_cmd(pool, 1, "PING");
+    redisReply *rep;
+    const char *err = bff_redis_exec(&rep, rd, &c, 1, pool);
+
+    if (!err && (rep->type != REDIS_REPLY_STATUS || strcmp(rep->str, "PONG"))) {
+        err = "not PONG";
+    }
+    return err;
+}
+
+START_TEST(redis_layer_idle_closed)
+{
+    server_t r;
+    bff_redis_opts_t o;
+    bff_redis_t *rd;
+    bff_store_health_t h;
+    redisContext *admin;
+    redisReply *rep;
+    struct timeval tv = { 2, 0 };
+    const char *err;
+
+    redis_start(&r, 0, NULL);
+    bff_redis_opts_default(&o);
+    o.connect_timeout_ms = o.command_timeout_ms = 500;
+    ASSERT_OK(bff_redis_create(&rd, apr_psprintf(pool, "redis://127.0.0.1:%d",
+                                                 r.port), &o, pool));
+    ck_assert_str_eq(bff_redis_desc(rd),
+                     apr_psprintf(pool, "redis 127.0.0.1:%d db 0", r.port));
+    err = layer_ping(rd);
+    ck_assert_msg(!err, "%s", err);
+
+    /* Redis drops every client, the pooled one included */
+    admin = redisConnectWithTimeout("127.0.0.1", r.port, tv);
+    ck_assert(admin && !admin->err);
+    rep = redisCommand(admin, "CLIENT KILL TYPE normal");
+    if (rep) {
+        freeReplyObject(rep);
+    }
+    redisFree(admin);
+    sleep_ms(50);
+    err = layer_ping(rd);
+    ck_assert_msg(!err, "after CLIENT KILL: %s", err);
+
+    /* a restart on the same port: the same */
+    server_stop(&r);
+    redis_start(&r, r.port, NULL);
+    err = layer_ping(rd);
+    ck_assert_msg(!err, "after a restart: %s", err);
+
+    bff_redis_health(rd, &h, pool);
+    ck_assert_int_eq(h.up, 1);
+    ck_assert_int_eq((int)h.connects, 3);
+    ck_assert_int_eq((int)h.connect_failures, 0);
+    ck_assert_int_eq((int)h.errors, 0);
+    server_stop(&r);
+}
+END_TEST
+
+/* Refused AUTH: the call fails with Redis' answer, the gate marks Redis
+ * down, and calls then fail fast without connecting. */
+START_TEST(redis_layer_auth_refused)
+{
+    bff_redis_opts_t o;
+    bff_redis_t *rd;
+    bff_store_health_t h;
+    const char *err;
+
+    bff_redis_opts_default(&o);
+    o.backoff_min_ms = o.backoff_max_ms = 60000;
+    ASSERT_OK(bff_redis_create(&rd, apr_psprintf(pool,
+        "redis://:wrong@127.0.0.1:%d", redis_b.port), &o, pool));
+    err = layer_ping(rd);
+    ck_assert_ptr_nonnull(err);
+    ck_assert_msg(strstr(err, "AUTH refused: WRONGPASS"), "%s", err);
+    ck_assert_msg(!strstr(err, "wrong"), "the password leaked: %s", err);
+    err = layer_ping(rd);
+    ck_assert_msg(err && strstr(err, "down"), "%s", err);
+    bff_redis_health(rd, &h, pool);
+    ck_assert_int_eq(h.up, 0);
+    ck_assert_int_eq((int)h.connect_failures, 1);
+    ck_assert_int_eq((int)h.fast_fails, 1);
+    /* bad options are refused at creation */
+    o.pool_max = 0;
+    ck_assert_ptr_nonnull(bff_redis_create(&rd, "redis://h", &o, pool));
+}
+END_TEST
+
 /* redis+unix:// with a password and a database. */
 START_TEST(redis_unix_socket)
 {
@@ -2299,12 +2392,14 @@ static Suite *redis_suite(void)
     tcase_add_test(tc, redis_threads);
     tcase_add_test(tc, redis_pubsub);
     tcase_add_test(tc, redis_xadd);
+    tcase_add_test(tc, redis_layer_auth_refused);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("redis failures");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, redis_killed_and_restarted);
+    tcase_add_test(tc, redis_layer_idle_closed);
     tcase_add_test(tc, redis_stalled);
     tcase_add_test(tc, redis_unix_socket);
     tcase_add_test(tc, redis_black_hole);
