@@ -47,6 +47,7 @@
 #include "bff_jwt.h"
 #include "bff_apikey.h"
 #include "bff_bucket.h"
+#include "bff_lease.h"
 
 APLOG_USE_MODULE(bff);
 
@@ -182,18 +183,8 @@ static int rl_shm_fallback_seen; /* an explicit BFFRateLimitFallback shm */
  * starts and once when it ends (the layer's gate does the back-off). */
 static volatile apr_uint32_t redis_down;
 
-/* Token leases of this child (BFFRateLimit lease=N): bucket key -> the
- * tokens taken from Redis and not used yet. Entries are malloc'ed (key
- * inline) and bounded in number; lease_mutex guards the table. */
-typedef struct {
-    apr_int64_t avail;           /* leased tokens not handed out yet */
-    apr_time_t expires;          /* then they go back to Redis */
-    bff_bucket_result_t last;    /* Redis' answer when they were leased */
-    bff_bucket_conf_t conf;      /* of the bucket, to give tokens back */
-    char key[1];
-} lease_t;
-static apr_hash_t *leases;
-static apr_thread_mutex_t *lease_mutex;
+/* Token leases of this child (BFFRateLimit lease=N) */
+static bff_lease_table_t *leases;
 
 static ap_filter_rec_t *problem_filter_handle;
 
@@ -1261,10 +1252,9 @@ static int authn_jwt(request_rec *r)
 }
 
 /* API keys kept in Redis (BFFAPIKeyRedis); defined with the Redis code */
-typedef enum { RK_FOUND, RK_UNKNOWN, RK_MALFORMED, RK_DOWN } rk_e;
-static rk_e redis_apikey(request_rec *r, const char *rkey,
-                         const char **consumer, const char **plan,
-                         const char **why);
+static bff_apikey_rc_e redis_apikey(request_rec *r, const char *rkey,
+                                    const char **consumer, const char **plan,
+                                    const char **why);
 
 static const char *apikey_challenge(request_rec *r, const char *header)
 {
@@ -1315,15 +1305,15 @@ static int authn_apikey(request_rec *r)
         rkey = apr_pstrcat(r->pool, as->apikey_prefix ? as->apikey_prefix
                            : DEFAULT_APIKEY_PREFIX, "apikey:", hex, NULL);
         switch (redis_apikey(r, rkey, &consumer, &plan, &why)) {
-        case RK_FOUND:
+        case BFF_APIKEY_FOUND:
             break;
-        case RK_MALFORMED:
+        case BFF_APIKEY_MALFORMED:
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, BFFLOGNO(125)
                           "malformed API key entry in Redis (sha256 %.8s...):"
                           " %s; treated as an unknown key", hex, why);
             consumer = NULL;
             break;
-        case RK_DOWN:
+        case BFF_APIKEY_DOWN:
             /* fail closed: a key that cannot be verified is not accepted */
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, BFFLOGNO(126)
                           "cannot verify the API key (sha256 %.8s...) in "
@@ -1539,74 +1529,6 @@ static void redis_note_up(request_rec *r)
     }
 }
 
-/* Tokens this child holds count as still in the bucket. */
-static void lease_held(bff_bucket_result_t *res, apr_int64_t n,
-                       const bff_bucket_conf_t *c)
-{
-    apr_int64_t back = n * c->rate_ms / c->rate_tokens;
-
-    res->remaining += n;
-    res->reset_ms = res->reset_ms > back ? res->reset_ms - back : 0;
-}
-
-/* Hands out a token of this child's lease on key, if it holds one:
- * returns 1 with *res. Otherwise returns 0 and *refund gets the tokens
- * left in the (then expired) lease, which the next Redis call gives back. */
-static int lease_use(bff_bucket_result_t *res, apr_int64_t *refund,
-                     const char *key, apr_time_t now)
-{
-    lease_t *e;
-    int used = 0;
-
-    *refund = 0;
-    apr_thread_mutex_lock(lease_mutex);
-    e = apr_hash_get(leases, key, APR_HASH_KEY_STRING);
-    if (e && e->avail > 0 && now < e->expires) {
-        e->avail--;
-        *res = e->last;
-        /* what Redis had left plus what this child still holds */
-        lease_held(res, e->avail, &e->conf);
-        used = 1;
-    }
-    else if (e) {
-        /* spent or expired: what is left goes back */
-        *refund = e->avail;
-        apr_hash_set(leases, e->key, APR_HASH_KEY_STRING, NULL);
-        free(e);
-    }
-    apr_thread_mutex_unlock(lease_mutex);
-    return used;
-}
-
-/* Keeps n leased tokens for key (added to a lease another thread took
- * meanwhile). Beyond LEASES_MAX keys the tokens are not kept: they come
- * back to the bucket by its refill, and nothing is over-granted. */
-static void lease_keep(const char *key, apr_int64_t n,
-                       const bff_bucket_result_t *res,
-                       const bff_bucket_conf_t *conf, apr_time_t expires)
-{
-    lease_t *e;
-    apr_size_t len = strlen(key);
-
-    apr_thread_mutex_lock(lease_mutex);
-    e = apr_hash_get(leases, key, (apr_ssize_t)len);
-    if (e) {
-        e->avail += n;
-        e->last = *res;
-        e->expires = expires;
-    }
-    else if (apr_hash_count(leases) < LEASES_MAX
-             && (e = malloc(sizeof(*e) + len))) {
-        memcpy(e->key, key, len + 1);
-        e->avail = n;
-        e->last = *res;
-        e->conf = *conf;
-        e->expires = expires;
-        apr_hash_set(leases, e->key, (apr_ssize_t)len, e);
-    }
-    apr_thread_mutex_unlock(lease_mutex);
-}
-
 /* NULL and *res on success; otherwise why Redis could not answer. With a
  * lease (l->lease > 1) most requests take a token this child leased
  * earlier, and one in about l->lease calls Redis. */
@@ -1615,10 +1537,10 @@ static const char *redis_take(bff_bucket_result_t *res, request_rec *r,
 {
     const char *err;
     apr_int64_t refund = 0, granted = 0;
-    apr_int64_t lease = l->lease > 1 && lease_mutex ? l->lease : 1;
+    apr_int64_t lease = l->lease > 1 && leases ? l->lease : 1;
     apr_time_t now = apr_time_now();
 
-    if (lease > 1 && lease_use(res, &refund, key, now)) {
+    if (lease > 1 && bff_lease_use(leases, res, &refund, key, now)) {
         return NULL;
     }
     /* Redis' clock (now_ms < 0): every instance refills by the same time */
@@ -1632,9 +1554,9 @@ static const char *redis_take(bff_bucket_result_t *res, request_rec *r,
     }
     redis_note_up(r);
     if (granted > 1) {          /* only with lease > 1 */
-        lease_keep(key, granted - 1, res, &l->conf,
-                   now + apr_time_from_msec(l->lease_ttl_ms));
-        lease_held(res, granted - 1, &l->conf);
+        bff_lease_keep(leases, key, granted - 1, res, &l->conf,
+                       now + apr_time_from_msec(l->lease_ttl_ms));
+        bff_lease_held(res, granted - 1, &l->conf);
     }
     return NULL;
 }
@@ -1672,106 +1594,61 @@ int bff_auth_redis_state(bff_redis_state_t *out, int probe, request_rec *r)
     return 1;
 }
 
+typedef struct {
+    apr_pool_t *p;
+    int failed;
+} return_ctx_t;
+
+static void lease_return(void *baton, const char *key, apr_int64_t avail,
+                         const bff_bucket_conf_t *conf)
+{
+    return_ctx_t *rc = baton;
+    bff_bucket_result_t res;
+    apr_int64_t granted;
+
+    /* after one failure the others would fail fast: stop trying */
+    if (!rc->failed) {
+        rc->failed = bff_bucket_redis_lease(&res, &granted, rl_redis, key,
+                                            strlen(key), conf, -1, 0, 0,
+                                            avail, rc->p) != NULL;
+    }
+}
+
 /* Child exit: the tokens of live leases go back to Redis, so a graceful
  * restart or MaxConnectionsPerChild loses none. */
 static apr_status_t leases_return(void *data)
 {
-    apr_pool_t *p;
-    apr_hash_index_t *hi;
-    apr_time_t now = apr_time_now();
-    bff_bucket_result_t res;
-    apr_int64_t granted;
-    int failed = 0;
+    return_ctx_t rc;
 
     (void)data;
-    if (!leases || !lease_mutex || !rl_redis
-        || apr_pool_create(&p, NULL) != APR_SUCCESS) {
+    if (!leases || !rl_redis || apr_pool_create(&rc.p, NULL) != APR_SUCCESS) {
         return APR_SUCCESS;
     }
-    /* not lock: a child stopped by a signal may have been stopped while
-     * one of its threads held the mutex; the tokens then come back by the
-     * buckets' refill */
-    if (apr_thread_mutex_trylock(lease_mutex) != APR_SUCCESS) {
-        apr_pool_destroy(p);
-        return APR_SUCCESS;
-    }
-    for (hi = apr_hash_first(p, leases); hi; hi = apr_hash_next(hi)) {
-        lease_t *e = apr_hash_this_val(hi);
-        /* after one failure the others would fail fast: stop trying */
-        if (!failed && e->avail > 0 && now < e->expires) {
-            failed = bff_bucket_redis_lease(&res, &granted, rl_redis, e->key,
-                                            strlen(e->key), &e->conf, -1, 0,
-                                            0, e->avail, p) != NULL;
-        }
-    }
-    for (hi = apr_hash_first(p, leases); hi; hi = apr_hash_next(hi)) {
-        free(apr_hash_this_val(hi));
-    }
-    apr_hash_clear(leases);
-    apr_thread_mutex_unlock(lease_mutex);
-    apr_pool_destroy(p);
+    rc.failed = 0;
+    bff_lease_drain(leases, apr_time_now(), lease_return, &rc);
+    apr_pool_destroy(rc.p);
     return APR_SUCCESS;
 }
 
-/* Looks an API key's entry up: the hash rkey, fields consumer and plan.
- * RK_FOUND with *consumer and *plan (NULL: none) copied to r->pool;
- * RK_UNKNOWN when there is no such hash; RK_MALFORMED (with *why) when
- * the entry is not a hash or its fields break the keys file's rules;
- * RK_DOWN (with *why) when Redis cannot answer. */
-static rk_e redis_apikey(request_rec *r, const char *rkey,
-                         const char **consumer, const char **plan,
-                         const char **why)
+/* Looks an API key's entry up in the rate limiter's Redis (see
+ * bff_apikey_redis_lookup); an outage is logged as for the buckets. */
+static bff_apikey_rc_e redis_apikey(request_rec *r, const char *rkey,
+                                    const char **consumer, const char **plan,
+                                    const char **why)
 {
-    bff_redis_cmd_t hmget = bff_redis_cmd(r->pool, 4, "HMGET", rkey,
-                                          "consumer", "plan");
-    redisReply *reply, *c, *p;
-    rk_e rc;
+    bff_apikey_rc_e rc;
 
-    *consumer = *plan = NULL;
     if (!rl_redis) {
+        *consumer = *plan = NULL;
         *why = "no Redis";
-        return RK_DOWN;
+        return BFF_APIKEY_DOWN;
     }
-    if ((*why = bff_redis_exec(&reply, rl_redis, &hmget, 1, r->pool))) {
+    rc = bff_apikey_redis_lookup(consumer, plan, why, rl_redis, rkey, r->pool);
+    if (rc == BFF_APIKEY_DOWN) {
         redis_note_down(r, *why);
-        return RK_DOWN;
-    }
-    if (reply->type == REDIS_REPLY_ERROR) {
-        /* WRONGTYPE: the key holds no hash; anything else (LOADING,
-         * MISCONF, ...): the store cannot answer now */
-        *why = bff_redis_reply_error(rl_redis, "HMGET", reply, r->pool);
-        return !strncmp(reply->str, "WRONGTYPE", 9) ? RK_MALFORMED : RK_DOWN;
-    }
-    redis_note_up(r);
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
-        *why = "unexpected reply to HMGET";
-        return RK_DOWN;
-    }
-    c = reply->element[0];
-    p = reply->element[1];
-    if (c->type == REDIS_REPLY_NIL && p->type == REDIS_REPLY_NIL) {
-        return RK_UNKNOWN;
-    }
-    rc = RK_MALFORMED;
-    if (c->type != REDIS_REPLY_STRING) {
-        *why = "no consumer field";
-    }
-    else if ((*why = bff_apikey_check_name(c->str, c->len, 0))) {
-        *why = apr_pstrcat(r->pool, "consumer: ", *why, NULL);
-    }
-    else if (p->type != REDIS_REPLY_NIL && p->type != REDIS_REPLY_STRING) {
-        *why = "plan: not a string";
-    }
-    else if (p->type == REDIS_REPLY_STRING
-             && (*why = bff_apikey_check_name(p->str, p->len, 1))) {
-        *why = apr_pstrcat(r->pool, "plan: ", *why, NULL);
     }
     else {
-        *consumer = apr_pstrmemdup(r->pool, c->str, c->len);
-        if (p->type == REDIS_REPLY_STRING) {
-            *plan = apr_pstrmemdup(r->pool, p->str, p->len);
-        }
-        rc = RK_FOUND;
+        redis_note_up(r);
     }
     return rc;
 }
@@ -2352,7 +2229,6 @@ static void bff_auth_child_init(apr_pool_t *pchild, server_rec *s)
     rl_redis = NULL;
     jwt_cache = NULL;
     leases = NULL;
-    lease_mutex = NULL;
     apr_atomic_set32(&redis_down, 0);
     if (rl_mutex) {
         rv = apr_global_mutex_child_init(&rl_mutex,
@@ -2399,13 +2275,10 @@ static void bff_auth_child_init(apr_pool_t *pchild, server_rec *s)
             rl_redis = NULL;
         }
         /* registered after the pool: runs before it is destroyed */
-        leases = apr_hash_make(pchild);
-        rv = apr_thread_mutex_create(&lease_mutex, APR_THREAD_MUTEX_DEFAULT,
-                                     pchild);
-        if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, BFFLOGNO(127)
+        leases = bff_lease_table_create(LEASES_MAX, pchild);
+        if (!leases) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(127)
                          "cannot create the token lease mutex");
-            lease_mutex = NULL;
         }
         else {
             apr_pool_cleanup_register(pchild, NULL, leases_return,

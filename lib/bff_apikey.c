@@ -7,6 +7,7 @@
 #include <apr_strings.h>
 #include <apr_tables.h>
 
+#include <hiredis/hiredis.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
@@ -275,4 +276,57 @@ void bff_apikey_hash(char hex[65], const char *key, apr_size_t len)
         hex[2 * i + 1] = digits[h[i] & 0x0f];
     }
     hex[64] = '\0';
+}
+
+bff_apikey_rc_e bff_apikey_redis_lookup(const char **consumer,
+                                        const char **plan, const char **why,
+                                        bff_redis_t *rd, const char *rkey,
+                                        apr_pool_t *p)
+{
+    bff_redis_cmd_t hmget = bff_redis_cmd(p, 4, "HMGET", rkey, "consumer",
+                                          "plan");
+    redisReply *reply, *c, *pl;
+
+    *consumer = *plan = NULL;
+    *why = NULL;
+    if ((*why = bff_redis_exec(&reply, rd, &hmget, 1, p))) {
+        return BFF_APIKEY_DOWN;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* WRONGTYPE: the key holds no hash; anything else (LOADING,
+         * MISCONF, ...): the store cannot answer now */
+        *why = bff_redis_reply_error(rd, "HMGET", reply, p);
+        return !strncmp(reply->str, "WRONGTYPE", 9) ? BFF_APIKEY_MALFORMED
+                                                    : BFF_APIKEY_DOWN;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        *why = bff_redis_reply_error(rd, "HMGET", reply, p);
+        return BFF_APIKEY_DOWN;
+    }
+    c = reply->element[0];
+    pl = reply->element[1];
+    if (c->type == REDIS_REPLY_NIL && pl->type == REDIS_REPLY_NIL) {
+        return BFF_APIKEY_UNKNOWN;
+    }
+    if (c->type != REDIS_REPLY_STRING) {
+        *why = "no consumer field";
+    }
+    else if ((*why = bff_apikey_check_name(c->str, c->len, 0))) {
+        *why = apr_pstrcat(p, "consumer: ", *why, NULL);
+    }
+    else if (pl->type != REDIS_REPLY_NIL && pl->type != REDIS_REPLY_STRING) {
+        *why = "plan: not a string";
+    }
+    else if (pl->type == REDIS_REPLY_STRING
+             && (*why = bff_apikey_check_name(pl->str, pl->len, 1))) {
+        *why = apr_pstrcat(p, "plan: ", *why, NULL);
+    }
+    else {
+        *consumer = apr_pstrmemdup(p, c->str, c->len);
+        if (pl->type == REDIS_REPLY_STRING) {
+            *plan = apr_pstrmemdup(p, pl->str, pl->len);
+        }
+        return BFF_APIKEY_FOUND;
+    }
+    return BFF_APIKEY_MALFORMED;
 }

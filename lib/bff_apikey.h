@@ -23,6 +23,8 @@
 
 #include <apr_pools.h>
 
+#include "bff_redis.h"
+
 /* Longest key file accepted. */
 #define BFF_APIKEYS_FILE_MAX (16 * 1024 * 1024)
 /* Longest presented key hashed; longer ones are refused unhashed. */
@@ -66,5 +68,20 @@ const char *bff_apikey_check_name(const char *s, apr_size_t n, int plan);
 
 /* SHA-256 of key as 64 lower-case hex digits and a NUL. */
 void bff_apikey_hash(char hex[65], const char *key, apr_size_t len);
+
+/* API keys kept in Redis: the hash rkey (prefix + "apikey:" + the key's
+ * SHA-256 in hex) with the fields consumer (required) and plan (optional),
+ * both following the keys file's rules (bff_apikey_check_name). */
+typedef enum {
+    BFF_APIKEY_FOUND,       /* *consumer and *plan (NULL: none), in p */
+    BFF_APIKEY_UNKNOWN,     /* no such hash */
+    BFF_APIKEY_MALFORMED,   /* not a hash, or fields break the rules: *why */
+    BFF_APIKEY_DOWN         /* Redis cannot answer (down, LOADING, ...): *why */
+} bff_apikey_rc_e;
+
+bff_apikey_rc_e bff_apikey_redis_lookup(const char **consumer,
+                                        const char **plan, const char **why,
+                                        bff_redis_t *rd, const char *rkey,
+                                        apr_pool_t *p);
 
 #endif /* BFF_APIKEY_H */

@@ -27,6 +27,7 @@
 
 #include "bff_core.h"
 #include "bff_cache.h"
+#include "bff_redis.h"
 
 static apr_pool_t *pool;
 

@@ -41,6 +41,7 @@
 #include "bff_jwt.h"
 #include "bff_apikey.h"
 #include "bff_bucket.h"
+#include "bff_lease.h"
 #include "testsrv.h"
 
 #define NOW APR_INT64_C(1700000000)
@@ -1575,6 +1576,83 @@ START_TEST(bucket_headers_and_share)
 }
 END_TEST
 
+/* ------------------------------------------------------------- leases -- */
+
+typedef struct {
+    int calls;
+    apr_int64_t tokens;
+    char keys[64];
+} drained_t;
+
+static void drained(void *baton, const char *key, apr_int64_t avail,
+                    const bff_bucket_conf_t *conf)
+{
+    drained_t *d = baton;
+
+    d->calls++;
+    d->tokens += avail;
+    ck_assert_int_eq(conf->capacity, 100);
+    apr_cpystrn(d->keys + strlen(d->keys), key, sizeof(d->keys) - strlen(d->keys));
+}
+
+START_TEST(lease_table)
+{
+    const bff_bucket_conf_t conf = { 100, 100, 60000 };  /* 600 ms a token */
+    bff_bucket_result_t leased = { 1, 100, 80, 0, 12000 }, r;
+    bff_lease_table_t *t = bff_lease_table_create(2, tp);
+    apr_int64_t refund;
+    drained_t d = { 0, 0, "" };
+    apr_time_t now = apr_time_from_sec(1000);
+
+    ck_assert_ptr_nonnull(t);
+    /* nothing held: no token, nothing to refund */
+    ck_assert_int_eq(bff_lease_use(t, &r, &refund, "a", now), 0);
+    ck_assert_int_eq(refund, 0);
+    /* 3 tokens kept: handed out one by one, each counted as remaining */
+    bff_lease_keep(t, "a", 3, &leased, &conf, now + 1000);
+    ck_assert_int_eq(bff_lease_use(t, &r, &refund, "a", now), 1);
+    ck_assert_int_eq(r.remaining, 82);
+    ck_assert_int_eq(r.reset_ms, 12000 - 2 * 600);
+    ck_assert_int_eq(bff_lease_use(t, &r, &refund, "a", now), 1);
+    ck_assert_int_eq(r.remaining, 81);
+    ck_assert_int_eq(bff_lease_use(t, &r, &refund, "a", now), 1);
+    ck_assert_int_eq(r.remaining, 80);
+    /* spent: the next call goes to Redis, nothing to give back */
+    ck_assert_int_eq(bff_lease_use(t, &r, &refund, "a", now), 0);
+    ck_assert_int_eq(refund, 0);
+    ck_assert_int_eq(bff_lease_count(t), 0);
+    /* expired with 5 unused: they are refunded */
+    bff_lease_keep(t, "a", 5, &leased, &conf, now + 10);
+    ck_assert_int_eq(bff_lease_use(t, &r, &refund, "a", now + 10), 0);
+    ck_assert_int_eq(refund, 5);
+    /* a lease another thread took meanwhile is topped up */
+    bff_lease_keep(t, "a", 2, &leased, &conf, now + 1000);
+    bff_lease_keep(t, "a", 2, &leased, &conf, now + 1000);
+    /* bounded: a third key is not kept */
+    bff_lease_keep(t, "b", 4, &leased, &conf, now + 1000);
+    bff_lease_keep(t, "c", 4, &leased, &conf, now + 1000);
+    ck_assert_int_eq(bff_lease_count(t), 2);
+    ck_assert_int_eq(bff_lease_use(t, &r, &refund, "c", now), 0);
+    /* held tokens never make reset_ms negative */
+    r.remaining = 0;
+    r.reset_ms = 100;
+    bff_lease_held(&r, 10, &conf);
+    ck_assert_int_eq(r.reset_ms, 0);
+    ck_assert_int_eq(r.remaining, 10);
+    /* drain: the live leases, then an empty table */
+    ck_assert_int_eq(bff_lease_drain(t, now, drained, &d), 1);
+    ck_assert_int_eq(d.calls, 2);
+    ck_assert_int_eq(d.tokens, 8);
+    ck_assert(strchr(d.keys, 'a') && strchr(d.keys, 'b'));
+    ck_assert_int_eq(bff_lease_count(t), 0);
+    /* expired leases are not given back at drain */
+    bff_lease_keep(t, "a", 2, &leased, &conf, now + 10);
+    d.calls = 0;
+    ck_assert_int_eq(bff_lease_drain(t, now + 10, drained, &d), 1);
+    ck_assert_int_eq(d.calls, 0);
+}
+END_TEST
+
 /* --------------------------------------------------------------- Redis -- */
 
 static redisContext *rconn(void)
@@ -1866,6 +1944,46 @@ START_TEST(redis_exact_under_concurrency)
 }
 END_TEST
 
+/* API keys kept in Redis: every answer the lookup can give. */
+START_TEST(redis_apikey_lookup)
+{
+    redisContext *c = rconn();
+    bff_redis_t *rd = rlayer(redis_port, tp);
+    const char *consumer, *plan, *why;
+
+    freeReplyObject(cmd(c, "DEL k:ok k:noplan k:nocons k:badplan k:str"));
+    freeReplyObject(cmd(c, "HSET k:ok consumer acme plan gold"));
+    freeReplyObject(cmd(c, "HSET k:noplan consumer acme"));
+    freeReplyObject(cmd(c, "HSET k:nocons plan gold"));
+    freeReplyObject(cmd(c, "HSET k:badplan consumer acme plan %s", "no space"));
+    freeReplyObject(cmd(c, "SET k:str x"));
+    redisFree(c);
+
+    ck_assert_int_eq(bff_apikey_redis_lookup(&consumer, &plan, &why, rd,
+                                             "k:ok", tp), BFF_APIKEY_FOUND);
+    ck_assert_str_eq(consumer, "acme");
+    ck_assert_str_eq(plan, "gold");
+    ck_assert_int_eq(bff_apikey_redis_lookup(&consumer, &plan, &why, rd,
+                                             "k:noplan", tp), BFF_APIKEY_FOUND);
+    ck_assert_ptr_null(plan);
+    ck_assert_int_eq(bff_apikey_redis_lookup(&consumer, &plan, &why, rd,
+                                             "k:none", tp), BFF_APIKEY_UNKNOWN);
+    ck_assert_int_eq(bff_apikey_redis_lookup(&consumer, &plan, &why, rd,
+                                             "k:nocons", tp),
+                     BFF_APIKEY_MALFORMED);
+    has(why, "no consumer");
+    ck_assert_int_eq(bff_apikey_redis_lookup(&consumer, &plan, &why, rd,
+                                             "k:badplan", tp),
+                     BFF_APIKEY_MALFORMED);
+    has(why, "plan: ");
+    ck_assert_ptr_null(consumer);
+    ck_assert_int_eq(bff_apikey_redis_lookup(&consumer, &plan, &why, rd,
+                                             "k:str", tp),
+                     BFF_APIKEY_MALFORMED);
+    has(why, "WRONGTYPE");
+}
+END_TEST
+
 START_TEST(redis_unreachable)
 {
     bff_bucket_conf_t conf = { 5, 1, 1000 };
@@ -1881,6 +1999,12 @@ START_TEST(redis_unreachable)
         "connect to redis 127.0.0.1");
     /* then it fails fast, without connecting, until the back-off ends */
     has(bff_bucket_redis_take(&r, rd, "k", 1, &conf, 1, 1, tp), "down");
+    {
+        const char *consumer, *plan, *why;
+        ck_assert_int_eq(bff_apikey_redis_lookup(&consumer, &plan, &why, rd,
+                                                 "k", tp), BFF_APIKEY_DOWN);
+        has(why, "down");
+    }
 }
 END_TEST
 
@@ -1928,9 +2052,11 @@ static Suite *auth_suite(void)
     tcase_add_test(bucket, bucket_burst_and_refill);
     tcase_add_test(bucket, bucket_fractional);
     tcase_add_test(bucket, bucket_headers_and_share);
+    tcase_add_test(bucket, lease_table);
     tcase_add_test(redis, redis_script_sha);
     tcase_add_test(redis, redis_matches_c);
     tcase_add_test(redis, redis_lease);
+    tcase_add_test(redis, redis_apikey_lookup);
     tcase_add_test(redis, redis_refill_ttl_noscript);
     tcase_add_test(redis, redis_exact_under_concurrency);
     tcase_add_test(redis, redis_unreachable);
