@@ -18,7 +18,6 @@
 #include "bff_cache.h"
 #include "bff_fetch.h"
 
-#define UNSET -1
 
 /* Client headers that must never be forwarded as configured: hop-by-hop
  * (RFC 9110 7.6.1), framing, and what the gateway sets itself. */
@@ -857,6 +856,7 @@ static void bff_register_hooks(apr_pool_t *p)
     ap_hook_child_init(bff_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     bff_aggregate_register_hooks(p);
     bff_cache_register_hooks(p);
+    bff_problem_register_hooks(p);
     bff_auth_register_hooks(p);
     bff_res_register_hooks(p);
     bff_log_register_hooks(p);

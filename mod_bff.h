@@ -7,10 +7,15 @@
 #include "httpd.h"
 #include "http_config.h"
 #include "apr_optional.h"
+#include "apr_global_mutex.h"
+#include "ap_socache.h"
 
 #include "bff_engine.h"
 #include "bff_breaker.h"
 #include "bff_http.h"
+
+/* "not set" in configuration records, merged away by the merge functions */
+#define UNSET -1
 
 /* Every log message at debug level and above carries its own number, so
  * operators and tests can grep for it. Never reuse a number. */
@@ -182,14 +187,22 @@ void bff_aggregate_register_hooks(apr_pool_t *p);
 bff_ep_conf_t *bff_request_endpoint(request_rec *r);
 /* Hands the client's parsed body (validated) to the endpoint's run. */
 void bff_request_set_body(request_rec *r, json_t *body);
-/* Answers r with an RFC 9457 problem document (request_id included);
- * extra: further members, or NULL. Returns OK. */
-int bff_send_problem(request_rec *r, int status, const char *title,
-                     const char *detail, json_t *extra);
 apr_status_t bff_aggregate_child_init(apr_pool_t *pchild, server_rec *s);
 
-/* mod_bff_auth.c: authentication, authorization, identity headers and
- * throttling (issue 4) */
+/* mod_bff_problem.c: problem+json answers (RFC 9457, request_id
+ * included). bff_send_problem answers r now (extra: further members, or
+ * NULL; returns OK); bff_problem_defer registers the answer httpd gives
+ * when it ends up answering r with that status from ap_die (an
+ * access-phase refusal), with the WWW-Authenticate challenge, or NULL. */
+int bff_send_problem(request_rec *r, int status, const char *title,
+                     const char *detail, json_t *extra);
+void bff_problem_defer(request_rec *r, int status, const char *title,
+                       const char *detail, const char *challenge);
+void bff_problem_register_hooks(apr_pool_t *p);
+
+/* The access phase (mod_bff_authn.c, mod_bff_authz.c, mod_bff_ratelimit.c;
+ * see mod_bff_access.h): authentication, authorization, identity headers
+ * and throttling. */
 void bff_auth_register_hooks(apr_pool_t *p);
 bff_auth_srv_t *bff_auth_create_srv(apr_pool_t *p);
 bff_auth_srv_t *bff_auth_merge_srv(apr_pool_t *p, const bff_auth_srv_t *base,
@@ -345,11 +358,39 @@ long bff_metrics_agg_active(void);
 /* mod_bff_status.c: mod_bff's state on mod_status's page */
 void bff_status_register_hooks(apr_pool_t *p);
 
-/* Anonymous shared memory created by the parent, kept across graceful
+/* mod_bff_shared.c: shared resources, one failure policy (a configured
+ * feature that cannot have them stops start-up, naming what needs them).
+ *
+ * Anonymous shared memory created by the parent, kept across graceful
  * restarts: the same name and size give the same memory back (*kept 1);
  * new memory is zeroed. NULL (logged) when it cannot be had. */
 void *bff_shm_retained(int *kept, const char *name, apr_size_t size,
                        server_rec *s);
+
+/* An socache shmcb instance and its global mutex. */
+typedef struct {
+    const ap_socache_provider_t *provider;
+    ap_socache_instance_t *inst;
+    apr_global_mutex_t *mutex;       /* NULL in a child that lost it */
+    server_rec *server;
+} bff_shared_cache_t;
+
+/* post_config: makes c (name: the socache's name; args: shmcb's
+ * "path(size)" or NULL; mutex_type registered in pre_config). OK, or
+ * HTTP_INTERNAL_SERVER_ERROR logged with `what`, the directive that
+ * needs it. */
+int bff_shared_cache_create(bff_shared_cache_t *c, const char *what,
+                            const char *name, const char *args,
+                            const char *mutex_type,
+                            const struct ap_socache_hints *hints,
+                            server_rec *s, apr_pool_t *pconf,
+                            apr_pool_t *ptemp);
+/* child_init: attaches the mutex (a failure is logged; lock then fails). */
+void bff_shared_cache_child_init(bff_shared_cache_t *c, apr_pool_t *pchild,
+                                 server_rec *s);
+/* 1 with the mutex held, 0 when it cannot be had (treat as unavailable). */
+int bff_shared_cache_lock(bff_shared_cache_t *c);
+void bff_shared_cache_unlock(bff_shared_cache_t *c);
 
 /* What the metrics read from the other areas when scraped. */
 typedef struct {

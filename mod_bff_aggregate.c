@@ -265,34 +265,6 @@ int bff_send_body(request_rec *r, int status, const char *ctype,
     return OK;
 }
 
-static int send_json(request_rec *r, int status, const char *ctype,
-                     const json_t *doc)
-{
-    apr_size_t len;
-    const char *body = bff_json_dump(&len, doc, r->pool);
-
-    return bff_send_body(r, status, ctype, body, len, NULL);
-}
-
-int bff_send_problem(request_rec *r, int status, const char *title,
-                     const char *detail, json_t *extra)
-{
-    json_t *pb = bff_problem(status, title, detail, r->uri, r->pool);
-    const char *id = bff_request_id(r);
-
-    if (!pb) {
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-    if (id) {
-        json_object_set_new(pb, "request_id", json_string(id));
-    }
-    if (extra) {
-        json_object_update(pb, extra);
-    }
-    apr_table_setn(r->headers_out, "X-BFF-Completed", "false");
-    return send_json(r, status, "application/problem+json", pb);
-}
-
 /* The failed calls of per-item backends, one line each. */
 static void log_item_failures(request_rec *r, const bff_endpoint_t *ep,
                               const bff_run_result_t *res, int level)

@@ -41,7 +41,6 @@ APLOG_USE_MODULE(bff);
 #define MUTEX_TYPE      "bff-cache"
 #define STATS_NAME      "bff-cache-stats"
 #define NEAR_CHANNEL    "purge"
-#define UNSET           -1
 
 /* ------------------------------------------------------------ config -- */
 
@@ -434,9 +433,7 @@ static stats_t *stats = &local_stats;
 /* ------------------------------------------------------ process state -- */
 
 static bff_cache_conf_t *gconf;               /* the main server's */
-static ap_socache_provider_t *shm_provider;
-static ap_socache_instance_t *shm_inst;
-static apr_global_mutex_t *shm_mutex;
+static bff_shared_cache_t shm;             /* the shmcb store */
 static server_rec *main_server;
 static bff_store_t *primary;                  /* per child */
 static bff_store_t *shm_store;                /* shared memory, or NULL */
@@ -478,7 +475,7 @@ static apr_status_t shm_remove_locked(const char *key, apr_pool_t *p)
     unsigned int idlen;
     const unsigned char *id = shm_id(&idlen, key, p);
 
-    return shm_provider->remove(shm_inst, main_server, id, idlen, p);
+    return shm.provider->remove(shm.inst, shm.server, id, idlen, p);
 }
 
 static apr_status_t shm_get_locked(const char **val, apr_size_t *len,
@@ -492,7 +489,7 @@ static apr_status_t shm_get_locked(const char **val, apr_size_t *len,
     for (;;) {
         buf = apr_palloc(p, cap);
         n = cap;
-        rv = shm_provider->retrieve(shm_inst, main_server, id, idlen, buf,
+        rv = shm.provider->retrieve(shm.inst, shm.server, id, idlen, buf,
                                     &n, p);
         if (rv == APR_ENOSPC && cap < cfg_max_entry(gconf) + 1024) {
             cap = (unsigned int)(cfg_max_entry(gconf) + 1024);
@@ -513,21 +510,19 @@ static apr_status_t shm_put_locked(const char *key, const char *val,
     unsigned int idlen;
     const unsigned char *id = shm_id(&idlen, key, p);
 
-    return shm_provider->store(shm_inst, main_server, id, idlen,
+    return shm.provider->store(shm.inst, shm.server, id, idlen,
                                apr_time_now() + apr_time_from_msec(ttl_ms),
                                (unsigned char *)val, (unsigned int)len, p);
 }
 
 static int shm_lock(void)
 {
-    return !shm_mutex || apr_global_mutex_lock(shm_mutex) == APR_SUCCESS;
+    return bff_shared_cache_lock(&shm);
 }
 
 static void shm_unlock(void)
 {
-    if (shm_mutex) {
-        apr_global_mutex_unlock(shm_mutex);
-    }
+    bff_shared_cache_unlock(&shm);
 }
 
 static bff_store_rc_e shm_get(bff_store_t *s, const char **val,
@@ -1645,8 +1640,7 @@ static int cache_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
     caching = 0;
     primary = NULL;
     shm_store = NULL;
-    shm_inst = NULL;
-    shm_mutex = NULL;
+    memset(&shm, 0, sizeof(shm));
     stats = &local_stats;
     return OK;
 }
@@ -1692,48 +1686,20 @@ static int any_cached_endpoint(server_rec *s)
     return 0;
 }
 
-static apr_status_t shm_destroy(void *data)
-{
-    if (shm_inst && shm_provider) {
-        shm_provider->destroy(shm_inst, main_server);
-        shm_inst = NULL;
-    }
-    return APR_SUCCESS;
-}
-
 static int setup_shm(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                      const char *spec)
 {
     static const struct ap_socache_hints hints = { 64, 2048, 30000000 };
-    const char *arg = strchr(spec, ':'), *err;
-    apr_status_t rv;
+    const char *arg = strchr(spec, ':');
+    int rc;
 
-    shm_provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, "shmcb",
-                                      AP_SOCACHE_PROVIDER_VERSION);
-    if (!shm_provider) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(36)
-                     "the shared memory cache needs mod_socache_shmcb: "
-                     "LoadModule socache_shmcb_module (or BFFCacheStore/"
-                     "BFFCacheFallback off)");
-        return HTTP_INTERNAL_SERVER_ERROR;
+    if ((rc = bff_shared_cache_create(&shm, "the cache's shared memory "
+                                      "store and fallback (BFFCacheStore, "
+                                      "BFFCacheFallback)", "mod_bff",
+                                      arg ? arg + 1 : NULL, MUTEX_TYPE,
+                                      &hints, s, pconf, ptemp)) != OK) {
+        return rc;
     }
-    if ((err = shm_provider->create(&shm_inst, arg ? arg + 1 : NULL, ptemp,
-                                    pconf))) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(37)
-                     "shmcb %s: %s", spec, err);
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-    if ((rv = ap_global_mutex_create(&shm_mutex, NULL, MUTEX_TYPE, NULL, s,
-                                     pconf, 0)) != APR_SUCCESS) {
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-    if ((rv = shm_provider->init(shm_inst, "mod_bff", &hints, s, pconf))
-        != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, BFFLOGNO(38)
-                     "cannot create the shared memory cache %s", spec);
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-    apr_pool_cleanup_register(pconf, NULL, shm_destroy, apr_pool_cleanup_null);
     shm_store = &shm_store_obj;
     return OK;
 }
@@ -1817,11 +1783,7 @@ static void cache_child_init(apr_pool_t *pchild, server_rec *s)
     if (!caching) {
         return;
     }
-    if (shm_mutex) {
-        apr_global_mutex_child_init(&shm_mutex,
-                                    apr_global_mutex_lockfile(shm_mutex),
-                                    pchild);
-    }
+    bff_shared_cache_child_init(&shm, pchild, s);
     store = cfg_store(gconf);
     if (!strcasecmp(store, "off")) {
         return;

@@ -31,7 +31,6 @@
 #include "bff_core.h"
 #include "bff_cors.h"
 
-#define UNSET -1
 
 /* What browsers may read besides the safelisted headers, unless the
  * admin lists others: the request id, the cache and completion state,

@@ -416,52 +416,6 @@ static void collect_locations(apr_pool_t *p, server_rec *s)
     }
 }
 
-/* Shared memory that outlives graceful restarts, for counters: created in
- * the parent (anonymous, so every child inherits it) from the process
- * pool, and found again by name in the retained data of the next
- * generation. mod_slotmem_shm cannot do this here: its segments carry the
- * generation in their name (httpd 2.4.6x), and one the module asked for
- * makes the parent crash in its cleanup at a graceful restart. */
-typedef struct {
-    apr_shm_t *shm;
-    apr_size_t size;
-} retained_shm_t;
-
-void *bff_shm_retained(int *kept, const char *name, apr_size_t size,
-                       server_rec *s)
-{
-    const char *key = apr_pstrcat(s->process->pool, "mod_bff-shm-", name,
-                                  NULL);
-    retained_shm_t *rs = ap_retained_data_get(key);
-    apr_status_t rv;
-
-    *kept = 0;
-    if (!rs) {
-        rs = ap_retained_data_create(key, sizeof(*rs));
-    }
-    if (rs->shm && rs->size == size) {
-        *kept = 1;
-        return apr_shm_baseaddr_get(rs->shm);
-    }
-    if (rs->shm) {
-        /* another size: the children of older generations keep their
-         * mapping until they exit */
-        apr_shm_destroy(rs->shm);
-        rs->shm = NULL;
-    }
-    rv = apr_shm_create(&rs->shm, size, NULL, s->process->pool);
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, BFFLOGNO(302)
-                     "cannot create %" APR_SIZE_T_FMT " bytes of shared "
-                     "memory for %s", size, name);
-        rs->shm = NULL;
-        return NULL;
-    }
-    rs->size = size;
-    memset(apr_shm_baseaddr_get(rs->shm), 0, size);
-    return apr_shm_baseaddr_get(rs->shm);
-}
-
 static int metrics_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                                apr_pool_t *ptemp, server_rec *s)
 {

@@ -1,0 +1,160 @@
+/*
+ * mod_bff: per-process and cross-process resources in one place.
+ *
+ *   bff_shm_retained    shared memory owned by httpd's parent process,
+ *                       kept across graceful restarts (breakers, metrics,
+ *                       cache counters);
+ *   bff_shared_cache_*  an socache shmcb instance with its global mutex
+ *                       (the cache's shared-memory store and fallback, the
+ *                       rate limiter's shared-memory buckets).
+ *
+ * One failure policy: a configured feature that cannot get its shared
+ * memory or its mutex stops start-up with a message naming the directive
+ * that needs it; nothing silently runs without it.
+ */
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "ap_provider.h"
+#include "ap_socache.h"
+#include "util_mutex.h"
+
+#include "apr_shm.h"
+#include "apr_strings.h"
+
+#include "mod_bff.h"
+
+APLOG_USE_MODULE(bff);
+
+/* Shared memory that survives graceful restarts: made once by the parent
+ * (anonymous, so every child inherits it) from the process pool, and found
+ * again by name in the retained data of the next generation.
+ * mod_slotmem_shm cannot do this here: its segments carry the generation
+ * in their name (httpd 2.4.6x), and one the module asked for makes the
+ * parent crash in its cleanup at a graceful restart. */
+typedef struct {
+    apr_shm_t *shm;
+    apr_size_t size;
+} retained_shm_t;
+
+void *bff_shm_retained(int *kept, const char *name, apr_size_t size,
+                       server_rec *s)
+{
+    const char *key = apr_pstrcat(s->process->pool, "mod_bff-shm-", name,
+                                  NULL);
+    retained_shm_t *rs = ap_retained_data_get(key);
+    apr_status_t rv;
+
+    *kept = 0;
+    if (!rs) {
+        rs = ap_retained_data_create(key, sizeof(*rs));
+    }
+    if (rs->shm && rs->size == size) {
+        *kept = 1;
+        return apr_shm_baseaddr_get(rs->shm);
+    }
+    if (rs->shm) {
+        /* another size: the children of older generations keep their
+         * mapping until they exit */
+        apr_shm_destroy(rs->shm);
+        rs->shm = NULL;
+    }
+    rv = apr_shm_create(&rs->shm, size, NULL, s->process->pool);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, BFFLOGNO(302)
+                     "cannot create %" APR_SIZE_T_FMT " bytes of shared "
+                     "memory for %s", size, name);
+        rs->shm = NULL;
+        return NULL;
+    }
+    rs->size = size;
+    memset(apr_shm_baseaddr_get(rs->shm), 0, size);
+    return apr_shm_baseaddr_get(rs->shm);
+}
+
+static apr_status_t shared_cache_destroy(void *data)
+{
+    bff_shared_cache_t *c = data;
+
+    if (c->inst) {
+        c->provider->destroy(c->inst, c->server);
+        c->inst = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+int bff_shared_cache_create(bff_shared_cache_t *c, const char *what,
+                            const char *name, const char *args,
+                            const char *mutex_type,
+                            const struct ap_socache_hints *hints,
+                            server_rec *s, apr_pool_t *pconf,
+                            apr_pool_t *ptemp)
+{
+    const char *err;
+    apr_status_t rv;
+
+    memset(c, 0, sizeof(*c));
+    c->server = s;
+    c->provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, "shmcb",
+                                     AP_SOCACHE_PROVIDER_VERSION);
+    if (!c->provider) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(360)
+                     "%s needs shared memory from mod_socache_shmcb: "
+                     "LoadModule socache_shmcb_module", what);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if ((err = c->provider->create(&c->inst, args, ptemp, pconf))) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(361)
+                     "%s: shared memory %s: %s", what, args ? args : "", err);
+        c->inst = NULL;
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if ((rv = c->provider->init(c->inst, name, hints, s, pconf))
+        != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, BFFLOGNO(362)
+                     "%s: cannot create its shared memory", what);
+        c->inst = NULL;
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    apr_pool_cleanup_register(pconf, c, shared_cache_destroy,
+                              apr_pool_cleanup_null);
+    if ((rv = ap_global_mutex_create(&c->mutex, NULL, mutex_type, NULL, s,
+                                     pconf, 0)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, BFFLOGNO(363)
+                     "%s: cannot create its mutex (Mutex %s)", what,
+                     mutex_type);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
+}
+
+void bff_shared_cache_child_init(bff_shared_cache_t *c, apr_pool_t *pchild,
+                                 server_rec *s)
+{
+    apr_status_t rv;
+
+    if (!c->mutex) {
+        return;
+    }
+    rv = apr_global_mutex_child_init(&c->mutex,
+                                     apr_global_mutex_lockfile(c->mutex),
+                                     pchild);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, BFFLOGNO(364)
+                     "cannot attach the shared memory mutex %s: its users "
+                     "fall back as when the memory is full",
+                     apr_global_mutex_lockfile(c->mutex)
+                     ? apr_global_mutex_lockfile(c->mutex) : "");
+        c->mutex = NULL;
+    }
+}
+
+int bff_shared_cache_lock(bff_shared_cache_t *c)
+{
+    return c->mutex && apr_global_mutex_lock(c->mutex) == APR_SUCCESS;
+}
+
+void bff_shared_cache_unlock(bff_shared_cache_t *c)
+{
+    apr_global_mutex_unlock(c->mutex);
+}
