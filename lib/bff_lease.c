@@ -113,10 +113,13 @@ int bff_lease_drain(bff_lease_table_t *t, apr_time_t now, bff_lease_fn *fn,
             fn(baton, e->key, e->avail, &e->conf);
         }
     }
+    /* the entry is unlinked before it is freed (the key is inside it);
+     * APR's iterator allows removing the current entry */
     for (hi = apr_hash_first(NULL, t->leases); hi; hi = apr_hash_next(hi)) {
-        free(apr_hash_this_val(hi));
+        lease_t *e = apr_hash_this_val(hi);
+        apr_hash_set(t->leases, e->key, APR_HASH_KEY_STRING, NULL);
+        free(e);
     }
-    apr_hash_clear(t->leases);
     apr_thread_mutex_unlock(t->mu);
     return 1;
 }
