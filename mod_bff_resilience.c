@@ -23,6 +23,7 @@
 #include "apr_shm.h"
 #include "ap_mpm.h"
 #include "util_mutex.h"
+#include "mod_watchdog.h"
 
 #include "apr_strings.h"
 #include "apr_hash.h"
@@ -906,7 +907,6 @@ static int health_handler(request_rec *r)
 /* ------------------------------------------------------------- probe -- */
 
 static volatile apr_uint32_t probe_stop;
-static apr_thread_t *prober;
 
 /* One probe round: GET origin + path on every known origin, all at once;
  * a failure opens the breakers of that origin, a success lets an open one
@@ -1020,55 +1020,110 @@ static void probe_round(bff_fetcher_t *f, apr_pool_t *p)
     }
 }
 
-static void *APR_THREAD_FUNC probe_main(apr_thread_t *t, void *data)
+/* The probe runs on mod_watchdog: a child watchdog of its own calls
+ * probe_tick every AP_WD_TM_SLICE in every child, and the shared lease in
+ * slot 0 lets one process per interval probe. mod_watchdog starts its
+ * threads in child_init and joins them only at process exit, after pchild
+ * is gone: a pre-cleanup of pchild raises probe_stop and waits, on a mutex
+ * of the process pool, for a round in progress to end, so that no round
+ * touches the client or the table after pchild. */
+static bff_fetcher_t *probe_client;
+static apr_pool_t *probe_pool;
+static apr_thread_mutex_t *probe_mu;
+static APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *wd_get_instance;
+static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *wd_register;
+
+static apr_status_t probe_tick(int state, void *data, apr_pool_t *pool)
 {
-    bff_fetch_curl_opts_t opts = { 0, 4 };
-    bff_fetcher_t *f;
-    apr_pool_t *p, *iter;
+    apr_time_t now = apr_time_now();
+    int mine = 0;
 
-    if (apr_pool_create(&p, NULL) != APR_SUCCESS) {
-        return NULL;
+    if (state != AP_WATCHDOG_STATE_RUNNING || !probe_mu) {
+        return APR_SUCCESS;
     }
-    if (bff_fetch_h1_create(&f, &opts, p) != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, main_server, BFFLOGNO(204)
-                     "health probe: cannot create an HTTP client");
-        apr_pool_destroy(p);
-        return NULL;
-    }
-    apr_pool_create(&iter, p);
-    while (!probe_stop) {
-        int mine = 0;
-        apr_time_t now = apr_time_now();
-
+    apr_thread_mutex_lock(probe_mu);
+    if (!probe_stop && probe_client && glock()) {
         /* one process probes per interval: whoever takes the lease */
-        if (glock()) {
-            if (now >= slots[0].probe_lease) {
-                slots[0].probe_lease = now + apr_time_from_msec(gconf->probe_ms);
-                mine = 1;
-            }
-            gunlock();
+        if (now >= slots[0].probe_lease) {
+            slots[0].probe_lease = now + apr_time_from_msec(gconf->probe_ms);
+            mine = 1;
         }
+        gunlock();
         if (mine) {
-            probe_round(f, iter);
-            apr_pool_clear(iter);
+            probe_round(probe_client, pool);
         }
-        apr_sleep(apr_time_from_msec(100));
     }
-    f->vt->destroy(f);
-    apr_pool_destroy(p);
-    return NULL;
+    apr_thread_mutex_unlock(probe_mu);
+    return APR_SUCCESS;
+}
+
+static apr_status_t probe_client_cleanup(void *data)
+{
+    if (probe_client) {
+        probe_client->vt->destroy(probe_client);
+        probe_client = NULL;
+    }
+    return APR_SUCCESS;
 }
 
 static apr_status_t probe_cleanup(void *data)
 {
-    apr_status_t rv;
-
     probe_stop = 1;
-    if (prober) {
-        apr_thread_join(&rv, prober);
-        prober = NULL;
+    if (probe_mu) {
+        apr_thread_mutex_lock(probe_mu);
+        apr_thread_mutex_unlock(probe_mu);
     }
     return APR_SUCCESS;
+}
+
+/* post_config: a child watchdog for the probe (needs mod_watchdog) */
+static int probe_register(apr_pool_t *pconf, server_rec *s)
+{
+    ap_watchdog_t *wd;
+    apr_status_t rv;
+
+    wd_get_instance = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
+    wd_register = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
+    if (!wd_get_instance || !wd_register) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(209)
+                     "BFFHealthProbe needs mod_watchdog: load it "
+                     "(LoadModule watchdog_module) or remove the probe");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if ((rv = wd_get_instance(&wd, "_bff_health_probe_", 0, 0, pconf))
+        != APR_SUCCESS
+        || (rv = wd_register(wd, AP_WD_TM_SLICE, NULL, probe_tick))
+           != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, BFFLOGNO(210)
+                     "BFFHealthProbe: cannot register with mod_watchdog");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
+}
+
+/* child_init, before mod_watchdog starts the thread */
+static void probe_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    bff_fetch_curl_opts_t opts = { 0, 4 };
+
+    probe_stop = 0;
+    probe_client = NULL;
+    /* the process pool: outlives pchild, as the watchdog thread does */
+    if (apr_thread_mutex_create(&probe_mu, APR_THREAD_MUTEX_DEFAULT,
+                                s->process->pool) != APR_SUCCESS) {
+        probe_mu = NULL;
+        return;
+    }
+    apr_pool_create(&probe_pool, pchild);
+    if (bff_fetch_h1_create(&probe_client, &opts, probe_pool) != APR_SUCCESS) {
+        probe_client = NULL;
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, BFFLOGNO(204)
+                     "health probe: cannot create an HTTP client");
+        return;
+    }
+    apr_pool_cleanup_register(probe_pool, NULL, probe_client_cleanup,
+                              apr_pool_cleanup_null);
+    apr_pool_pre_cleanup_register(pchild, NULL, probe_cleanup);
 }
 
 /* --------------------------------------------------------- lifecycle -- */
@@ -1204,7 +1259,7 @@ static int res_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     }
     register_known_keys(s, ptemp);
     gunlock();
-    return OK;
+    return gconf->probe_ms > 0 ? probe_register(pconf, s) : OK;
 }
 
 static void res_child_init(apr_pool_t *pchild, server_rec *s)
@@ -1217,24 +1272,19 @@ static void res_child_init(apr_pool_t *pchild, server_rec *s)
     apr_thread_mutex_create(&cache_mutex, APR_THREAD_MUTEX_DEFAULT, pchild);
     key_cache = apr_hash_make(pchild);
     if (gconf->probe_ms > 0) {
-        probe_stop = 0;
-        if (apr_thread_create(&prober, NULL, probe_main, NULL, pchild)
-            == APR_SUCCESS) {
-            apr_pool_cleanup_register(pchild, NULL, probe_cleanup,
-                                      apr_pool_cleanup_null);
-        }
-        else {
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, BFFLOGNO(207)
-                         "cannot start the health probe thread");
-        }
+        probe_child_init(pchild, s);
     }
 }
 
 void bff_res_register_hooks(apr_pool_t *p)
 {
+    /* before mod_watchdog starts the probe's thread */
+    static const char *const before_watchdog[] = { "mod_watchdog.c", NULL };
+
     ap_hook_pre_config(res_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(res_post_config, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_child_init(res_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(res_child_init, NULL, before_watchdog,
+                       APR_HOOK_MIDDLE);
     ap_hook_handler(health_handler, NULL, NULL, APR_HOOK_MIDDLE);
     APR_REGISTER_OPTIONAL_FN(bff_breaker_snapshot);
 }

@@ -12,7 +12,7 @@ use POSIX ();
 use Time::HiRes qw(sleep);
 use BFFTest;
 
-plan tests => 28;
+plan tests => 29;
 
 my ($svc, $ia, $ib);
 END { own_svc_stop($_) for grep { $_ } $svc, $ia, $ib }
@@ -21,6 +21,7 @@ my $sport = $svc->{port};
 my $S = "http://127.0.0.1:$sport";
 
 my $h = start_httpd('failover', <<"CONF");
+LogLevel info watchdog:debug
 BFFBreaker on consecutive=2 open=1s half-open=1
 BFFRetry attempts=2 backoff=20ms
 BFFHealthProbe interval=200ms timeout=300ms path=/health
@@ -105,10 +106,17 @@ ok t_cmp(http_get($port, '/k/2')->code, 200, 'the trial call succeeds');
 ok t_cmp($e->{state}, 'closed', 'closed again');
 ok t_cmp($code, 200, 'health 200');
 open my $lf, '<', "$h->{dir}/error.log" or die $!;
-my @l = grep { /BFF203: health probe \Q$S\E\/health: (up|down)/ } <$lf>;
+my @log = <$lf>;
 close $lf;
+my @l = grep { /BFF203: health probe \Q$S\E\/health: (up|down)/ } @log;
 ok @l >= 4 && @l <= 8, 'probe state changes logged once each (' . scalar(@l) . ')';
 stop_httpd($h);
+# the probe runs on mod_watchdog: a child watchdog in every child (2 at
+# start, more if the MPM added some)
+my %wd = map { /\[pid (\d+)/ ? ($1 => 1) : () }
+         grep { /Watchdog \(_bff_health_probe_\) running/ } @log;
+ok keys(%wd) >= 2, 'the probe runs on mod_watchdog in each child ('
+                   . scalar(keys %wd) . ')';
 
 # ---- load balancing over two instances
 $ia = own_svc_start('user');
