@@ -1,6 +1,7 @@
 /*
  * The circuit breaker state machine (see bff_breaker.h).
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +9,7 @@
 
 #include "bff_core.h"
 #include "bff_breaker.h"
+#include "bff_opts.h"
 
 void bff_brk_conf_default(bff_brk_conf_t *c)
 {
@@ -20,60 +22,25 @@ void bff_brk_conf_default(bff_brk_conf_t *c)
     c->half_open = 3;
 }
 
-static const char *int_opt(int *out, const char *v, int lo, int hi,
-                       const char *name, apr_pool_t *p)
-{
-    const char *err = bff_parse_int(out, v, lo, hi, p);
-
-    return err ? apr_psprintf(p, "%s=%s: %s", name, v, err) : NULL;
-}
-
-static const char *ms_opt(long *out, const char *v, int zero_ok,
-                          const char *name, apr_pool_t *p)
-{
-    const char *err = bff_parse_duration_ms(out, v, p);
-
-    if (!err && *out < (zero_ok ? 0 : 1)) {
-        err = "must be greater than 0";
-    }
-    return err ? apr_psprintf(p, "%s=%s: %s", name, v, err) : NULL;
-}
+static const bff_opt_t brk_opts[] = {
+    BFF_OPT_NUM("failure-rate", BFF_OPT_INT, bff_brk_conf_t, failure_rate,
+                1, 100),
+    BFF_OPT_NUM("min-calls", BFF_OPT_INT, bff_brk_conf_t, min_calls,
+                1, BFF_BRK_WINDOW_MAX),
+    BFF_OPT_NUM("window", BFF_OPT_INT, bff_brk_conf_t, window,
+                1, BFF_BRK_WINDOW_MAX),
+    BFF_OPT_NUM("consecutive", BFF_OPT_INT, bff_brk_conf_t, consecutive,
+                0, 100000),
+    BFF_OPT_NUM("slow", BFF_OPT_MS, bff_brk_conf_t, slow_ms, 1, BFF_OPT_MAX),
+    BFF_OPT_NUM("open", BFF_OPT_MS, bff_brk_conf_t, open_ms, 0, LONG_MAX),
+    BFF_OPT_NUM("half-open", BFF_OPT_INT, bff_brk_conf_t, half_open, 1, 1000),
+    BFF_OPT_END
+};
 
 const char *bff_brk_conf_option(bff_brk_conf_t *c, const char *opt,
                                 apr_pool_t *p)
 {
-    const char *eq = strchr(opt, '=');
-    const char *name, *v;
-
-    if (!eq) {
-        return apr_psprintf(p, "'%s': expected NAME=VALUE", opt);
-    }
-    name = apr_pstrmemdup(p, opt, (apr_size_t)(eq - opt));
-    v = eq + 1;
-    if (!strcmp(name, "failure-rate")) {
-        return int_opt(&c->failure_rate, v, 1, 100, name, p);
-    }
-    if (!strcmp(name, "min-calls")) {
-        return int_opt(&c->min_calls, v, 1, BFF_BRK_WINDOW_MAX, name, p);
-    }
-    if (!strcmp(name, "window")) {
-        return int_opt(&c->window, v, 1, BFF_BRK_WINDOW_MAX, name, p);
-    }
-    if (!strcmp(name, "consecutive")) {
-        return int_opt(&c->consecutive, v, 0, 100000, name, p);
-    }
-    if (!strcmp(name, "half-open")) {
-        return int_opt(&c->half_open, v, 1, 1000, name, p);
-    }
-    if (!strcmp(name, "slow")) {
-        return ms_opt(&c->slow_ms, v, 1, name, p);
-    }
-    if (!strcmp(name, "open")) {
-        return ms_opt(&c->open_ms, v, 0, name, p);
-    }
-    return apr_psprintf(p, "unknown option '%s' (expected failure-rate, "
-                        "min-calls, window, consecutive, slow, open or "
-                        "half-open)", name);
+    return bff_opt_parse(brk_opts, c, opt, p);
 }
 
 const char *bff_brk_conf_check(const bff_brk_conf_t *c, apr_pool_t *p)

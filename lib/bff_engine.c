@@ -8,6 +8,7 @@
 #include <apr_time.h>
 
 #include "bff_engine.h"
+#include "bff_opts.h"
 #include "bff_http.h"
 
 #define DEFAULT_TIMEOUT_MS          5000
@@ -61,71 +62,48 @@ static int name_ok(const char *s)
     return 1;
 }
 
+static const char *backend_default(void *target, const char *v,
+                                   apr_pool_t *p)
+{
+    bff_backend_t *be = target;
+    json_error_t jerr;
+    json_t *j = json_loads(v, JSON_DECODE_ANY, &jerr);
+
+    if (!j) {
+        return apr_psprintf(p, "invalid JSON: %s", jerr.text);
+    }
+    be->defval = bff_json_pool_own(j, p);
+    return NULL;
+}
+
+static const char *backend_body(void *target, const char *v, apr_pool_t *p)
+{
+    bff_backend_t *be = target;
+
+    return bff_tpl_compile(&be->body, v, BFF_TPL_JSON, p);
+}
+
+static const bff_opt_t backend_opts[] = {
+    BFF_OPT_SET("required", bff_backend_t, required, 1),
+    BFF_OPT_SET("optional", bff_backend_t, required, 0),
+    BFF_OPT_CALL("default", backend_default),
+    BFF_OPT_CALL("body", backend_body),
+    BFF_OPT_NUM("timeout", BFF_OPT_MS, bff_backend_t, timeout_ms,
+                1, BFF_OPT_MAX),
+    BFF_OPT_NUM("max-size", BFF_OPT_SIZE, bff_backend_t, max_body,
+                1, BFF_OPT_MAX),
+    BFF_OPT_SET("per-item", bff_backend_t, per_item, 1),
+    BFF_OPT_NUM("concurrency", BFF_OPT_INT, bff_backend_t, concurrency,
+                1, 256),
+    BFF_OPT_NUM("max-items", BFF_OPT_INT, bff_backend_t, max_items,
+                1, MAX_ITEMS_LIMIT),
+    BFF_OPT_END
+};
+
 const char *bff_backend_option(bff_backend_t *be, const char *opt,
                                apr_pool_t *p)
 {
-    const char *v;
-
-    if (!strcmp(opt, "required")) {
-        be->required = 1;
-        return NULL;
-    }
-    if (!strcmp(opt, "optional")) {
-        be->required = 0;
-        return NULL;
-    }
-    if (!strncmp(opt, "default=", 8)) {
-        json_error_t jerr;
-        json_t *j = json_loads(opt + 8, JSON_DECODE_ANY, &jerr);
-        if (!j) {
-            return apr_psprintf(p, "default=: invalid JSON '%s': %s",
-                                opt + 8, jerr.text);
-        }
-        be->defval = bff_json_pool_own(j, p);
-        return NULL;
-    }
-    if (!strncmp(opt, "body=", 5)) {
-        const char *err = bff_tpl_compile(&be->body, opt + 5, BFF_TPL_JSON, p);
-        return err ? apr_psprintf(p, "body=: %s", err) : NULL;
-    }
-    if (!strncmp(opt, "timeout=", 8)) {
-        const char *err = bff_parse_duration_ms(&be->timeout_ms, opt + 8, p);
-        if (!err && be->timeout_ms <= 0) {
-            err = "must be greater than 0";
-        }
-        return err ? apr_psprintf(p, "timeout=: %s", err) : NULL;
-    }
-    if (!strcmp(opt, "per-item")) {
-        be->per_item = 1;
-        return NULL;
-    }
-    if (!strncmp(opt, "concurrency=", 12) || !strncmp(opt, "max-items=", 10)) {
-        int conc = opt[0] == 'c';
-        const char *num = opt + (conc ? 12 : 10);
-        char *end;
-        long n = strtol(num, &end, 10);
-        long hi = conc ? 256 : MAX_ITEMS_LIMIT;
-
-        if (!*num || *end || n < 1 || n > hi) {
-            return apr_psprintf(p, "%s: expected a number from 1 to %ld",
-                                conc ? "concurrency=" : "max-items=", hi);
-        }
-        *(conc ? &be->concurrency : &be->max_items) = (int)n;
-        return NULL;
-    }
-    if (!strncmp(opt, "max-size=", 9)) {
-        const char *err = bff_parse_size(&be->max_body, opt + 9, p);
-        if (!err && be->max_body == 0) {
-            err = "must be greater than 0";
-        }
-        return err ? apr_psprintf(p, "max-size=: %s", err) : NULL;
-    }
-    v = strchr(opt, '=');
-    return apr_psprintf(p, "unknown option '%s' (expected required, optional, "
-                        "default=JSON, body=TEMPLATE, timeout=DURATION, "
-                        "max-size=SIZE, per-item, concurrency=N or "
-                        "max-items=N)",
-                        v ? apr_pstrmemdup(p, opt, (apr_size_t)(v - opt + 1)) : opt);
+    return bff_opt_parse(backend_opts, be, opt, p);
 }
 
 int bff_endpoint_param(const bff_endpoint_t *ep, const char *name)

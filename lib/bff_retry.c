@@ -9,6 +9,7 @@
 
 #include "bff_core.h"
 #include "bff_retry.h"
+#include "bff_opts.h"
 
 void bff_retry_conf_default(bff_retry_conf_t *c)
 {
@@ -24,79 +25,49 @@ void bff_retry_conf_default(bff_retry_conf_t *c)
     c->budget_min = 10;
 }
 
-static const char *num(int *out, const char *v, int lo, int hi,
-                       const char *name, apr_pool_t *p)
+static const char *statuses(void *target, const char *v, apr_pool_t *p)
 {
-    const char *err = bff_parse_int(out, v, lo, hi, p);
-
-    return err ? apr_psprintf(p, "%s=%s: %s", name, v, err) : NULL;
-}
-
-static const char *statuses(bff_retry_conf_t *c, const char *v, apr_pool_t *p)
-{
+    bff_retry_conf_t *c = target;
     char *list = apr_pstrdup(p, v), *last, *tok;
+    int n = 0, list_[8];
 
-    c->nstatuses = 0;
     for (tok = apr_strtok(list, ",", &last); tok;
          tok = apr_strtok(NULL, ",", &last)) {
-        int s;
-        const char *err;
-        if (c->nstatuses == (int)(sizeof(c->statuses) / sizeof(c->statuses[0]))) {
-            return "statuses=: at most 8 statuses";
+        if (n == (int)(sizeof(list_) / sizeof(list_[0]))) {
+            return "at most 8 statuses";
         }
-        if ((err = num(&s, tok, 400, 599, "statuses", p)) != NULL) {
-            return err;
+        if (bff_parse_int(&list_[n], tok, 400, 599, p)) {
+            return apr_psprintf(p, "'%s' is not a status from 400 to 599",
+                                tok);
         }
-        c->statuses[c->nstatuses++] = s;
+        n++;
     }
+    if (!n) {
+        return "expected CODE[,CODE...]";
+    }
+    memcpy(c->statuses, list_, sizeof(int) * (apr_size_t)n);
+    c->nstatuses = n;
     return NULL;
 }
+
+static const bff_opt_t retry_opts[] = {
+    BFF_OPT_NUM("attempts", BFF_OPT_INT, bff_retry_conf_t, attempts, 1, 10),
+    BFF_OPT_NUM("backoff", BFF_OPT_MS, bff_retry_conf_t, base_ms,
+                1, BFF_OPT_MAX),
+    BFF_OPT_NUM("max-backoff", BFF_OPT_MS, bff_retry_conf_t, max_ms,
+                1, BFF_OPT_MAX),
+    BFF_OPT_CALL("statuses", statuses),
+    BFF_OPT_VAL("unsafe", BFF_OPT_ONOFF, bff_retry_conf_t, unsafe),
+    BFF_OPT_NUM("budget", BFF_OPT_INT, bff_retry_conf_t, budget_pct, 1, 100),
+    BFF_OPT_NUM("budget-min", BFF_OPT_INT, bff_retry_conf_t, budget_min,
+                1, 100000),
+    BFF_OPT_END
+};
 
 const char *bff_retry_conf_option(bff_retry_conf_t *c, const char *opt,
                                   apr_pool_t *p)
 {
-    const char *eq = strchr(opt, '=');
-    const char *name, *v, *err;
-
-    if (!eq) {
-        return apr_psprintf(p, "'%s': expected NAME=VALUE", opt);
-    }
-    name = apr_pstrmemdup(p, opt, (apr_size_t)(eq - opt));
-    v = eq + 1;
-    if (!strcmp(name, "attempts")) {
-        return num(&c->attempts, v, 1, 10, name, p);
-    }
-    if (!strcmp(name, "budget")) {
-        return num(&c->budget_pct, v, 1, 100, name, p);
-    }
-    if (!strcmp(name, "budget-min")) {
-        return num(&c->budget_min, v, 1, 100000, name, p);
-    }
-    if (!strcmp(name, "statuses")) {
-        return statuses(c, v, p);
-    }
-    if (!strcmp(name, "unsafe")) {
-        if (strcasecmp(v, "on") && strcasecmp(v, "off")) {
-            return apr_psprintf(p, "unsafe=%s: expected on or off", v);
-        }
-        c->unsafe = !strcasecmp(v, "on");
-        return NULL;
-    }
-    if (!strcmp(name, "backoff") || !strcmp(name, "max-backoff")) {
-        long ms;
-        err = bff_parse_duration_ms(&ms, v, p);
-        if (!err && ms <= 0) {
-            err = "must be greater than 0";
-        }
-        if (err) {
-            return apr_psprintf(p, "%s=%s: %s", name, v, err);
-        }
-        *(name[0] == 'b' ? &c->base_ms : &c->max_ms) = ms;
-        return NULL;
-    }
-    return apr_psprintf(p, "unknown option '%s' (expected attempts, backoff, "
-                        "max-backoff, statuses, unsafe, budget or "
-                        "budget-min)", name);
+    return bff_opt_parse(retry_opts, c, opt, p);
 }
 
 /* RFC 9110 9.2.2: methods whose repetition has the effect of one call */

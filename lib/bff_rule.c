@@ -16,6 +16,7 @@
 
 #include "bff_core.h"
 #include "bff_schema.h"
+#include "bff_opts.h"
 
 typedef enum { R_STRING, R_INTEGER, R_NUMBER, R_BOOLEAN } rule_kind_e;
 
@@ -69,37 +70,75 @@ static const char *bound(json_t *schema, rule_kind_e kind, const char *kw_num,
     return NULL;
 }
 
+/* what the options of one rule write into */
+typedef struct {
+    bff_rule_t *r;
+    json_t *schema;
+    int required;
+} rule_opts_t;
+
+static const char *opt_min(void *target, const char *v, apr_pool_t *p)
+{
+    rule_opts_t *o = target;
+
+    return bound(o->schema, o->r->kind, "minimum", "minLength", v, p);
+}
+
+static const char *opt_max(void *target, const char *v, apr_pool_t *p)
+{
+    rule_opts_t *o = target;
+
+    return bound(o->schema, o->r->kind, "maximum", "maxLength", v, p);
+}
+
+static const char *opt_pattern(void *target, const char *v, apr_pool_t *p)
+{
+    rule_opts_t *o = target;
+
+    json_object_set_new(o->schema, "pattern", json_string(v));
+    return NULL;
+}
+
+static const char *opt_enum(void *target, const char *v, apr_pool_t *p)
+{
+    rule_opts_t *o = target;
+    json_t *vals = json_array();
+
+    do {
+        size_t n = strcspn(v, "|");
+        json_array_append_new(vals, json_stringn(v, n));
+        v += n;
+    } while (*v++);
+    json_object_set_new(o->schema, "enum", vals);
+    return NULL;
+}
+
+static const bff_opt_t string_opts[] = {
+    BFF_OPT_SET("required", rule_opts_t, required, 1),
+    BFF_OPT_CALL("min", opt_min),
+    BFF_OPT_CALL("max", opt_max),
+    BFF_OPT_CALL("pattern", opt_pattern),
+    BFF_OPT_CALL("enum", opt_enum),
+    BFF_OPT_END
+};
+
+static const bff_opt_t number_opts[] = {
+    BFF_OPT_SET("required", rule_opts_t, required, 1),
+    BFF_OPT_CALL("min", opt_min),
+    BFF_OPT_CALL("max", opt_max),
+    BFF_OPT_END
+};
+
 static const char *rule_option(bff_rule_t *r, json_t *schema, const char *opt,
                                apr_pool_t *p)
 {
-    if (!strcmp(opt, "required")) {
-        r->required = 1;
-        return NULL;
-    }
-    if (!strncmp(opt, "min=", 4)) {
-        return bound(schema, r->kind, "minimum", "minLength", opt + 4, p);
-    }
-    if (!strncmp(opt, "max=", 4)) {
-        return bound(schema, r->kind, "maximum", "maxLength", opt + 4, p);
-    }
-    if (!strncmp(opt, "pattern=", 8) && r->kind == R_STRING) {
-        json_object_set_new(schema, "pattern", json_string(opt + 8));
-        return NULL;
-    }
-    if (!strncmp(opt, "enum=", 5) && r->kind == R_STRING) {
-        json_t *vals = json_array();
-        const char *s = opt + 5;
-        do {
-            size_t n = strcspn(s, "|");
-            json_array_append_new(vals, json_stringn(s, n));
-            s += n;
-        } while (*s++);
-        json_object_set_new(schema, "enum", vals);
-        return NULL;
-    }
-    return apr_psprintf(p, "unknown option '%s' (expected required, min=, "
-                        "max=%s)", opt, r->kind == R_STRING
-                        ? ", pattern= or enum=" : "");
+    rule_opts_t o = { r, schema, 0 };
+    const char *err = bff_opt_parse(r->kind == R_STRING ? string_opts
+                                                        : number_opts,
+                                    &o, opt, p);
+
+    r->required |= o.required;
+    return err;
 }
 
 const char *bff_rule_compile(bff_rule_t **out, const char *name,

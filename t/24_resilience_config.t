@@ -15,12 +15,12 @@ my @cases = (
   [ "BFFBreaker on failure-rate=0\n", 1, qr/failure-rate=0: expected a number from 1 to 100/ ],
   [ "BFFBreaker on min-calls=30 window=20\n", 1, qr/min-calls=30 is larger than window=20/ ],
   [ "BFFBreaker on scope=vhost\n", 1, qr/scope=host or scope=backend/ ],
-  [ "BFFBreaker on colour=red\n", 1, qr/unknown option 'colour'/ ],
+  [ "BFFBreaker on colour=red\n", 1, qr/unknown option 'colour='/ ],
   [ "BFFBreaker on open=soon\n", 1, qr/BFFBreaker: open=soon/ ],
   [ "${EP} BFFBreaker on half-open=0\n</BFFEndpoint>", 3, qr/half-open=0: expected a number from 1/ ],
   [ "BFFRetry\n", 1, qr/BFFRetry takes off or options/ ],
   [ "BFFRetry attempts=0\n", 1, qr/attempts=0: expected a number from 1 to 10/ ],
-  [ "BFFRetry statuses=200\n", 1, qr/statuses=200: expected a number from 400 to 599/ ],
+  [ "BFFRetry statuses=200\n", 1, qr/statuses=: '200' is not a status from 400 to 599/ ],
   [ "BFFRetry backoff=1s max-backoff=10ms\n", 1, qr/max-backoff is shorter than backoff/ ],
   [ "${EP} BFFRetry unsafe=maybe\n</BFFEndpoint>", 3, qr/unsafe=maybe: expected on or off/ ],
   [ "BFFUpstream users\n", 1, qr/BFFUpstream users: no instance/ ],
@@ -32,7 +32,7 @@ my @cases = (
   [ "<VirtualHost 127.0.0.1:1>\n BFFUpstream u http://h:1\n</VirtualHost>", 2, qr/cannot occur within <VirtualHost>/ ],
   [ "BFFHealthProbe path=/x\n", 1, qr/needs interval=DURATION/ ],
   [ "BFFHealthProbe interval=soon\n", 1, qr/BFFHealthProbe interval=soon/ ],
-  [ "BFFHealthProbe every=1s\n", 1, qr/unknown option 'every=1s'/ ],
+  [ "BFFHealthProbe every=1s\n", 1, qr/unknown option 'every='/ ],
   [ "BFFBreakerSlots 0\n", 1, qr/from 1 to 100000/ ],
 );
 

@@ -39,7 +39,7 @@ my @cases = (
   [ "$E BFFBackend c GET $U/c/{a.x} per-item\n</BFFEndpoint>", 1,
     qr/backend 'c': per-item needs a reference through an array/ ],
   [ "$E BFFBackend c GET $U/c/{a[].x} per-item concurrency=0\n</BFFEndpoint>", 4,
-    qr/concurrency=: expected a number from 1 to 256/ ],
+    qr/concurrency=0: expected a number from 1 to 256/ ],
   [ "$E BFFBackend c GET $U/c/{a[].x} concurrency=2\n</BFFEndpoint>", 1,
     qr/concurrency= and max-items= need per-item/ ],
   [ "BFFLift a\n", 1, qr/only allowed inside <BFFEndpoint>/ ],

@@ -54,7 +54,7 @@ my @cases = (
   [ "<Location /x>\n BFFQueryRule limit float\n</Location>", 2,
     qr/BFFQueryRule limit: unknown type 'float'/ ],
   [ "<Location /x>\n BFFQueryRule limit integer pattern=^1\n</Location>", 2,
-    qr/BFFQueryRule limit: unknown option 'pattern=\^1'/ ],
+    qr/BFFQueryRule limit: unknown option 'pattern='/ ],
   [ "<Location /x>\n BFFHeaderRule X-V string pattern=(\n</Location>", 2,
     qr/BFFHeaderRule X-V: .*bad regular expression/ ],
   [ "<Location /x>\n BFFHeaderRule X-V string min=x\n</Location>", 2,

@@ -17,6 +17,7 @@
 #include <apr_lib.h>
 
 #include "bff_core.h"
+#include "bff_opts.h"
 
 static apr_pool_t *pool;
 
@@ -1434,6 +1435,114 @@ START_TEST(size_bad)
 }
 END_TEST
 
+/* ------------------------------------------------------------ options -- */
+
+typedef struct {
+    int n, on, flag;
+    long ms;
+    apr_int64_t big;
+    apr_size_t size;
+    const char *s, *fn;
+} opt_rec_t;
+
+static const char *opt_fn(void *target, const char *v, apr_pool_t *p)
+{
+    opt_rec_t *r = target;
+
+    if (strcmp(v, "a") && strcmp(v, "b")) {
+        return "expected a or b";
+    }
+    r->fn = apr_pstrdup(p, v);
+    return NULL;
+}
+
+static const bff_opt_t opt_table[] = {
+    BFF_OPT_NUM("n", BFF_OPT_INT, opt_rec_t, n, 1, 100),
+    BFF_OPT_NUM("big", BFF_OPT_INT64, opt_rec_t, big, 1, BFF_OPT_MAX),
+    BFF_OPT_NUM("ms", BFF_OPT_MS, opt_rec_t, ms, 1, 60000),
+    BFF_OPT_NUM("wait", BFF_OPT_MS, opt_rec_t, ms, 1, BFF_OPT_MAX),
+    BFF_OPT_NUM("size", BFF_OPT_SIZE, opt_rec_t, size, 1, 1048576),
+    BFF_OPT_VAL("on", BFF_OPT_ONOFF, opt_rec_t, on),
+    BFF_OPT_VAL("s", BFF_OPT_STR, opt_rec_t, s),
+    BFF_OPT_SET("flag", opt_rec_t, flag, 7),
+    BFF_OPT_CALL("fn", opt_fn),
+    BFF_OPT_END
+};
+
+START_TEST(options_table)
+{
+    opt_rec_t r;
+
+    memset(&r, 0, sizeof(r));
+    ASSERT_OK(bff_opt_parse(opt_table, &r, "n=42", pool));
+    ck_assert_int_eq(r.n, 42);
+    ASSERT_OK(bff_opt_parse(opt_table, &r, "big=9000000000", pool));
+    ck_assert(r.big == APR_INT64_C(9000000000));
+    ASSERT_OK(bff_opt_parse(opt_table, &r, "ms=1.5s", pool));
+    ck_assert_int_eq(r.ms, 1500);
+    ASSERT_OK(bff_opt_parse(opt_table, &r, "size=64k", pool));
+    ck_assert_uint_eq(r.size, 65536);
+    ASSERT_OK(bff_opt_parse(opt_table, &r, "on=On", pool));
+    ck_assert_int_eq(r.on, 1);
+    ASSERT_OK(bff_opt_parse(opt_table, &r, "on=off", pool));
+    ck_assert_int_eq(r.on, 0);
+    ASSERT_OK(bff_opt_parse(opt_table, &r, "s=x=y", pool));
+    ck_assert_str_eq(r.s, "x=y");
+    ASSERT_OK(bff_opt_parse(opt_table, &r, "flag", pool));
+    ck_assert_int_eq(r.flag, 7);
+    ASSERT_OK(bff_opt_parse(opt_table, &r, "fn=b", pool));
+    ck_assert_str_eq(r.fn, "b");
+
+    /* bounds, in the admin's units */
+    ASSERT_ERR(bff_opt_parse(opt_table, &r, "n=0", pool),
+               "n=0: expected a number from 1 to 100");
+    ASSERT_ERR(bff_opt_parse(opt_table, &r, "n=101", pool),
+               "n=101: expected a number from 1 to 100");
+    ASSERT_ERR(bff_opt_parse(opt_table, &r, "n=4x", pool),
+               "n=4x: expected a number from 1 to 100");
+    ASSERT_ERR(bff_opt_parse(opt_table, &r, "n= 4", pool),
+               "expected a number from 1 to 100");
+    ASSERT_ERR(bff_opt_parse(opt_table, &r, "n=99999999999999999999", pool),
+               "expected a number from 1 to 100");
+    ASSERT_ERR(bff_opt_parse(opt_table, &r, "big=0", pool),
+               "big=0: expected a number of at least 1");
+    ASSERT_ERR(bff_opt_parse(opt_table, &r, "ms=2m", pool),
+               "ms=2m: expected a duration from 1ms to 1m");
+    ASSERT_ERR(bff_opt_parse(opt_table, &r, "ms=soon", pool),
+               "ms=soon: invalid duration 'soon'");
+    ASSERT_ERR(bff_opt_parse(opt_table, &r, "wait=0", pool),
+               "wait=0: must be greater than 0");
+    ASSERT_ERR(bff_opt_parse(opt_table, &r, "size=2M", pool),
+               "size=2M: expected a size from 1 to 1048576");
+    ASSERT_ERR(bff_opt_parse(opt_table, &r, "on=yes", pool),
+               "on=yes: expected on or off");
+    ck_assert_int_eq(r.n, 42);
+    ck_assert_int_eq(r.ms, 1500);
+
+    /* shape of the word */
+    ASSERT_ERR(bff_opt_parse(opt_table, &r, "n", pool),
+               "n: expected n=VALUE");
+    ASSERT_ERR(bff_opt_parse(opt_table, &r, "n=", pool), "n=: missing value");
+    ASSERT_ERR(bff_opt_parse(opt_table, &r, "flag=1", pool),
+               "flag takes no value");
+    /* the unknown option's value is not repeated: it may be a secret */
+    ASSERT_ERR(bff_opt_parse(opt_table, &r, "colour=s3cret", pool),
+               "unknown option 'colour=' (expected n=, big=, ms=, wait=, "
+               "size=, on=, s=, flag or fn=)");
+    ck_assert_ptr_null(strstr(bff_opt_parse(opt_table, &r, "colour=s3cret",
+                                            pool), "s3cret"));
+    ASSERT_ERR(bff_opt_parse(opt_table, &r, "colour", pool),
+               "unknown option 'colour'");
+    /* nor the value a parser of its own refuses */
+    ASSERT_ERR(bff_opt_parse(opt_table, &r, "fn=s3cret", pool),
+               "fn=: expected a or b");
+    ck_assert_ptr_null(strstr(bff_opt_parse(opt_table, &r, "fn=s3cret",
+                                            pool), "s3cret"));
+    ASSERT_ERR(bff_opt_parse(opt_table, &r, "nn=1", pool), "unknown option 'nn='");
+    ASSERT_ERR(bff_opt_parse(opt_table, &r, "=1", pool), "unknown option '='");
+}
+END_TEST
+
 /* ============================================================== main == */
 
 #define NELTS(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -1555,6 +1664,7 @@ static Suite *parse_suite(void)
     tcase_add_loop_test(t, duration_bad, 0, NELTS(bad_durations));
     tcase_add_loop_test(t, size_good, 0, NELTS(good_sizes));
     tcase_add_loop_test(t, size_bad, 0, NELTS(bad_sizes));
+    tcase_add_test(t, options_table);
     suite_add_tcase(s, t);
     return s;
 }

@@ -508,9 +508,9 @@ START_TEST(per_item_config_errors)
 
     memset(&be, 0, sizeof(be));
     ck_assert_str_eq(bff_backend_option(&be, "concurrency=0", pool),
-                     "concurrency=: expected a number from 1 to 256");
+                     "concurrency=0: expected a number from 1 to 256");
     ck_assert_str_eq(bff_backend_option(&be, "max-items=x", pool),
-                     "max-items=: expected a number from 1 to 10000");
+                     "max-items=x: expected a number from 1 to 10000");
 
     ep = bff_endpoint_create("GET", "/m/{id:int}", pool);
     ck_assert_ptr_null(bff_route_compile(&ep->route, ep->pattern, pool));

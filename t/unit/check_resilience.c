@@ -309,9 +309,9 @@ START_TEST(conf_options)
     ck_assert_str_eq(bff_brk_conf_option(&c, "window=129", pool),
                      "window=129: expected a number from 1 to 128");
     ck_assert_ptr_nonnull(strstr(bff_brk_conf_option(&c, "colour=red", pool),
-                                 "unknown option 'colour'"));
+                                 "unknown option 'colour='"));
     ck_assert_ptr_nonnull(strstr(bff_brk_conf_option(&c, "slow", pool),
-                                 "expected NAME=VALUE"));
+                                 "slow: expected slow=VALUE"));
     ck_assert_ptr_nonnull(bff_brk_conf_option(&c, "open=soon", pool));
     c.min_calls = 9;
     ck_assert_ptr_nonnull(strstr(bff_brk_conf_check(&c, pool),
@@ -421,11 +421,15 @@ START_TEST(retry_conf_options)
     ck_assert_str_eq(bff_retry_conf_option(&c, "attempts=0", pool),
                      "attempts=0: expected a number from 1 to 10");
     ck_assert_str_eq(bff_retry_conf_option(&c, "statuses=200", pool),
-                     "statuses=200: expected a number from 400 to 599");
+                     "statuses=: '200' is not a status from 400 to 599");
+    ck_assert_ptr_nonnull(strstr(bff_retry_conf_option(&c, "statuses=,", pool),
+                                 "statuses=: expected CODE[,CODE...]"));
+    /* a refused list leaves the statuses as they were */
+    ck_assert_int_eq(c.nstatuses, 2);
     ck_assert_str_eq(bff_retry_conf_option(&c, "unsafe=maybe", pool),
                      "unsafe=maybe: expected on or off");
     ck_assert_ptr_nonnull(strstr(bff_retry_conf_option(&c, "tries=2", pool),
-                                 "unknown option 'tries'"));
+                                 "unknown option 'tries=' (expected attempts=, "));
 }
 END_TEST
 
