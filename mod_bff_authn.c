@@ -18,6 +18,7 @@
 #include "util_cookies.h"
 
 #include "mod_bff_access.h"
+#include "bff_opts.h"
 
 APLOG_USE_MODULE(bff);
 
@@ -371,12 +372,32 @@ const char *bff_auth_cmd_apikey_file(cmd_parms *cmd, void *dcv,
     return NULL;
 }
 
+static const char *opt_prefix(void *target, const char *v, apr_pool_t *p)
+{
+    bff_auth_srv_t *as = target;
+    const char *s;
+
+    for (s = v; *s && apr_isgraph(*s); s++) {
+    }
+    if (*s || s - v > APIKEY_PREFIX_MAX) {
+        return apr_psprintf(p, "1 to %d printable characters, no spaces",
+                            APIKEY_PREFIX_MAX);
+    }
+    as->apikey_prefix = v;
+    return NULL;
+}
+
+static const bff_opt_t apikey_redis_opts[] = {
+    BFF_OPT_CALL("prefix", opt_prefix),
+    BFF_OPT_END
+};
+
 const char *bff_auth_cmd_apikey_redis(cmd_parms *cmd, void *dcv,
                                       const char *args)
 {
     const char *err = srv_only(cmd);
     bff_auth_srv_t *as = srv_conf(cmd);
-    const char *w, *opt, *s;
+    const char *w, *opt;
 
     if (err) {
         return err;
@@ -393,19 +414,9 @@ const char *bff_auth_cmd_apikey_redis(cmd_parms *cmd, void *dcv,
                             "Off", w);
     }
     while (*(opt = ap_getword_conf(cmd->pool, &args))) {
-        if (strncmp(opt, "prefix=", 7)) {
-            return apr_psprintf(cmd->pool, "BFFAPIKeyRedis: unknown option "
-                                "'%s' (prefix=)", opt);
+        if ((err = bff_opt_parse(apikey_redis_opts, as, opt, cmd->pool))) {
+            return apr_psprintf(cmd->pool, "BFFAPIKeyRedis: %s", err);
         }
-        opt += 7;
-        for (s = opt; *s && apr_isgraph(*s); s++) {
-        }
-        if (!*opt || *s || s - opt > APIKEY_PREFIX_MAX) {
-            return apr_psprintf(cmd->pool, "BFFAPIKeyRedis: prefix=%s: 1 to "
-                                "%d printable characters, no spaces", opt,
-                                APIKEY_PREFIX_MAX);
-        }
-        as->apikey_prefix = opt;
     }
     return NULL;
 }
@@ -432,6 +443,13 @@ static const char *const ident_denied[] = {
     "Host", "Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
     "Transfer-Encoding", "Upgrade", "Content-Length", "Content-Type",
     "Authorization", "Cookie", "Expect", NULL
+};
+
+static const bff_opt_t ident_opts[] = {
+    BFF_OPT_VAL("sep", BFF_OPT_STR, ident_t, sep),
+    BFF_OPT_SET("optional", ident_t, optional, 1),
+    BFF_OPT_SET("required", ident_t, optional, 0),
+    BFF_OPT_END
 };
 
 const char *bff_auth_cmd_identity_header(cmd_parms *cmd, void *dcv,
@@ -477,23 +495,9 @@ const char *bff_auth_cmd_identity_header(cmd_parms *cmd, void *dcv,
     id->sep = ",";
     id->optional = 0;
     while (*(opt = ap_getword_conf(cmd->pool, &args))) {
-        if (!strncmp(opt, "sep=", 4)) {
-            if (!opt[4]) {
-                return apr_psprintf(cmd->pool, "BFFIdentityHeader %s %s: "
-                                    "sep= needs a separator", header, claim);
-            }
-            id->sep = opt + 4;
-        }
-        else if (!strcmp(opt, "optional")) {
-            id->optional = 1;
-        }
-        else if (!strcmp(opt, "required")) {
-            id->optional = 0;
-        }
-        else {
-            return apr_psprintf(cmd->pool, "BFFIdentityHeader %s %s: unknown "
-                                "option '%s' (sep=STRING, optional, "
-                                "required)", header, claim, opt);
+        if ((err = bff_opt_parse(ident_opts, id, opt, cmd->pool))) {
+            return apr_psprintf(cmd->pool, "BFFIdentityHeader %s %s: %s",
+                                header, claim, err);
         }
     }
     return NULL;

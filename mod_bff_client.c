@@ -17,6 +17,7 @@
 #include "apr_strings.h"
 
 #include "mod_bff.h"
+#include "bff_opts.h"
 #include "bff_http.h"
 
 APLOG_USE_MODULE(bff);
@@ -53,28 +54,28 @@ static bff_client_ep_t *client_ep(bff_ep_conf_t *epc, apr_pool_t *p)
 
 /* -------------------------------------------------------- directives -- */
 
+typedef struct {
+    apr_size_t max;
+} join_opts_t;
+
+static const bff_opt_t join_opts[] = {
+    BFF_OPT_NUM("max-size", BFF_OPT_SIZE, join_opts_t, max, 1, BFF_OPT_MAX),
+    BFF_OPT_END
+};
+
 /* BFFJoin TARGET SOURCE[].KEY=LIST[].FIELD [max-size=SIZE] */
 const char *bff_client_cmd_join(cmd_parms *cmd, void *dcv, const char *target,
                                 const char *spec, const char *opt)
 {
     bff_dir_conf_t *dc = dcv;
     const char *err = bff_in_endpoint_only(cmd, dc);
-    apr_size_t max = 0;
+    join_opts_t o = { 0 };
 
     if (err) {
         return err;
     }
-    if (opt && strncmp(opt, "max-size=", 9)) {
-        err = apr_psprintf(cmd->pool, "unknown option '%s' (expected "
-                           "max-size=SIZE)", opt);
-    }
-    else if (opt && ((err = bff_parse_size(&max, opt + 9, cmd->pool))
-                     || !max)) {
-        err = apr_psprintf(cmd->pool, "max-size: %s",
-                           err ? err : "must be more than 0");
-    }
-    else {
-        err = bff_present_join(dc->epc->ep->present, target, spec, max,
+    if (!opt || !(err = bff_opt_parse(join_opts, &o, opt, cmd->pool))) {
+        err = bff_present_join(dc->epc->ep->present, target, spec, o.max,
                                cmd->pool);
     }
     return err ? apr_psprintf(cmd->pool, "%s %s %s: %s", cmd->cmd->name,

@@ -21,6 +21,7 @@
 #include "apr_thread_proc.h"
 
 #include "mod_bff.h"
+#include "bff_opts.h"
 #include "bff_cache.h"
 #include "bff_redis.h"
 #include "bff_obs.h"
@@ -67,17 +68,31 @@ bff_events_conf_t *bff_events_conf_create(apr_pool_t *p)
     return c;
 }
 
-static const char *parse_count(long *out, const char *v, long min, long max)
+static const char *opt_stream(void *target, const char *v, apr_pool_t *p)
 {
-    char *end;
-    long n = strtol(v, &end, 10);
+    bff_events_conf_t *c = target;
 
-    if (!*v || *end || n < min || n > max) {
-        return "not a number in range";
+    if (strlen(v) > 200) {
+        return "1 to 200 bytes";
     }
-    *out = n;
+    c->stream = v;
     return NULL;
 }
+
+/* queue= is an unsigned int; the parser writes an int of the same size */
+static const bff_opt_t events_opts[] = {
+    BFF_OPT_CALL("stream", opt_stream),
+    BFF_OPT_NUM("maxlen", BFF_OPT_LONG, bff_events_conf_t, maxlen,
+                1, 1000000000L),
+    BFF_OPT_NUM("queue", BFF_OPT_INT, bff_events_conf_t, queue, 1, 10000000L),
+    BFF_OPT_NUM("batch", BFF_OPT_INT, bff_events_conf_t, batch,
+                1, EV_BATCH_MAX),
+    BFF_OPT_NUM("connect-timeout", BFF_OPT_MS, bff_events_conf_t, connect_ms,
+                1, BFF_OPT_MAX),
+    BFF_OPT_NUM("timeout", BFF_OPT_MS, bff_events_conf_t, timeout_ms,
+                1, BFF_OPT_MAX),
+    BFF_OPT_END
+};
 
 const char *bff_events_cmd_redis(cmd_parms *cmd, void *dcv, const char *args)
 {
@@ -97,45 +112,8 @@ const char *bff_events_cmd_redis(cmd_parms *cmd, void *dcv, const char *args)
     }
     c->url = url;
     while (*(opt = ap_getword_conf(cmd->pool, &args))) {
-        const char *eq = strchr(opt, '=');
-        const char *v = eq ? eq + 1 : "";
-        long n = 0;
-
-        if (!eq) {
-            err = "expected NAME=VALUE";
-        }
-        else if (!strncmp(opt, "stream=", 7)) {
-            if (!*v || strlen(v) > 200) {
-                err = "1 to 200 bytes";
-            }
-            c->stream = v;
-        }
-        else if (!strncmp(opt, "maxlen=", 7)) {
-            err = parse_count(&n, v, 1, 1000000000L);
-            c->maxlen = n;
-        }
-        else if (!strncmp(opt, "queue=", 6)) {
-            err = parse_count(&n, v, 1, 10000000L);
-            c->queue = (unsigned int)n;
-        }
-        else if (!strncmp(opt, "batch=", 6)) {
-            err = parse_count(&n, v, 1, EV_BATCH_MAX);
-            c->batch = (int)n;
-        }
-        else if (!strncmp(opt, "connect-timeout=", 16)
-                 || !strncmp(opt, "timeout=", 8)) {
-            err = bff_parse_duration_ms(&n, v, cmd->temp_pool);
-            if (!err && n <= 0) {
-                err = "must be greater than 0";
-            }
-            *(opt[0] == 'c' ? &c->connect_ms : &c->timeout_ms) = n;
-        }
-        else {
-            err = "unknown option (stream=, maxlen=, queue=, batch=, "
-                  "connect-timeout=, timeout=)";
-        }
-        if (err) {
-            return apr_psprintf(cmd->pool, "BFFEventsRedis: %s: %s", opt, err);
+        if ((err = bff_opt_parse(events_opts, c, opt, cmd->pool))) {
+            return apr_psprintf(cmd->pool, "BFFEventsRedis: %s", err);
         }
     }
     return NULL;

@@ -24,6 +24,7 @@
 #include <hiredis/hiredis.h>
 
 #include "mod_bff_access.h"
+#include "bff_opts.h"
 #include "bff_lease.h"
 
 APLOG_USE_MODULE(bff);
@@ -67,6 +68,50 @@ static int limit_name_ok(const char *s)
     return 1;
 }
 
+static const char *opt_key(void *target, const char *k, apr_pool_t *p)
+{
+    limit_t *l = target;
+
+    if (!strcmp(k, "ip")) {
+        l->key = KEY_IP;
+    }
+    else if (!strcmp(k, "user")) {
+        l->key = KEY_USER;
+    }
+    else if (!strcmp(k, "global")) {
+        l->key = KEY_GLOBAL;
+    }
+    else if (!strncmp(k, "header:", 7) && header_name_ok(k + 7)) {
+        l->key = KEY_HEADER;
+        l->header = k + 7;
+    }
+    else {
+        return "expected key=ip, key=user, key=global or key=header:NAME";
+    }
+    return NULL;
+}
+
+static const char *opt_plans(void *target, const char *v, apr_pool_t *p)
+{
+    limit_t *l = target;
+    char *list = apr_pstrdup(p, v), *last, *w;
+
+    l->plans = apr_array_make(p, 2, sizeof(const char *));
+    for (w = apr_strtok(list, ",", &last); w; w = apr_strtok(NULL, ",", &last)) {
+        APR_ARRAY_PUSH(l->plans, const char *) = w;
+    }
+    return l->plans->nelts ? NULL : "expected plan=NAME[,NAME...]";
+}
+
+static const bff_opt_t limit_opts[] = {
+    BFF_OPT_CALL("key", opt_key),
+    BFF_OPT_NUM("burst", BFF_OPT_INT64, limit_t, conf.capacity, 1, BFF_OPT_MAX),
+    BFF_OPT_CALL("plan", opt_plans),
+    BFF_OPT_NUM("lease", BFF_OPT_INT64, limit_t, lease, 1, 1000000),
+    BFF_OPT_NUM("lease-ttl", BFF_OPT_MS, limit_t, lease_ttl_ms, 1, 60000),
+    BFF_OPT_END
+};
+
 const char *bff_auth_cmd_rate_limit(cmd_parms *cmd, void *dcv,
                                     const char *args)
 {
@@ -98,67 +143,8 @@ const char *bff_auth_cmd_rate_limit(cmd_parms *cmd, void *dcv,
                             err);
     }
     while (*(opt = ap_getword_conf(cmd->pool, &args))) {
-        if (!strncmp(opt, "key=", 4)) {
-            const char *k = opt + 4;
-            if (!strcmp(k, "ip")) {
-                l->key = KEY_IP;
-            }
-            else if (!strcmp(k, "user")) {
-                l->key = KEY_USER;
-            }
-            else if (!strcmp(k, "global")) {
-                l->key = KEY_GLOBAL;
-            }
-            else if (!strncmp(k, "header:", 7) && header_name_ok(k + 7)) {
-                l->key = KEY_HEADER;
-                l->header = k + 7;
-            }
-            else {
-                return apr_psprintf(cmd->pool, "BFFRateLimit %s: %s: expected "
-                                    "key=ip, key=user, key=global or "
-                                    "key=header:NAME", name, opt);
-            }
-        }
-        else if (!strncmp(opt, "burst=", 6)) {
-            char *end;
-            apr_int64_t b = apr_strtoi64(opt + 6, &end, 10);
-            if (!opt[6] || *end || b < 1) {
-                return apr_psprintf(cmd->pool, "BFFRateLimit %s: %s: expected "
-                                    "a number of at least 1", name, opt);
-            }
-            l->conf.capacity = b;
-        }
-        else if (!strncmp(opt, "plan=", 5) && opt[5]) {
-            char *list = apr_pstrdup(cmd->pool, opt + 5), *last, *w;
-            l->plans = apr_array_make(cmd->pool, 2, sizeof(const char *));
-            for (w = apr_strtok(list, ",", &last); w;
-                 w = apr_strtok(NULL, ",", &last)) {
-                APR_ARRAY_PUSH(l->plans, const char *) = w;
-            }
-        }
-        else if (!strncmp(opt, "lease=", 6)) {
-            char *end;
-            apr_int64_t n = apr_strtoi64(opt + 6, &end, 10);
-            if (!opt[6] || *end || n < 1 || n > 1000000) {
-                return apr_psprintf(cmd->pool, "BFFRateLimit %s: %s: expected "
-                                    "a number of tokens from 1 to 1000000",
-                                    name, opt);
-            }
-            l->lease = n;
-        }
-        else if (!strncmp(opt, "lease-ttl=", 10)) {
-            if ((err = bff_parse_duration_ms(&l->lease_ttl_ms, opt + 10,
-                                             cmd->temp_pool))
-                || l->lease_ttl_ms < 1 || l->lease_ttl_ms > 60000) {
-                return apr_psprintf(cmd->pool, "BFFRateLimit %s: %s: expected "
-                                    "a duration from 1ms to 1m%s%s", name, opt,
-                                    err ? ": " : "", err ? err : "");
-            }
-        }
-        else {
-            return apr_psprintf(cmd->pool, "BFFRateLimit %s: unknown option "
-                                "'%s' (key=, burst=, plan=, lease=, "
-                                "lease-ttl=)", name, opt);
+        if ((err = bff_opt_parse(limit_opts, l, opt, cmd->pool))) {
+            return apr_psprintf(cmd->pool, "BFFRateLimit %s: %s", name, err);
         }
     }
     if ((err = bff_bucket_conf_check(&l->conf, cmd->temp_pool))) {
@@ -213,6 +199,16 @@ const char *bff_auth_cmd_rl_fallback(cmd_parms *cmd, void *dcv,
     return NULL;
 }
 
+static const bff_opt_t redis_opts[] = {
+    BFF_OPT_NUM("connect-timeout", BFF_OPT_MS, bff_auth_srv_t,
+                redis_connect_ms, 1, BFF_OPT_MAX),
+    BFF_OPT_NUM("timeout", BFF_OPT_MS, bff_auth_srv_t, redis_timeout_ms,
+                1, BFF_OPT_MAX),
+    BFF_OPT_NUM("retry", BFF_OPT_MS, bff_auth_srv_t, redis_retry_ms,
+                1, BFF_OPT_MAX),
+    BFF_OPT_END
+};
+
 const char *bff_auth_cmd_rl_redis(cmd_parms *cmd, void *dcv, const char *args)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
@@ -233,31 +229,9 @@ const char *bff_auth_cmd_rl_redis(cmd_parms *cmd, void *dcv, const char *args)
     }
     as->redis_url = url;
     while (*(opt = ap_getword_conf(cmd->pool, &args))) {
-        const char *eq = strchr(opt, '=');
-        long *dst = NULL, ms;
-        if (eq && !strncmp(opt, "connect-timeout=", 16)) {
-            dst = &as->redis_connect_ms;
+        if ((err = bff_opt_parse(redis_opts, as, opt, cmd->pool))) {
+            return apr_psprintf(cmd->pool, "BFFRateLimitRedis: %s", err);
         }
-        else if (eq && !strncmp(opt, "timeout=", 8)) {
-            dst = &as->redis_timeout_ms;
-        }
-        else if (eq && !strncmp(opt, "retry=", 6)) {
-            dst = &as->redis_retry_ms;
-        }
-        if (!dst) {
-            return apr_psprintf(cmd->pool, "BFFRateLimitRedis: unknown option "
-                                "'%s' (connect-timeout=, timeout=, retry=)",
-                                opt);
-        }
-        err = bff_parse_duration_ms(&ms, eq + 1, cmd->temp_pool);
-        if (!err && ms <= 0) {
-            err = "must be greater than 0";
-        }
-        if (err) {
-            return apr_psprintf(cmd->pool, "BFFRateLimitRedis: %s: %s", opt,
-                                err);
-        }
-        *dst = ms;
     }
     return NULL;
 }

@@ -33,6 +33,7 @@
 #include "mod_bff.h"
 #include "bff_breaker.h"
 #include "bff_retry.h"
+#include "bff_opts.h"
 
 APLOG_USE_MODULE(bff);
 
@@ -42,8 +43,6 @@ APLOG_USE_MODULE(bff);
 #define DEFAULT_SLOTS 256
 #define RETAINED_KEY "mod_bff-resilience"
 
-#define SCOPE_HOST    1
-#define SCOPE_BACKEND 2
 
 #define LB_ROUND_ROBIN 1
 #define LB_LEAST       2
@@ -80,7 +79,7 @@ bff_res_conf_t *bff_res_conf_create(apr_pool_t *p)
 
     bff_brk_conf_default(&c->brk);
     bff_retry_conf_default(&c->retry);
-    c->scope = SCOPE_HOST;
+    c->scope = BFF_BRK_SCOPE_HOST;
     c->probe_ms = -1;
     c->upstreams = apr_array_make(p, 2, sizeof(upstream_t *));
     return c;
@@ -119,7 +118,7 @@ static bff_res_conf_t *conf_for(cmd_parms *cmd, void *dcv)
             dc->epc->res = apr_pcalloc(cmd->pool, sizeof(bff_res_conf_t));
             bff_brk_conf_default(&dc->epc->res->brk);
             bff_retry_conf_default(&dc->epc->res->retry);
-            dc->epc->res->scope = SCOPE_HOST;
+            dc->epc->res->scope = BFF_BRK_SCOPE_HOST;
         }
         return dc->epc->res;
     }
@@ -132,7 +131,7 @@ const char *bff_res_cmd_breaker(cmd_parms *cmd, void *dcv, const char *args)
     bff_res_conf_t *c = conf_for(cmd, dcv);
     bff_brk_conf_t brk;
     const char *w, *err;
-    int on, scope = SCOPE_HOST;
+    int on;
 
     w = ap_getword_conf(cmd->temp_pool, &args);
     if (!strcasecmp(w, "on")) {
@@ -148,19 +147,6 @@ const char *bff_res_cmd_breaker(cmd_parms *cmd, void *dcv, const char *args)
     }
     bff_brk_conf_default(&brk);
     while (*(w = ap_getword_conf(cmd->temp_pool, &args))) {
-        if (!strncmp(w, "scope=", 6)) {
-            if (!strcmp(w + 6, "host")) {
-                scope = SCOPE_HOST;
-            }
-            else if (!strcmp(w + 6, "backend")) {
-                scope = SCOPE_BACKEND;
-            }
-            else {
-                return apr_psprintf(cmd->pool, "BFFBreaker %s: expected "
-                                    "scope=host or scope=backend", w);
-            }
-            continue;
-        }
         if ((err = bff_brk_conf_option(&brk, w, cmd->temp_pool)) != NULL) {
             return apr_psprintf(cmd->pool, "BFFBreaker: %s", err);
         }
@@ -170,7 +156,7 @@ const char *bff_res_cmd_breaker(cmd_parms *cmd, void *dcv, const char *args)
     }
     c->breaker_set = 1;
     c->breaker_on = on;
-    c->scope = scope;
+    c->scope = brk.scope;
     c->brk = brk;
     return NULL;
 }
@@ -219,6 +205,27 @@ static const char *origin_of(const char *url, apr_pool_t *p)
     return apr_pstrmemdup(p, url, (apr_size_t)(e - url));
 }
 
+static const char *opt_lb(void *target, const char *v, apr_pool_t *p)
+{
+    upstream_t *u = target;
+
+    if (!strcmp(v, "round-robin")) {
+        u->lb = LB_ROUND_ROBIN;
+    }
+    else if (!strcmp(v, "least-outstanding")) {
+        u->lb = LB_LEAST;
+    }
+    else {
+        return "expected lb=round-robin or lb=least-outstanding";
+    }
+    return NULL;
+}
+
+static const bff_opt_t upstream_opts[] = {
+    BFF_OPT_CALL("lb", opt_lb),
+    BFF_OPT_END
+};
+
 const char *bff_res_cmd_upstream(cmd_parms *cmd, void *dcv, const char *args)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
@@ -242,17 +249,10 @@ const char *bff_res_cmd_upstream(cmd_parms *cmd, void *dcv, const char *args)
     }
     while (*(w = ap_getword_conf(cmd->pool, &args))) {
         const char *o;
-        if (!strncmp(w, "lb=", 3)) {
-            if (!strcmp(w + 3, "round-robin")) {
-                u->lb = LB_ROUND_ROBIN;
-            }
-            else if (!strcmp(w + 3, "least-outstanding")) {
-                u->lb = LB_LEAST;
-            }
-            else {
-                return apr_psprintf(cmd->pool, "BFFUpstream %s: %s: expected "
-                                    "lb=round-robin or lb=least-outstanding",
-                                    u->name, w);
+        if (!strstr(w, "://")) {
+            if ((err = bff_opt_parse(upstream_opts, u, w, cmd->pool))) {
+                return apr_psprintf(cmd->pool, "BFFUpstream %s: %s", u->name,
+                                    err);
             }
             continue;
         }
@@ -283,6 +283,26 @@ const char *bff_res_cmd_upstream(cmd_parms *cmd, void *dcv, const char *args)
     return NULL;
 }
 
+static const char *opt_probe_path(void *target, const char *v, apr_pool_t *p)
+{
+    bff_res_conf_t *c = target;
+
+    if (*v != '/') {
+        return "expected a path starting with /";
+    }
+    c->probe_path = v;
+    return NULL;
+}
+
+static const bff_opt_t probe_opts[] = {
+    BFF_OPT_NUM("interval", BFF_OPT_MS, bff_res_conf_t, probe_ms,
+                1, BFF_OPT_MAX),
+    BFF_OPT_CALL("path", opt_probe_path),
+    BFF_OPT_NUM("timeout", BFF_OPT_MS, bff_res_conf_t, probe_timeout_ms,
+                1, BFF_OPT_MAX),
+    BFF_OPT_END
+};
+
 const char *bff_res_cmd_probe(cmd_parms *cmd, void *dcv, const char *args)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
@@ -293,29 +313,14 @@ const char *bff_res_cmd_probe(cmd_parms *cmd, void *dcv, const char *args)
         return err;
     }
     c->probe_ms = 0;
-    while (*(w = ap_getword_conf(cmd->pool, &args))) {
-        long ms;
-        if (!strcasecmp(w, "off")) {
-            c->probe_ms = 0;
-            return NULL;
+    w = ap_getword_conf(cmd->pool, &args);
+    if (!strcasecmp(w, "off") && !*args) {
+        return NULL;
+    }
+    for (; *w; w = ap_getword_conf(cmd->pool, &args)) {
+        if ((err = bff_opt_parse(probe_opts, c, w, cmd->pool))) {
+            return apr_psprintf(cmd->pool, "BFFHealthProbe: %s", err);
         }
-        if (!strncmp(w, "path=", 5) && w[5] == '/') {
-            c->probe_path = w + 5;
-            continue;
-        }
-        if (!strncmp(w, "interval=", 9) || !strncmp(w, "timeout=", 8)) {
-            const char *v = strchr(w, '=') + 1;
-            if ((err = bff_parse_duration_ms(&ms, v, cmd->temp_pool)) != NULL
-                || ms <= 0) {
-                return apr_psprintf(cmd->pool, "BFFHealthProbe %s: %s", w,
-                                    err ? err : "must be greater than 0");
-            }
-            *(w[0] == 'i' ? &c->probe_ms : &c->probe_timeout_ms) = ms;
-            continue;
-        }
-        return apr_psprintf(cmd->pool, "BFFHealthProbe: unknown option '%s' "
-                            "(expected interval=DURATION, path=/PATH, "
-                            "timeout=DURATION or off)", w);
     }
     if (!c->probe_ms) {
         return "BFFHealthProbe needs interval=DURATION (or off)";
@@ -473,7 +478,7 @@ static const bff_retry_conf_t *retry_conf(const pol_baton_t *pb)
 static const char *slot_key(const pol_baton_t *pb, const bff_backend_t *be,
                             const char *origin, apr_pool_t *p)
 {
-    if (brk_conf(pb)->scope == SCOPE_BACKEND) {
+    if (brk_conf(pb)->scope == BFF_BRK_SCOPE_BACKEND) {
         return apr_psprintf(p, "%s %s %s", origin, pb->epc->ep->pattern,
                             be->name);
     }

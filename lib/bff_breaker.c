@@ -20,6 +20,23 @@ void bff_brk_conf_default(bff_brk_conf_t *c)
     c->slow_ms = 0;
     c->open_ms = 30000;
     c->half_open = 3;
+    c->scope = BFF_BRK_SCOPE_HOST;
+}
+
+static const char *opt_scope(void *target, const char *v, apr_pool_t *p)
+{
+    bff_brk_conf_t *c = target;
+
+    if (!strcmp(v, "host")) {
+        c->scope = BFF_BRK_SCOPE_HOST;
+    }
+    else if (!strcmp(v, "backend")) {
+        c->scope = BFF_BRK_SCOPE_BACKEND;
+    }
+    else {
+        return "expected scope=host or scope=backend";
+    }
+    return NULL;
 }
 
 static const bff_opt_t brk_opts[] = {
@@ -34,6 +51,7 @@ static const bff_opt_t brk_opts[] = {
     BFF_OPT_NUM("slow", BFF_OPT_MS, bff_brk_conf_t, slow_ms, 1, BFF_OPT_MAX),
     BFF_OPT_NUM("open", BFF_OPT_MS, bff_brk_conf_t, open_ms, 0, LONG_MAX),
     BFF_OPT_NUM("half-open", BFF_OPT_INT, bff_brk_conf_t, half_open, 1, 1000),
+    BFF_OPT_CALL("scope", opt_scope),
     BFF_OPT_END
 };
 

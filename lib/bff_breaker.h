@@ -48,7 +48,11 @@ typedef struct {
     long slow_ms;            /* slower calls count as failures; 0: off (0) */
     long open_ms;            /* how long it stays open (30 s) */
     int half_open;           /* trial calls in half-open (3) */
+    int scope;               /* BFF_BRK_SCOPE_*: what one breaker covers */
 } bff_brk_conf_t;
+
+#define BFF_BRK_SCOPE_HOST    1   /* a backend host (default) */
+#define BFF_BRK_SCOPE_BACKEND 2   /* a backend of an endpoint */
 
 /* Counters kept with the state, for /health and metrics. */
 typedef struct {

@@ -31,7 +31,7 @@ my @cases = (
   [ "BFFUpstream a:b http://h:1\n", 1, qr/BFFUpstream takes a name/ ],
   [ "<VirtualHost 127.0.0.1:1>\n BFFUpstream u http://h:1\n</VirtualHost>", 2, qr/cannot occur within <VirtualHost>/ ],
   [ "BFFHealthProbe path=/x\n", 1, qr/needs interval=DURATION/ ],
-  [ "BFFHealthProbe interval=soon\n", 1, qr/BFFHealthProbe interval=soon/ ],
+  [ "BFFHealthProbe interval=soon\n", 1, qr/BFFHealthProbe: interval=soon: invalid duration/ ],
   [ "BFFHealthProbe every=1s\n", 1, qr/unknown option 'every='/ ],
   [ "BFFBreakerSlots 0\n", 1, qr/from 1 to 100000/ ],
 );

@@ -258,7 +258,7 @@ close $silent;
 
 # --- configuration errors -------------------------------------------------
 for my $c (['BFFEventsRedis http://x', qr/BFFEventsRedis: .*redis/i],
-           ['BFFEventsRedis redis://127.0.0.1 maxlen=0', qr/maxlen=0: not a number in range/],
+           ['BFFEventsRedis redis://127.0.0.1 maxlen=0', qr/maxlen=0: expected a number from 1 to 1000000000/],
            ['BFFEventsRedis redis://127.0.0.1 queue=x', qr/queue=x/],
            ['BFFEventsRedis redis://127.0.0.1 colour=red', qr/unknown option/],
            ['BFFEventsRedis redis://127.0.0.1 timeout=0', qr/timeout=0: must be greater than 0/],

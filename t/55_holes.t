@@ -125,6 +125,6 @@ my ($rc, $out) = configtest("$E BFFJoin a[].p b[].id=a[].pid size=1\n</BFFEndpoi
 ok $rc != 0 && $out =~ /BFFJoin a\[\]\.p b\[\]\.id=a\[\]\.pid: unknown option 'size='/,
    'unknown option refused';
 ($rc, $out) = configtest("$E BFFJoin a[].p b[].id=a[].pid max-size=0\n</BFFEndpoint>");
-ok $rc != 0 && $out =~ /max-size: must be more than 0/, 'max-size=0 refused';
+ok $rc != 0 && $out =~ /max-size=0: must be greater than 0/, 'max-size=0 refused';
 ($rc, $out) = configtest("$E BFFJoin a[].p b[].id=a[].pid max-size=64k\n</BFFEndpoint>");
 ok t_cmp($rc, 0, 'max-size=64k accepted') or diag $out;

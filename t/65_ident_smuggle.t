@@ -120,4 +120,4 @@ my ($rc, $out) = configtest("BFFIdentityHeader X-User-ID sub\nBFFIdentityHeader 
 ok $rc != 0 && $out =~ /BFFIdentityHeader X-User_Id is already defined here \(as X-User-ID/,
    'two identity headers a backend would fold together: refused';
 ($rc, $out) = configtest("BFFIdentityHeader X-A sub sep=");
-ok $rc != 0 && $out =~ /BFFIdentityHeader X-A sub: sep= needs a separator/, 'empty separator refused';
+ok $rc != 0 && $out =~ /BFFIdentityHeader X-A sub: sep=: missing value/, 'empty separator refused';

@@ -58,7 +58,7 @@ my @cases = (
   [ "<Location /x>\n BFFHeaderRule X-V string pattern=(\n</Location>", 2,
     qr/BFFHeaderRule X-V: .*bad regular expression/ ],
   [ "<Location /x>\n BFFHeaderRule X-V string min=x\n</Location>", 2,
-    qr/BFFHeaderRule X-V: 'x' is not a number/ ],
+    qr/BFFHeaderRule X-V: min=: 'x' is not a number/ ],
   [ "<Location /x>\n BFFQueryRule limit\n</Location>", 2, qr/takes a name, a type/ ],
   [ "<Location /x>\n BFFRequestMaxSize 0\n</Location>", 2, qr/greater than 0/ ],
   [ "<Location /x>\n BFFRequestMaxErrors 0\n</Location>", 2, qr/from 1 to 1000/ ],

@@ -313,6 +313,12 @@ START_TEST(conf_options)
     ck_assert_ptr_nonnull(strstr(bff_brk_conf_option(&c, "slow", pool),
                                  "slow: expected slow=VALUE"));
     ck_assert_ptr_nonnull(bff_brk_conf_option(&c, "open=soon", pool));
+    ck_assert_int_eq(c.scope, BFF_BRK_SCOPE_HOST);
+    ck_assert_ptr_null(bff_brk_conf_option(&c, "scope=backend", pool));
+    ck_assert_int_eq(c.scope, BFF_BRK_SCOPE_BACKEND);
+    ck_assert_str_eq(bff_brk_conf_option(&c, "scope=vhost", pool),
+                     "scope=: expected scope=host or scope=backend");
+    ck_assert_int_eq(c.scope, BFF_BRK_SCOPE_BACKEND);
     c.min_calls = 9;
     ck_assert_ptr_nonnull(strstr(bff_brk_conf_check(&c, pool),
                                  "min-calls=9 is larger than window=8"));
