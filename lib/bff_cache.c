@@ -297,11 +297,13 @@ const char *bff_cache_key(const char **key, const bff_cache_key_in_t *in,
     h_str(&h, in->endpoint);
     /* route order is fixed by the pattern: no sorting */
     if ((err = h_pairs(&h, 'P', in->params, in->nparams, 0, p))) {
+        bff_sha256_final(md, &h);
         return err;
     }
     h_query(&h, in, p);
     h_fields(&h, in->fields, p);
     if ((err = h_pairs(&h, 'V', in->vary, in->nvary, 1, p))) {
+        bff_sha256_final(md, &h);
         return err;
     }
     bff_sha256_update(&h, "S", 1);

@@ -20,12 +20,12 @@
 
 /* ------------------------------------------------------------ SHA-256 -- */
 
-/* FIPS 180-4 SHA-256 (APR-util 1.6 has only MD5 and SHA-1). */
+/* SHA-256 for cache keys, ETags and configuration fingerprints: OpenSSL's
+ * (the one JWT and API keys use too), through EVP with the algorithm
+ * fetched once per process. bff_sha256_final releases what init took;
+ * every init is followed by a final. */
 typedef struct {
-    apr_uint32_t h[8];
-    apr_uint64_t nbytes;
-    unsigned char buf[64];
-    apr_size_t nbuf;
+    void *ctx;                   /* EVP_MD_CTX */
 } bff_sha256_t;
 
 void bff_sha256_init(bff_sha256_t *c);
