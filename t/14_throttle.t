@@ -37,7 +37,7 @@ ok t_cmp($r[5]->{json}{detail}, "rate limit 'rl-ip' exceeded");
 my $ra = $r[5]->header('Retry-After') // 0;
 ok $ra >= 11 && $ra <= 12, "Retry-After $ra (a token every 12 s)";
 ok t_cmp($r[5]->header('RateLimit'), '"rl-ip";r=0;t=60');
-like redis_cli('--scan', '--pattern', "'bff:rl:rl-ip:*'"), qr/^bff:rl:rl-ip:5\/5\/60000:$ip_h$/m,
+like redis_cli('--scan', '--pattern', 'bff:rl:rl-ip:*'), qr/^bff:rl:rl-ip:5\/5\/60000:$ip_h$/m,
      'the bucket lives in Redis';
 
 # refill: 2 per second, one token every 500 ms
@@ -128,7 +128,7 @@ my $alog = do { open my $fh, '<', Apache::Test::vars('t_logs') . '/bff_auth.log'
 like $alog, qr{GET /t/rl/agg/4 HTTP/1.1 429 .*throttled=rl-agg}, 'note bff-throttled';
 
 # the Redis key holds the conf: a changed limit starts afresh
-like redis_cli('--scan', '--pattern', "'bff:rl:rl-multi-m:*'"), qr{^bff:rl:rl-multi-m:4/4/60000:$ip_h$}m;
+like redis_cli('--scan', '--pattern', 'bff:rl:rl-multi-m:*'), qr{^bff:rl:rl-multi-m:4/4/60000:$ip_h$}m;
 
 # buckets are shared by the children and threads: 20 concurrent requests
 # on a fresh tenant bucket (2 per minute)

@@ -20,7 +20,7 @@ my $tenant = "rk-tenant-$$";
 my $ku = 'bff:rl:rl-user:3/3/60000:' . sha256_hex($user);
 my $kh = 'bff:rl:rl-hdr:2/2/60000:' . sha256_hex($tenant);
 
-sub bucket_keys { split /\n/, redis_cli('--scan', '--pattern', "'bff:rl:*'") }
+sub bucket_keys { split /\n/, BFFTest::redis_cli('--scan', '--pattern', 'bff:rl:*') }
 
 # An earlier test may have restarted Redis: a child's first call on a
 # pooled connection then fails and its limits use the shm fallback for

@@ -10,7 +10,7 @@ use HTTP::Request ();
 use Apache::Test ();
 use BFFTest ();
 
-our @EXPORT = qw(areq vport bearer log_mark log_since redis_cli count_svc
+our @EXPORT = qw(areq vport bearer log_mark log_since count_svc
                  is_problem);
 
 my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 0);
@@ -46,12 +46,6 @@ sub log_since {
     seek $fh, $off, 0;
     local $/;
     return scalar <$fh> // '';
-}
-
-sub redis_cli {
-    my @args = @_;
-    my $out = `redis-cli -p $ENV{BFF_T_REDIS_PORT} @args 2>&1`;
-    return $out;
 }
 
 sub count_svc { scalar @{ BFFTest::svc_log($_[0] // 'user') } }
