@@ -8,7 +8,7 @@
 ROOT    := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/../..)
 FUZZ_CC ?= clang
 
-PKGS     := jansson libcurl hiredis libjwt libcrypto
+PKGS     := jansson libcurl hiredis libjwt libcrypto libpcre2-8
 CPPFLAGS_ALL := -I$(ROOT)/lib $(shell apr-1-config --cppflags --includes) \
                 $(shell apu-1-config --includes) $(shell pkg-config --cflags $(PKGS))
 LIBS_ALL := $(shell pkg-config --libs $(PKGS)) $(shell apu-1-config --link-ld) \
