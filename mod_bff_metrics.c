@@ -1,5 +1,5 @@
 /*
- * mod_bff: Prometheus metrics (issue 7).
+ * mod_bff: Prometheus metrics.
  *
  * Every series lives in one table in shared memory (lib/bff_metrics.c),
  * created by the parent in post_config: children update it with atomic
@@ -319,7 +319,7 @@ static void refresh(request_rec *r)
     bff_metrics_set(table, BFF_M_BUILD_INFO,
                     bff_metrics_labels(r->pool, "version", BFF_VERSION,
                                        "features", BFF_FEATURES, NULL), 1);
-    /* the circuit breakers (issue 5), when their glue provides them */
+    /* the circuit breakers, when their glue provides them */
     breakers = APR_RETRIEVE_OPTIONAL_FN(bff_breaker_snapshot);
     if (breakers) {
         apr_array_header_t *all = breakers(r->pool);

@@ -286,7 +286,7 @@ sub http_get {
 }
 
 
-# ---------------------------- demo services a test owns (issue 5) --
+# ---------------------------- demo services a test owns --
 
 # Starts one more demo service of role on port (0: a free one) that the
 # test may kill and start again on the same port. Returns { pid, port }.
