@@ -8,7 +8,9 @@
 # - no comment cites an issue number ("issue 4", "issues 5", "stop 9",
 #   "#12"): comments explain the code as it is, not its history;
 # - scripts/check-lognos.pl (log numbers, t/ file prefixes) and
-#   scripts/check-readme.pl (directive table, repository layout).
+#   scripts/check-readme.pl (directive table, repository layout), and
+#   scripts/check-source-selftest.sh (each of these checks fails on the
+#   mistake it is for).
 # Exit status 1 when anything fails; every check runs.
 set -u
 cd "$(dirname "$0")/.."
@@ -52,5 +54,9 @@ $bad"
 
 scripts/check-lognos.pl || fail "scripts/check-lognos.pl failed"
 scripts/check-readme.pl || fail "scripts/check-readme.pl failed"
+# and that these checks still catch what they are for
+if [ -z "${BFF_NO_SELFTEST:-}" ]; then
+    scripts/check-source-selftest.sh || fail "scripts/check-source-selftest.sh failed"
+fi
 [ $rc = 0 ] && echo "source checks: OK"
 exit $rc
