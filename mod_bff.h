@@ -35,7 +35,7 @@ typedef struct bff_cache_conf_t bff_cache_conf_t;   /* per server */
 typedef struct bff_cache_req_t bff_cache_req_t;     /* per request */
 /* mod_bff_client.c: fields and per-client defaults of an endpoint */
 typedef struct bff_client_ep_t bff_client_ep_t;
-/* mod_bff_auth.c keeps its configuration behind these (opaque here). */
+/* mod_bff_authn.c keeps the access configuration behind these (opaque here). */
 typedef struct bff_auth_srv_t bff_auth_srv_t;
 typedef struct bff_auth_dir_t bff_auth_dir_t;
 /* mod_bff_resilience.c: breakers, retries, upstreams, probe (opaque). */
@@ -83,7 +83,7 @@ typedef struct {
     apr_array_header_t *fwd_headers;
     apr_array_header_t *fwd_query;
     bff_cache_conf_t *cache;
-    bff_auth_srv_t *auth;              /* access phase (mod_bff_auth.c) */
+    bff_auth_srv_t *auth;              /* access phase (mod_bff_access.h) */
     bff_res_conf_t *res;               /* resilience (mod_bff_resilience.c) */
     int request_id;                    /* BFFRequestID: -1 unset, 0, 1 */
     bff_events_conf_t *events;         /* BFFEventsRedis (main server) */
@@ -95,7 +95,7 @@ typedef struct {
  * the directives inside <BFFEndpoint> are read. */
 typedef struct {
     bff_ep_conf_t *epc;
-    bff_auth_dir_t *auth;              /* access phase (mod_bff_auth.c) */
+    bff_auth_dir_t *auth;              /* access phase (mod_bff_access.h) */
     bff_cors_dir_t *cors;              /* mod_bff_cors.c */
     int purge_scope;                   /* BFFCachePurgeScope: 0 unset */
     bff_valid_conf_t *valid;           /* request validation; NULL: none */

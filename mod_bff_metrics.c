@@ -214,7 +214,8 @@ static int metrics_log_transaction(request_rec *r)
                         bff_metrics_labels(p, "endpoint", ep, NULL),
                         apr_time_now() - r->request_time);
 
-    /* the access phase's refusals, from the notes mod_bff_auth.c leaves */
+    /* the access phase's refusals, from the notes mod_bff_authn.c and
+     * mod_bff_ratelimit.c leave */
     if ((last->status == HTTP_UNAUTHORIZED || last->status == HTTP_FORBIDDEN
          || last->status == HTTP_SERVICE_UNAVAILABLE)
         && ((note = apr_table_get(r->notes, "bff-auth-error"))
