@@ -35,6 +35,7 @@ ok t_cmp(get('/api/orders/1', jwt(claims => claims_ok(sub => 'bob', scope => 'pr
 ok t_cmp(scalar @{ svc_log('user') }, 0, 'no call reached the user service');
 
 # cached per user
+my $t0 = now();
 my $res = get('/api/orders/1', $alice);
 ok t_cmp($res->code, 200, 'alice: 200');
 ok json_is($res->{json}, $want), 'the user name and the orders without internal notes';
@@ -49,11 +50,18 @@ $res = get('/api/orders/1', $carol);
 ok t_cmp($res->code, 200, 'carol: 200');
 ok t_cmp($res->header('X-Cache-Status'), 'MISS', "carol does not get alice's entry");
 
-# 5 a minute per user: alice has used 2
-my @codes = map { get('/api/orders/1', $alice)->code } 1 .. 3;
-ok t_cmp("@codes", '200 200 200', 'alice: the 3rd to 5th requests pass');
-$res = get('/api/orders/1', $alice);
-ok t_cmp($res->code, 429, 'alice: the 6th in the minute is refused (429)');
+# 5 a minute per user: alice has used 2. The bucket refills one token
+# every 12 s, so a slow machine may let one more through per 12 s spent.
+my $passed = 2;
+for (1 .. 10) {
+    $res = get('/api/orders/1', $alice);
+    last if $res->code != 200;
+    $passed++;
+}
+my $refilled = int((now() - $t0) / 12);
+ok $passed >= 5 && $passed <= 5 + $refilled,
+   "alice: 5 requests pass in the minute ($passed passed, $refilled refilled)";
+ok t_cmp($res->code, 429, 'alice: then 429');
 ok t_cmp($res->header('Retry-After') // '', qr/^\d+$/, 'with Retry-After');
 ok t_cmp($res->header('Content-Type') // '', qr{application/problem\+json}, 'as problem+json');
 ok t_cmp(get('/api/orders/1', $carol)->code, 200, 'carol still passes: the limit is per user');
