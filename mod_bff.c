@@ -613,7 +613,7 @@ static const command_rec bff_cmds[] = {
         RSRC_CONF, "Surrogate keys for purges, e.g. user:{user_id} "
         "product:{products[].id}"),
 
-    /* ---- client-specific presentation: mod_bff_client.c (issue 6) ---- */
+    /* ---- client-specific presentation: mod_bff_client.c ---- */
     AP_INIT_TAKE23("BFFJoin", bff_client_cmd_join, NULL, RSRC_CONF,
         "Attaches matching elements of another list: TARGET SOURCE=KEY "
         "[max-size=SIZE], e.g. orders[].product "
@@ -640,7 +640,7 @@ static const command_rec bff_cmds[] = {
         "(NAME * when no client matches)"),
     /* ---- end of the client-specific presentation directives ---- */
 
-    /* ---- access phase: mod_bff_auth.c (issue 4) ---- */
+    /* ---- access phase: mod_bff_authn.c, mod_bff_authz.c, mod_bff_ratelimit.c ---- */
     AP_INIT_TAKE1("BFFJWTKeyFile", bff_auth_cmd_jwt_file, (void *)0,
         RSRC_CONF, "PEM public key (RSA or EC) verifying RS*/ES* tokens"),
     AP_INIT_TAKE1("BFFJWTSecretFile", bff_auth_cmd_jwt_file, (void *)1,
@@ -691,7 +691,7 @@ static const command_rec bff_cmds[] = {
         "fallback keeps 1/N of each limit)"),
     /* ---- end of the access phase directives ---- */
 
-    /* ---- resilience: mod_bff_resilience.c (issue 5) ---- */
+    /* ---- resilience: mod_bff_resilience.c ---- */
     AP_INIT_RAW_ARGS("BFFBreaker", bff_res_cmd_breaker, NULL, RSRC_CONF,
         "Circuit breaker of the backends (server default or one endpoint): "
         "on|off [failure-rate=PCT] [min-calls=N] [window=N] [consecutive=N] "
@@ -709,7 +709,7 @@ static const command_rec bff_cmds[] = {
     AP_INIT_TAKE1("BFFBreakerSlots", bff_res_cmd_slots, NULL, RSRC_CONF,
         "Breaker keys kept in shared memory (default 256)"),
     /* ---- end of the resilience directives ---- */
-    /* ---- observability: mod_bff_log.c, mod_bff_events.c (issue 7) ---- */
+    /* ---- observability: mod_bff_log.c, mod_bff_events.c ---- */
     AP_INIT_FLAG("BFFRequestID", bff_log_cmd_request_id, NULL, RSRC_CONF,
         "On (default): every request gets a request id and trace context, "
         "passed to ProxyPass backends too; Off: aggregated endpoints only"),
@@ -760,7 +760,7 @@ static const command_rec bff_cmds[] = {
         "string|integer|number|boolean|uuid|date|date-time [required] "
         "[min=N] [max=N] [pattern=REGEX] [enum=a|b]"),
     /* ---- end of the request validation directives ---- */
-    /* ---- metrics: mod_bff_metrics.c (issue 7) ---- */
+    /* ---- metrics: mod_bff_metrics.c ---- */
     AP_INIT_TAKE1("BFFMetricsSlots", bff_metrics_cmd_slots, NULL, RSRC_CONF,
         "Most metric series kept in shared memory (default 4096)"),
     /* ---- end of the metrics directives ---- */

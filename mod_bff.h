@@ -35,7 +35,7 @@ typedef struct bff_cache_conf_t bff_cache_conf_t;   /* per server */
 typedef struct bff_cache_req_t bff_cache_req_t;     /* per request */
 /* mod_bff_client.c: fields and per-client defaults of an endpoint */
 typedef struct bff_client_ep_t bff_client_ep_t;
-/* mod_bff_auth.c keeps its configuration behind these (opaque here). */
+/* mod_bff_authn.c keeps the access configuration behind these (opaque here). */
 typedef struct bff_auth_srv_t bff_auth_srv_t;
 typedef struct bff_auth_dir_t bff_auth_dir_t;
 /* mod_bff_resilience.c: breakers, retries, upstreams, probe (opaque). */
@@ -83,7 +83,7 @@ typedef struct {
     apr_array_header_t *fwd_headers;
     apr_array_header_t *fwd_query;
     bff_cache_conf_t *cache;
-    bff_auth_srv_t *auth;              /* access phase (mod_bff_auth.c) */
+    bff_auth_srv_t *auth;              /* access phase (mod_bff_access.h) */
     bff_res_conf_t *res;               /* resilience (mod_bff_resilience.c) */
     int request_id;                    /* BFFRequestID: -1 unset, 0, 1 */
     bff_events_conf_t *events;         /* BFFEventsRedis (main server) */
@@ -95,7 +95,7 @@ typedef struct {
  * the directives inside <BFFEndpoint> are read. */
 typedef struct {
     bff_ep_conf_t *epc;
-    bff_auth_dir_t *auth;              /* access phase (mod_bff_auth.c) */
+    bff_auth_dir_t *auth;              /* access phase (mod_bff_access.h) */
     bff_cors_dir_t *cors;              /* mod_bff_cors.c */
     int purge_scope;                   /* BFFCachePurgeScope: 0 unset */
     bff_valid_conf_t *valid;           /* request validation; NULL: none */
@@ -156,7 +156,7 @@ json_t *bff_cache_health(int *usable, apr_pool_t *p);
 int bff_send_body(request_rec *r, int status, const char *ctype,
                   const char *body, apr_size_t len, const char *etag);
 
-/* mod_bff_client.c: client-specific presentation (issue 6); directives
+/* mod_bff_client.c: client-specific presentation; directives
  * listed in mod_bff.c's table, cmd->info one of these */
 enum {
     BFF_PR_LIFT = 1, BFF_PR_RENAME, BFF_PR_WRAP, BFF_PR_MERGE,
@@ -250,7 +250,7 @@ const char *bff_auth_cmd_rl_instances(cmd_parms *cmd, void *dcv,
                                       const char *arg);
 
 /* mod_bff_resilience.c: circuit breakers, retries, load balancing over
- * upstream instances, health (issue 5) */
+ * upstream instances, health */
 void bff_res_register_hooks(apr_pool_t *p);
 bff_res_conf_t *bff_res_conf_create(apr_pool_t *p);
 bff_res_conf_t *bff_res_conf_merge(apr_pool_t *p, const bff_res_conf_t *base,
@@ -285,7 +285,7 @@ typedef void bff_res_backend_fn(void *baton, const bff_res_backend_t *b);
 /* Calls fn for every known key (a snapshot taken under the lock); returns
  * how many. */
 int bff_res_backends(bff_res_backend_fn *fn, void *baton, apr_pool_t *p);
-/* mod_bff_log.c: request id, trace context, JSON access logs (issue 7) */
+/* mod_bff_log.c: request id, trace context, JSON access logs */
 typedef struct {
     const char *backend;
     const char *reason;
@@ -327,7 +327,7 @@ const char *bff_valid_cmd_limit(cmd_parms *cmd, void *dcv, const char *arg);
 const char *bff_valid_cmd_rule(cmd_parms *cmd, void *dcv, const char *args);
 void bff_valid_register_hooks(apr_pool_t *p);
 
-/* mod_bff_events.c: analytics events to a Redis stream (issue 7) */
+/* mod_bff_events.c: analytics events to a Redis stream */
 bff_events_conf_t *bff_events_conf_create(apr_pool_t *p);
 const char *bff_events_cmd_redis(cmd_parms *cmd, void *dcv,
                                  const char *args);
@@ -345,7 +345,7 @@ const char *bff_cors_cmd_credentials(cmd_parms *cmd, void *dcv, int on);
 const char *bff_cors_cmd_max_age(cmd_parms *cmd, void *dcv, const char *arg);
 void bff_cors_register_hooks(apr_pool_t *p);
 
-/* ---- metrics: mod_bff_metrics.c (issue 7) ---- */
+/* ---- metrics: mod_bff_metrics.c ---- */
 void bff_metrics_register_hooks(apr_pool_t *p);
 const char *bff_metrics_cmd_slots(cmd_parms *cmd, void *dcv, const char *arg);
 /* Counts one engine run: aggregation time, each backend's call, outcome,
@@ -409,7 +409,7 @@ typedef struct {
 int bff_cache_redis_state(bff_redis_state_t *out, int probe, apr_pool_t *p);
 int bff_auth_redis_state(bff_redis_state_t *out, int probe, request_rec *r);
 
-/* The seam for the circuit breakers (issue 5): their glue registers this
+/* The seam for the circuit breakers: their glue registers this
  * optional function (APR_REGISTER_OPTIONAL_FN) returning one
  * bff_breaker_info_t per breaker key (breakers, and keys with retry
  * counts), read at every scrape. */

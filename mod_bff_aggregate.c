@@ -217,7 +217,7 @@ static int listed(const apr_array_header_t *names, const char *name)
     return 0;
 }
 
-/* The identity headers of the location (set by mod_bff_auth.c from the
+/* The identity headers of the location (set by mod_bff_authn.c from the
  * verified claims, client copies removed) always reach the backends. */
 static void add_identity(apr_array_header_t *hdrs, request_rec *r,
                          const apr_array_header_t *fwd1,

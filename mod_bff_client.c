@@ -1,5 +1,5 @@
 /*
- * mod_bff: client-specific presentation (issue 6), the httpd glue.
+ * mod_bff: client-specific presentation, the httpd glue.
  *
  * The directives that reshape an endpoint's answer for its clients
  * (BFFJoin, BFFLift, BFFRename, BFFWrap, BFFDropEmpty, BFFMergePolicy go to

@@ -252,7 +252,7 @@ static void ev_child_init(apr_pool_t *pchild, server_rec *s)
         || (rv = apr_pool_create(&c->tpool, pchild)) != APR_SUCCESS
         || (rv = apr_thread_create(&c->thread, NULL, ev_thread, c, pchild))
            != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, BFFLOGNO(351)
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, BFFLOGNO(356)
                      "analytics events disabled in this child: cannot "
                      "start the publisher");
         return;

@@ -1,5 +1,5 @@
 /*
- * mod_bff: Prometheus metrics (issue 7).
+ * mod_bff: Prometheus metrics.
  *
  * Every series lives in one table in shared memory (lib/bff_metrics.c),
  * created by the parent in post_config: children update it with atomic
@@ -214,7 +214,8 @@ static int metrics_log_transaction(request_rec *r)
                         bff_metrics_labels(p, "endpoint", ep, NULL),
                         apr_time_now() - r->request_time);
 
-    /* the access phase's refusals, from the notes mod_bff_auth.c leaves */
+    /* the access phase's refusals, from the notes mod_bff_authn.c and
+     * mod_bff_ratelimit.c leave */
     if ((last->status == HTTP_UNAUTHORIZED || last->status == HTTP_FORBIDDEN
          || last->status == HTTP_SERVICE_UNAVAILABLE)
         && ((note = apr_table_get(r->notes, "bff-auth-error"))
@@ -319,7 +320,7 @@ static void refresh(request_rec *r)
     bff_metrics_set(table, BFF_M_BUILD_INFO,
                     bff_metrics_labels(r->pool, "version", BFF_VERSION,
                                        "features", BFF_FEATURES, NULL), 1);
-    /* the circuit breakers (issue 5), when their glue provides them */
+    /* the circuit breakers, when their glue provides them */
     breakers = APR_RETRIEVE_OPTIONAL_FN(bff_breaker_snapshot);
     if (breakers) {
         apr_array_header_t *all = breakers(r->pool);

@@ -497,7 +497,7 @@ const char *bff_metrics_backend_reason(const bff_be_result_t *br)
 
 const char *bff_metrics_auth_reason(const char *note)
 {
-    /* mod_bff_auth.c's notes, then bff_jwt_status_name's values */
+    /* the access phase's notes, then bff_jwt_status_name's values */
     static const char *const known[] = {
         "missing", "insufficient_scope", "oversized", "malformed",
         "unsupported_alg", "unknown_kid", "bad_signature", "missing_exp",

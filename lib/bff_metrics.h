@@ -147,7 +147,7 @@ const char *bff_metrics_status(int status, apr_pool_t *p);
  * invalid_json, missing_input, circuit_open, dependency_failed or other. */
 const char *bff_metrics_backend_reason(const bff_be_result_t *br);
 
-/* Auth failure notes (mod_bff_auth.c's bff-auth-error) mapped to a bounded
+/* The access phase's failure notes (bff-auth-error) mapped to a bounded
  * set: missing, invalid_key, insufficient_scope, store_down, the JWT
  * verifier's status names (expired, bad_signature, ...), else "other". */
 const char *bff_metrics_auth_reason(const char *note);

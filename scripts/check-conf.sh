@@ -1,6 +1,7 @@
 #!/bin/sh
 # Checks that the shipped configurations parse with the built module
-# (apache2 -t), so a directive change cannot leave conf/ broken.
+# (apache2 -t), so a directive change cannot leave conf/ broken: the demo,
+# the docker/ gateway, and the gateway skeleton with its recipes.
 set -eu
 cd "$(dirname "$0")/.."
 APXS=${APXS:-$(command -v apxs2 || command -v apxs)}
@@ -31,3 +32,16 @@ echo "conf/demo-httpd.conf -D BFF_ACCESS (conf/bff-access.conf): OK"
     -C "Define BFF_RUN_DIR $tmp" -C "Define BFF_MODULE $PWD/.libs/mod_bff.so" \
     -C "Define BFF_CONF_DIR $PWD/conf"
 echo "docker/gateway.conf: OK"
+# the gateway skeleton and its recipes, with the variables they read from
+# the environment
+if [ "$(id -u)" = 0 ]; then u=nobody g=nogroup; else u=$(id -un) g=$(id -gn); fi
+for f in gateway recipe-api recipe-proxy recipe-clients; do
+    env BFF_RUN_DIR="$tmp" BFF_LISTEN=127.0.0.1:8000 \
+        BFF_MODULES_DIR="$("$APXS" -q LIBEXECDIR)" BFF_MODULE="$PWD/.libs/mod_bff.so" \
+        BFF_USER="$u" BFF_GROUP="$g" BFF_CONF_DIR="$PWD/conf" \
+        BFF_USER_SERVICE=http://127.0.0.1:8001 BFF_ORDER_SERVICE=http://127.0.0.1:8002 \
+        BFF_PRODUCT_SERVICE=http://127.0.0.1:8003 BFF_JWT_KEY="$tmp/keys/rsa.pub" \
+        BFF_JWT_ISSUER=https://auth.example.com/ BFF_JWT_AUDIENCE=bff-api \
+        "$HTTPD" -t -f "$PWD/conf/$f.conf"
+    echo "conf/$f.conf: OK"
+done

@@ -8,7 +8,7 @@
 #   3. fuzzing: every libFuzzer target t/fuzz/fuzz_*.c for FUZZ_SECONDS
 #      from its corpus in t/fuzz/corpus/ (scripts/fuzz.sh);
 #   4. normal pass: builds (warnings are errors), runs the unit tests, the
-#      config file, packaging and docker/ checks, and the suite once per backend HTTP
+#      config file, source, packaging and docker/ checks, and the suite once per backend HTTP
 #      client (native, then curl): a real httpd with mod_bff against the
 #      real demo services, which the suite starts on free loopback ports
 #      and stops by PID.
@@ -103,6 +103,8 @@ normal_pass() {
     step "unit tests" unit_tests || true
     echo "== config file checks"
     step "config file checks" scripts/check-conf.sh || true
+    echo "== source checks (lib/ includes, issue numbers, log numbers, README)"
+    step "source checks" scripts/check-source.sh || true
     echo "== packaging checks (make install DESTDIR, a2enmod, --without-curl)"
     step "packaging checks" scripts/check-install.sh || true
     echo "== docker/ checks (no Docker engine: promtool, syntax, cross-references)"

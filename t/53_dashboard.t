@@ -3,8 +3,8 @@
 # suite's server while requests run, then every query of
 # docker/grafana/dashboards/mod_bff.json and every rule of
 # docker/prometheus/alerts.yml is evaluated. The queries must be valid
-# PromQL over the series bff-metrics really serves; the panels the issue
-# names must show data.
+# PromQL over the series bff-metrics really serves; the panels listed in %need
+# must show data.
 use strict;
 use warnings FATAL => 'all';
 
@@ -113,7 +113,7 @@ for my $q (@queries) {
     ok t_cmp($r->{status}, 'success', "valid PromQL: $title") or diag($r->{error} // '', " in $e");
     my @res = @{ $r->{data}{result} // [] };
     my @finite = grep { $_->{value}[1] !~ /NaN|Inf/ } @res;
-    # (breaker series exist once breakers do, issue 5; refusals once the
+    # (breaker series exist once breakers do; refusals once the
     # access phase refused something: only their syntax is checked)
     ok scalar(@finite) > 0, "$title shows data (" . scalar(@res) . " series)" if $need{$title};
 }

@@ -17,7 +17,7 @@ use BFFServices ();
 our @EXPORT = qw(bff_get bff_req bff_send bff_chunked decode svc_reset svc_log svc_fault svc_stats
                  svc_url fixture users orders_of products_by_id expected_profile
                  json_is now redis_cli redis_stop redis_start start_httpd
-                 stop_httpd http_get own_svc_start own_svc_stop own_svc_admin
+                 start_httpd_conf stop_httpd http_get own_svc_start own_svc_stop own_svc_admin
                  need_servers);
 
 my $json = JSON::PP->new->canonical(1)->allow_nonref(1);
@@ -260,6 +260,34 @@ CONF
     return $h;
 }
 
+# Starts a shipped configuration (conf/gateway.conf, conf/recipe-*.conf)
+# as it is, as an httpd of its own: the variables those files read come
+# from the environment (the suite's modules, services and keys; %extra
+# adds or overrides). Returns { name, port, dir } as start_httpd does.
+sub start_httpd_conf {
+    my ($name, $conf, %extra) = @_;
+    my $dir = Apache::Test::vars('t_logs') . "/$name";
+    my $port = BFFServices::free_port();
+    mkdir $dir;
+    stop_httpd({ dir => $dir });
+    unlink "$dir/error.log";
+    my ($user, $group) = $> == 0 ? ('nobody', 'nogroup')
+                       : (scalar getpwuid($>), scalar getgrgid($) + 0));
+    local %ENV = (%ENV,
+        BFF_RUN_DIR => $dir, BFF_LISTEN => "127.0.0.1:$port",
+        BFF_MODULES_DIR => $ENV{BFF_T_LIBEXECDIR}, BFF_MODULE => $ENV{BFF_T_MODULE},
+        BFF_USER => $user, BFF_GROUP => $group, BFF_CONF_DIR => "$ENV{BFF_TOP}/conf",
+        BFF_USER_SERVICE => $ENV{BFF_T_USER_URL}, BFF_ORDER_SERVICE => $ENV{BFF_T_ORDER_URL},
+        BFF_PRODUCT_SERVICE => $ENV{BFF_T_PRODUCT_URL}, %extra);
+    my $httpd = Apache::Test::vars('httpd');
+    system($httpd, '-f', $conf, '-k', 'start') == 0
+        or die "httpd $name ($conf) did not start: " . `cat $dir/error.log`;
+    my $h = { name => $name, port => $port, dir => $dir };
+    push @started, $h;
+    BFFServices::wait_port($port) or die "httpd $name not listening";
+    return $h;
+}
+
 END { stop_httpd($_) for @started }
 
 sub stop_httpd {
@@ -286,7 +314,7 @@ sub http_get {
 }
 
 
-# ---------------------------- demo services a test owns (issue 5) --
+# ---------------------------- demo services a test owns --
 
 # Starts one more demo service of role on port (0: a free one) that the
 # test may kill and start again on the same port. Returns { pid, port }.
