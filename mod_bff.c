@@ -15,6 +15,14 @@
 #include "apr_strings.h"
 
 #include "mod_bff.h"
+#include "mod_bff_aggregate.h"
+#include "mod_bff_client.h"
+#include "mod_bff_validate.h"
+#include "mod_bff_cors.h"
+#include "mod_bff_obs.h"
+#include "mod_bff_resilience.h"
+#include "mod_bff_auth.h"
+#include "mod_bff_cache.h"
 #include "bff_cache.h"
 #include "bff_fetch.h"
 

@@ -33,6 +33,7 @@
 #include "apr_strings.h"
 
 #include "mod_bff.h"
+#include "mod_bff_auth.h"
 #include "bff_jwt.h"
 #include "bff_apikey.h"
 #include "bff_bucket.h"

@@ -19,6 +19,12 @@
 #include "apr_reslist.h"
 
 #include "mod_bff.h"
+#include "mod_bff_aggregate.h"
+#include "mod_bff_cache.h"
+#include "mod_bff_client.h"
+#include "mod_bff_resilience.h"
+#include "mod_bff_auth.h"
+#include "mod_bff_obs.h"
 #include "bff_http.h"
 #include "bff_cache.h"
 

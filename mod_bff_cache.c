@@ -32,6 +32,9 @@
 #include "apr_thread_proc.h"
 
 #include "mod_bff.h"
+#include "mod_bff_auth.h"
+#include "mod_bff_shared.h"
+#include "mod_bff_cache.h"
 #include "bff_cache.h"
 #include "bff_redis.h"
 #include "bff_http.h"

@@ -17,6 +17,8 @@
 #include "apr_strings.h"
 
 #include "mod_bff.h"
+#include "mod_bff_auth.h"
+#include "mod_bff_client.h"
 #include "bff_opts.h"
 #include "bff_http.h"
 

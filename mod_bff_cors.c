@@ -28,6 +28,7 @@
 #include "apr_strings.h"
 
 #include "mod_bff.h"
+#include "mod_bff_cors.h"
 #include "bff_core.h"
 #include "bff_cors.h"
 

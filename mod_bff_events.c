@@ -21,6 +21,7 @@
 #include "apr_thread_proc.h"
 
 #include "mod_bff.h"
+#include "mod_bff_obs.h"
 #include "bff_opts.h"
 #include "bff_cache.h"
 #include "bff_redis.h"

@@ -26,6 +26,7 @@
 #include "apr_strings.h"
 
 #include "mod_bff.h"
+#include "mod_bff_obs.h"
 #include "bff_http.h"
 #include "bff_obs.h"
 

@@ -29,6 +29,11 @@
 #include "apr_strings.h"
 
 #include "mod_bff.h"
+#include "mod_bff_obs.h"
+#include "mod_bff_shared.h"
+#include "mod_bff_resilience.h"
+#include "mod_bff_auth.h"
+#include "mod_bff_cache.h"
 #include "bff_metrics.h"
 #include "bff_version.h"
 

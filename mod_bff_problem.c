@@ -21,6 +21,7 @@
 #include "apr_strings.h"
 
 #include "mod_bff.h"
+#include "mod_bff_obs.h"
 
 #define PROBLEMS_KEY "bff-problems"
 

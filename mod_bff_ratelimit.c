@@ -24,6 +24,7 @@
 #include <hiredis/hiredis.h>
 
 #include "mod_bff_access.h"
+#include "mod_bff_shared.h"
 #include "bff_opts.h"
 #include "bff_lease.h"
 

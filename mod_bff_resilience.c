@@ -31,6 +31,9 @@
 #include "apr_thread_proc.h"
 
 #include "mod_bff.h"
+#include "mod_bff_shared.h"
+#include "mod_bff_cache.h"
+#include "mod_bff_resilience.h"
 #include "bff_breaker.h"
 #include "bff_retry.h"
 #include "bff_opts.h"

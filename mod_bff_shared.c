@@ -23,6 +23,7 @@
 #include "apr_strings.h"
 
 #include "mod_bff.h"
+#include "mod_bff_shared.h"
 
 APLOG_USE_MODULE(bff);
 

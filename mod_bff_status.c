@@ -18,6 +18,10 @@
 #include "mod_status.h"
 
 #include "mod_bff.h"
+#include "mod_bff_obs.h"
+#include "mod_bff_auth.h"
+#include "mod_bff_cache.h"
+#include "mod_bff_resilience.h"
 #include "bff_version.h"
 
 typedef struct {

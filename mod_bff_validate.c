@@ -27,6 +27,8 @@
 #include "apr_strings.h"
 
 #include "mod_bff.h"
+#include "mod_bff_validate.h"
+#include "mod_bff_aggregate.h"
 #include "bff_schema.h"
 
 APLOG_USE_MODULE(bff);
