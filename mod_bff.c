@@ -16,7 +16,7 @@
 
 #include "mod_bff.h"
 #include "mod_bff_aggregate.h"
-#include "mod_bff_client.h"
+#include "mod_bff_profile.h"
 #include "mod_bff_validate.h"
 #include "mod_bff_cors.h"
 #include "mod_bff_obs.h"
@@ -70,7 +70,7 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     sc->max_backends = add->max_backends ? add->max_backends : base->max_backends;
     sc->backend_conns = add->backend_conns ? add->backend_conns
                                            : base->backend_conns;
-    sc->client = add->client ? add->client : base->client;
+    sc->http_client = add->http_client ? add->http_client : base->http_client;
     sc->fwd_headers = apr_array_append(p, base->fwd_headers, add->fwd_headers);
     sc->fwd_query = apr_array_append(p, base->fwd_query, add->fwd_query);
     sc->cache = bff_cache_conf_merge(p, base->cache, add->cache);
@@ -322,7 +322,7 @@ static const char *cmd_endpoint(cmd_parms *cmd, void *dummy, const char *arg)
     }
     if ((err = bff_endpoint_finalize(epc->ep, cmd->pool)) != NULL
         || (err = bff_cache_ep_finalize(epc, cmd->pool)) != NULL
-        || (err = bff_client_ep_finalize(epc, cmd->pool)) != NULL) {
+        || (err = bff_profile_ep_finalize(epc, cmd->pool)) != NULL) {
         return apr_psprintf(cmd->pool, "<BFFEndpoint %s %s>: %s", method,
                             pattern, err);
     }
@@ -388,7 +388,7 @@ static const char *cmd_shape(cmd_parms *cmd, void *dcv, const char *path)
                             cmd->pool);
     }
     if (!err && !cmd->info) {
-        bff_client_note_deny(dc->epc, path, cmd->pool);
+        bff_profile_note_deny(dc->epc, path, cmd->pool);
     }
     return err ? apr_psprintf(cmd->pool, "%s %s: %s", cmd->cmd->name, path, err)
                : NULL;
@@ -483,13 +483,13 @@ static const char *cmd_client(cmd_parms *cmd, void *dcv, const char *arg)
         return err;
     }
     if (!strcasecmp(arg, "native")) {
-        server_conf(cmd)->client = BFF_CLIENT_NATIVE;
+        server_conf(cmd)->http_client = BFF_HTTP_CLIENT_NATIVE;
     }
     else if (!strcasecmp(arg, "curl")) {
         if ((err = bff_need_curl(cmd, "the curl client")) != NULL) {
             return apr_pstrcat(cmd->pool, "BFFHTTPClient curl: ", err, NULL);
         }
-        server_conf(cmd)->client = BFF_CLIENT_CURL;
+        server_conf(cmd)->http_client = BFF_HTTP_CLIENT_CURL;
     }
     else {
         return apr_psprintf(cmd->pool, "BFFHTTPClient %s: expected native "
@@ -621,29 +621,29 @@ static const command_rec bff_cmds[] = {
         RSRC_CONF, "Surrogate keys for purges, e.g. user:{user_id} "
         "product:{products[].id}"),
 
-    /* ---- client-specific presentation: mod_bff_client.c ---- */
-    AP_INIT_TAKE23("BFFJoin", bff_client_cmd_join, NULL, RSRC_CONF,
+    /* ---- client-specific presentation: mod_bff_profile.c ---- */
+    AP_INIT_TAKE23("BFFJoin", bff_profile_cmd_join, NULL, RSRC_CONF,
         "Attaches matching elements of another list: TARGET SOURCE=KEY "
         "[max-size=SIZE], e.g. orders[].product "
         "products[].id=orders[].product_id"),
-    AP_INIT_TAKE12("BFFLift", bff_client_cmd, (void *)BFF_PR_LIFT, RSRC_CONF,
+    AP_INIT_TAKE12("BFFLift", bff_profile_cmd, (void *)BFF_PR_LIFT, RSRC_CONF,
         "Moves an object's members into the root (or into TARGET): PATH "
         "[TARGET]"),
-    AP_INIT_TAKE2("BFFRename", bff_client_cmd, (void *)BFF_PR_RENAME, RSRC_CONF,
+    AP_INIT_TAKE2("BFFRename", bff_profile_cmd, (void *)BFF_PR_RENAME, RSRC_CONF,
         "Moves a value: FROM TO, e.g. user.name name or orders[].quantity "
         "orders[].qty"),
-    AP_INIT_TAKE2("BFFWrap", bff_client_cmd, (void *)BFF_PR_WRAP, RSRC_CONF,
+    AP_INIT_TAKE2("BFFWrap", bff_profile_cmd, (void *)BFF_PR_WRAP, RSRC_CONF,
         "Replaces a value by {KEY: value}: PATH KEY"),
-    AP_INIT_FLAG("BFFDropEmpty", bff_client_cmd_drop_empty, NULL, RSRC_CONF,
+    AP_INIT_FLAG("BFFDropEmpty", bff_profile_cmd_drop_empty, NULL, RSRC_CONF,
         "On: members that are null, \"\", [] or {} are removed (default Off)"),
-    AP_INIT_TAKE1("BFFMergePolicy", bff_client_cmd1, (void *)BFF_PR_MERGE,
+    AP_INIT_TAKE1("BFFMergePolicy", bff_profile_cmd1, (void *)BFF_PR_MERGE,
         RSRC_CONF, "When a lift or rename writes an existing key: error "
         "(default), first-wins, last-wins or namespace"),
-    AP_INIT_ITERATE("BFFFields", bff_client_cmd1, (void *)BFF_PR_FIELDS,
+    AP_INIT_ITERATE("BFFFields", bff_profile_cmd1, (void *)BFF_PR_FIELDS,
         RSRC_CONF, "Paths a client may select with ?fields= (and below)"),
-    AP_INIT_TAKE1("BFFClientSelect", bff_client_cmd1, (void *)BFF_PR_SELECT,
+    AP_INIT_TAKE1("BFFClientSelect", bff_profile_cmd1, (void *)BFF_PR_SELECT,
         RSRC_CONF, "What names the client: header:NAME or claim:PATH"),
-    AP_INIT_ITERATE2("BFFClientFields", bff_client_cmd_fields, NULL,
+    AP_INIT_ITERATE2("BFFClientFields", bff_profile_cmd_fields, NULL,
         RSRC_CONF, "Default field selection of a client: NAME PATH... "
         "(NAME * when no client matches)"),
     /* ---- end of the client-specific presentation directives ---- */

@@ -21,8 +21,8 @@
 #define BFF_HANDLER "bff-aggregate"
 
 /* BFFHTTPClient: which HTTP client calls the backends */
-#define BFF_CLIENT_NATIVE 1   /* own HTTP/1.1 client; https via libcurl */
-#define BFF_CLIENT_CURL   2   /* libcurl for everything */
+#define BFF_HTTP_CLIENT_NATIVE 1   /* own HTTP/1.1 client; https via libcurl */
+#define BFF_HTTP_CLIENT_CURL   2   /* libcurl for everything */
 
 extern module AP_MODULE_DECLARE_DATA bff_module;
 
@@ -30,8 +30,8 @@ extern module AP_MODULE_DECLARE_DATA bff_module;
 typedef struct bff_cache_ep_t bff_cache_ep_t;       /* per endpoint */
 typedef struct bff_cache_conf_t bff_cache_conf_t;   /* per server */
 typedef struct bff_cache_req_t bff_cache_req_t;     /* per request */
-/* mod_bff_client.c: fields and per-client defaults of an endpoint */
-typedef struct bff_client_ep_t bff_client_ep_t;
+/* mod_bff_profile.c: fields and per-client defaults of an endpoint */
+typedef struct bff_profile_ep_t bff_profile_ep_t;
 /* mod_bff_authn.c keeps the access configuration behind these (opaque here). */
 typedef struct bff_auth_srv_t bff_auth_srv_t;
 typedef struct bff_auth_dir_t bff_auth_dir_t;
@@ -59,7 +59,7 @@ typedef struct {
     bff_cache_ep_t *cache;             /* NULL: never cached */
     bff_res_conf_t *res;               /* NULL: the server's BFFBreaker and
                                           BFFRetry */
-    bff_client_ep_t *client;           /* NULL: no ?fields=, no clients */
+    bff_profile_ep_t *profile;         /* NULL: no ?fields=, no client profiles */
     /* hex SHA-256 over the section's directives (backends, templates,
      * shaping, allow/deny, client profiles, cache settings): part of
      * every cache key, so a changed definition never serves old entries */
@@ -76,7 +76,7 @@ typedef struct {
     int max_backends;                  /* 0: unset */
     int backend_conns;                 /* idle keep-alive connections per
                                           fetcher; 0: unset */
-    int client;                        /* BFF_CLIENT_*; 0: unset */
+    int http_client;                   /* BFF_HTTP_CLIENT_*; 0: unset */
     apr_array_header_t *fwd_headers;
     apr_array_header_t *fwd_query;
     bff_cache_conf_t *cache;

@@ -21,7 +21,7 @@
 #include "mod_bff.h"
 #include "mod_bff_aggregate.h"
 #include "mod_bff_cache.h"
-#include "mod_bff_client.h"
+#include "mod_bff_profile.h"
 #include "mod_bff_resilience.h"
 #include "mod_bff_auth.h"
 #include "mod_bff_obs.h"
@@ -408,7 +408,7 @@ static int bff_handler(request_rec *r)
         return rc;
     }
     apr_table_setn(r->notes, "bff-endpoint", epc->ep->pattern);
-    if ((rc = bff_client_prepare(r, epc, &fields, &detail, &extra)) != OK) {
+    if ((rc = bff_profile_prepare(r, epc, &fields, &detail, &extra)) != OK) {
         return bff_send_problem(r, rc, "Bad Request", detail, extra);
     }
     build_call_ctx(&cc, r, rq, epc, fields);
@@ -457,14 +457,14 @@ static int bff_handler(request_rec *r)
 
 typedef struct {
     bff_fetch_curl_opts_t opts;
-    int client;
+    int http_client;
 } pool_params_t;
 
 static apr_status_t fetcher_construct(void **res, void *params, apr_pool_t *p)
 {
     pool_params_t *pp = params;
     bff_fetcher_t *f;
-    apr_status_t rv = pp->client == BFF_CLIENT_CURL
+    apr_status_t rv = pp->http_client == BFF_HTTP_CLIENT_CURL
                       ? bff_fetch_curl_create(&f, &pp->opts, p)
                       : bff_fetch_h1_create(&f, &pp->opts, p);
 
@@ -500,10 +500,10 @@ apr_status_t bff_aggregate_child_init(apr_pool_t *pchild, server_rec *s)
         threads = 1;
     }
     pp->opts.max_cached_connections = sc->backend_conns ? sc->backend_conns : 16;
-    pp->client = sc->client ? sc->client : BFF_CLIENT_NATIVE;
+    pp->http_client = sc->http_client ? sc->http_client : BFF_HTTP_CLIENT_NATIVE;
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, BFFLOGNO(4)
                  "backend HTTP client: %s, up to %d per child, %ld idle "
-                 "connections each", pp->client == BFF_CLIENT_CURL
+                 "connections each", pp->http_client == BFF_HTTP_CLIENT_CURL
                  ? "curl" : "native", threads, pp->opts.max_cached_connections);
     /* one fetcher per worker thread at most: a thread never waits for one */
     return apr_reslist_create(&fetchers, 0, threads, threads, 0,

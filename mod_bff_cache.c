@@ -955,7 +955,7 @@ static const char *build_key(request_rec *r, const bff_ep_conf_t *epc,
     in.nparams = np;
     in.query = r->args;
     in.query_keys = qkeys;
-    /* the effective field selection (mod_bff_client.c), normalised */
+    /* the effective field selection (mod_bff_profile.c), normalised */
     in.fields = apr_table_get(r->notes, "bff-fields");
     in.vary = vary;
     in.nvary = ce->vary->nelts;

@@ -18,7 +18,7 @@
 
 #include "mod_bff.h"
 #include "mod_bff_auth.h"
-#include "mod_bff_client.h"
+#include "mod_bff_profile.h"
 #include "bff_opts.h"
 #include "bff_http.h"
 
@@ -35,23 +35,23 @@ typedef struct {
     bff_shape_t *shape;
     const char *file;
     int line;
-} client_t;
+} profile_t;
 
-struct bff_client_ep_t {
+struct bff_profile_ep_t {
     bff_fields_t *fields;          /* ?fields= allow-list; forbidden: BFFDeny */
     int select;                    /* SELECT_* */
     const char *select_name;       /* header name or claim path */
-    apr_array_header_t *clients;   /* client_t */
+    apr_array_header_t *profiles;  /* profile_t */
 };
 
-static bff_client_ep_t *client_ep(bff_ep_conf_t *epc, apr_pool_t *p)
+static bff_profile_ep_t *client_ep(bff_ep_conf_t *epc, apr_pool_t *p)
 {
-    if (!epc->client) {
-        epc->client = apr_pcalloc(p, sizeof(*epc->client));
-        epc->client->fields = bff_fields_create(p);
-        epc->client->clients = apr_array_make(p, 2, sizeof(client_t));
+    if (!epc->profile) {
+        epc->profile = apr_pcalloc(p, sizeof(*epc->profile));
+        epc->profile->fields = bff_fields_create(p);
+        epc->profile->profiles = apr_array_make(p, 2, sizeof(profile_t));
     }
-    return epc->client;
+    return epc->profile;
 }
 
 /* -------------------------------------------------------- directives -- */
@@ -66,7 +66,7 @@ static const bff_opt_t join_opts[] = {
 };
 
 /* BFFJoin TARGET SOURCE[].KEY=LIST[].FIELD [max-size=SIZE] */
-const char *bff_client_cmd_join(cmd_parms *cmd, void *dcv, const char *target,
+const char *bff_profile_cmd_join(cmd_parms *cmd, void *dcv, const char *target,
                                 const char *spec, const char *opt)
 {
     bff_dir_conf_t *dc = dcv;
@@ -84,7 +84,7 @@ const char *bff_client_cmd_join(cmd_parms *cmd, void *dcv, const char *target,
                               target, spec, err) : NULL;
 }
 
-const char *bff_client_cmd(cmd_parms *cmd, void *dcv, const char *a1,
+const char *bff_profile_cmd(cmd_parms *cmd, void *dcv, const char *a1,
                            const char *a2)
 {
     bff_dir_conf_t *dc = dcv;
@@ -113,7 +113,7 @@ const char *bff_client_cmd(cmd_parms *cmd, void *dcv, const char *a1,
                                cmd->pool);
         break;
     case BFF_PR_SELECT: {
-        bff_client_ep_t *ce = client_ep(dc->epc, cmd->pool);
+        bff_profile_ep_t *ce = client_ep(dc->epc, cmd->pool);
         if (!strncasecmp(a1, "header:", 7) && a1[7]) {
             ce->select = SELECT_HEADER;
             ce->select_name = a1 + 7;
@@ -137,12 +137,12 @@ const char *bff_client_cmd(cmd_parms *cmd, void *dcv, const char *a1,
     return NULL;
 }
 
-const char *bff_client_cmd1(cmd_parms *cmd, void *dcv, const char *a1)
+const char *bff_profile_cmd1(cmd_parms *cmd, void *dcv, const char *a1)
 {
-    return bff_client_cmd(cmd, dcv, a1, NULL);
+    return bff_profile_cmd(cmd, dcv, a1, NULL);
 }
 
-const char *bff_client_cmd_drop_empty(cmd_parms *cmd, void *dcv, int on)
+const char *bff_profile_cmd_drop_empty(cmd_parms *cmd, void *dcv, int on)
 {
     bff_dir_conf_t *dc = dcv;
     const char *err = bff_in_endpoint_only(cmd, dc);
@@ -153,21 +153,21 @@ const char *bff_client_cmd_drop_empty(cmd_parms *cmd, void *dcv, int on)
     return err;
 }
 
-const char *bff_client_cmd_fields(cmd_parms *cmd, void *dcv, const char *name,
+const char *bff_profile_cmd_fields(cmd_parms *cmd, void *dcv, const char *name,
                                   const char *path)
 {
     bff_dir_conf_t *dc = dcv;
     const char *err = bff_in_endpoint_only(cmd, dc);
-    bff_client_ep_t *ce;
-    client_t *c = NULL;
+    bff_profile_ep_t *ce;
+    profile_t *c = NULL;
     int i;
 
     if (err) {
         return err;
     }
     ce = client_ep(dc->epc, cmd->pool);
-    for (i = 0; i < ce->clients->nelts; i++) {
-        client_t *o = &APR_ARRAY_IDX(ce->clients, i, client_t);
+    for (i = 0; i < ce->profiles->nelts; i++) {
+        profile_t *o = &APR_ARRAY_IDX(ce->profiles, i, profile_t);
         if (!strcasecmp(o->name, name)) {
             c = o;
             if (o->line != cmd->directive->line_num
@@ -179,7 +179,7 @@ const char *bff_client_cmd_fields(cmd_parms *cmd, void *dcv, const char *name,
         }
     }
     if (!c) {
-        c = apr_array_push(ce->clients);
+        c = apr_array_push(ce->profiles);
         memset(c, 0, sizeof(*c));
         c->name = name;
         c->paths = apr_array_make(cmd->pool, 4, sizeof(const char *));
@@ -190,33 +190,33 @@ const char *bff_client_cmd_fields(cmd_parms *cmd, void *dcv, const char *name,
     return NULL;
 }
 
-void bff_client_note_deny(bff_ep_conf_t *epc, const char *path, apr_pool_t *p)
+void bff_profile_note_deny(bff_ep_conf_t *epc, const char *path, apr_pool_t *p)
 {
     /* already validated by the shape: a denied path can never be selected */
     bff_fields_forbid(client_ep(epc, p)->fields, path, p);
 }
 
-const char *bff_client_ep_finalize(bff_ep_conf_t *epc, apr_pool_t *p)
+const char *bff_profile_ep_finalize(bff_ep_conf_t *epc, apr_pool_t *p)
 {
-    bff_client_ep_t *ce = epc->client;
+    bff_profile_ep_t *ce = epc->profile;
     int i, j;
 
     if (!ce) {
         return NULL;
     }
-    if (ce->select && !ce->clients->nelts) {
+    if (ce->select && !ce->profiles->nelts) {
         return "BFFClientSelect needs BFFClientFields for at least one client";
     }
-    if (ce->clients->nelts && !ce->select) {
-        for (i = 0; i < ce->clients->nelts; i++) {
-            if (strcmp(APR_ARRAY_IDX(ce->clients, i, client_t).name, "*")) {
+    if (ce->profiles->nelts && !ce->select) {
+        for (i = 0; i < ce->profiles->nelts; i++) {
+            if (strcmp(APR_ARRAY_IDX(ce->profiles, i, profile_t).name, "*")) {
                 return "BFFClientFields for a named client needs "
                        "BFFClientSelect (header:NAME or claim:PATH)";
             }
         }
     }
-    for (i = 0; i < ce->clients->nelts; i++) {
-        client_t *c = &APR_ARRAY_IDX(ce->clients, i, client_t);
+    for (i = 0; i < ce->profiles->nelts; i++) {
+        profile_t *c = &APR_ARRAY_IDX(ce->profiles, i, profile_t);
         const bff_fields_t *fl = ce->fields;
         bff_fields_sel_t sel;
 
@@ -250,12 +250,12 @@ const char *bff_client_ep_finalize(bff_ep_conf_t *epc, apr_pool_t *p)
 
 /* ----------------------------------------------------------- request -- */
 
-static const client_t *find_client(const bff_client_ep_t *ce, const char *v)
+static const profile_t *find_profile(const bff_profile_ep_t *ce, const char *v)
 {
     int i;
 
-    for (i = 0; v && i < ce->clients->nelts; i++) {
-        const client_t *c = &APR_ARRAY_IDX(ce->clients, i, client_t);
+    for (i = 0; v && i < ce->profiles->nelts; i++) {
+        const profile_t *c = &APR_ARRAY_IDX(ce->profiles, i, profile_t);
         if (!strcasecmp(c->name, v)) {
             return c;
         }
@@ -275,12 +275,12 @@ static json_t *str_array(const apr_array_header_t *a)
     return j;
 }
 
-int bff_client_prepare(request_rec *r, const bff_ep_conf_t *epc,
+int bff_profile_prepare(request_rec *r, const bff_ep_conf_t *epc,
                        const bff_shape_t **fields, const char **detail,
                        json_t **extra)
 {
-    const bff_client_ep_t *ce = epc->client;
-    const client_t *c = NULL;
+    const bff_profile_ep_t *ce = epc->profile;
+    const profile_t *c = NULL;
     const char *raw;
     bff_fields_sel_t sel;
 
@@ -289,16 +289,16 @@ int bff_client_prepare(request_rec *r, const bff_ep_conf_t *epc,
         return OK;
     }
     if (ce->select == SELECT_HEADER) {
-        c = find_client(ce, apr_table_get(r->headers_in, ce->select_name));
+        c = find_profile(ce, apr_table_get(r->headers_in, ce->select_name));
         apr_table_mergen(r->headers_out, "Vary", ce->select_name);
     }
     else if (ce->select == SELECT_CLAIM) {
-        c = find_client(ce, bff_auth_claim(r, ce->select_name));
+        c = find_profile(ce, bff_auth_claim(r, ce->select_name));
         /* the claim comes with the credentials */
         apr_table_mergen(r->headers_out, "Vary", "Authorization");
     }
     if (!c) {
-        c = find_client(ce, "*");
+        c = find_profile(ce, "*");
     }
     if (c) {
         apr_table_setn(r->notes, "bff-client", c->name);
