@@ -113,8 +113,8 @@ const char *bff_in_endpoint_only(cmd_parms *cmd, void *dc);
  * the list is kept in mod_bff.c, next to the module record. */
 int bff_note_known(const char *name);
 
-/* mod_bff_problem.c: problem+json answers (RFC 9457, request_id
- * included). bff_send_problem answers r now (extra: further members, or
+/* mod_bff_send.c: every answer the module sends itself. problem+json
+ * (RFC 9457, request_id included): bff_send_problem answers r now (extra: further members, or
  * NULL; returns OK); bff_problem_defer registers the answer httpd gives
  * when it ends up answering r with that status from ap_die (an
  * access-phase refusal), with the WWW-Authenticate challenge, or NULL. */

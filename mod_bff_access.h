@@ -18,7 +18,7 @@
  *                        the same Redis holds API keys (BFFAPIKeyRedis).
  *
  * Errors (401, 403, 429, 503) are answered as application/problem+json by
- * mod_bff_problem.c (bff_problem_defer), so httpd's own status handling
+ * mod_bff_send.c (bff_problem_defer), so httpd's own status handling
  * (and an admin's ErrorDocument) still apply. The verification logic is
  * in lib/ (bff_jwt.h, bff_apikey.h, bff_bucket.h, bff_lease.h).
  */

@@ -246,31 +246,6 @@ static void add_identity(apr_array_header_t *hdrs, request_rec *r,
     add_forwarded(hdrs, r, todo);
 }
 
-/* ---------------------------------------------------------- response -- */
-
-/* Sends a body with its ETag; a client whose copy is current (its
- * If-None-Match matches) gets 304 without the body. */
-int bff_send_body(request_rec *r, int status, const char *ctype,
-                  const char *body, apr_size_t len, const char *etag)
-{
-    if (etag) {
-        apr_table_setn(r->headers_out, "ETag", etag);
-        if (status == HTTP_OK
-            && bff_etag_match(apr_table_get(r->headers_in, "If-None-Match"),
-                              etag)) {
-            r->status = HTTP_NOT_MODIFIED;
-            return OK;
-        }
-    }
-    r->status = status;
-    ap_set_content_type(r, ctype);
-    ap_set_content_length(r, (apr_off_t)len);
-    if (!r->header_only) {
-        ap_rwrite(body, (int)len, r);
-    }
-    return OK;
-}
-
 /* The failed calls of per-item backends, one line each. */
 static void log_item_failures(request_rec *r, const bff_endpoint_t *ep,
                               const bff_run_result_t *res, int level)

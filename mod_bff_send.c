@@ -1,7 +1,10 @@
 /*
- * mod_bff: every problem+json answer (RFC 9457) the module gives.
+ * mod_bff: every answer the module sends itself.
  *
- *   bff_send_problem   answers r now (the handler, validation);
+ *   bff_send_body      a JSON body with its ETag, or 304 when the client's
+ *                      copy is current (the handler, the cache, health);
+ *   bff_send_problem   a problem+json answer (RFC 9457) now (the handler,
+ *                      validation);
  *   bff_problem_defer  registers the answer for a status that httpd will
  *                      give through ap_die (an access-phase 401, 403, 429
  *                      or 503): when httpd sends its error document for
@@ -22,6 +25,7 @@
 
 #include "mod_bff.h"
 #include "mod_bff_obs.h"
+#include "bff_cache.h"
 
 #define PROBLEMS_KEY "bff-problems"
 
@@ -156,4 +160,29 @@ void bff_problem_register_hooks(apr_pool_t *p)
                                 APR_HOOK_MIDDLE);
     problem_filter_handle = ap_register_output_filter("BFF_PROBLEM",
         problem_filter, NULL, AP_FTYPE_CONTENT_SET);
+}
+
+/* --------------------------------------------------------------- body -- */
+
+/* Sends a body with its ETag; a client whose copy is current (its
+ * If-None-Match matches) gets 304 without the body. */
+int bff_send_body(request_rec *r, int status, const char *ctype,
+                  const char *body, apr_size_t len, const char *etag)
+{
+    if (etag) {
+        apr_table_setn(r->headers_out, "ETag", etag);
+        if (status == HTTP_OK
+            && bff_etag_match(apr_table_get(r->headers_in, "If-None-Match"),
+                              etag)) {
+            r->status = HTTP_NOT_MODIFIED;
+            return OK;
+        }
+    }
+    r->status = status;
+    ap_set_content_type(r, ctype);
+    ap_set_content_length(r, (apr_off_t)len);
+    if (!r->header_only) {
+        ap_rwrite(body, (int)len, r);
+    }
+    return OK;
 }
