@@ -2088,6 +2088,75 @@ START_TEST(redis_mute_after_handshake)
 }
 END_TEST
 
+/* A server that answers every command, one byte every 20 ms: a reply of
+ * 26 bytes takes over 500 ms. Each read() gets a byte well within the
+ * timeout; the deadline of the whole call must still hold. */
+static void *trickle_server(void *data)
+{
+    mute_t *m = data;
+    int c = accept(m->lfd, NULL, NULL);
+    static const char reply[] = "$16\r\nabcdefghijklmnop\r\n";
+    char buf[4096];
+    ssize_t n;
+    size_t i;
+
+    if (c < 0) {
+        return NULL;
+    }
+    while (!m->stop && (n = read(c, buf, sizeof(buf))) > 0) {
+        if (memmem(buf, (size_t)n, "PING", 4)) {
+            if (write(c, "+PONG\r\n", 7) != 7) {
+                break;
+            }
+            continue;
+        }
+        for (i = 0; i < sizeof(reply) - 1 && !m->stop; i++) {
+            if (write(c, reply + i, 1) != 1) {
+                break;
+            }
+            sleep_ms(20);
+        }
+    }
+    close(c);
+    return NULL;
+}
+
+START_TEST(redis_layer_trickle)
+{
+    mute_t m;
+    pthread_t th;
+    int port;
+    bff_redis_opts_t o;
+    bff_redis_t *rd;
+    bff_redis_cmd_t c;
+    redisReply *rep;
+    const char *err;
+    apr_time_t t0;
+    long elapsed;
+
+    m.lfd = listener(&port);
+    m.stop = 0;
+    pthread_create(&th, NULL, trickle_server, &m);
+    bff_redis_opts_default(&o);
+    o.connect_timeout_ms = 1000;
+    o.command_timeout_ms = 150;
+    ASSERT_OK(bff_redis_create(&rd, apr_psprintf(pool,
+        "redis://127.0.0.1:%d", port), &o, pool));
+    c = bff_redis_cmd(pool, 2, "GET", "k");
+    t0 = apr_time_now();
+    err = bff_redis_exec(&rep, rd, &c, 1, pool);
+    elapsed = ms_since(t0);
+    ck_assert_ptr_nonnull(err);
+    ck_assert_msg(strstr(err, "timeout"), "%s", err);
+    ck_assert_msg(elapsed >= 140 && elapsed < 2 * 150,
+                  "trickling server took %ldms", elapsed);
+    m.stop = 1;
+    shutdown(m.lfd, SHUT_RDWR);
+    close(m.lfd);
+    pthread_join(th, NULL);
+}
+END_TEST
+
 /* --------------------------------------------------------- memcached -- */
 
 static const char *mc_url(const server_t *a, const server_t *b)
@@ -2404,6 +2473,7 @@ static Suite *redis_suite(void)
     tcase_add_test(tc, redis_unix_socket);
     tcase_add_test(tc, redis_black_hole);
     tcase_add_test(tc, redis_mute_after_handshake);
+    tcase_add_test(tc, redis_layer_trickle);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
     return s;
