@@ -28,6 +28,7 @@
 
 #include "mod_bff.h"
 #include "mod_bff_validate.h"
+#include "bff_opts.h"
 #include "mod_bff_aggregate.h"
 #include "bff_schema.h"
 
@@ -87,31 +88,39 @@ static bff_valid_conf_t *conf_of(cmd_parms *cmd, void *dcv)
     return *slot;
 }
 
+typedef struct {
+    int flags;
+} schema_opts_t;
+
+static const bff_opt_t schema_opts[] = {
+    BFF_OPT_SET("formats", schema_opts_t, flags, BFF_SCHEMA_FORMAT_ASSERT),
+    BFF_OPT_END
+};
+
 /* BFFRequestSchema FILE [formats] */
 const char *bff_valid_cmd_schema(cmd_parms *cmd, void *dcv, const char *args)
 {
     bff_valid_conf_t *vc = conf_of(cmd, dcv);
     const char *file = ap_getword_conf(cmd->pool, &args);
     const char *opt, *path, *err;
-    int flags = 0;
+    schema_opts_t o = { 0 };
 
     if (!*file) {
         return "BFFRequestSchema takes a schema file, then optionally "
                "'formats' (check \"format\" as an assertion)";
     }
     while (*(opt = ap_getword_conf(cmd->temp_pool, &args))) {
-        if (strcmp(opt, "formats")) {
-            return apr_psprintf(cmd->pool, "BFFRequestSchema %s: unknown "
-                                "option '%s' (expected formats)", file, opt);
+        if ((err = bff_opt_parse(schema_opts, &o, opt, cmd->pool))) {
+            return apr_psprintf(cmd->pool, "BFFRequestSchema %s: %s", file,
+                                err);
         }
-        flags |= BFF_SCHEMA_FORMAT_ASSERT;
     }
     path = ap_server_root_relative(cmd->pool, file);
     if (!path) {
         return apr_psprintf(cmd->pool, "BFFRequestSchema %s: bad path", file);
     }
     /* compiled here, so apache2 -t reports a bad schema */
-    if ((err = bff_schema_load(&vc->schema, path, flags, cmd->pool))) {
+    if ((err = bff_schema_load(&vc->schema, path, o.flags, cmd->pool))) {
         return apr_pstrcat(cmd->pool, "BFFRequestSchema: ", err, NULL);
     }
     vc->schema_file = path;
