@@ -9,9 +9,13 @@
 #include <check.h>
 #include <apr_general.h>
 #include <apr_strings.h>
+#include <apr_atomic.h>
 
 #include "bff_breaker.h"
 #include "bff_retry.h"
+#include "bff_inflight.h"
+
+#include <pthread.h>
 
 static apr_pool_t *pool;
 
@@ -439,6 +443,143 @@ START_TEST(retry_conf_options)
 }
 END_TEST
 
+/* ----------------------------------------------------------- in flight -- */
+
+static apr_uint32_t gone_pid;
+
+static int alive_but_gone(apr_uint32_t pid)
+{
+    return pid != gone_pid;
+}
+
+static bff_inflight_t *inflight_new(int rows, int counters, void **mem)
+{
+    *mem = apr_pcalloc(pool, bff_inflight_size(rows, counters));
+    return bff_inflight_attach(*mem, rows, counters, pool);
+}
+
+START_TEST(inflight_caps)
+{
+    void *mem;
+    bff_inflight_t *t = inflight_new(3, 4, &mem);
+    int r1, r2, idx[2] = { 0, 2 };
+    apr_uint32_t caps[2] = { 3, 2 };
+
+    ck_assert_ptr_nonnull(t);
+    r1 = bff_inflight_claim(t, 101, alive_but_gone);
+    r2 = bff_inflight_claim(t, 102, alive_but_gone);
+    ck_assert_int_ge(r1, 0);
+    ck_assert_int_ne(r1, r2);
+    /* counter 2 is capped at 2: the third is refused, on position 1 */
+    ck_assert_int_eq(bff_inflight_enter(t, r1, idx, caps, 2), -1);
+    ck_assert_int_eq(bff_inflight_enter(t, r2, idx, caps, 2), -1);
+    ck_assert_int_eq(bff_inflight_enter(t, r2, idx, caps, 2), 1);
+    /* a refusal changes nothing */
+    ck_assert_uint_eq(bff_inflight_count(t, 0), 2);
+    ck_assert_uint_eq(bff_inflight_count(t, 2), 2);
+    /* counter 0 (cap 3) still takes one that skips counter 2 */
+    ck_assert_int_eq(bff_inflight_enter(t, r2, idx, caps, 1), -1);
+    ck_assert_int_eq(bff_inflight_enter(t, r1, idx, caps, 1), 0);
+    ck_assert_uint_eq(bff_inflight_count(t, 0), 3);
+    bff_inflight_leave(t, r1, idx, 2);
+    ck_assert_uint_eq(bff_inflight_count(t, 0), 2);
+    ck_assert_uint_eq(bff_inflight_count(t, 2), 1);
+    /* no cap: always admitted; out-of-range counters are ignored */
+    caps[0] = caps[1] = 0;
+    ck_assert_int_eq(bff_inflight_enter(t, r1, idx, caps, 2), -1);
+    idx[1] = 99;
+    ck_assert_int_eq(bff_inflight_enter(t, r1, idx, caps, 2), -1);
+    ck_assert_uint_eq(bff_inflight_count(t, 99), 0);
+    /* another shape over the same memory is refused */
+    ck_assert_ptr_null(bff_inflight_attach(mem, 3, 5, pool));
+    ck_assert_ptr_nonnull(bff_inflight_attach(mem, 3, 4, pool));
+}
+END_TEST
+
+START_TEST(inflight_crashed_process)
+{
+    void *mem;
+    bff_inflight_t *t = inflight_new(2, 2, &mem);
+    int r1, r2, r3, idx[1] = { 1 };
+    apr_uint32_t caps[1] = { 1 };
+
+    r1 = bff_inflight_claim(t, 201, alive_but_gone);
+    r2 = bff_inflight_claim(t, 202, alive_but_gone);
+    ck_assert_int_eq(bff_inflight_claim(t, 203, alive_but_gone), -1);
+    ck_assert_int_eq(bff_inflight_enter(t, r1, idx, caps, 1), -1);
+    ck_assert_int_eq(bff_inflight_enter(t, r2, idx, caps, 1), 0);
+    /* 201 dies with its request in flight: its count stays until a new
+     * process claims a row, which clears the dead one */
+    gone_pid = 201;
+    r3 = bff_inflight_claim(t, 203, alive_but_gone);
+    ck_assert_int_eq(r3, r1);
+    ck_assert_uint_eq(bff_inflight_count(t, 1), 0);
+    ck_assert_int_eq(bff_inflight_enter(t, r3, idx, caps, 1), -1);
+    /* a normal exit gives the row back, empty */
+    bff_inflight_release(t, r3);
+    ck_assert_uint_eq(bff_inflight_count(t, 1), 0);
+    ck_assert_int_eq(bff_inflight_claim(t, 204, alive_but_gone), r3);
+    gone_pid = 0;
+}
+END_TEST
+
+typedef struct {
+    bff_inflight_t *t;
+    int row;
+    volatile apr_uint32_t *max_seen;
+    int admitted;
+} inflight_worker_t;
+
+static void *inflight_worker(void *data)
+{
+    inflight_worker_t *w = data;
+    int idx[1] = { 0 }, i;
+    apr_uint32_t caps[1] = { 5 };
+
+    for (i = 0; i < 20000; i++) {
+        if (bff_inflight_enter(w->t, w->row, idx, caps, 1) < 0) {
+            apr_uint32_t n = bff_inflight_count(w->t, 0);
+            apr_uint32_t m = *w->max_seen;
+            while (n > m && apr_atomic_cas32(w->max_seen, n, m) != m) {
+                m = *w->max_seen;
+            }
+            w->admitted++;
+            bff_inflight_leave(w->t, w->row, idx, 1);
+        }
+    }
+    return NULL;
+}
+
+/* 8 threads in 4 rows race for a cap of 5: never more than 5 in. */
+START_TEST(inflight_threads)
+{
+    void *mem;
+    bff_inflight_t *t = inflight_new(4, 1, &mem);
+    inflight_worker_t w[8];
+    pthread_t th[8];
+    volatile apr_uint32_t max_seen = 0;
+    int i, rows[4], total = 0;
+
+    for (i = 0; i < 4; i++) {
+        rows[i] = bff_inflight_claim(t, (apr_uint32_t)(300 + i), alive_but_gone);
+    }
+    for (i = 0; i < 8; i++) {
+        w[i].t = t;
+        w[i].row = rows[i % 4];
+        w[i].max_seen = &max_seen;
+        w[i].admitted = 0;
+        pthread_create(&th[i], NULL, inflight_worker, &w[i]);
+    }
+    for (i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        total += w[i].admitted;
+    }
+    ck_assert_uint_le(max_seen, 5);
+    ck_assert_int_gt(total, 0);
+    ck_assert_uint_eq(bff_inflight_count(t, 0), 0);
+}
+END_TEST
+
 static Suite *resilience_suite(void)
 {
     Suite *s = suite_create("resilience");
@@ -466,6 +607,13 @@ static Suite *resilience_suite(void)
     tcase_add_test(tc, backoff_exponential_with_jitter);
     tcase_add_test(tc, budget_burst_then_ratio);
     tcase_add_test(tc, retry_conf_options);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("inflight");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, inflight_caps);
+    tcase_add_test(tc, inflight_crashed_process);
+    tcase_add_test(tc, inflight_threads);
     suite_add_tcase(s, tc);
     return s;
 }
