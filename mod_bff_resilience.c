@@ -907,6 +907,9 @@ static int health_handler(request_rec *r)
 
 static volatile apr_uint32_t probe_stop;
 static apr_thread_t *prober;
+/* origin -> the TLS settings (bff_tls_t) the probe uses for it: those of
+ * the first backend that calls it; set in post_config */
+static apr_hash_t *origin_tls;
 
 /* One probe round: GET origin + path on every known origin, all at once;
  * a failure opens the breakers of that origin, a success lets an open one
@@ -946,6 +949,8 @@ static void probe_round(bff_fetcher_t *f, apr_pool_t *p)
         req->connect_timeout_ms = timeout;
         req->max_body = 65536;
         req->baton = (void *)o;
+        req->tls = origin_tls ? apr_hash_get(origin_tls, o, APR_HASH_KEY_STRING)
+                              : NULL;
         if (bff_fetch_start(f, req) == APR_SUCCESS) {
             inflight++;
         }
@@ -1150,6 +1155,46 @@ static void register_known_keys(server_rec *s, apr_pool_t *p)
     }
 }
 
+/* The probe calls an https origin with the TLS settings of the backends
+ * that call it (the first one's, when several disagree), upstream
+ * instances with those of the backends that use the upstream. */
+static void map_probe_tls(server_rec *s, apr_pool_t *p)
+{
+    server_rec *vs;
+    int i, j, k;
+
+    origin_tls = apr_hash_make(p);
+    for (vs = s; vs; vs = vs->next) {
+        bff_server_conf_t *sc = ap_get_module_config(vs->module_config,
+                                                     &bff_module);
+        for (i = 0; i < sc->endpoints->nelts; i++) {
+            bff_ep_conf_t *epc = APR_ARRAY_IDX(sc->endpoints, i, bff_ep_conf_t *);
+            for (j = 0; j < epc->ep->backends->nelts; j++) {
+                bff_backend_t *be = APR_ARRAY_IDX(epc->ep->backends, j,
+                                                  bff_backend_t *);
+                const char *o = origin_of(bff_tpl_text(be->url), p);
+                upstream_t *u;
+
+                if (!be->tls || !o || strchr(o, '{')) {
+                    continue;
+                }
+                if ((u = upstream_of(o)) == NULL) {
+                    if (!apr_hash_get(origin_tls, o, APR_HASH_KEY_STRING)) {
+                        apr_hash_set(origin_tls, o, APR_HASH_KEY_STRING, be->tls);
+                    }
+                    continue;
+                }
+                for (k = 0; k < u->instances->nelts; k++) {
+                    const char *in = APR_ARRAY_IDX(u->instances, k, const char *);
+                    if (!apr_hash_get(origin_tls, in, APR_HASH_KEY_STRING)) {
+                        apr_hash_set(origin_tls, in, APR_HASH_KEY_STRING, be->tls);
+                    }
+                }
+            }
+        }
+    }
+}
+
 static int res_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                            apr_pool_t *ptemp, server_rec *s)
 {
@@ -1162,6 +1207,7 @@ static int res_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 
     main_server = s;
     gconf = sc->res;
+    map_probe_tls(s, pconf);
     for (vs = s; vs; vs = vs->next) {
         bff_server_conf_t *vsc = ap_get_module_config(vs->module_config,
                                                       &bff_module);
