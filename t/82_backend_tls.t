@@ -2,8 +2,9 @@
 # own (IO::Socket::SSL, one process per connection, keep-alive), with a
 # CA, server, wrong-host and client certificates made by the openssl CLI:
 # a trusted backend answers; an untrusted certificate, a wrong host name
-# and a missing client certificate fail the call with a BFF710 line
-# naming the backend and the TLS reason; a client key that only root may
+# a missing client certificate and a version under min-tls fail the call
+# with a BFF710 line naming the backend and the TLS reason; verify=off
+# accepts any certificate; a client key that only root may
 # read serves children running as nobody (read once, at start-up);
 # connections are never shared between different TLS settings; the
 # health probe presents the client certificate too.
@@ -19,7 +20,7 @@ use POSIX ();
 use Time::HiRes qw(sleep);
 use BFFTest;
 
-plan tests => 33;
+plan tests => 37;
 
 my $client = $ENV{BFF_T_CLIENT} // 'native';
 my $K = Apache::Test::vars('t_logs') . '/tls82';
@@ -62,6 +63,20 @@ chmod 0755, $K;
 # numbers the server's connections, client is the certificate the
 # gateway presented on it.
 my @servers;
+# After refusing a handshake: with TLS 1.3 the client has already sent its
+# request when the server's alert leaves, and closing with that request
+# unread would reset the connection, which may destroy the alert before
+# the client reads it. Drain, then close, as httpd's lingering close does.
+sub linger {
+    my $c = shift;
+    shutdown $c, 1;
+    my ($rin, $buf) = ('', '');
+    vec($rin, fileno($c), 1) = 1;
+    while (select(my $r = $rin, undef, undef, 2) > 0) {
+        last unless sysread $c, $buf, 4096;
+    }
+    POSIX::_exit(0);
+}
 sub tls_server {
     my (%o) = @_;
     my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
@@ -80,7 +95,8 @@ sub tls_server {
                 IO::Socket::SSL->start_SSL($c, SSL_server => 1,
                     SSL_cert_file => "$K/$o{cert}.pem", SSL_key_file => "$K/$o{cert}.key",
                     SSL_ca_file => "$K/ca.pem",
-                    SSL_verify_mode => $o{require} ? 0x03 : 0x01) or POSIX::_exit(0);
+                    ($o{version} ? (SSL_version => $o{version}) : ()),
+                    SSL_verify_mode => $o{require} ? 0x03 : 0x01) or linger($c);
                 my $who = $c->peer_certificate('subject');
                 my $buf = '';
                 while (1) {
@@ -109,6 +125,7 @@ END { kill 'TERM', $_ for @servers }
 my $A = tls_server(cert => 'server');                 # client certificate optional
 my $B = tls_server(cert => 'wrong');                  # a certificate for wrong.example
 my $C = tls_server(cert => 'server', require => 1);   # client certificate required
+my $D = tls_server(cert => 'server', version => 'TLSv1_2');   # TLS 1.2 only
 
 my $CA = "ca=$K/ca.pem";
 my $MTLS = "$CA cert=$K/client.pem key=$K/client.key";
@@ -137,6 +154,18 @@ BFFHealthProbe interval=200ms timeout=1s path=/health
 <BFFEndpoint GET /server-name>
     BFFBackend a GET https://127.0.0.1:$B/a required
     BFFBackendTLS a $CA server-name=wrong.example
+</BFFEndpoint>
+<BFFEndpoint GET /no-verify>
+    BFFBackend a GET https://127.0.0.1:$B/a required
+    BFFBackendTLS a verify=off
+</BFFEndpoint>
+<BFFEndpoint GET /tls12>
+    BFFBackend a GET https://127.0.0.1:$D/a required
+    BFFBackendTLS a $CA min-tls=1.2
+</BFFEndpoint>
+<BFFEndpoint GET /tls13>
+    BFFBackend a GET https://127.0.0.1:$D/a required
+    BFFBackendTLS a $CA min-tls=1.3
 </BFFEndpoint>
 <BFFEndpoint GET /mtls>
     BFFBackend a GET https://127.0.0.1:$C/a required
@@ -197,6 +226,18 @@ ok log_has(qr/BFF710: GET \/wrong-host: backend 'a': TLS failure with [^:]+:[^:]
 $r = get('/server-name');
 ok t_cmp($r->code, 200, 'server-name=wrong.example: 200');
 ok t_cmp($r->{json}{a}{path}, '/a', 'server-name: the backend\'s data');
+
+# verify=off: an unknown CA and another host name are accepted
+$r = get('/no-verify');
+ok t_cmp($r->code, 200, 'verify=off: 200 from a backend that would not verify');
+
+# --- minimum version ------------------------------------------------------
+$r = get('/tls12');
+ok t_cmp($r->code, 200, 'min-tls=1.2 with a TLS 1.2 backend: 200');
+$r = get('/tls13');
+ok t_cmp($r->code, 502, 'min-tls=1.3 with a TLS 1.2 backend: 502');
+ok log_has(qr/BFF710: GET \/tls13: backend 'a': TLS failure with https:\/\/127\.0\.0\.1:$D\/a: /),
+   'min-tls=1.3: BFF710';
 
 # --- client certificates -------------------------------------------------
 $r = get('/mtls');
@@ -264,7 +305,7 @@ ok t_cmp(($ea // {})->{probe}, 'up', 'origin A probed with the CA of its first b
 # --- every failure above named its backend ------------------------------
 my $text = slurp($log);
 my $n = () = $text =~ /BFF710:/g;
-ok $n >= 5, "BFF710 lines: $n";
+ok $n >= 6, "BFF710 lines: $n";
 unlike $text, qr/BFF710: GET \/(?:trusted|server-name|mtls|mix):/, 'no BFF710 for calls that succeeded';
 ok $text !~ /BFF710: .*\/good:/, 'no BFF710 for the backend that answered';
 stop_httpd($h);
