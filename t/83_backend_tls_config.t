@@ -31,31 +31,7 @@ open my $fh, '>', "$K/nocas/README" or die $!;
 print $fh "nothing\n";
 close $fh;
 
-sub endpoint {
-    my (@lines) = @_;
-    return join "\n", '<BFFEndpoint GET /p/{id:int}>',
-        ' BFFBackend account GET https://127.0.0.1:1/a/{id}',
-        ' BFFBackend orders GET https://127.0.0.1:1/o/{id}',
-        (map { " $_" } @lines), '</BFFEndpoint>';
-}
-
-sub refused {
-    my ($conf, $re, $what) = @_;
-    my ($rc, $out) = configtest($conf);
-    ok $rc != 0 && $out =~ $re, $what or diag $out;
-}
-
-sub accepted {
-    my ($conf, $re, $what) = @_;
-    my ($rc, $out) = configtest($conf);
-    ok $rc == 0, "$what: Syntax OK" or diag $out;
-    if ($re) {
-        like $out, $re, "$what: warned";
-    }
-    else {
-        unlike $out, qr/BFF\d+|warn/i, "$what: no warning";
-    }
-}
+sub endpoint { endpoint_conf('https', @_) }
 
 my $MTLS = "ca=$K/ca.pem cert=$K/client.pem key=$K/client.key";
 
