@@ -4,7 +4,8 @@
 # a trusted backend answers; an untrusted certificate, a wrong host name
 # a missing client certificate and a version under min-tls fail the call
 # with a BFF710 line naming the backend and the TLS reason; verify=off
-# accepts any certificate; a client key that only root may
+# accepts any certificate; the server's settings serve backends without
+# their own, and an https upstream instance gets its backend's; a client key that only root may
 # read serves children running as nobody (read once, at start-up);
 # connections are never shared between different TLS settings; the
 # health probe presents the client certificate too.
@@ -20,7 +21,7 @@ use POSIX ();
 use Time::HiRes qw(sleep);
 use BFFTest;
 
-plan tests => 37;
+plan tests => 40;
 
 my $client = $ENV{BFF_T_CLIENT} // 'native';
 my $K = Apache::Test::vars('t_logs') . '/tls82';
@@ -133,6 +134,8 @@ my $h = start_httpd('tls82', <<"CONF");
 BFFHTTPClient $client
 BFFTimeout 3s
 BFFHealthProbe interval=200ms timeout=1s path=/health
+BFFBackendTLS * $CA
+BFFUpstream tlsup https://127.0.0.1:$C
 <Location /health>
     SetHandler bff-health
 </Location>
@@ -142,6 +145,14 @@ BFFHealthProbe interval=200ms timeout=1s path=/health
 </BFFEndpoint>
 <BFFEndpoint GET /untrusted>
     BFFBackend a GET https://127.0.0.1:$A/a required
+    BFFBackendTLS a verify=on
+</BFFEndpoint>
+<BFFEndpoint GET /server-default>
+    BFFBackend a GET https://127.0.0.1:$A/a required
+</BFFEndpoint>
+<BFFEndpoint GET /upstream>
+    BFFBackend a GET http://tlsup/a required
+    BFFBackendTLS a $MTLS
 </BFFEndpoint>
 <BFFEndpoint GET /other-ca>
     BFFBackend a GET https://127.0.0.1:$A/a required
@@ -209,7 +220,16 @@ ok t_cmp($r->code, 200, 'trusted: 200');
 ok t_cmp($r->{json}{a}{path}, '/a', 'trusted: the backend\'s data');
 ok !defined $r->{json}{a}{client}, 'trusted: no client certificate sent';
 
+# the server's BFFBackendTLS * serves backends without their own
+$r = get('/server-default');
+ok t_cmp($r->code, 200, 'the server-level settings (its CA): 200');
+# an upstream's https instance gets the backend's settings
+$r = get('/upstream');
+ok t_cmp($r->code, 200, 'an https upstream instance with a client certificate: 200');
+like $r->{json}{a}{client} // '', qr/CN\s*=\s*bff-gateway/, 'the upstream instance saw the certificate';
+
 # --- untrusted: the system CAs do not know the test CA ----------------
+# (the backend's own settings replace the server's: no CA of the server's)
 $r = get('/untrusted');
 ok t_cmp($r->code, 502, 'untrusted: 502');
 ok log_has(qr/BFF710: GET \/untrusted: backend 'a': TLS failure with https:\/\/127\.0\.0\.1:$A\/a: .*certificate/),
@@ -306,7 +326,7 @@ ok t_cmp(($ea // {})->{probe}, 'up', 'origin A probed with the CA of its first b
 my $text = slurp($log);
 my $n = () = $text =~ /BFF710:/g;
 ok $n >= 6, "BFF710 lines: $n";
-unlike $text, qr/BFF710: GET \/(?:trusted|server-name|mtls|mix):/, 'no BFF710 for calls that succeeded';
+unlike $text, qr/BFF710: GET \/(?:trusted|server-default|upstream|server-name|no-verify|tls12|mtls|mix):/, 'no BFF710 for calls that succeeded';
 ok $text !~ /BFF710: .*\/good:/, 'no BFF710 for the backend that answered';
 stop_httpd($h);
 ok 1, 'stopped';
