@@ -914,15 +914,58 @@ static void apply_server_defaults(bff_server_conf_t *sc, server_rec *s)
     }
 }
 
-/* verify=off is the admin's explicit choice (a test backend, a network
- * where something else authenticates the peer): apache2 -t reports it,
- * as it reports JWT settings that check no issuer. */
+/* TLS settings given by name to a backend that never uses TLS (http://,
+ * not an upstream with https:// instances): almost surely a URL missing
+ * its "s", and calls that go out in clear text while the configuration
+ * says they are protected. Refused at every start and by apache2 -t. */
+static int check_tls_unused(server_rec *s)
+{
+    server_rec *vs;
+    int i, j, bad = 0;
+
+    for (vs = s; vs; vs = vs->next) {
+        bff_server_conf_t *sc = ap_get_module_config(vs->module_config,
+                                                     &bff_module);
+        for (i = 0; i < sc->endpoints->nelts; i++) {
+            bff_ep_conf_t *epc = APR_ARRAY_IDX(sc->endpoints, i,
+                                               bff_ep_conf_t *);
+            if (epc->server != vs) {
+                continue;
+            }
+            for (j = 0; j < epc->ep->backends->nelts; j++) {
+                bff_backend_t *be = APR_ARRAY_IDX(epc->ep->backends, j,
+                                                  bff_backend_t *);
+                const char *url = bff_tpl_text(be->url);
+                if (!apr_hash_get(epc->tls, be->name, APR_HASH_KEY_STRING)
+                    || bff_res_url_tls(s, url)) {
+                    continue;
+                }
+                ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, BFFLOGNO(712)
+                             "BFFBackendTLS %s in <BFFEndpoint %s %s> at "
+                             "%s:%d: the backend calls %s, without TLS: use "
+                             "https:// (or remove its BFFBackendTLS)",
+                             be->name, epc->ep->method, epc->ep->pattern,
+                             epc->ep->file, epc->ep->line, url);
+                bad = 1;
+            }
+        }
+    }
+    return bad ? HTTP_INTERNAL_SERVER_ERROR : OK;
+}
+
+/* TLS settings no call uses are refused; verify=off is the admin's
+ * explicit choice (a test backend, a network where something else
+ * authenticates the peer): apache2 -t reports it, as it reports JWT
+ * settings that check no issuer. */
 static int bff_check_config(apr_pool_t *pconf, apr_pool_t *plog,
                             apr_pool_t *ptemp, server_rec *s)
 {
     server_rec *vs;
     int i;
 
+    if (check_tls_unused(s) != OK) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     if (ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST) {
         return OK;
     }

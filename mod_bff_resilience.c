@@ -479,6 +479,37 @@ static const char *slot_key(const pol_baton_t *pb, const bff_backend_t *be,
     return origin;
 }
 
+int bff_res_url_tls(server_rec *s, const char *url)
+{
+    bff_res_conf_t *c = ((bff_server_conf_t *)ap_get_module_config(
+                            s->module_config, &bff_module))->res;
+    const char *host = strstr(url, "://");
+    apr_size_t n;
+    int i, j;
+
+    if (!strncasecmp(url, "https://", 8)) {
+        return 1;
+    }
+    if (!host) {
+        return 0;
+    }
+    host += 3;
+    n = strcspn(host, "/?#:");
+    for (i = 0; i < c->upstreams->nelts; i++) {
+        upstream_t *u = APR_ARRAY_IDX(c->upstreams, i, upstream_t *);
+        if (strlen(u->name) != n || strncasecmp(u->name, host, n)) {
+            continue;
+        }
+        for (j = 0; j < u->instances->nelts; j++) {
+            if (!strncasecmp(APR_ARRAY_IDX(u->instances, j, const char *),
+                             "https://", 8)) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 static upstream_t *upstream_of(const char *origin)
 {
     const char *host = strstr(origin, "://");

@@ -9,7 +9,7 @@ use Apache::TestUtil;
 use File::Path qw(make_path remove_tree);
 use BFFConfTest;
 
-plan tests => 24;
+plan tests => 29;
 
 my $K = Apache::Test::vars('t_logs') . '/tls83';
 remove_tree($K);
@@ -75,5 +75,14 @@ refused(endpoint("BFFBackendTLS account verify=off ca=$K/ca.pem"),
         qr/verify=off with ca=/, 'verify=off with a CA');
 refused(endpoint('BFFBackendTLS account server-name=a/b'),
         qr/'server-name=a\/b': not a host name/, 'a bad server-name');
+refused(endpoint_conf('http', "BFFBackendTLS account ca=$K/ca.pem"),
+        qr/BFF712: BFFBackendTLS account in <BFFEndpoint GET \/p\/\{id:int\}> at \S+:1: the backend calls http:\/\/127\.0\.0\.1:1\/a\/\{id\}, without TLS/,
+        'TLS settings for an http:// backend');
+accepted("BFFUpstream up http://127.0.0.1:1 https://127.0.0.1:2\n"
+         . "<BFFEndpoint GET /u/{id:int}>\n BFFBackend account GET http://up/a/{id}\n"
+         . " BFFBackendTLS account ca=$K/ca.pem\n</BFFEndpoint>",
+         undef, 'TLS settings for an upstream with an https instance');
+accepted(endpoint_conf('http', "BFFBackendTLS * ca=$K/ca.pem"), undef,
+         'BFFBackendTLS * over http:// backends (some of an endpoint may be https)');
 my ($rc, $out) = configtest(endpoint('BFFBackendTLS account min-tls=1.0'));
 like $out, qr/line 4 of /, 'the error points at the directive\'s line';
