@@ -21,7 +21,7 @@ use POSIX ();
 use Time::HiRes qw(sleep);
 use BFFTest;
 
-plan tests => 40;
+plan tests => 42;
 
 my $client = $ENV{BFF_T_CLIENT} // 'native';
 my $K = Apache::Test::vars('t_logs') . '/tls82';
@@ -60,7 +60,8 @@ chmod 0600, "$K/client.key";
 chmod 0755, $K;
 
 # --- TLS backends ------------------------------------------------------
-# Answers every GET with {"conn":N,"path":...,"client":SUBJECT|null}: N
+# Answers every GET with {"conn":N,"path":...,"items":[{"id":1},{"id":2}],
+# "client":SUBJECT|null}: N
 # numbers the server's connections, client is the certificate the
 # gateway presented on it.
 my @servers;
@@ -107,7 +108,7 @@ sub tls_server {
                     }
                     $buf =~ s/^(.*?)\r\n\r\n//s;
                     my ($path) = $1 =~ /^GET (\S+)/;
-                    my $body = sprintf '{"conn":%d,"path":"%s","client":%s}', $n, $path // '',
+                    my $body = sprintf '{"conn":%d,"path":"%s","items":[{"id":1},{"id":2}],"client":%s}', $n, $path // '',
                         defined $who ? "\"$who\"" : 'null';
                     print $c "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                         . "Content-Length: " . length($body) . "\r\n\r\n$body";
@@ -191,6 +192,10 @@ BFFUpstream tlsup https://127.0.0.1:$C
     BFFBackend bad  GET https://127.0.0.1:$C/bad default=[]
     BFFBackendTLS * $CA
 </BFFEndpoint>
+<BFFEndpoint GET /items>
+    BFFBackend src   GET https://127.0.0.1:$A/src required
+    BFFBackend items GET https://127.0.0.1:$C/i/{src.items[].id} per-item default=[]
+</BFFEndpoint>
 <BFFEndpoint GET /mix>
     BFFBackend first  GET https://127.0.0.1:$A/first required
     BFFBackend second GET https://127.0.0.1:$A/second/{first.conn} required
@@ -273,6 +278,12 @@ ok t_cmp($r->header('X-BFF-Completed'), 'false', 'partial answer');
 ok t_cmp($r->{json}{bad}, [], 'its default');
 ok t_cmp($r->{json}{_errors}{bad}{reason}, 'connect error', 'reason: connect error');
 ok t_cmp($r->{json}{good}{path}, '/good', 'the other backend answered');
+
+# per-item calls: each item's TLS failure has its line
+$r = get('/items');
+ok t_cmp($r->code, 200, 'per-item calls failing TLS: partial answer');
+ok log_has(qr/BFF710: GET \/items: backend 'items': TLS failure with https:\/\/127\.0\.0\.1:$C\/i\/2: /),
+   'per-item: BFF710 names the item\'s URL';
 
 # --- the key only root may read ----------------------------------------
 my @st = stat "$K/client.key";
