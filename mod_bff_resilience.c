@@ -1002,7 +1002,10 @@ static void probe_round(bff_fetcher_t *f, apr_pool_t *p)
         inflight--;
         apr_hash_set(origins, done->baton, APR_HASH_KEY_STRING,
                      done->err == BFF_FETCH_OK && done->status >= 200
-                     && done->status < 300 ? "up" : "down");
+                     && done->status < 300 ? "up"
+                     : done->tls_failed ? apr_pstrcat(p, "TLS failure: ",
+                                                      done->errmsg, NULL)
+                     : "down");
         bff_fetch_release(f, done);
     }
     bff_fetch_reset(f);
@@ -1032,6 +1035,12 @@ static void probe_round(bff_fetcher_t *f, apr_pool_t *p)
                 ap_log_error(APLOG_MARK, up ? APLOG_NOTICE : APLOG_WARNING, 0,
                              main_server, BFFLOGNO(203) "health probe %s%s: %s",
                              o, path, up ? "up" : "down");
+                if (v != o && !strncmp(v, "TLS", 3)) {
+                    /* the reason, which a wrong CA or key makes permanent */
+                    ap_log_error(APLOG_MARK, APLOG_ERR, 0, main_server,
+                                 BFFLOGNO(713) "health probe %s%s: %s", o,
+                                 path, v);
+                }
             }
             s->probe = up ? 1 : 2;
             s->probe_at = now;

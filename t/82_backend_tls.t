@@ -21,7 +21,7 @@ use POSIX ();
 use Time::HiRes qw(sleep);
 use BFFTest;
 
-plan tests => 42;
+plan tests => 43;
 
 my $client = $ENV{BFF_T_CLIENT} // 'native';
 my $K = Apache::Test::vars('t_logs') . '/tls82';
@@ -332,6 +332,10 @@ ok t_cmp($e->{probe}, 'up', 'the probe presents the client certificate the backe
 # the untrusted origin is probed with the trusted endpoint's settings (the first backend's)
 my ($ea) = grep { $_->{backend} eq "https://127.0.0.1:$A" } @{ http_get($port, '/health')->{json}{backends} // [] };
 ok t_cmp(($ea // {})->{probe}, 'up', 'origin A probed with the CA of its first backend');
+
+# the probe of the wrong-host origin (with /wrong-host's settings) says why
+ok log_has(qr/BFF713: health probe https:\/\/127\.0\.0\.1:$B\/health: TLS failure: .*(?:match|name)/i),
+   'the probe\'s TLS failure: BFF713 with the reason';
 
 # --- every failure above named its backend ------------------------------
 my $text = slurp($log);
