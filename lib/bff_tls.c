@@ -238,6 +238,26 @@ const char *bff_tls_read_ca_dir(bff_tls_blob_t *out, const char *dir,
     return NULL;
 }
 
+void bff_tls_wipe(bff_tls_t *t)
+{
+    /* volatile: a store into memory about to be freed is not optimised
+     * away */
+    volatile char *k = (volatile char *)t->key.data;
+    apr_size_t i;
+
+    for (i = 0; k && i < t->key.len; i++) {
+        k[i] = 0;
+    }
+    t->key.data = NULL;
+    t->key.len = 0;
+}
+
+static apr_status_t wipe_cleanup(void *t)
+{
+    bff_tls_wipe(t);
+    return APR_SUCCESS;
+}
+
 const char *bff_tls_load(bff_tls_t *t, apr_pool_t *p)
 {
     const char *err;
@@ -275,6 +295,9 @@ const char *bff_tls_load(bff_tls_t *t, apr_pool_t *p)
             || (err = bff_tls_read_pem(&t->key, "key", t->key_file,
                                        "PRIVATE KEY", p)))) {
         return err;
+    }
+    if (t->key.data) {
+        apr_pool_cleanup_register(p, t, wipe_cleanup, apr_pool_cleanup_null);
     }
     return NULL;
 }

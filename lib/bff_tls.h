@@ -59,6 +59,11 @@ const char *bff_tls_option(bff_tls_t *t, const char *opt, apr_pool_t *p);
  * naming the option and the file. */
 const char *bff_tls_load(bff_tls_t *t, apr_pool_t *p);
 
+/* Overwrites the private key held in memory and forgets it. bff_tls_load
+ * registers it as a cleanup of its pool, so a key does not stay in freed
+ * memory once its configuration is gone (a graceful restart). */
+void bff_tls_wipe(bff_tls_t *t);
+
 /* Reads one PEM file into *out; label is "CERTIFICATE" (one or more
  * certificates) or "PRIVATE KEY" (any unencrypted private key block).
  * what names the file in errors ("cert"). */

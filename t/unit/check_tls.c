@@ -170,6 +170,37 @@ START_TEST(load_files)
 }
 END_TEST
 
+/* the key does not outlive its configuration in memory */
+START_TEST(key_wiped)
+{
+    apr_pool_t *sub;
+    bff_tls_t *t;
+    const char *c = put("c.pem", CERT("REVG"));
+    const char *k = put("k.pem", KEY("", "R0hJ"));
+    const char *buf;
+    apr_size_t len, i, nonzero = 0;
+
+    ck_assert_int_eq(apr_pool_create(&sub, pool), APR_SUCCESS);
+    t = bff_tls_create(pool);
+    ck_assert_ptr_null(bff_tls_option(t, apr_pstrcat(pool, "cert=", c, NULL), pool));
+    ck_assert_ptr_null(bff_tls_option(t, apr_pstrcat(pool, "key=", k, NULL), pool));
+    ck_assert_ptr_null(bff_tls_load(t, sub));
+    buf = t->key.data;
+    len = t->key.len;
+    ck_assert_str_eq(buf, KEY("", "R0hJ"));
+    /* clearing the pool runs the cleanup; apr keeps the pool's block, so
+     * the bytes can still be looked at */
+    apr_pool_clear(sub);
+    ck_assert_ptr_null(t->key.data);
+    ck_assert_uint_eq(t->key.len, 0);
+    for (i = 0; i < len; i++) {
+        nonzero += buf[i] != 0;
+    }
+    ck_assert_uint_eq(nonzero, 0);
+    apr_pool_destroy(sub);
+}
+END_TEST
+
 START_TEST(key_kinds)
 {
     bff_tls_blob_t b;
@@ -253,6 +284,7 @@ static Suite *suite(void)
     tcase_add_test(tc, pairs);
     tcase_add_test(tc, load_files);
     tcase_add_test(tc, key_kinds);
+    tcase_add_test(tc, key_wiped);
     tcase_add_test(tc, ca_dir);
     tcase_add_test(tc, ca_dir_empty);
     suite_add_tcase(s, tc);
