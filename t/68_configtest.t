@@ -9,7 +9,7 @@ use warnings FATAL => 'all';
 
 use Apache::Test qw(-withtestmore);
 use Apache::TestUtil;
-use BFFConfTest;
+use BFFConfTest qw(configtest refused accepted endpoint_conf);
 
 plan tests => 31;
 

@@ -7,7 +7,7 @@ use warnings FATAL => 'all';
 use Apache::Test qw(-withtestmore);
 use Apache::TestUtil;
 use File::Path qw(make_path remove_tree);
-use BFFConfTest;
+use BFFConfTest qw(configtest refused accepted endpoint_conf);
 
 plan tests => 29;
 

@@ -9,7 +9,9 @@ use File::Temp qw(tempdir);
 use Apache::Test ();
 use Test::More ();
 
-our @EXPORT = qw(configtest refused accepted endpoint_conf);
+our @EXPORT = qw(configtest);
+# on request, so a test with helpers of its own by these names is unaffected
+our @EXPORT_OK = qw(configtest refused accepted endpoint_conf);
 
 my $dir;
 
