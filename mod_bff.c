@@ -25,6 +25,7 @@
 #include "mod_bff_cache.h"
 #include "bff_cache.h"
 #include "bff_fetch.h"
+#include "bff_tls.h"
 
 
 /* Client headers that must never be forwarded as configured: hop-by-hop
@@ -52,6 +53,7 @@ static void *create_server_conf(apr_pool_t *p, server_rec *s)
     sc->res = bff_res_conf_create(p);
     sc->request_id = UNSET;
     sc->events = bff_events_conf_create(p);
+    sc->tls_off = apr_array_make(p, 1, sizeof(const char *));
     return sc;
 }
 
@@ -81,6 +83,8 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     sc->events = base->events;         /* main server only */
     sc->metrics_slots = add->metrics_slots ? add->metrics_slots
                                            : base->metrics_slots;
+    sc->tls = add->tls ? add->tls : base->tls;
+    sc->tls_off = add->tls_off;        /* each server reports its own */
     return sc;
 }
 
@@ -247,6 +251,40 @@ static const char *section_fingerprint(const cmd_parms *cmd,
     return bff_hex(md, 16, cmd->pool);
 }
 
+/* Gives each backend its TLS settings: its own BFFBackendTLS, else the
+ * endpoint's "BFFBackendTLS *" (the server's is applied in post_config,
+ * where the whole configuration is known). A name that is no backend
+ * would leave the settings unused without a word. */
+static const char *apply_backend_tls(cmd_parms *cmd,
+                                     const ap_directive_t *first,
+                                     bff_ep_conf_t *epc)
+{
+    const bff_tls_t *all = apr_hash_get(epc->tls, "*", 1);
+    const ap_directive_t *d;
+    int i;
+
+    for (d = first; d; d = d->next) {
+        const char *args = d->args, *name;
+        if (strcasecmp(d->directive, "BFFBackendTLS")) {
+            continue;
+        }
+        name = ap_getword_conf(cmd->temp_pool, &args);
+        if (strcmp(name, "*") && bff_endpoint_backend(epc->ep, name) < 0) {
+            cmd->err_directive = d;
+            return apr_psprintf(cmd->pool, "BFFBackendTLS %s: not a backend "
+                                "of this endpoint", name);
+        }
+    }
+    for (i = 0; i < epc->ep->backends->nelts; i++) {
+        bff_backend_t *be = APR_ARRAY_IDX(epc->ep->backends, i,
+                                          bff_backend_t *);
+        const bff_tls_t *own = apr_hash_get(epc->tls, be->name,
+                                            APR_HASH_KEY_STRING);
+        be->tls = own ? own : all;
+    }
+    return NULL;
+}
+
 static const char *cmd_endpoint(cmd_parms *cmd, void *dummy, const char *arg)
 {
     const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
@@ -292,6 +330,7 @@ static const char *cmd_endpoint(cmd_parms *cmd, void *dummy, const char *arg)
     epc->connect_timeout_ms = UNSET;
     epc->fwd_headers = apr_array_make(cmd->pool, 2, sizeof(const char *));
     epc->fwd_query = apr_array_make(cmd->pool, 2, sizeof(const char *));
+    epc->tls = apr_hash_make(cmd->pool);
     if ((err = bff_route_compile(&epc->ep->route, pattern, cmd->pool)) != NULL) {
         return apr_psprintf(cmd->pool, "<BFFEndpoint %s %s>: %s", method,
                             pattern, err);
@@ -326,7 +365,8 @@ static const char *cmd_endpoint(cmd_parms *cmd, void *dummy, const char *arg)
         return apr_psprintf(cmd->pool, "<BFFEndpoint %s %s>: %s", method,
                             pattern, err);
     }
-    if ((err = check_shape_roots(cmd, block, epc->ep)) != NULL) {
+    if ((err = check_shape_roots(cmd, block, epc->ep)) != NULL
+        || (err = apply_backend_tls(cmd, block, epc)) != NULL) {
         return err;
     }
     for (i = 0; i < sc->endpoints->nelts; i++) {
@@ -375,6 +415,65 @@ static const char *cmd_backend(cmd_parms *cmd, void *dcv, const char *arg)
         }
     }
     APR_ARRAY_PUSH(dc->epc->ep->backends, bff_backend_t *) = be;
+    return NULL;
+}
+
+/* BFFBackendTLS NAME|* option=value...: inside <BFFEndpoint> for one
+ * backend (or * for all of them), at server level (*) for every backend
+ * of the server's endpoints that has none. The files are read here, as
+ * root, at every start and restart and for apache2 -t. */
+static const char *cmd_backend_tls(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    bff_dir_conf_t *dc = dcv;
+    bff_server_conf_t *sc = server_conf(cmd);
+    int in_ep = dc && dc->epc;
+    const char *name = ap_getword_conf(cmd->pool, &arg);
+    const char *opt, *err;
+    bff_tls_t *t;
+    int n = 0;
+
+    if (!*name) {
+        return "BFFBackendTLS takes a backend name (or *) and options: "
+               "BFFBackendTLS user ca=/etc/apache2/bff/ca.pem";
+    }
+    if (!in_ep && strcmp(name, "*")) {
+        return apr_psprintf(cmd->pool, "BFFBackendTLS %s: outside "
+                            "<BFFEndpoint> only * (every backend of the "
+                            "server) is allowed", name);
+    }
+    if ((err = bff_need_curl(cmd, "BFFBackendTLS"))) {
+        return apr_psprintf(cmd->pool, "BFFBackendTLS %s: %s", name, err);
+    }
+    if (in_ep ? apr_hash_get(dc->epc->tls, name, APR_HASH_KEY_STRING) != NULL
+              : sc->tls != NULL) {
+        return apr_psprintf(cmd->pool, "BFFBackendTLS %s: given twice", name);
+    }
+    t = bff_tls_create(cmd->pool);
+    while (*(opt = ap_getword_conf(cmd->temp_pool, &arg))) {
+        if ((err = bff_tls_option(t, opt, cmd->pool))) {
+            return apr_psprintf(cmd->pool, "BFFBackendTLS %s: %s", name, err);
+        }
+        n++;
+    }
+    if (!n) {
+        return apr_psprintf(cmd->pool, "BFFBackendTLS %s: no option (ca=, "
+                            "ca-path=, cert=, key=, verify=, min-tls=, "
+                            "server-name=)", name);
+    }
+    if ((err = bff_tls_load(t, cmd->pool))) {
+        return apr_psprintf(cmd->pool, "BFFBackendTLS %s: %s", name, err);
+    }
+    if (!t->verify) {
+        APR_ARRAY_PUSH(sc->tls_off, const char *) = apr_psprintf(cmd->pool,
+            "BFFBackendTLS %s at %s:%d", name, cmd->directive->filename,
+            cmd->directive->line_num);
+    }
+    if (in_ep) {
+        apr_hash_set(dc->epc->tls, name, APR_HASH_KEY_STRING, t);
+    }
+    else {
+        sc->tls = t;
+    }
     return NULL;
 }
 
@@ -549,6 +648,10 @@ static const command_rec bff_cmds[] = {
         "A backend call: name METHOD URL-template [required|optional] "
         "[default=JSON] [body=JSON-template] [timeout=DURATION] "
         "[max-size=SIZE]"),
+    AP_INIT_RAW_ARGS("BFFBackendTLS", cmd_backend_tls, NULL, RSRC_CONF,
+        "TLS of https:// backends: NAME|* [ca=FILE] [ca-path=DIR] "
+        "[cert=FILE key=FILE] [verify=on|off] [min-tls=1.2|1.3] "
+        "[server-name=HOST]"),
     AP_INIT_ITERATE("BFFDeny", cmd_shape, NULL, RSRC_CONF,
         "Dotted paths removed from the answer, e.g. user.password_hash"),
     AP_INIT_ITERATE("BFFAllow", cmd_shape, (void *)1, RSRC_CONF,
@@ -787,7 +890,7 @@ static apr_status_t fetch_cleanup(void *data)
  * engine's default (already in the endpoint). */
 static void apply_server_defaults(bff_server_conf_t *sc, server_rec *s)
 {
-    int i;
+    int i, j;
 
     for (i = 0; i < sc->endpoints->nelts; i++) {
         bff_ep_conf_t *epc = APR_ARRAY_IDX(sc->endpoints, i, bff_ep_conf_t *);
@@ -809,7 +912,83 @@ static void apply_server_defaults(bff_server_conf_t *sc, server_rec *s)
                        : sc->max_body ? sc->max_body : ep->max_body;
         ep->max_depth = epc->max_depth ? epc->max_depth
                         : sc->max_depth ? sc->max_depth : ep->max_depth;
+        for (j = 0; sc->tls && j < ep->backends->nelts; j++) {
+            bff_backend_t *be = APR_ARRAY_IDX(ep->backends, j,
+                                              bff_backend_t *);
+            if (!be->tls) {
+                be->tls = sc->tls;
+            }
+        }
     }
+}
+
+/* TLS settings given by name to a backend that never uses TLS (http://,
+ * not an upstream with https:// instances): almost surely a URL missing
+ * its "s", and calls that go out in clear text while the configuration
+ * says they are protected. Refused at every start and by apache2 -t. */
+static int check_tls_unused(server_rec *s)
+{
+    server_rec *vs;
+    int i, j, bad = 0;
+
+    for (vs = s; vs; vs = vs->next) {
+        bff_server_conf_t *sc = ap_get_module_config(vs->module_config,
+                                                     &bff_module);
+        for (i = 0; i < sc->endpoints->nelts; i++) {
+            bff_ep_conf_t *epc = APR_ARRAY_IDX(sc->endpoints, i,
+                                               bff_ep_conf_t *);
+            if (epc->server != vs) {
+                continue;
+            }
+            for (j = 0; j < epc->ep->backends->nelts; j++) {
+                bff_backend_t *be = APR_ARRAY_IDX(epc->ep->backends, j,
+                                                  bff_backend_t *);
+                const char *url = bff_tpl_text(be->url);
+                if (!apr_hash_get(epc->tls, be->name, APR_HASH_KEY_STRING)
+                    || bff_res_url_tls(s, url)) {
+                    continue;
+                }
+                ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, BFFLOGNO(712)
+                             "BFFBackendTLS %s in <BFFEndpoint %s %s> at "
+                             "%s:%d: the backend calls %s, without TLS: use "
+                             "https:// (or remove its BFFBackendTLS)",
+                             be->name, epc->ep->method, epc->ep->pattern,
+                             epc->ep->file, epc->ep->line, url);
+                bad = 1;
+            }
+        }
+    }
+    return bad ? HTTP_INTERNAL_SERVER_ERROR : OK;
+}
+
+/* TLS settings no call uses are refused; verify=off is the admin's
+ * explicit choice (a test backend, a network where something else
+ * authenticates the peer): apache2 -t reports it, as it reports JWT
+ * settings that check no issuer. */
+static int bff_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                            apr_pool_t *ptemp, server_rec *s)
+{
+    server_rec *vs;
+    int i;
+
+    if (check_tls_unused(s) != OK) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST) {
+        return OK;
+    }
+    for (vs = s; vs; vs = vs->next) {
+        bff_server_conf_t *sc = ap_get_module_config(vs->module_config,
+                                                     &bff_module);
+        for (i = 0; i < sc->tls_off->nelts; i++) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs, BFFLOGNO(711)
+                         "%s: verify=off: the backend's certificate and "
+                         "host name are not checked, so anyone on the "
+                         "network path can answer in its name",
+                         APR_ARRAY_IDX(sc->tls_off, i, const char *));
+        }
+    }
+    return OK;
 }
 
 static int bff_post_config(apr_pool_t *pconf, apr_pool_t *plog,
@@ -860,6 +1039,7 @@ static void bff_child_init(apr_pool_t *pchild, server_rec *s)
 
 static void bff_register_hooks(apr_pool_t *p)
 {
+    ap_hook_check_config(bff_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(bff_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(bff_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     bff_aggregate_register_hooks(p);

@@ -6,6 +6,7 @@
 
 #include "httpd.h"
 #include "http_config.h"
+#include "apr_hash.h"
 #include "apr_optional.h"
 
 #include "bff_engine.h"
@@ -65,6 +66,9 @@ typedef struct {
      * every cache key, so a changed definition never serves old entries */
     const char *fingerprint;
     bff_valid_conf_t *valid;           /* NULL: the <Location>'s rules */
+    apr_hash_t *tls;                   /* BFFBackendTLS: backend name (or
+                                          "*", every backend) -> the
+                                          bff_tls_t * of its https calls */
 } bff_ep_conf_t;
 
 typedef struct {
@@ -86,6 +90,11 @@ typedef struct {
     bff_events_conf_t *events;         /* BFFEventsRedis (main server) */
 
     int metrics_slots;                 /* BFFMetricsSlots; 0: unset */
+    const struct bff_tls_t *tls;       /* BFFBackendTLS * at server level:
+                                          backends without their own;
+                                          NULL: unset */
+    apr_array_header_t *tls_off;       /* "FILE:LINE" of BFFBackendTLS
+                                          with verify=off, for configtest */
 } bff_server_conf_t;
 
 /* The per-directory config only carries the endpoint being defined while

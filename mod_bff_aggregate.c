@@ -246,6 +246,23 @@ static void add_identity(apr_array_header_t *hdrs, request_rec *r,
     add_forwarded(hdrs, r, todo);
 }
 
+/* A call the TLS layer failed (an untrusted or misnamed certificate, a
+ * client certificate the backend wants): a configuration matter, never
+ * part of normal operation, so an error line of its own whatever the
+ * answer, with libcurl's reason. */
+static void log_tls_failure(request_rec *r, const bff_endpoint_t *ep,
+                            const bff_backend_t *be,
+                            const bff_be_result_t *br)
+{
+    if (!br->req.tls_failed) {
+        return;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, BFFLOGNO(710)
+                  "%s %s: backend '%s': TLS failure with %s: %s", ep->method,
+                  ep->pattern, be->name, br->req.url ? br->req.url : "-",
+                  br->detail ? br->detail : "no detail");
+}
+
 /* The failed calls of per-item backends, one line each. */
 static void log_item_failures(request_rec *r, const bff_endpoint_t *ep,
                               const bff_run_result_t *res, int level)
@@ -262,6 +279,7 @@ static void log_item_failures(request_rec *r, const bff_endpoint_t *ep,
             if (it->state != BFF_BE_FAILED) {
                 continue;
             }
+            log_tls_failure(r, ep, be, it);
             ap_log_rerror(APLOG_MARK, level, 0, r, BFFLOGNO(400)
                           "%s %s: backend '%s' item %d of %d failed: %s%s%s "
                           "(%s %s)", ep->method, ep->pattern, be->name, k + 1,
@@ -286,6 +304,9 @@ static void log_failures(request_rec *r, const bff_endpoint_t *ep,
         const bff_be_result_t *br = &res->results[i];
         if (br->state != BFF_BE_FAILED) {
             continue;
+        }
+        if (br->nitems == 0) {
+            log_tls_failure(r, ep, be, br);
         }
         /* a refusal by an open breaker was logged once, when it opened */
         ap_log_rerror(APLOG_MARK, br->refused ? APLOG_DEBUG : level, 0,

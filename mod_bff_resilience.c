@@ -488,6 +488,37 @@ static const char *slot_key(const pol_baton_t *pb, const bff_backend_t *be,
     return origin;
 }
 
+int bff_res_url_tls(server_rec *s, const char *url)
+{
+    bff_res_conf_t *c = ((bff_server_conf_t *)ap_get_module_config(
+                            s->module_config, &bff_module))->res;
+    const char *host = strstr(url, "://");
+    apr_size_t n;
+    int i, j;
+
+    if (!strncasecmp(url, "https://", 8)) {
+        return 1;
+    }
+    if (!host) {
+        return 0;
+    }
+    host += 3;
+    n = strcspn(host, "/?#:");
+    for (i = 0; i < c->upstreams->nelts; i++) {
+        upstream_t *u = APR_ARRAY_IDX(c->upstreams, i, upstream_t *);
+        if (strlen(u->name) != n || strncasecmp(u->name, host, n)) {
+            continue;
+        }
+        for (j = 0; j < u->instances->nelts; j++) {
+            if (!strncasecmp(APR_ARRAY_IDX(u->instances, j, const char *),
+                             "https://", 8)) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 static upstream_t *upstream_of(const char *origin)
 {
     const char *host = strstr(origin, "://");
@@ -915,6 +946,9 @@ static int health_handler(request_rec *r)
 /* ------------------------------------------------------------- probe -- */
 
 static volatile apr_uint32_t probe_stop;
+/* origin -> the TLS settings (bff_tls_t) the probe uses for it: those of
+ * the first backend that calls it; set in post_config */
+static apr_hash_t *origin_tls;
 
 /* One probe round: GET origin + path on every known origin, all at once;
  * a failure opens the breakers of that origin, a success lets an open one
@@ -954,6 +988,8 @@ static void probe_round(bff_fetcher_t *f, apr_pool_t *p)
         req->connect_timeout_ms = timeout;
         req->max_body = 65536;
         req->baton = (void *)o;
+        req->tls = origin_tls ? apr_hash_get(origin_tls, o, APR_HASH_KEY_STRING)
+                              : NULL;
         if (bff_fetch_start(f, req) == APR_SUCCESS) {
             inflight++;
         }
@@ -974,7 +1010,10 @@ static void probe_round(bff_fetcher_t *f, apr_pool_t *p)
         inflight--;
         apr_hash_set(origins, done->baton, APR_HASH_KEY_STRING,
                      done->err == BFF_FETCH_OK && done->status >= 200
-                     && done->status < 300 ? "up" : "down");
+                     && done->status < 300 ? "up"
+                     : done->tls_failed ? apr_pstrcat(p, "TLS failure: ",
+                                                      done->errmsg, NULL)
+                     : "down");
         bff_fetch_release(f, done);
     }
     bff_fetch_reset(f);
@@ -1004,6 +1043,12 @@ static void probe_round(bff_fetcher_t *f, apr_pool_t *p)
                 ap_log_error(APLOG_MARK, up ? APLOG_NOTICE : APLOG_WARNING, 0,
                              main_server, BFFLOGNO(203) "health probe %s%s: %s",
                              o, path, up ? "up" : "down");
+                if (v != o && !strncmp(v, "TLS", 3)) {
+                    /* the reason, which a wrong CA or key makes permanent */
+                    ap_log_error(APLOG_MARK, APLOG_ERR, 0, main_server,
+                                 BFFLOGNO(713) "health probe %s%s: %s", o,
+                                 path, v);
+                }
             }
             s->probe = up ? 1 : 2;
             s->probe_at = now;
@@ -1213,6 +1258,46 @@ static void register_known_keys(server_rec *s, apr_pool_t *p)
     }
 }
 
+/* The probe calls an https origin with the TLS settings of the backends
+ * that call it (the first one's, when several disagree), upstream
+ * instances with those of the backends that use the upstream. */
+static void map_probe_tls(server_rec *s, apr_pool_t *p)
+{
+    server_rec *vs;
+    int i, j, k;
+
+    origin_tls = apr_hash_make(p);
+    for (vs = s; vs; vs = vs->next) {
+        bff_server_conf_t *sc = ap_get_module_config(vs->module_config,
+                                                     &bff_module);
+        for (i = 0; i < sc->endpoints->nelts; i++) {
+            bff_ep_conf_t *epc = APR_ARRAY_IDX(sc->endpoints, i, bff_ep_conf_t *);
+            for (j = 0; j < epc->ep->backends->nelts; j++) {
+                bff_backend_t *be = APR_ARRAY_IDX(epc->ep->backends, j,
+                                                  bff_backend_t *);
+                const char *o = origin_of(bff_tpl_text(be->url), p);
+                upstream_t *u;
+
+                if (!be->tls || !o || strchr(o, '{')) {
+                    continue;
+                }
+                if ((u = upstream_of(o)) == NULL) {
+                    if (!apr_hash_get(origin_tls, o, APR_HASH_KEY_STRING)) {
+                        apr_hash_set(origin_tls, o, APR_HASH_KEY_STRING, be->tls);
+                    }
+                    continue;
+                }
+                for (k = 0; k < u->instances->nelts; k++) {
+                    const char *in = APR_ARRAY_IDX(u->instances, k, const char *);
+                    if (!apr_hash_get(origin_tls, in, APR_HASH_KEY_STRING)) {
+                        apr_hash_set(origin_tls, in, APR_HASH_KEY_STRING, be->tls);
+                    }
+                }
+            }
+        }
+    }
+}
+
 static int res_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                            apr_pool_t *ptemp, server_rec *s)
 {
@@ -1225,6 +1310,7 @@ static int res_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 
     main_server = s;
     gconf = sc->res;
+    map_probe_tls(s, pconf);
     for (vs = s; vs; vs = vs->next) {
         bff_server_conf_t *vsc = ap_get_module_config(vs->module_config,
                                                       &bff_module);

@@ -19,6 +19,9 @@ const bff_policy_t *bff_res_policy(request_rec *r, const bff_ep_conf_t *epc);
 const char *bff_res_cmd_breaker(cmd_parms *cmd, void *dcv, const char *args);
 const char *bff_res_cmd_retry(cmd_parms *cmd, void *dcv, const char *args);
 const char *bff_res_cmd_upstream(cmd_parms *cmd, void *dcv, const char *args);
+/* 1 when calls to url may use TLS: an https:// URL, or one whose host is
+ * a BFFUpstream (of main server s) with an https:// instance. */
+int bff_res_url_tls(server_rec *s, const char *url);
 const char *bff_res_cmd_probe(cmd_parms *cmd, void *dcv, const char *args);
 const char *bff_res_cmd_slots(cmd_parms *cmd, void *dcv, const char *arg);
 

@@ -477,6 +477,7 @@ static const char *start_call(run_t *run, const bff_backend_t *be,
     r->req.connect_timeout_ms = run->ep->connect_timeout_ms;
     r->req.max_body = be->max_body ? be->max_body : run->ep->max_body;
     r->req.baton = (void *)baton;
+    r->req.tls = be->tls;
     if (bff_fetch_start(run->f, &r->req) != APR_SUCCESS) {
         report(run, be, r, 0);
         r->err = r->req.err;

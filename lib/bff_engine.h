@@ -29,6 +29,9 @@ typedef struct bff_backend_t {
     int concurrency;          /* 0: default (4) */
     int max_items;            /* 0: default (100) */
     const bff_ref_t *item_ref;    /* derived by bff_endpoint_finalize */
+    /* TLS settings of its https:// calls (bff_tls.h), set by the glue
+     * (BFFBackendTLS); NULL: the defaults */
+    const struct bff_tls_t *tls;
 } bff_backend_t;
 
 typedef struct bff_endpoint_t {

@@ -48,6 +48,10 @@ struct bff_fetch_req_t {
     long connect_timeout_ms;        /* > 0 */
     apr_size_t max_body;            /* > 0 */
     void *baton;                    /* caller's */
+    /* TLS settings of an https:// call (bff_tls.h); NULL: verification
+     * against the system's CAs, no client certificate. Calls with other
+     * settings never share a connection. */
+    const struct bff_tls_t *tls;
 
     /* out, valid after the request completed */
     bff_fetch_err_e err;
@@ -62,6 +66,9 @@ struct bff_fetch_req_t {
     apr_size_t resp_headers_len;
     apr_interval_time_t elapsed;    /* from start to completion */
     int reused_conn;                /* 1 when a keep-alive connection served it */
+    int tls_failed;                 /* 1: the TLS handshake or the peer's
+                                       verification failed (errmsg says
+                                       why); err is BFF_FETCH_ECONNECT */
 
     void *impl;                     /* the fetcher's */
 };

@@ -10,12 +10,14 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 #include <apr_strings.h>
 
 #include "bff_fetch.h"
 #include "bff_fetch_curl.h"
+#include "bff_tls.h"
 
 typedef struct slot_t slot_t;
 struct slot_t {
@@ -31,6 +33,8 @@ struct slot_t {
     slot_t *next;            /* free list / all list */
     slot_t *next_all;
     char errbuf[CURL_ERROR_SIZE];   /* per handle: others write theirs */
+    struct curl_slist *connect_to;  /* server-name= */
+    char *url;                      /* the URL asked for, with server-name= */
 };
 
 typedef struct {
@@ -117,6 +121,31 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *baton)
     return n;
 }
 
+/* 1 when rc (with curl's message msg) is the TLS layer refusing the
+ * peer or being refused: a handshake failure, a certificate that does not
+ * verify, a client certificate the server wants and did not get. With TLS
+ * 1.3 the server refuses a client certificate after the client finished
+ * its handshake, so that alert arrives as a receive error. */
+static int tls_failure(CURLcode rc, const char *msg)
+{
+    switch (rc) {
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+        return 1;
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+        return msg && strstr(msg, "OpenSSL SSL_") && strstr(msg, " alert ");
+    default:
+        return 0;
+    }
+}
+
 static bff_fetch_err_e map_curl_error(CURLcode rc, const slot_t *s)
 {
     switch (rc) {
@@ -125,8 +154,6 @@ static bff_fetch_err_e map_curl_error(CURLcode rc, const slot_t *s)
     case CURLE_COULDNT_CONNECT:
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
         return BFF_FETCH_ECONNECT;
     case CURLE_OPERATION_TIMEDOUT:
         return BFF_FETCH_ETIMEOUT;
@@ -155,6 +182,14 @@ static void slot_detach(curl_ctx_t *c, slot_t *s)
     if (s->hdrs) {
         curl_slist_free_all(s->hdrs);
         s->hdrs = NULL;
+    }
+    if (s->connect_to) {
+        curl_slist_free_all(s->connect_to);
+        s->connect_to = NULL;
+    }
+    if (s->url) {
+        curl_free(s->url);
+        s->url = NULL;
     }
     if (s->req) {
         s->req->impl = NULL;
@@ -205,6 +240,80 @@ static apr_status_t fail_req(bff_fetch_req_t *req, bff_fetch_err_e err,
     return APR_EGENERAL;
 }
 
+/* The TLS settings of a call. libcurl compares them (CA, client
+ * certificate, verification, versions) before it reuses a connection or
+ * a TLS session, so calls with other settings never share one. The blobs
+ * are copied by libcurl (CURL_BLOB_COPY): the settings may be freed with
+ * their configuration while a handle still holds them. */
+static void set_tls(CURL *e, const bff_tls_t *t)
+{
+    struct curl_blob b;
+
+    if (!t) {
+        return;
+    }
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, t->verify ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, t->verify ? 2L : 0L);
+    if (t->ca.data) {
+        b.data = (void *)t->ca.data;
+        b.len = t->ca.len;
+        b.flags = CURL_BLOB_COPY;
+        curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &b);
+        /* only these CAs: not the system's as well */
+        curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+    }
+    if (t->cert.data) {
+        b.data = (void *)t->cert.data;
+        b.len = t->cert.len;
+        b.flags = CURL_BLOB_COPY;
+        curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &b);
+        curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+        b.data = (void *)t->key.data;
+        b.len = t->key.len;
+        b.flags = CURL_BLOB_COPY;
+        curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &b);
+        curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+    }
+    if (t->min_tls) {
+        curl_easy_setopt(e, CURLOPT_SSLVERSION, t->min_tls == 13
+                         ? (long)CURL_SSLVERSION_TLSv1_3
+                         : (long)CURL_SSLVERSION_TLSv1_2);
+    }
+}
+
+/* server-name=HOST: the URL's host becomes HOST (SNI, the name checked
+ * in the certificate, Host), and CONNECT_TO sends the connection to the
+ * original host and port. */
+static const char *server_name(slot_t *s, const char *url, const char *name)
+{
+    CURLU *u = curl_url();
+    char *host = NULL, *port = NULL, *line;
+    const char *err = NULL;
+
+    if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK
+        || curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK
+        || curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK
+        || curl_url_set(u, CURLUPART_HOST, name, 0) != CURLUE_OK
+        || curl_url_get(u, CURLUPART_URL, &s->url, 0) != CURLUE_OK) {
+        err = "server-name: cannot rewrite the URL";
+    }
+    else if (!(line = malloc(strlen(name) + strlen(host) + 2 * strlen(port) + 4))) {
+        err = "out of memory";
+    }
+    else {
+        sprintf(line, "%s:%s:%s:%s", name, port, host, port);
+        s->connect_to = curl_slist_append(NULL, line);
+        free(line);
+        if (!s->connect_to) {
+            err = "out of memory";
+        }
+    }
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return err;
+}
+
 static apr_status_t curl_start(bff_fetcher_t *f, bff_fetch_req_t *req)
 {
     curl_ctx_t *c = f->ctx;
@@ -221,6 +330,7 @@ static apr_status_t curl_start(bff_fetcher_t *f, bff_fetch_req_t *req)
     req->resp_headers = NULL;
     req->resp_headers_len = 0;
     req->reused_conn = 0;
+    req->tls_failed = 0;
     req->elapsed = 0;
 
     s = slot_get(c);
@@ -251,7 +361,19 @@ static apr_status_t curl_start(bff_fetcher_t *f, bff_fetch_req_t *req)
         s->hdrs = n;
     }
 
-    curl_easy_setopt(e, CURLOPT_URL, req->url);
+    if (req->tls && req->tls->server_name && !strncasecmp(req->url, "https://", 8)) {
+        const char *err = server_name(s, req->url, req->tls->server_name);
+        if (err) {
+            slot_detach(c, s);
+            return fail_req(req, BFF_FETCH_EINTERNAL, err);
+        }
+        curl_easy_setopt(e, CURLOPT_URL, s->url);
+        curl_easy_setopt(e, CURLOPT_CONNECT_TO, s->connect_to);
+    }
+    else {
+        curl_easy_setopt(e, CURLOPT_URL, req->url);
+    }
+    set_tls(e, req->tls);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PRIVATE, s);
@@ -327,6 +449,10 @@ static void complete(curl_ctx_t *c, slot_t *s, CURLcode rc)
     req->err = map_curl_error(rc, s);
     req->errmsg = rc == CURLE_OK ? NULL
                   : (s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc));
+    if (rc != CURLE_OK && tls_failure(rc, req->errmsg)) {
+        req->tls_failed = 1;
+        req->err = BFF_FETCH_ECONNECT;
+    }
     req->status = (int)status;
     req->reused_conn = nconn == 0;
     req->elapsed = (apr_interval_time_t)total_us;

@@ -9,40 +9,14 @@ use warnings FATAL => 'all';
 
 use Apache::Test qw(-withtestmore);
 use Apache::TestUtil;
-use BFFConfTest;
+use BFFConfTest qw(configtest refused accepted endpoint_conf);
 
 plan tests => 31;
 
 my $K = $ENV{BFF_T_KEYS};
 my $shmcb = "LoadModule socache_shmcb_module \"$ENV{BFF_T_LIBEXECDIR}/mod_socache_shmcb.so\"";
 
-sub endpoint {
-    my (@lines) = @_;
-    return join "\n", '<BFFEndpoint GET /p/{id:int}>',
-        ' BFFBackend account GET http://127.0.0.1:1/a/{id}',
-        ' BFFBackend orders GET http://127.0.0.1:1/o/{id}',
-        (map { " $_" } @lines), '</BFFEndpoint>';
-}
-
-# refused: rc != 0 and the message
-sub refused {
-    my ($conf, $re, $what) = @_;
-    my ($rc, $out) = configtest($conf);
-    ok $rc != 0 && $out =~ $re, $what or diag $out;
-}
-
-# accepted: rc 0, the output matches $re (a warning) or has no warning
-sub accepted {
-    my ($conf, $re, $what) = @_;
-    my ($rc, $out) = configtest($conf);
-    ok $rc == 0, "$what: Syntax OK" or diag $out;
-    if ($re) {
-        like $out, $re, "$what: warned";
-    }
-    else {
-        unlike $out, qr/BFF\d+|warn/i, "$what: no warning";
-    }
-}
+sub endpoint { endpoint_conf('http', @_) }
 
 # --- deny / allow paths start with a backend's name ----------------------
 

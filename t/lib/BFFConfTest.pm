@@ -7,8 +7,11 @@ use warnings;
 use Exporter 'import';
 use File::Temp qw(tempdir);
 use Apache::Test ();
+use Test::More ();
 
 our @EXPORT = qw(configtest);
+# on request, so a test with helpers of its own by these names is unaffected
+our @EXPORT_OK = qw(configtest refused accepted endpoint_conf);
 
 my $dir;
 
@@ -38,6 +41,38 @@ EOF
     close $fh;
     my $out = `'$httpd' -t -f '$main' 2>&1`;
     return ($? >> 8, $out, $file);
+}
+
+# An endpoint with the backends account and orders at $scheme://127.0.0.1:1
+# and the directives @lines.
+sub endpoint_conf {
+    my ($scheme, @lines) = @_;
+    return join "\n", '<BFFEndpoint GET /p/{id:int}>',
+        " BFFBackend account GET $scheme://127.0.0.1:1/a/{id}",
+        " BFFBackend orders GET $scheme://127.0.0.1:1/o/{id}",
+        (map { " $_" } @lines), '</BFFEndpoint>';
+}
+
+# refused: rc != 0 and the message matches $re
+sub refused {
+    my ($conf, $re, $what) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;   # failures name the caller's line
+    my ($rc, $out) = configtest($conf);
+    Test::More::ok($rc != 0 && $out =~ $re, $what) or Test::More::diag($out);
+}
+
+# accepted: rc 0, the output matches $re (a warning) or has no warning
+sub accepted {
+    my ($conf, $re, $what) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;   # failures name the caller's line
+    my ($rc, $out) = configtest($conf);
+    Test::More::ok($rc == 0, "$what: Syntax OK") or Test::More::diag($out);
+    if ($re) {
+        Test::More::like($out, $re, "$what: warned");
+    }
+    else {
+        Test::More::unlike($out, qr/BFF\d+|warn/i, "$what: no warning");
+    }
 }
 
 1;
