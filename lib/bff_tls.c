@@ -10,6 +10,7 @@
 #include <apr_tables.h>
 
 #include "bff_tls.h"
+#include "bff_opts.h"
 #include "bff_jwt.h"        /* bff_file_read */
 
 #define CERT_BEGIN "-----BEGIN CERTIFICATE-----"
@@ -40,72 +41,48 @@ static int host_ok(const char *h)
     return 1;
 }
 
-const char *bff_tls_option(bff_tls_t *t, const char *opt, apr_pool_t *p)
+static const char *opt_min_tls(void *target, const char *v, apr_pool_t *p)
 {
-    const char *eq = strchr(opt, '=');
-    const char *v;
-    apr_size_t kl;
+    bff_tls_t *t = target;
 
-    if (!eq || eq == opt) {
-        return apr_psprintf(p, "'%s': expected name=value (ca=, ca-path=, "
-                            "cert=, key=, verify=, min-tls=, server-name=)",
-                            opt);
+    if (!strcmp(v, "1.2")) {
+        t->min_tls = 12;
     }
-    kl = (apr_size_t)(eq - opt);
-    v = eq + 1;
-#define IS(name) (kl == sizeof(name) - 1 && !strncmp(opt, name, kl))
-    if (!*v && !IS("verify")) {
-        return apr_psprintf(p, "'%s': empty value", opt);
-    }
-    if (IS("ca")) {
-        t->ca_file = apr_pstrdup(p, v);
-    }
-    else if (IS("ca-path")) {
-        t->ca_path = apr_pstrdup(p, v);
-    }
-    else if (IS("cert")) {
-        t->cert_file = apr_pstrdup(p, v);
-    }
-    else if (IS("key")) {
-        t->key_file = apr_pstrdup(p, v);
-    }
-    else if (IS("verify")) {
-        if (!strcasecmp(v, "on")) {
-            t->verify = 1;
-        }
-        else if (!strcasecmp(v, "off")) {
-            t->verify = 0;
-        }
-        else {
-            return apr_psprintf(p, "'%s': expected verify=on or verify=off",
-                                opt);
-        }
-    }
-    else if (IS("min-tls")) {
-        if (!strcmp(v, "1.2")) {
-            t->min_tls = 12;
-        }
-        else if (!strcmp(v, "1.3")) {
-            t->min_tls = 13;
-        }
-        else {
-            return apr_psprintf(p, "'%s': expected min-tls=1.2 or "
-                                "min-tls=1.3", opt);
-        }
-    }
-    else if (IS("server-name")) {
-        if (!host_ok(v)) {
-            return apr_psprintf(p, "'%s': not a host name", opt);
-        }
-        t->server_name = apr_pstrdup(p, v);
+    else if (!strcmp(v, "1.3")) {
+        t->min_tls = 13;
     }
     else {
-        return apr_psprintf(p, "'%s': unknown option (ca=, ca-path=, "
-                            "cert=, key=, verify=, min-tls=, server-name=)",
-                            opt);
+        return "expected min-tls=1.2 or min-tls=1.3";
     }
-#undef IS
     return NULL;
+}
+
+static const char *opt_server_name(void *target, const char *v,
+                                   apr_pool_t *p)
+{
+    bff_tls_t *t = target;
+
+    if (!host_ok(v)) {
+        return "not a host name";
+    }
+    t->server_name = apr_pstrdup(p, v);
+    return NULL;
+}
+
+static const bff_opt_t tls_opts[] = {
+    BFF_OPT_VAL("ca", BFF_OPT_STR, bff_tls_t, ca_file),
+    BFF_OPT_VAL("ca-path", BFF_OPT_STR, bff_tls_t, ca_path),
+    BFF_OPT_VAL("cert", BFF_OPT_STR, bff_tls_t, cert_file),
+    BFF_OPT_VAL("key", BFF_OPT_STR, bff_tls_t, key_file),
+    BFF_OPT_VAL("verify", BFF_OPT_ONOFF, bff_tls_t, verify),
+    BFF_OPT_CALL("min-tls", opt_min_tls),
+    BFF_OPT_CALL("server-name", opt_server_name),
+    BFF_OPT_END
+};
+
+const char *bff_tls_option(bff_tls_t *t, const char *opt, apr_pool_t *p)
+{
+    return bff_opt_parse(tls_opts, t, opt, p);
 }
 
 /* Appends n bytes to a byte array (start-up only: no hurry). */
