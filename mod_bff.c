@@ -23,6 +23,7 @@
 #include "mod_bff_resilience.h"
 #include "mod_bff_auth.h"
 #include "mod_bff_cache.h"
+#include "mod_bff_overload.h"
 #include "bff_cache.h"
 #include "bff_fetch.h"
 #include "bff_tls.h"
@@ -53,6 +54,7 @@ static void *create_server_conf(apr_pool_t *p, server_rec *s)
     sc->res = bff_res_conf_create(p);
     sc->request_id = UNSET;
     sc->events = bff_events_conf_create(p);
+    sc->overload = bff_overload_conf_create(p);
     sc->tls_off = apr_array_make(p, 1, sizeof(const char *));
     return sc;
 }
@@ -81,6 +83,7 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     sc->request_id = add->request_id != UNSET ? add->request_id
                                               : base->request_id;
     sc->events = base->events;         /* main server only */
+    sc->overload = base->overload;     /* main server only */
     sc->metrics_slots = add->metrics_slots ? add->metrics_slots
                                            : base->metrics_slots;
     sc->tls = add->tls ? add->tls : base->tls;
@@ -819,6 +822,10 @@ static const command_rec bff_cmds[] = {
         "[path=/health] [timeout=DURATION] | off"),
     AP_INIT_TAKE1("BFFBreakerSlots", bff_res_cmd_slots, NULL, RSRC_CONF,
         "Breaker keys kept in shared memory (default 256)"),
+    AP_INIT_RAW_ARGS("BFFMaxInFlight", bff_overload_cmd, NULL, RSRC_CONF,
+        "Caps on aggregations in flight, all processes: [total=N|auto] "
+        "[endpoint=N|auto] [backend=N|auto] [retry-after=DURATION] | off "
+        "(main server); endpoint=N inside <BFFEndpoint>"),
     /* ---- end of the resilience directives ---- */
     /* ---- observability: mod_bff_log.c, mod_bff_events.c ---- */
     AP_INIT_FLAG("BFFRequestID", bff_log_cmd_request_id, NULL, RSRC_CONF,
@@ -1047,6 +1054,7 @@ static void bff_register_hooks(apr_pool_t *p)
     bff_problem_register_hooks(p);
     bff_auth_register_hooks(p);
     bff_res_register_hooks(p);
+    bff_overload_register_hooks(p);
     bff_log_register_hooks(p);
     bff_events_register_hooks(p);
     bff_metrics_register_hooks(p);

@@ -44,6 +44,9 @@ typedef struct bff_events_conf_t bff_events_conf_t;
 typedef struct bff_cors_dir_t bff_cors_dir_t;
 /* mod_bff_validate.c: request validation rules (opaque here) */
 typedef struct bff_valid_conf_t bff_valid_conf_t;
+/* mod_bff_overload.c: caps on requests in flight (opaque here) */
+typedef struct bff_overload_conf_t bff_overload_conf_t;
+typedef struct bff_overload_ep_t bff_overload_ep_t;
 
 /* One <BFFEndpoint> section: the engine's definition plus what only the
  * glue needs. Limits left unset (-1 / 0) take the server's value in
@@ -66,6 +69,9 @@ typedef struct {
      * every cache key, so a changed definition never serves old entries */
     const char *fingerprint;
     bff_valid_conf_t *valid;           /* NULL: the <Location>'s rules */
+    long max_inflight;                 /* BFFMaxInFlight inside the
+                                          endpoint; 0: the server's */
+    bff_overload_ep_t *overload;       /* its counters, from post_config */
     apr_hash_t *tls;                   /* BFFBackendTLS: backend name (or
                                           "*", every backend) -> the
                                           bff_tls_t * of its https calls */
@@ -88,6 +94,7 @@ typedef struct {
     bff_res_conf_t *res;               /* resilience (mod_bff_resilience.c) */
     int request_id;                    /* BFFRequestID: -1 unset, 0, 1 */
     bff_events_conf_t *events;         /* BFFEventsRedis (main server) */
+    bff_overload_conf_t *overload;     /* BFFMaxInFlight (main server) */
 
     int metrics_slots;                 /* BFFMetricsSlots; 0: unset */
     const struct bff_tls_t *tls;       /* BFFBackendTLS * at server level:

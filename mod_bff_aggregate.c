@@ -21,6 +21,7 @@
 #include "mod_bff.h"
 #include "mod_bff_aggregate.h"
 #include "mod_bff_cache.h"
+#include "mod_bff_overload.h"
 #include "mod_bff_profile.h"
 #include "mod_bff_resilience.h"
 #include "mod_bff_auth.h"
@@ -410,6 +411,10 @@ static int bff_handler(request_rec *r)
     build_call_ctx(&cc, r, rq, epc, fields);
     if (bff_cache_lookup(&cr, r, epc, rq->values, &cc) == OK) {
         return OK;
+    }
+    if ((detail = bff_overload_enter(r, epc)) != NULL) {
+        return bff_send_problem(r, HTTP_SERVICE_UNAVAILABLE,
+                                "Service Unavailable", detail, NULL);
     }
 
     if (!fetchers) {

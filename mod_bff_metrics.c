@@ -22,6 +22,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "ap_mpm.h"
+#include "scoreboard.h"
 
 #include "apr_hash.h"
 #include "apr_optional.h"
@@ -237,6 +238,11 @@ static int metrics_log_transaction(request_rec *r)
                         p, "limit", last->status == HTTP_TOO_MANY_REQUESTS
                         ? note : "store_down", NULL), 1);
     }
+    if ((note = apr_table_get(r->notes, "bff-overload"))
+        && last->status == HTTP_SERVICE_UNAVAILABLE) {
+        bff_metrics_add(table, BFF_M_OVERLOAD_REJECTED, bff_metrics_labels(p,
+                        "endpoint", ep, "limit", note, NULL), 1);
+    }
     tell_pools(r, 0);
     return DECLINED;
 }
@@ -307,6 +313,32 @@ void bff_metrics_run(request_rec *r, const bff_endpoint_t *ep,
 
 /* ------------------------------------------------------------- scrape -- */
 
+/* Worker saturation, as mod_status counts it: the scoreboard's worker
+ * slots that are serving a request (neither idle, starting nor dead). */
+static void count_workers(void)
+{
+    int daemons = 0, threads = 0, i, j;
+    apr_int64_t busy = 0;
+
+    ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &daemons);
+    ap_mpm_query(AP_MPMQ_HARD_LIMIT_THREADS, &threads);
+    for (i = 0; i < daemons; i++) {
+        for (j = 0; j < threads; j++) {
+            worker_score *ws = ap_get_scoreboard_worker_from_indexes(i, j);
+            if (ws && ws->status != SERVER_DEAD && ws->status != SERVER_READY
+                && ws->status != SERVER_STARTING
+                && ws->status != SERVER_IDLE_KILL) {
+                busy++;
+            }
+        }
+    }
+    bff_metrics_set(table, BFF_M_WORKERS_BUSY, "", busy);
+    ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &daemons);
+    ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
+    bff_metrics_set(table, BFF_M_WORKERS_MAX, "",
+                    (apr_int64_t)daemons * threads);
+}
+
 /* Copies what other parts of the server keep into the table. */
 static void refresh(request_rec *r)
 {
@@ -322,6 +354,7 @@ static void refresh(request_rec *r)
                         (apr_int64_t)cc.fallbacks);
     }
     tell_pools(r, 1);
+    count_workers();
     bff_metrics_set(table, BFF_M_BUILD_INFO,
                     bff_metrics_labels(r->pool, "version", BFF_VERSION,
                                        "features", BFF_FEATURES, NULL), 1);

@@ -192,22 +192,6 @@ const char *bff_res_cmd_retry(cmd_parms *cmd, void *dcv, const char *args)
     return NULL;
 }
 
-/* "scheme://host[:port]" of url, or NULL when it has no authority */
-static const char *origin_of(const char *url, apr_pool_t *p)
-{
-    const char *s = strstr(url, "://"), *e;
-
-    if (!s || s == url) {
-        return NULL;
-    }
-    e = s + 3;
-    e += strcspn(e, "/?#");
-    if (e == s + 3) {
-        return NULL;
-    }
-    return apr_pstrmemdup(p, url, (apr_size_t)(e - url));
-}
-
 static const char *opt_lb(void *target, const char *v, apr_pool_t *p)
 {
     upstream_t *u = target;
@@ -259,7 +243,7 @@ const char *bff_res_cmd_upstream(cmd_parms *cmd, void *dcv, const char *args)
             }
             continue;
         }
-        o = origin_of(w, cmd->pool);
+        o = bff_url_origin(w, cmd->pool);
         if (!o || strcmp(o, w) || (strncmp(w, "http://", 7)
                                    && strncmp(w, "https://", 8))) {
             return apr_psprintf(cmd->pool, "BFFUpstream %s: '%s' is not a "
@@ -588,7 +572,7 @@ static const char *pol_admit(void *baton, const bff_backend_t *be, int attempt,
 {
     pol_baton_t *pb = baton;
     const bff_res_conf_t *bc = brk_conf(pb);
-    const char *origin = origin_of(*url, p);
+    const char *origin = bff_url_origin(*url, p);
     upstream_t *u;
     slot_t *s;
     int ok = 1, from = -1, to = -1, deposit;
@@ -714,10 +698,10 @@ static long pol_retry(void *baton, const bff_backend_t *be, void *token,
     if (!bff_retry_retryable(rc, be->method, transport, req->status)) {
         return -1;
     }
-    origin = origin_of(req->url, pb->r->pool);
+    origin = bff_url_origin(req->url, pb->r->pool);
     s = origin ? slot_get(slot_key(pb, be, origin, pb->r->pool)) : NULL;
     if (s) {
-        const char *tpl_origin = origin_of(bff_tpl_text(be->url),
+        const char *tpl_origin = bff_url_origin(bff_tpl_text(be->url),
                                            pb->r->pool);
         /* its breaker just opened: a retry would only be refused (an
          * upstream's retry goes to another instance) */
@@ -1237,7 +1221,7 @@ static void register_known_keys(server_rec *s, apr_pool_t *p)
             for (j = 0; j < epc->ep->backends->nelts; j++) {
                 bff_backend_t *be = APR_ARRAY_IDX(epc->ep->backends, j,
                                                   bff_backend_t *);
-                const char *o = origin_of(bff_tpl_text(be->url), p);
+                const char *o = bff_url_origin(bff_tpl_text(be->url), p);
                 upstream_t *u;
 
                 if (!o || strchr(o, '{')) {
@@ -1275,7 +1259,7 @@ static void map_probe_tls(server_rec *s, apr_pool_t *p)
             for (j = 0; j < epc->ep->backends->nelts; j++) {
                 bff_backend_t *be = APR_ARRAY_IDX(epc->ep->backends, j,
                                                   bff_backend_t *);
-                const char *o = origin_of(bff_tpl_text(be->url), p);
+                const char *o = bff_url_origin(bff_tpl_text(be->url), p);
                 upstream_t *u;
 
                 if (!be->tls || !o || strchr(o, '{')) {

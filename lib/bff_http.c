@@ -339,3 +339,18 @@ const char *bff_http_no_store(const char *headers, apr_size_t len)
     }
     return NULL;
 }
+
+const char *bff_url_origin(const char *url, apr_pool_t *p)
+{
+    const char *s = strstr(url, "://"), *e;
+
+    if (!s || s == url) {
+        return NULL;
+    }
+    e = s + 3;
+    e += strcspn(e, "/?#");
+    if (e == s + 3) {
+        return NULL;
+    }
+    return apr_pstrmemdup(p, url, (apr_size_t)(e - url));
+}

@@ -70,4 +70,8 @@ const char *bff_query_get(const char *args, const char *name, apr_pool_t *p);
  * line looked at). NULL when it may be stored. */
 const char *bff_http_no_store(const char *headers, apr_size_t len);
 
+/* "scheme://host[:port]" of url (a backend's or an upstream's), or NULL
+ * when it has no authority. */
+const char *bff_url_origin(const char *url, apr_pool_t *p);
+
 #endif /* BFF_HTTP_H */

@@ -80,6 +80,16 @@ static const bff_metric_family_t families[BFF_M_NFAMILIES] = {
     { "bff_build_info",
       "mod_bff's version and the optional features it was built with "
       "(space-separated); always 1.", BFF_MT_GAUGE },
+    { "bff_overload_rejected_total",
+      "Aggregations answered 503 at once because a BFFMaxInFlight cap was "
+      "reached, by endpoint and limit (total, endpoint, backend).",
+      BFF_MT_COUNTER },
+    { "bff_workers_busy",
+      "httpd worker threads serving a request now (all processes, from "
+      "the scoreboard, read at scrape).", BFF_MT_GAUGE },
+    { "bff_workers_max",
+      "MaxRequestWorkers: the most requests httpd serves at once.",
+      BFF_MT_GAUGE },
 };
 
 /* the bucket bounds as le label values */

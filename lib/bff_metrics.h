@@ -51,6 +51,9 @@ typedef enum {
     BFF_M_RETRY_BUDGET_EXHAUSTED, /* counter {backend} */
     BFF_M_AGG_ACTIVE,             /* gauge: aggregations in flight */
     BFF_M_BUILD_INFO,             /* gauge {version,features}, always 1 */
+    BFF_M_OVERLOAD_REJECTED,      /* counter {endpoint,limit} */
+    BFF_M_WORKERS_BUSY,           /* gauge: httpd workers serving requests */
+    BFF_M_WORKERS_MAX,            /* gauge: MaxRequestWorkers */
     BFF_M_NFAMILIES
 } bff_metric_e;
 

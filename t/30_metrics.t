@@ -151,6 +151,9 @@ ThreadsPerChild 2
 MaxRequestWorkers 6
 MinSpareThreads 1
 MaxSpareThreads 6
+# 4 clients at once on 6 workers: above the default caps of one endpoint
+# and one backend (three quarters of the 5 left for aggregations)
+BFFMaxInFlight endpoint=6 backend=6
 CustomLog "pids.log" "%P %>s %U"
 BFFJWTKeyFile "$keys/rsa.pub"
 BFFJWTAlgorithms RS256
