@@ -129,18 +129,7 @@ ok t_cmp(metric(qr/bff_overload_rejected_total\{endpoint="\/a\/\{id:int\}",limit
 ok metric(qr/bff_workers_max/) > 0, 'bff_workers_max is exported';
 
 # --- a process killed with requests in flight: its counts go with it
-sub children {
-    open my $fh, '<', "$h->{dir}/httpd.pid" or die;
-    chomp(my $ppid = <$fh>);
-    my @c;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        open my $s, '<', $stat or next;
-        my $line = <$s> // next;
-        my ($pid, $pp) = $line =~ /^(\d+) \(.*\) \S+ (\d+)/ or next;
-        push @c, $pid if $pp == $ppid;
-    }
-    return @c;
-}
+sub children { httpd_children($h) }
 my @pids;
 for (1 .. 3) {
     my $p = fork // die;

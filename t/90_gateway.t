@@ -31,10 +31,11 @@ ok t_cmp(BFFTest::bff_req_port($port, 'POST', '/api/users/1')->code, 405,
          'another method on the endpoint: 405');
 
 # the children run as User/Group (when started as root)
-open my $pf, '<', "$h->{dir}/httpd.pid" or die "no pid file: $!";
-chomp(my $ppid = <$pf>);
-my @kids = grep { /\S/ } split /\n/, `ps --ppid $ppid -o user=`;
-s/\s+//g for @kids;
+my @kids;
+for my $pid (httpd_children($h)) {
+    my $uid = (stat "/proc/$pid")[4];
+    push @kids, scalar getpwuid($uid) if defined $uid;
+}
 my $want_user = $> == 0 ? 'nobody' : scalar getpwuid($>);
 ok scalar(@kids) > 0, 'the server has children';
 ok t_cmp(join(',', sort(uniq(@kids))), $want_user, "children run as $want_user");

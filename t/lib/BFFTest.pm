@@ -16,7 +16,7 @@ use BFFServices ();
 
 our @EXPORT = qw(bff_get bff_req bff_send bff_chunked decode svc_reset svc_log svc_fault svc_stats
                  svc_url fixture users orders_of products_by_id expected_profile
-                 json_is now redis_cli redis_stop redis_start start_httpd
+                 json_is now redis_cli redis_stop redis_start start_httpd httpd_children
                  start_httpd_conf stop_httpd http_get own_svc_start own_svc_stop own_svc_admin
                  need_servers);
 
@@ -289,6 +289,23 @@ sub start_httpd_conf {
 }
 
 END { stop_httpd($_) for @started }
+
+# The PIDs of the children of an instance started with start_httpd, from
+# /proc (not ps: the sanitized suite preloads libasan into every program
+# it starts, and procps hangs under it).
+sub httpd_children {
+    my $h = shift;
+    open my $fh, '<', "$h->{dir}/httpd.pid" or return ();
+    chomp(my $ppid = <$fh> // '');
+    my @c;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $s, '<', $stat or next;
+        my $line = <$s> // next;
+        my ($pid, $pp) = $line =~ /^(\d+) \(.*\) \S+ (\d+)/ or next;
+        push @c, $pid if $pp == $ppid;
+    }
+    return @c;
+}
 
 sub stop_httpd {
     my $h = shift;
