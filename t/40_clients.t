@@ -13,25 +13,6 @@ plan tests => 9 * @uids + 12;
 
 my $p = products_by_id();
 
-sub user_of { my $id = shift; my ($u) = grep { $_->{id} == $id } @{ users() }; $u }
-
-sub web {
-    my $uid = shift;
-    my %u = %{ user_of($uid) };
-    delete @u{qw(password_hash internal_note)};
-    my @o = map { my %o = %$_; delete $o{internal_note};
-                  $o{product} = $p->{ $o{product_id} } // undef; \%o } @{ orders_of($uid) };
-    return { user => \%u, orders => \@o };
-}
-
-sub mobile {
-    my $uid = shift;
-    my @o = map { { id => $_->{id}, total => $_->{total}, status => $_->{status},
-                    product_name => $p->{ $_->{product_id} }{name} } } @{ orders_of($uid) };
-    my %doc = (name => user_of($uid)->{name});
-    $doc{orders} = \@o if @o;       # BFFDropEmpty: no empty list
-    return \%doc;
-}
 
 sub partner {
     my $uid = shift;
@@ -50,12 +31,12 @@ for my $uid (@uids) {
     svc_reset();
     my $res = bff_get("/api/web/profile/$uid");
     ok t_cmp($res->code, 200, "web $uid");
-    ok json_is($res->{json}, web($uid)), "web $uid: the exact nested document";
+    ok json_is($res->{json}, expected_web($uid)), "web $uid: the exact nested document";
 
     svc_reset();
     $res = bff_get("/api/mobile/profile/$uid");
     ok t_cmp($res->code, 200, "mobile $uid");
-    ok json_is($res->{json}, mobile($uid)), "mobile $uid: the exact flat document";
+    ok json_is($res->{json}, expected_mobile($uid)), "mobile $uid: the exact flat document";
     # one GET /products/{id} per distinct product, in first-seen order
     my @calls = map { $_->{uri} } grep { $_->{method} eq 'GET' } @{ svc_log('product') };
     ok json_is([sort @calls], [sort map { "/products/$_" } @pids]),
@@ -88,7 +69,7 @@ my $took = now() - $t0;
 my $st = svc_stats('product');
 svc_reset();
 ok t_cmp($res->code, 200);
-ok json_is($res->{json}, mobile(7)), 'same answer when slow';
+ok json_is($res->{json}, expected_mobile(7)), 'same answer when slow';
 ok t_cmp($st->{requests}, 5, 'five product calls');
 ok t_cmp($st->{max_in_flight}, 4, 'never more than 4 at once (and 4 did overlap)');
 ok $took >= 0.6, "two rounds of 300 ms: took ${took}s";

@@ -13,36 +13,15 @@ plan tests => 4 * @uids + 3;
 
 my $h = start_httpd_conf('recipe-clients', "$ENV{BFF_TOP}/conf/recipe-clients.conf");
 my $port = $h->{port};
-my $p = products_by_id();
-
-sub user_of { my $id = shift; my ($u) = grep { $_->{id} == $id } @{ users() }; $u }
-
-sub web {
-    my $uid = shift;
-    my %u = %{ user_of($uid) };
-    delete @u{qw(password_hash internal_note)};
-    my @o = map { my %o = %$_; delete $o{internal_note};
-                  $o{product} = $p->{ $o{product_id} } // undef; \%o } @{ orders_of($uid) };
-    return { user => \%u, orders => \@o };
-}
-
-sub mobile {
-    my $uid = shift;
-    my @o = map { { id => $_->{id}, total => $_->{total}, status => $_->{status},
-                    product_name => $p->{ $_->{product_id} }{name} } } @{ orders_of($uid) };
-    my %doc = (name => user_of($uid)->{name});
-    $doc{orders} = \@o if @o;       # BFFDropEmpty: no empty list
-    return \%doc;
-}
 
 my $smaller = 1;
 for my $uid (@uids) {
     my $w = http_get($port, "/api/web/profile/$uid");
     ok t_cmp($w->code, 200, "web $uid: 200");
-    ok json_is($w->{json}, web($uid)), "web $uid: the user and orders with their products";
+    ok json_is($w->{json}, expected_web($uid)), "web $uid: the user and orders with their products";
     my $m = http_get($port, "/api/mobile/profile/$uid");
     ok t_cmp($m->code, 200, "mobile $uid: 200");
-    ok json_is($m->{json}, mobile($uid)), "mobile $uid: flat, only what the screens show";
+    ok json_is($m->{json}, expected_mobile($uid)), "mobile $uid: flat, only what the screens show";
     $smaller &&= length($m->content) * 2 < length($w->content) if @{ orders_of($uid) };
 }
 ok $smaller, 'the mobile answer is less than half the web answer';

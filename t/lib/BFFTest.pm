@@ -16,7 +16,7 @@ use BFFServices ();
 
 our @EXPORT = qw(bff_get bff_req bff_send bff_chunked decode svc_reset svc_log svc_fault svc_stats
                  svc_url fixture users orders_of products_by_id expected_profile
-                 json_is now redis_cli redis_stop redis_start start_httpd httpd_children
+                 json_is now user_of expected_web expected_mobile redis_cli redis_stop redis_start start_httpd httpd_children
                  start_httpd_conf stop_httpd http_get own_svc_start own_svc_stop own_svc_admin
                  need_servers);
 
@@ -159,6 +159,32 @@ sub expected_profile {
     my @ids = grep { !$seen{$_}++ } map { $_->{product_id} } @orders;
     my $p = products_by_id();
     return { user => \%u, orders => \@orders, products => [ map { $p->{$_} } grep { $p->{$_} } @ids ] };
+}
+
+# The documents the shipped web and mobile client profiles answer for a
+# user (conf/bff-clients.conf, conf/recipe-clients.conf), from the
+# fixtures: the web one nested, with each order's product; the mobile one
+# flat, without an empty order list.
+sub user_of { my $id = shift; my ($u) = grep { $_->{id} == $id } @{ users() }; $u }
+
+sub expected_web {
+    my $uid = shift;
+    my $p = products_by_id();
+    my %u = %{ user_of($uid) };
+    delete @u{qw(password_hash internal_note)};
+    my @o = map { my %o = %$_; delete $o{internal_note};
+                  $o{product} = $p->{ $o{product_id} } // undef; \%o } @{ orders_of($uid) };
+    return { user => \%u, orders => \@o };
+}
+
+sub expected_mobile {
+    my $uid = shift;
+    my $p = products_by_id();
+    my @o = map { { id => $_->{id}, total => $_->{total}, status => $_->{status},
+                    product_name => $p->{ $_->{product_id} }{name} } } @{ orders_of($uid) };
+    my %doc = (name => user_of($uid)->{name});
+    $doc{orders} = \@o if @o;
+    return \%doc;
 }
 
 sub canonical { $json->encode($_[0]) }
