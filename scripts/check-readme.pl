@@ -86,7 +86,7 @@ if (!defined $h) {
         }
         push @fail, "README.md: $name: unknown context \"@bad\" (server, main server, "
                   . 'endpoint, location, .htaccess)' if @bad;
-        $doc{$name} = { ctx => \%ctx, ctxtext => $c[1] };
+        $doc{$name} = { ctx => \%ctx, ctxtext => $c[1], default => $c[2] };
         push @fail, "README.md: $name has no default" if $c[2] eq '';
         my $bare = $name =~ s/^<//r;
         push @fail, "README.md: $name: the example does not use it: $c[3]"
@@ -102,6 +102,25 @@ if (!defined $h) {
         push @fail, "README.md: a directive row after the end of the reference table: $lines[$i]"
             if $lines[$i] =~ /^\|\s*`<?BFF/;
     }
+}
+# the defaults: conf/bff.conf (installed as mods-available/bff.conf)
+# lists every server-wide directive commented out at its default; the
+# reference must give the same value
+if (open my $bc, '<', 'conf/bff.conf') {
+    while (my $l = <$bc>) {
+        my ($name, $v) = $l =~ /^\s*#(BFF[A-Za-z]+)\s+(\S+)/ or next;
+        next if $v =~ /[=*]/;       # options: the reference says it in words
+        my $d = $doc{$name};
+        if (!$d) {
+            push @fail, "conf/bff.conf: $name is not in the directive reference";
+            next;
+        }
+        (my $dflt = $d->{default}) =~ s/`//g;
+        push @fail, "README.md: $name: the default \"$d->{default}\" is not conf/bff.conf's $v"
+            unless $dflt =~ /(?:^|[\s(])\Q$v\E(?:$|[\s),])/i;
+    }
+} else {
+    push @fail, "conf/bff.conf: $!";
 }
 for my $name (sort keys %cmd) {
     my $d = $doc{$name};

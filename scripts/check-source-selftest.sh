@@ -84,6 +84,10 @@ save README.md
 sed -i 's/^| `mod_bff_status.c` |/| `mod_bff_gone.c` |/' README.md
 expect 'a layout entry that is gone' 'names mod_bff_gone.c, which is not in the tree'
 restore README.md
+save conf/bff.conf
+sed -i 's/^\( *\)#BFFBreakerSlots 256$/\1#BFFBreakerSlots 512/' conf/bff.conf
+expect 'a default that drifted from conf/bff.conf' 'BFFBreakerSlots: the default .* is not conf/bff.conf.s 512'
+restore conf/bff.conf
 
 [ $rc = 0 ] && echo "source checks selftest: OK"
 exit $rc
