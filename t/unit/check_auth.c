@@ -39,6 +39,7 @@
 
 #include "bff_core.h"
 #include "bff_jwt.h"
+#include "bff_jwks.h"
 #include "bff_apikey.h"
 #include "bff_bucket.h"
 #include "bff_lease.h"
@@ -2010,6 +2011,60 @@ END_TEST
 
 /* ----------------------------------------------------------------- main -- */
 
+START_TEST(jwks_max_age)
+{
+    ck_assert_int_eq(bff_jwks_max_age(NULL), -1);
+    ck_assert_int_eq(bff_jwks_max_age(""), -1);
+    ck_assert_int_eq(bff_jwks_max_age("public, max-age=300"), 300);
+    ck_assert_int_eq(bff_jwks_max_age("Max-Age = 60 , must-revalidate"), 60);
+    ck_assert_int_eq(bff_jwks_max_age("max-age=\"120\""), 120);
+    ck_assert_int_eq(bff_jwks_max_age("s-maxage=10"), -1);
+    ck_assert_int_eq(bff_jwks_max_age("private"), -1);
+    ck_assert_int_eq(bff_jwks_max_age("max-age=abc"), -1);
+    ck_assert_int_eq(bff_jwks_max_age("max-age=12x"), -1);
+    ck_assert_int_eq(bff_jwks_max_age("max-age="), -1);
+    ck_assert_int_eq(bff_jwks_max_age("max-age=0"), 0);
+    ck_assert_int_eq(bff_jwks_max_age("no-store, max-age=300"), -1);
+    ck_assert_int_eq(bff_jwks_max_age("max-age=300, no-cache"), -1);
+    ck_assert(bff_jwks_max_age("max-age=99999999999999999999") > 0);
+}
+END_TEST
+
+START_TEST(jwks_schedule)
+{
+    bff_jwks_sched_t s = { 300000, 60000, 86400000, 30000 };
+    apr_time_t now = apr_time_from_sec(1000000), last = 0;
+
+    /* no max-age: the configured interval */
+    ck_assert(bff_jwks_next_due(&s, 1, NULL, now)
+              == now + apr_time_from_sec(300));
+    ck_assert(bff_jwks_next_due(&s, 1, "public", now)
+              == now + apr_time_from_sec(300));
+    /* max-age within bounds, below min, above max */
+    ck_assert(bff_jwks_next_due(&s, 1, "max-age=3600", now)
+              == now + apr_time_from_sec(3600));
+    ck_assert(bff_jwks_next_due(&s, 1, "max-age=5", now)
+              == now + apr_time_from_sec(60));
+    ck_assert(bff_jwks_next_due(&s, 1, "max-age=9999999", now)
+              == now + apr_time_from_sec(86400));
+    ck_assert(bff_jwks_next_due(&s, 1, "no-store", now)
+              == now + apr_time_from_sec(300));
+    /* failure: retry after min, whatever the header */
+    ck_assert(bff_jwks_next_due(&s, 0, "max-age=3600", now)
+              == now + apr_time_from_sec(60));
+    /* unknown kid: one early refresh per kid_ms */
+    ck_assert(bff_jwks_kid_refresh(&s, &last, now));
+    ck_assert(last == now);
+    ck_assert(!bff_jwks_kid_refresh(&s, &last, now));
+    ck_assert(!bff_jwks_kid_refresh(&s, &last, now + apr_time_from_sec(29)));
+    ck_assert(last == now);
+    ck_assert(bff_jwks_kid_refresh(&s, &last, now + apr_time_from_sec(30)));
+    ck_assert(last == now + apr_time_from_sec(30));
+    /* a clock that went back does not block refreshes for good */
+    ck_assert(bff_jwks_kid_refresh(&s, &last, now));
+}
+END_TEST
+
 static Suite *auth_suite(void)
 {
     Suite *s = suite_create("auth");
@@ -2040,6 +2095,8 @@ static Suite *auth_suite(void)
     tcase_add_test(keys, key_refusals);
     tcase_add_test(keys, jwks_refusals);
     tcase_add_test(keys, fingerprints);
+    tcase_add_test(keys, jwks_max_age);
+    tcase_add_test(keys, jwks_schedule);
     tcase_add_test(cache, cache_hit);
     tcase_add_test(cache, cache_bounded);
     tcase_add_test(cache, cache_ttl_and_verifiers);
