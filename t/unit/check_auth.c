@@ -1213,6 +1213,46 @@ START_TEST(cache_ttl_and_verifiers)
 }
 END_TEST
 
+/* A key set without a key (a JWKS refreshed by URL) gives a verifier of
+ * another fingerprint, so a cached token of the removed key misses the
+ * cache and is refused at once. */
+START_TEST(cache_key_removed)
+{
+    bff_jwt_conf_t c = conf_for("RS256");
+    bff_jwt_verifier_t *v1, *v2;
+    bff_jwt_cache_t *cache;
+    bff_jwt_cache_stats_t st;
+    json_t *keys = json_array();
+    const char *tok = lj("RS256", "rsa.key", "rsa1", claims_ok(NOW + 3600));
+    const char *tok2 = lj("RS256", "rsa2.key", "rsa2", claims_ok(NOW + 3600));
+
+    json_array_append_new(keys, jwk_rsa("rsa.pub", "rsa1"));
+    json_array_append_new(keys, jwk_rsa("rsa2.pub", "rsa2"));
+    write_jwks("rot1.json", keys);
+    keys = json_array();
+    json_array_append_new(keys, jwk_rsa("rsa2.pub", "rsa2"));
+    write_jwks("rot2.json", keys);
+    c.jwks_file = path("rot1.json");
+    v1 = verifier(&c);
+    c.jwks_file = path("rot2.json");
+    v2 = verifier(&c);
+    ck_assert(memcmp(bff_jwt_verifier_fingerprint(v1),
+                     bff_jwt_verifier_fingerprint(v2), 32) != 0);
+    ck_assert_ptr_null(bff_jwt_cache_create(&cache, 8, 300, tp));
+
+    expect_at(v1, cache, tok, NOW, BFF_JWT_OK, NULL);
+    expect_at(v1, cache, tok, NOW + 1, BFF_JWT_OK, NULL);
+    bff_jwt_cache_stats(&st, cache);
+    ck_assert_uint_eq(st.hits, 1);
+    /* after the rotation: the removed key's token is refused ... */
+    expect_at(v2, cache, tok, NOW + 2, BFF_JWT_UNKNOWN_KID, NULL);
+    bff_jwt_cache_stats(&st, cache);
+    ck_assert_uint_eq(st.hits, 1);
+    /* ... and the remaining key's tokens verify */
+    expect_at(v2, cache, tok2, NOW + 2, BFF_JWT_OK, NULL);
+}
+END_TEST
+
 typedef struct {
     const bff_jwt_verifier_t *v;
     bff_jwt_cache_t *cache;
@@ -2100,6 +2140,7 @@ static Suite *auth_suite(void)
     tcase_add_test(cache, cache_hit);
     tcase_add_test(cache, cache_bounded);
     tcase_add_test(cache, cache_ttl_and_verifiers);
+    tcase_add_test(cache, cache_key_removed);
     tcase_add_test(cache, cache_threads);
     tcase_add_test(api, apikey_hash);
     tcase_add_test(api, apikey_lookup);
