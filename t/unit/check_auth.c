@@ -39,6 +39,7 @@
 
 #include "bff_core.h"
 #include "bff_jwt.h"
+#include "bff_jwks.h"
 #include "bff_apikey.h"
 #include "bff_bucket.h"
 #include "bff_lease.h"
@@ -1212,6 +1213,46 @@ START_TEST(cache_ttl_and_verifiers)
 }
 END_TEST
 
+/* A key set without a key (a JWKS refreshed by URL) gives a verifier of
+ * another fingerprint, so a cached token of the removed key misses the
+ * cache and is refused at once. */
+START_TEST(cache_key_removed)
+{
+    bff_jwt_conf_t c = conf_for("RS256");
+    bff_jwt_verifier_t *v1, *v2;
+    bff_jwt_cache_t *cache;
+    bff_jwt_cache_stats_t st;
+    json_t *keys = json_array();
+    const char *tok = lj("RS256", "rsa.key", "rsa1", claims_ok(NOW + 3600));
+    const char *tok2 = lj("RS256", "rsa2.key", "rsa2", claims_ok(NOW + 3600));
+
+    json_array_append_new(keys, jwk_rsa("rsa.pub", "rsa1"));
+    json_array_append_new(keys, jwk_rsa("rsa2.pub", "rsa2"));
+    write_jwks("rot1.json", keys);
+    keys = json_array();
+    json_array_append_new(keys, jwk_rsa("rsa2.pub", "rsa2"));
+    write_jwks("rot2.json", keys);
+    c.jwks_file = path("rot1.json");
+    v1 = verifier(&c);
+    c.jwks_file = path("rot2.json");
+    v2 = verifier(&c);
+    ck_assert(memcmp(bff_jwt_verifier_fingerprint(v1),
+                     bff_jwt_verifier_fingerprint(v2), 32) != 0);
+    ck_assert_ptr_null(bff_jwt_cache_create(&cache, 8, 300, tp));
+
+    expect_at(v1, cache, tok, NOW, BFF_JWT_OK, NULL);
+    expect_at(v1, cache, tok, NOW + 1, BFF_JWT_OK, NULL);
+    bff_jwt_cache_stats(&st, cache);
+    ck_assert_uint_eq(st.hits, 1);
+    /* after the rotation: the removed key's token is refused ... */
+    expect_at(v2, cache, tok, NOW + 2, BFF_JWT_UNKNOWN_KID, NULL);
+    bff_jwt_cache_stats(&st, cache);
+    ck_assert_uint_eq(st.hits, 1);
+    /* ... and the remaining key's tokens verify */
+    expect_at(v2, cache, tok2, NOW + 2, BFF_JWT_OK, NULL);
+}
+END_TEST
+
 typedef struct {
     const bff_jwt_verifier_t *v;
     bff_jwt_cache_t *cache;
@@ -2010,6 +2051,60 @@ END_TEST
 
 /* ----------------------------------------------------------------- main -- */
 
+START_TEST(jwks_max_age)
+{
+    ck_assert_int_eq(bff_jwks_max_age(NULL), -1);
+    ck_assert_int_eq(bff_jwks_max_age(""), -1);
+    ck_assert_int_eq(bff_jwks_max_age("public, max-age=300"), 300);
+    ck_assert_int_eq(bff_jwks_max_age("Max-Age = 60 , must-revalidate"), 60);
+    ck_assert_int_eq(bff_jwks_max_age("max-age=\"120\""), 120);
+    ck_assert_int_eq(bff_jwks_max_age("s-maxage=10"), -1);
+    ck_assert_int_eq(bff_jwks_max_age("private"), -1);
+    ck_assert_int_eq(bff_jwks_max_age("max-age=abc"), -1);
+    ck_assert_int_eq(bff_jwks_max_age("max-age=12x"), -1);
+    ck_assert_int_eq(bff_jwks_max_age("max-age="), -1);
+    ck_assert_int_eq(bff_jwks_max_age("max-age=0"), 0);
+    ck_assert_int_eq(bff_jwks_max_age("no-store, max-age=300"), -1);
+    ck_assert_int_eq(bff_jwks_max_age("max-age=300, no-cache"), -1);
+    ck_assert(bff_jwks_max_age("max-age=99999999999999999999") > 0);
+}
+END_TEST
+
+START_TEST(jwks_schedule)
+{
+    bff_jwks_sched_t s = { 300000, 60000, 86400000, 30000 };
+    apr_time_t now = apr_time_from_sec(1000000), last = 0;
+
+    /* no max-age: the configured interval */
+    ck_assert(bff_jwks_next_due(&s, 1, NULL, now)
+              == now + apr_time_from_sec(300));
+    ck_assert(bff_jwks_next_due(&s, 1, "public", now)
+              == now + apr_time_from_sec(300));
+    /* max-age within bounds, below min, above max */
+    ck_assert(bff_jwks_next_due(&s, 1, "max-age=3600", now)
+              == now + apr_time_from_sec(3600));
+    ck_assert(bff_jwks_next_due(&s, 1, "max-age=5", now)
+              == now + apr_time_from_sec(60));
+    ck_assert(bff_jwks_next_due(&s, 1, "max-age=9999999", now)
+              == now + apr_time_from_sec(86400));
+    ck_assert(bff_jwks_next_due(&s, 1, "no-store", now)
+              == now + apr_time_from_sec(300));
+    /* failure: retry after min, whatever the header */
+    ck_assert(bff_jwks_next_due(&s, 0, "max-age=3600", now)
+              == now + apr_time_from_sec(60));
+    /* unknown kid: one early refresh per kid_ms */
+    ck_assert(bff_jwks_kid_refresh(&s, &last, now));
+    ck_assert(last == now);
+    ck_assert(!bff_jwks_kid_refresh(&s, &last, now));
+    ck_assert(!bff_jwks_kid_refresh(&s, &last, now + apr_time_from_sec(29)));
+    ck_assert(last == now);
+    ck_assert(bff_jwks_kid_refresh(&s, &last, now + apr_time_from_sec(30)));
+    ck_assert(last == now + apr_time_from_sec(30));
+    /* a clock that went back does not block refreshes for good */
+    ck_assert(bff_jwks_kid_refresh(&s, &last, now));
+}
+END_TEST
+
 static Suite *auth_suite(void)
 {
     Suite *s = suite_create("auth");
@@ -2040,9 +2135,12 @@ static Suite *auth_suite(void)
     tcase_add_test(keys, key_refusals);
     tcase_add_test(keys, jwks_refusals);
     tcase_add_test(keys, fingerprints);
+    tcase_add_test(keys, jwks_max_age);
+    tcase_add_test(keys, jwks_schedule);
     tcase_add_test(cache, cache_hit);
     tcase_add_test(cache, cache_bounded);
     tcase_add_test(cache, cache_ttl_and_verifiers);
+    tcase_add_test(cache, cache_key_removed);
     tcase_add_test(cache, cache_threads);
     tcase_add_test(api, apikey_hash);
     tcase_add_test(api, apikey_lookup);
