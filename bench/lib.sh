@@ -1,6 +1,24 @@
-# Shared by the single-httpd bench scripts (bench/run-auth.sh,
-# bench/run-clients.sh); sourced, bash. They set top, run (a 755 work
-# directory), AUX_CPUS, and svc=() for the PIDs to stop on exit.
+# Shared by the bench scripts (bench/run.sh, run-auth.sh, run-clients.sh,
+# run-concurrency.sh); sourced, bash. They set top; the single-httpd ones
+# also run (a 755 work directory), AUX_CPUS, and svc=() for the PIDs to
+# stop on exit.
+
+# A writable copy of ../shared/bench-peers (its node peer needs `npm ci`)
+# in $BFF_BENCH_WORK, set up once: `run.sh setup` installs its packages.
+harness_setup() {
+    local src=${BENCH_PEERS:-$top/../shared/bench-peers}
+    export BFF_BENCH_WORK=${BFF_BENCH_WORK:-/tmp/bff-bench-peers}
+    [[ -x $src/run.sh ]] || { echo "bench: no harness at $src (set BENCH_PEERS)" >&2; exit 1; }
+    if [[ ! -f $BFF_BENCH_WORK/.setup-done ]] || ! diff -rq -x node_modules -x results -x .setup-done \
+            "$src" "$BFF_BENCH_WORK" >/dev/null 2>&1; then
+        rm -rf "$BFF_BENCH_WORK"
+        mkdir -p "$BFF_BENCH_WORK"
+        cp -r "$src"/. "$BFF_BENCH_WORK"/
+        chmod -R u+w "$BFF_BENCH_WORK"
+        (cd "$BFF_BENCH_WORK" && ./run.sh setup)
+        touch "$BFF_BENCH_WORK/.setup-done"
+    fi
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

@@ -10,19 +10,9 @@
 #   bench/run.sh cache        the cache-hit rows and the miss that writes
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-peers_src=${BENCH_PEERS:-$top/../shared/bench-peers}
-work=${BFF_BENCH_WORK:-/tmp/bff-bench-peers}
-
-[[ -x $peers_src/run.sh ]] || { echo "bench: no harness at $peers_src (set BENCH_PEERS)" >&2; exit 1; }
-if [[ ! -f $work/.setup-done ]] || ! diff -rq -x node_modules -x results -x .setup-done \
-        "$peers_src" "$work" >/dev/null 2>&1; then
-    rm -rf "$work"
-    mkdir -p "$work"
-    cp -r "$peers_src"/. "$work"/
-    chmod -R u+w "$work"
-    (cd "$work" && ./run.sh setup)
-    touch "$work/.setup-done"
-fi
+. "$top/bench/lib.sh"
+harness_setup
+work=$BFF_BENCH_WORK
 
 "$top/scripts/deps.sh"
 "$top/scripts/build.sh" >/dev/null

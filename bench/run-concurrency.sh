@@ -1,0 +1,159 @@
+#!/bin/bash
+# Many slow aggregations in flight: GET /api/profile/42 with backend delays
+# 20/50/30 ms and 1000 concurrent clients, in one run: Peer A (nginx+lua),
+# Peer B (Node), mod_bff with the shipped MPM profile (conf/bff-mpm.conf)
+# and mod_bff with Debian's default event MPM settings. Each row prints
+# req/s, p50, p99, socket errors, non-2xx answers (503s of BFFMaxInFlight),
+# the gateway's peak RSS and its peak number of open backend connections
+# (both sampled every 200 ms), and the TCP connections the machine opened
+# during the measured run (wrk's own included).
+# The peers and the backends are ../shared/bench-peers's (`run.sh serve`);
+# gateways on CPU 0, backends and wrk on CPU 1, as in bench/run.sh.
+#   bench/run-concurrency.sh          CONNS=1000 DURATION=10 WARMUP=3 REPEAT=1
+#   REPEAT=3 ONLY='mod_bff' bench/run-concurrency.sh
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+CONNS=${CONNS:-1000}; DURATION=${DURATION:-10}; WARMUP=${WARMUP:-3}; REPEAT=${REPEAT:-1}
+GW_CPUS=${GW_CPUS:-0}; AUX_CPUS=${AUX_CPUS:-1}; ONLY=${ONLY:-}
+DELAYS=${DELAYS:-20/50/30}
+debian_mpm=${DEBIAN_MPM:-/etc/apache2/mods-available/mpm_event.conf}
+
+. "$top/bench/lib.sh"
+"$top/scripts/deps.sh"
+harness_setup
+"$top/scripts/build.sh" >/dev/null
+[[ -r $debian_mpm ]] || { echo "bench: no $debian_mpm (apache2 package)" >&2; exit 1; }
+(( $(ulimit -n) > CONNS + 256 )) || ulimit -n "$(ulimit -Hn)"
+
+run=$(mktemp -d /tmp/bff-bench-conc.XXXXXX)
+chmod 755 "$run"
+harness_pid=
+cleanup() {
+    stop_gateway
+    if [[ -n $harness_pid ]] && kill -0 "$harness_pid" 2>/dev/null; then
+        # the harness waits in `sleep`: end it so its EXIT trap stops
+        # every server it started, by PID
+        pkill -TERM -P "$harness_pid" -x sleep || true
+        wait "$harness_pid" 2>/dev/null || true
+    fi
+    rm -rf "$run"
+}
+stop_gateway() {
+    [[ -f $run/httpd.pid ]] || return 0
+    local p; p=$(cat "$run/httpd.pid")
+    kill -TERM "$p" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$run/httpd.pid"
+}
+trap cleanup EXIT
+
+# peers and backends: the harness in serve mode, the mod_bff slot empty
+(cd "$BFF_BENCH_WORK" && MODBFF_URL=http://127.0.0.1:1/ SERVE_SECONDS=86400 \
+    GW_CPUS=$GW_CPUS AUX_CPUS=$AUX_CPUS exec ./run.sh serve) >"$run/harness.log" 2>&1 &
+harness_pid=$!
+for _ in $(seq 600); do
+    grep -q 'serving for' "$run/harness.log" && break
+    kill -0 "$harness_pid" 2>/dev/null || { cat "$run/harness.log" >&2; exit 1; }
+    sleep 0.1
+done
+grep -q 'serving for' "$run/harness.log" || { cat "$run/harness.log" >&2; exit 1; }
+IFS=/ read -r du do dp <<<"$DELAYS"
+for s in 8001:$du 8002:$do 8003:$dp; do
+    curl -sf -o /dev/null "http://127.0.0.1:${s%%:*}/__admin/delay?ms=${s#*:}"
+done
+
+export BFF_MODULE=$top/.libs/mod_bff.so BFFB_RUN=$run
+export_httpd_user
+chmod o+rx "$top" "$top/.libs" 2>/dev/null || true
+start_gateway() {   # mpm-conf
+    export BFFB_PORT BFFB_MPM=$1
+    BFFB_PORT=$(free_port)
+    : >"$run/error.log"
+    taskset -c "$GW_CPUS" apache2 -f "$top/bench/httpd-concurrency.conf.in" -k start
+    for _ in $(seq 100); do
+        curl -sf -o /dev/null "http://127.0.0.1:$BFFB_PORT/api/profile/42" && return 0
+        sleep 0.1
+    done
+    cat "$run/error.log" >&2; exit 1
+}
+
+listen_pid() { ss -ltnpH "sport = :$1" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2; }
+
+printf '%-34s %9s %8s %8s %6s %7s %8s %9s %9s %9s\n' target req/s p50ms p99ms errors non2xx 'gw us/r' 'RSS MiB' 'be conns' 'tcp opens'
+measure_row() {   # label url root-pid
+    local label=$1 u=$2 root=$3 i out line pids t0 t1 o0 o1 rows=()
+    for i in $(seq "$REPEAT"); do
+        taskset -c "$AUX_CPUS" wrk -t1 -c"$CONNS" -d"${WARMUP}s" --timeout 5s "$u" >/dev/null 2>&1 || true
+        pids=$(tree_of "$root")
+        t0=$(proc_ticks $pids); o0=$(tcp_active_opens)
+        sample_peaks "$root" "$run/peaks" &
+        local sampler=$!
+        taskset -cp "$AUX_CPUS" "$sampler" >/dev/null
+        out=$(taskset -c "$AUX_CPUS" wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s \
+            -s "$BFF_BENCH_WORK/lib/wrk-report.lua" "$u" 2>&1) || true
+        kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+        t1=$(proc_ticks $(tree_of "$root") $pids); o1=$(tcp_active_opens)
+        line=$(grep '^RESULT ' <<<"$out" | tail -1)
+        [[ -n $line ]] || { echo "$out" >&2; exit 1; }
+        local -A R=(); local kv
+        for kv in ${line#RESULT }; do R[${kv%%=*}]=${kv#*=}; done
+        rows+=("$(awk -v req="${R[requests]}" -v dus="${R[duration_us]}" -v p50="${R[p50_us]}" \
+            -v p99="${R[p99_us]}" -v err="${R[errors]}" -v n2="${R[non2xx]}" -v hz="$(getconf CLK_TCK)" \
+            -v dt="$((t1 - t0))" -v peaks="$(cat "$run/peaks")" -v opens="$((o1 - o0))" 'BEGIN {
+                split(peaks, pk, " ")
+                printf "%.0f %.1f %.1f %d %d %.0f %.0f %d %d\n", req / (dus / 1e6), p50 / 1000,
+                    p99 / 1000, err, n2 - 0, req ? 1e6 * dt / hz / req : 0, pk[1] / 1024, pk[2], opens }')")
+    done
+    # the median run by req/s
+    printf '%s\n' "${rows[@]}" | sort -n -k1,1 | sed -n "$(( (REPEAT + 1) / 2 ))p" |
+        awk -v l="$label" -v all="$(printf '%s\n' "${rows[@]}" | cut -d' ' -f1 | sort -n | paste -sd/)" \
+            '{ printf "%-34s %9s %8s %8s %6s %7s %8s %9s %9s %9s  (%s)\n", l, $1, $2, $3, $4, $5, $6, $7, $8, $9, all }'
+}
+
+# root and its children (httpd's parent and children, nginx's master and
+# workers, node)
+tree_of() { echo "$1" $(pgrep -P "$1"); }
+proc_ticks() {
+    local p s=0 rest
+    for p in "$@"; do
+        read -r rest <"/proc/$p/stat" 2>/dev/null || continue
+        rest=${rest##*) }
+        set -- $rest
+        s=$(( s + ${12} + ${13} ))
+    done
+    echo $s
+}
+tcp_active_opens() { awk '/^Tcp:/ { if (h) { print $6; exit } h = 1 }' /proc/net/snmp; }
+# peak RSS (KiB, summed over root's tree) and peak open connections from
+# that tree to the backends, written to $2 when killed
+sample_peaks() {
+    local root=$1 outf=$2 rss conns peak_rss=0 peak_conns=0 p pids
+    trap 'echo "$peak_rss $peak_conns" >"$outf"; exit 0' TERM
+    echo "0 0" >"$outf"
+    while :; do
+        pids=$(tree_of "$root"); rss=0
+        for p in $pids; do
+            rss=$(( rss + $(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0) ))
+        done
+        conns=$(ss -tnpH state established '( dport = :8001 or dport = :8002 or dport = :8003 )' 2>/dev/null |
+            grep -cE "pid=($(echo $pids | tr ' ' '|'))," || true)
+        (( rss > peak_rss )) && peak_rss=$rss
+        (( conns > peak_conns )) && peak_conns=$conns
+        sleep 0.2
+    done
+}
+
+want() { [[ -z $ONLY || $1 =~ $ONLY ]]; }
+want peer-a && measure_row "A nginx+lua" http://127.0.0.1:9001/api/profile/42 "$(listen_pid 9001)"
+want peer-b && measure_row "B node fastify+undici" http://127.0.0.1:9002/api/profile/42 "$(listen_pid 9002)"
+if want mod_bff-profile; then
+    start_gateway "$top/conf/bff-mpm.conf"
+    measure_row "mod_bff, conf/bff-mpm.conf" "http://127.0.0.1:$BFFB_PORT/api/profile/42" "$(cat "$run/httpd.pid")"
+    stop_gateway
+fi
+if want mod_bff-debian; then
+    start_gateway "$debian_mpm"
+    measure_row "mod_bff, Debian's mpm_event.conf" "http://127.0.0.1:$BFFB_PORT/api/profile/42" "$(cat "$run/httpd.pid")"
+    stop_gateway
+fi
+echo "CONNS=$CONNS DURATION=${DURATION}s WARMUP=${WARMUP}s REPEAT=$REPEAT delays $DELAYS ms; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
