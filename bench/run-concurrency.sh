@@ -11,6 +11,7 @@
 # gateways on CPU 0, backends and wrk on CPU 1, as in bench/run.sh.
 #   bench/run-concurrency.sh          CONNS=1000 DURATION=10 WARMUP=3 REPEAT=1
 #   REPEAT=3 ONLY='mod_bff' bench/run-concurrency.sh
+#   RAW_DIR=/tmp/x bench/run-concurrency.sh    keeps wrk's own output of each run
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 CONNS=${CONNS:-1000}; DURATION=${DURATION:-10}; WARMUP=${WARMUP:-3}; REPEAT=${REPEAT:-1}
@@ -93,6 +94,7 @@ measure_row() {   # label url root-pid
             -s "$BFF_BENCH_WORK/lib/wrk-report.lua" "$u" 2>&1) || true
         kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
         t1=$(proc_ticks $(tree_of "$root") $pids); o1=$(tcp_active_opens)
+        [[ -z ${RAW_DIR:-} ]] || printf '%s\n' "$out" >"$RAW_DIR/${label//[^A-Za-z0-9]/_}-$i.txt"
         line=$(grep '^RESULT ' <<<"$out" | tail -1)
         [[ -n $line ]] || { echo "$out" >&2; exit 1; }
         local -A R=(); local kv
@@ -149,11 +151,13 @@ want peer-b && measure_row "B node fastify+undici" http://127.0.0.1:9002/api/pro
 if want mod_bff-profile; then
     start_gateway "$top/conf/bff-mpm.conf"
     measure_row "mod_bff, conf/bff-mpm.conf" "http://127.0.0.1:$BFFB_PORT/api/profile/42" "$(cat "$run/httpd.pid")"
+    [[ -z ${RAW_DIR:-} ]] || cp "$run/error.log" "$RAW_DIR/error-profile.log"
     stop_gateway
 fi
 if want mod_bff-debian; then
     start_gateway "$debian_mpm"
     measure_row "mod_bff, Debian's mpm_event.conf" "http://127.0.0.1:$BFFB_PORT/api/profile/42" "$(cat "$run/httpd.pid")"
+    [[ -z ${RAW_DIR:-} ]] || cp "$run/error.log" "$RAW_DIR/error-debian.log"
     stop_gateway
 fi
 echo "CONNS=$CONNS DURATION=${DURATION}s WARMUP=${WARMUP}s REPEAT=$REPEAT delays $DELAYS ms; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
