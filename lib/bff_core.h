@@ -25,6 +25,12 @@ json_t *bff_json_pool_own(json_t *v, apr_pool_t *p);
  * bytes only, so it is safe to run before decoding untrusted input. */
 int bff_json_depth(const char *buf, size_t len);
 
+/* Serialises doc compactly into pool memory, NUL terminated: the bytes
+ * json_dumpb(JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY)
+ * gives. A document jansson cannot dump (a string that is not UTF-8)
+ * or nested deeper than JSON_PARSER_MAX_DEPTH + 64 gives "" and *len 0. */
+const char *bff_json_dump(apr_size_t *len, const json_t *doc, apr_pool_t *p);
+
 /* ------------------------------------------------------------- routes -- */
 
 /* A route pattern is an absolute path whose segments are literals or a whole

@@ -1114,22 +1114,6 @@ void bff_engine_run(bff_run_result_t *res, const bff_endpoint_t *ep,
 
 /* ------------------------------------------------------------ output -- */
 
-const char *bff_json_dump(apr_size_t *len, const json_t *doc, apr_pool_t *p)
-{
-    const size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(15)
-                         | JSON_ENCODE_ANY;
-    size_t cap = 4096, n;
-    char *buf = apr_palloc(p, cap);
-
-    n = json_dumpb(doc, buf, cap, flags);
-    if (n > cap) {
-        buf = apr_palloc(p, n);
-        n = json_dumpb(doc, buf, n, flags);
-    }
-    *len = n;
-    return buf;
-}
-
 json_t *bff_problem(int status, const char *title, const char *detail,
                     const char *instance, apr_pool_t *p)
 {

@@ -173,8 +173,6 @@ void bff_engine_run(bff_run_result_t *res, const bff_endpoint_t *ep,
                     const char *const *values, const bff_call_ctx_t *cc,
                     bff_fetcher_t *f, apr_pool_t *p);
 
-/* Serialises doc compactly into pool memory. */
-const char *bff_json_dump(apr_size_t *len, const json_t *doc, apr_pool_t *p);
 
 /* An RFC 9457 problem document. */
 json_t *bff_problem(int status, const char *title, const char *detail,

@@ -3,6 +3,9 @@
  */
 #include "bff_core.h"
 
+#include <stdio.h>
+#include <string.h>
+
 static apr_status_t json_cleanup(void *data)
 {
     json_decref((json_t *)data);
@@ -66,4 +69,370 @@ int bff_json_depth(const char *buf, size_t len)
         }
     }
     return max;
+}
+
+/* ------------------------------------------------------------ output -- */
+
+/*
+ * The answer's serializer. It writes what json_dumpb(doc, JSON_COMPACT |
+ * JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY) writes, byte for byte (the
+ * fuzz target fuzz_json_dump compares both), but without jansson's
+ * per-value callbacks and without a formatted print per number: on the
+ * aggregation's miss path jansson's dump and its snprintf("%.15g") of
+ * every real took about 30% of the gateway's instructions per request
+ * (callgrind, bench/RESULTS.md); this takes a fifth of that.
+ */
+
+typedef struct {
+    char *buf;
+    apr_size_t len, cap;
+    apr_pool_t *p;
+} jbuf_t;
+
+static char *jb_room(jbuf_t *b, apr_size_t n)
+{
+    if (b->len + n > b->cap) {
+        apr_size_t cap = b->cap * 2;
+        char *nb;
+
+        while (cap < b->len + n) {
+            cap *= 2;
+        }
+        nb = apr_palloc(b->p, cap);
+        memcpy(nb, b->buf, b->len);
+        b->buf = nb;
+        b->cap = cap;
+    }
+    return b->buf + b->len;
+}
+
+static void jb_put(jbuf_t *b, const char *s, apr_size_t n)
+{
+    memcpy(jb_room(b, n), s, n);
+    b->len += n;
+}
+
+static void jb_putc(jbuf_t *b, char c)
+{
+    *jb_room(b, 1) = c;
+    b->len++;
+}
+
+/* Decimal digits of v, most significant first, in out (20 bytes). */
+static apr_size_t utoa(char *out, unsigned long long v)
+{
+    char tmp[20];
+    apr_size_t n = 0, i;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (i = 0; i < n; ++i) {
+        out[i] = tmp[n - 1 - i];
+    }
+    return n;
+}
+
+static void jb_int(jbuf_t *b, json_int_t v)
+{
+    char *o = jb_room(b, 21);
+    apr_size_t n = 0;
+    unsigned long long u = (unsigned long long)v;
+
+    if (v < 0) {
+        o[n++] = '-';
+        u = 0 - u;
+    }
+    b->len += n + utoa(o + n, u);
+}
+
+/* What jansson's jsonp_dtostr makes of snprintf("%.15g"): a '.' when
+ * neither '.' nor an exponent is there, and no '+' or leading zeros in
+ * the exponent. */
+static apr_size_t real_slow(char *out, apr_size_t cap, double v)
+{
+    int n = snprintf(out, cap, "%.15g", v);
+    char *e, *s, *t;
+
+    for (e = out; *e; ++e) {
+        if (*e == ',') {        /* a locale's decimal comma */
+            *e = '.';
+        }
+    }
+    if (!strchr(out, '.') && !strchr(out, 'e')) {
+        out[n++] = '.';
+        out[n++] = '0';
+        out[n] = '\0';
+    }
+    if ((e = strchr(out, 'e')) != NULL) {
+        s = e + 1;
+        t = s + 1;
+        if (*s == '-') {
+            ++s;
+        }
+        while (*t == '0') {
+            ++t;
+        }
+        if (t != s) {
+            memmove(s, t, (apr_size_t)(out + n - t) + 1);
+            n -= (int)(t - s);
+        }
+    }
+    return (apr_size_t)n;
+}
+
+/*
+ * v in fixed notation with the fewest decimals k that give v back: when
+ * m = v * 10^k is an integer below 2^53 and m / 10^k == v, that division
+ * is the correctly rounded value of the decimal m e-k, so the text reads
+ * back as v; and as v is within half an ulp of it, far less than half a
+ * step of a 15-digit grid, it is also what %.15g prints once its trailing
+ * zeros go. Only where %.15g uses fixed notation (1e-4 <= |v| < 1e15) and
+ * m has at most 15 digits; anything else is printed the slow way.
+ */
+static const double pow10_tab[] = {
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
+    1e13, 1e14, 1e15, 1e16, 1e17, 1e18
+};
+
+static apr_size_t real_fast(char *out, double v)
+{
+    double a = v < 0 ? -v : v, m;
+    unsigned long long u;
+    apr_size_t n = 0, d, k;
+    char digits[20];
+
+    if (!(a >= 1e-4 && a < 1e15)) {
+        return 0;
+    }
+    for (k = 0; k <= 18; ++k) {
+        m = a * pow10_tab[k];
+        if (m >= 1e15) {
+            return 0;           /* more than 15 significant digits */
+        }
+        u = (unsigned long long)m;
+        if ((double)u == m && (double)u / pow10_tab[k] == a) {
+            break;
+        }
+    }
+    if (k > 18) {
+        return 0;
+    }
+    /* a rounded product can miss the shortest k and hit a longer one */
+    while (k > 0 && u % 10 == 0) {
+        u /= 10;
+        --k;
+    }
+    d = utoa(digits, u);
+    if (v < 0) {
+        out[n++] = '-';
+    }
+    if (d <= k) {               /* 0.00ddd */
+        out[n++] = '0';
+        out[n++] = '.';
+        memset(out + n, '0', k - d);
+        n += k - d;
+        memcpy(out + n, digits, d);
+        n += d;
+    }
+    else {
+        memcpy(out + n, digits, d - k);
+        n += d - k;
+        out[n++] = '.';
+        if (k == 0) {
+            out[n++] = '0';
+        }
+        else {
+            memcpy(out + n, digits + d - k, k);
+            n += k;
+        }
+    }
+    return n;
+}
+
+static void jb_real(jbuf_t *b, double v)
+{
+    char *o = jb_room(b, 40);
+    apr_size_t n = real_fast(o, v);
+
+    b->len += n ? n : real_slow(o, 40, v);
+}
+
+/* One byte's escape, or NULL when it goes out as is. */
+static const char *const esc_tab[32] = {
+    "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005",
+    "\\u0006", "\\u0007", "\\b", "\\t", "\\n", "\\u000B", "\\f", "\\r",
+    "\\u000E", "\\u000F", "\\u0010", "\\u0011", "\\u0012", "\\u0013",
+    "\\u0014", "\\u0015", "\\u0016", "\\u0017", "\\u0018", "\\u0019",
+    "\\u001A", "\\u001B", "\\u001C", "\\u001D", "\\u001E", "\\u001F"
+};
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid:
+ * the rules of jansson's utf8_check_full (no overlongs, no surrogates,
+ * nothing above U+10FFFF). */
+static apr_size_t utf8_len(const unsigned char *s, apr_size_t n)
+{
+    unsigned char c = s[0];
+    apr_size_t len, i;
+    unsigned int cp;
+
+    if (c < 0x80) {
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+        cp = c & 0x1f;
+    }
+    else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        cp = c & 0x0f;
+    }
+    else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        cp = c & 0x07;
+    }
+    else {
+        return 0;
+    }
+    if (n < len) {
+        return 0;
+    }
+    for (i = 1; i < len; ++i) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)
+        || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        return 0;
+    }
+    return len;
+}
+
+static int jb_string(jbuf_t *b, const char *str, apr_size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str, *run = s;
+    const unsigned char *end = s + n;
+
+    jb_putc(b, '"');
+    while (s < end) {
+        unsigned char c = *s;
+        apr_size_t l;
+
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            ++s;
+            continue;
+        }
+        if (c >= 0x80) {
+            if (!(l = utf8_len(s, (apr_size_t)(end - s)))) {
+                return -1;
+            }
+            s += l;
+            continue;
+        }
+        jb_put(b, (const char *)run, (apr_size_t)(s - run));
+        if (c == '"') {
+            jb_put(b, "\\\"", 2);
+        }
+        else if (c == '\\') {
+            jb_put(b, "\\\\", 2);
+        }
+        else {
+            jb_put(b, esc_tab[c], strlen(esc_tab[c]));
+        }
+        run = ++s;
+    }
+    jb_put(b, (const char *)run, (apr_size_t)(s - run));
+    jb_putc(b, '"');
+    return 0;
+}
+
+/* jansson's dump recurses without a limit; this one stops at the depth
+ * its parser accepts, which no document built from parsed input exceeds
+ * by more than the few levels an endpoint's shape adds. */
+#define BFF_JSON_DUMP_DEPTH (JSON_PARSER_MAX_DEPTH + 64)
+
+static int jb_value(jbuf_t *b, const json_t *v, int depth)
+{
+    if (depth > BFF_JSON_DUMP_DEPTH) {
+        return -1;
+    }
+    switch (json_typeof(v)) {
+    case JSON_NULL:
+        jb_put(b, "null", 4);
+        return 0;
+    case JSON_TRUE:
+        jb_put(b, "true", 4);
+        return 0;
+    case JSON_FALSE:
+        jb_put(b, "false", 5);
+        return 0;
+    case JSON_INTEGER:
+        jb_int(b, json_integer_value(v));
+        return 0;
+    case JSON_REAL:
+        jb_real(b, json_real_value(v));
+        return 0;
+    case JSON_STRING:
+        return jb_string(b, json_string_value(v), json_string_length(v));
+    case JSON_ARRAY: {
+        size_t i, n = json_array_size(v);
+
+        jb_putc(b, '[');
+        for (i = 0; i < n; ++i) {
+            if (i) {
+                jb_putc(b, ',');
+            }
+            if (jb_value(b, json_array_get(v, i), depth + 1) < 0) {
+                return -1;
+            }
+        }
+        jb_putc(b, ']');
+        return 0;
+    }
+    case JSON_OBJECT: {
+        /* insertion order, as jansson dumps it */
+        void *it = json_object_iter((json_t *)v);
+        int first = 1;
+
+        jb_putc(b, '{');
+        for (; it; it = json_object_iter_next((json_t *)v, it)) {
+            const char *k = json_object_iter_key(it);
+
+            if (!first) {
+                jb_putc(b, ',');
+            }
+            first = 0;
+            if (jb_string(b, k, json_object_iter_key_len(it)) < 0) {
+                return -1;
+            }
+            jb_putc(b, ':');
+            if (jb_value(b, json_object_iter_value(it), depth + 1) < 0) {
+                return -1;
+            }
+        }
+        jb_putc(b, '}');
+        return 0;
+    }
+    }
+    return -1;
+}
+
+const char *bff_json_dump(apr_size_t *len, const json_t *doc, apr_pool_t *p)
+{
+    jbuf_t b;
+
+    b.p = p;
+    b.cap = 4096;
+    b.len = 0;
+    b.buf = apr_palloc(p, b.cap);
+    if (!doc || jb_value(&b, doc, 0) < 0) {
+        *len = 0;
+        return "";
+    }
+    *jb_room(&b, 1) = '\0';
+    *len = b.len;
+    return b.buf;
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <limits.h>
+#include <math.h>
 
 #include <check.h>
 #include <apr_general.h>
@@ -166,6 +167,137 @@ START_TEST(json_depth_len_and_junk)
         deep[i] = (i % 2) ? '{' : '[';
     }
     ck_assert_int_eq(bff_json_depth(deep, 100000), 100000);
+}
+END_TEST
+
+/* bff_json_dump gives json_dumpb's bytes (or both refuse) */
+#define DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY)
+static void dump_same(json_t *v)
+{
+    size_t n = json_dumpb(v, NULL, 0, DUMP_FLAGS);
+    char *theirs = apr_palloc(pool, n + 1);
+    apr_size_t len;
+    const char *ours = bff_json_dump(&len, v, pool);
+
+    ck_assert_uint_eq(json_dumpb(v, theirs, n, DUMP_FLAGS), n);
+    theirs[n] = '\0';
+    ck_assert_msg(len == n && memcmp(ours, theirs, n) == 0 && ours[len] == '\0',
+                  "dump: ours '%s', jansson '%s'", ours, theirs);
+    json_decref(v);
+}
+
+static unsigned long long xs_state = 88172645463325252ULL;
+static unsigned long long xorshift(void)
+{
+    xs_state ^= xs_state << 13;
+    xs_state ^= xs_state >> 7;
+    xs_state ^= xs_state << 17;
+    return xs_state;
+}
+
+START_TEST(json_dump_reals)
+{
+    static const double pow10[] = { 1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7 };
+    apr_size_t len;
+    long i;
+    int k;
+
+    /* decimals of every length: the fast path, and its edges */
+    for (k = 0; k < 8; ++k) {
+        for (i = -30000; i <= 30000; i += 7) {
+            dump_same(json_real((double)i / pow10[k]));
+        }
+    }
+    /* prices, big and small magnitudes, and the %g switch points */
+    for (i = 0; i < 100000; ++i) {
+        dump_same(json_real((double)(xorshift() % 1000000000000ULL) / 100.0));
+    }
+    {
+        static const double edge[] = {
+            0.0, -0.0, 1e-4, 9.999999999999999e-5, 1e15, 999999999999999.9,
+            999999999999999.0, 99999999999999.99, 0.30000000000000004, 0.1,
+            5e-324, 1.7976931348623157e308, -2.5, 123456789012345.6,
+            1e21, 1e-7, 0.06630859375, 4503599627370496.5, 9007199254740993.0
+        };
+        for (i = 0; i < (long)(sizeof(edge) / sizeof(edge[0])); ++i) {
+            dump_same(json_real(edge[i]));
+        }
+    }
+    /* any bits */
+    for (i = 0; i < 200000; ++i) {
+        unsigned long long b = xorshift();
+        double d;
+
+        memcpy(&d, &b, sizeof(d));
+        if (isfinite(d)) {
+            dump_same(json_real(d));
+        }
+    }
+    /* a real has a '.' or an exponent, so it reads back as a real */
+    ck_assert_str_eq(bff_json_dump(&len, bff_json_pool_own(json_real(5), pool), pool),
+                     "5.0");
+    ck_assert_str_eq(bff_json_dump(&len, bff_json_pool_own(json_real(1e20), pool), pool),
+                     "1e20");
+}
+END_TEST
+
+START_TEST(json_dump_values)
+{
+    const char *big;
+    apr_size_t len;
+    json_t *doc, *arr;
+    int i;
+
+    dump_same(json_integer(0));
+    dump_same(json_integer(-1));
+    dump_same(json_integer(LLONG_MAX));
+    dump_same(json_integer(LLONG_MIN));
+    dump_same(json_null());
+    dump_same(json_true());
+    dump_same(json_false());
+    dump_same(json_string(""));
+    dump_same(json_stringn("a\0b\x01\x1f\x7f\"\\/\b\f\n\r\t\x0b", 16));
+    dump_same(json_string("\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xe2\x80\xa8"));
+    dump_same(json_loads("{\"z\":1,\"a\":[],\"m\":{},\"\\u0001k\":[null,true,[[]]]}", 0, NULL));
+    dump_same(json_array());
+    dump_same(json_object());
+
+    /* not UTF-8: jansson refuses, and so does this */
+    for (i = 0; i < 6; ++i) {
+        static const char *const bad[] = {
+            "\xff", "\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82",
+            "ok\x80"
+        };
+        json_t *v = json_stringn_nocheck(bad[i], strlen(bad[i]));
+
+        ck_assert_str_eq(bff_json_dump(&len, v, pool), "");
+        ck_assert_uint_eq(len, 0);
+        dump_same(v);
+    }
+    doc = json_object();
+    json_object_setn_new_nocheck(doc, "\xff", 1, json_true());
+    ck_assert_str_eq(bff_json_dump(&len, bff_json_pool_own(doc, pool), pool), "");
+
+    /* far past the first buffer */
+    arr = json_array();
+    for (i = 0; i < 5000; ++i) {
+        json_array_append_new(arr, json_pack("{s:i,s:f,s:s}", "id", i, "total",
+                                             i / 100.0, "status", "delivered"));
+    }
+    json_incref(arr);
+    dump_same(arr);
+    big = bff_json_dump(&len, bff_json_pool_own(arr, pool), pool);
+    ck_assert_uint_gt(len, 200000);
+    ck_assert_uint_eq(strlen(big), len);
+
+    /* nesting beyond the parser's limit (and a bit) is refused */
+    doc = arr = json_array();
+    for (i = 0; i < JSON_PARSER_MAX_DEPTH + 100; ++i) {
+        json_t *n = json_array();
+        json_array_append_new(arr, n);
+        arr = n;
+    }
+    ck_assert_str_eq(bff_json_dump(&len, bff_json_pool_own(doc, pool), pool), "");
 }
 END_TEST
 
@@ -1564,6 +1696,8 @@ static Suite *json_suite(void)
     tcase_add_test(t, json_depth_basic);
     tcase_add_test(t, json_depth_strings);
     tcase_add_test(t, json_depth_len_and_junk);
+    tcase_add_test(t, json_dump_reals);
+    tcase_add_test(t, json_dump_values);
     tcase_add_test(t, json_pool_own);
     suite_add_tcase(s, t);
     return s;
