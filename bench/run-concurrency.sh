@@ -12,6 +12,8 @@
 #   bench/run-concurrency.sh          CONNS=1000 DURATION=10 WARMUP=3 REPEAT=1
 #   REPEAT=3 ONLY='mod_bff' bench/run-concurrency.sh
 #   RAW_DIR=/tmp/x bench/run-concurrency.sh    keeps wrk's own output of each run
+#   PERF_OUT=/tmp/p bench/run-concurrency.sh   perf record ($PERF_OPTS, -g) of the mod_bff rows
+#   CONNS=32 DELAYS=0/0/0 bench/run-concurrency.sh   the miss path of bench/run.sh's scenario a
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 CONNS=${CONNS:-1000}; DURATION=${DURATION:-10}; WARMUP=${WARMUP:-3}; REPEAT=${REPEAT:-1}
@@ -90,9 +92,16 @@ measure_row() {   # label url root-pid
         sample_peaks "$root" "$run/peaks" &
         local sampler=$!
         taskset -cp "$AUX_CPUS" "$sampler" >/dev/null
+        local perf=
+        if [[ -n ${PERF_OUT:-} && $label == mod_bff* ]]; then
+            taskset -c "$AUX_CPUS" perf record -q ${PERF_OPTS:--g} -o "$PERF_OUT-${label//[^A-Za-z0-9]/_}-$i.data" \
+                -p "$(tree_of "$root" | tr ' ' ',')" 2>/dev/null &
+            perf=$!
+        fi
         out=$(taskset -c "$AUX_CPUS" wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s \
             -s "$BFF_BENCH_WORK/lib/wrk-report.lua" "$u" 2>&1) || true
         kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+        [[ -z $perf ]] || { kill -INT "$perf"; wait "$perf" 2>/dev/null || true; }
         t1=$(proc_ticks $(tree_of "$root") $pids); o1=$(tcp_active_opens)
         [[ -z ${RAW_DIR:-} ]] || printf '%s\n' "$out" >"$RAW_DIR/${label//[^A-Za-z0-9]/_}-$i.txt"
         line=$(grep '^RESULT ' <<<"$out" | tail -1)
