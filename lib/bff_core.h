@@ -31,6 +31,11 @@ int bff_json_depth(const char *buf, size_t len);
  * or nested deeper than JSON_PARSER_MAX_DEPTH + 64 gives "" and *len 0. */
 const char *bff_json_dump(apr_size_t *len, const json_t *doc, apr_pool_t *p);
 
+/* Decodes a JSON text (any value, NUL allowed in strings) to the value
+ * json_loadb(buf, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, err) gives, or
+ * NULL with err filled in by jansson. The caller owns the value. */
+json_t *bff_json_load(const char *buf, size_t len, json_error_t *err);
+
 /* ------------------------------------------------------------- routes -- */
 
 /* A route pattern is an absolute path whose segments are literals or a whole

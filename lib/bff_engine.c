@@ -731,8 +731,7 @@ static void judge(run_t *run, bff_be_result_t *r, bff_fetch_req_t *req)
         r->detail = apr_psprintf(run->p, "nesting deeper than %d",
                                  run->ep->max_depth);
     }
-    else if (!(j = json_loadb(req->resp, req->resp_len,
-                              JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr))) {
+    else if (!(j = bff_json_load(req->resp, req->resp_len, &jerr))) {
         r->reason = "invalid JSON";
         r->detail = apr_psprintf(run->p, "%s at line %d column %d", jerr.text,
                                  jerr.line, jerr.column);

@@ -175,14 +175,19 @@ END_TEST
 static void dump_same(json_t *v)
 {
     size_t n = json_dumpb(v, NULL, 0, DUMP_FLAGS);
-    char *theirs = apr_palloc(pool, n + 1);
+    apr_pool_t *sub;
+    char *theirs;
     apr_size_t len;
-    const char *ours = bff_json_dump(&len, v, pool);
+    const char *ours;
 
+    apr_pool_create(&sub, pool);
+    theirs = apr_palloc(sub, n + 1);
+    ours = bff_json_dump(&len, v, sub);
     ck_assert_uint_eq(json_dumpb(v, theirs, n, DUMP_FLAGS), n);
     theirs[n] = '\0';
     ck_assert_msg(len == n && memcmp(ours, theirs, n) == 0 && ours[len] == '\0',
                   "dump: ours '%s', jansson '%s'", ours, theirs);
+    apr_pool_destroy(sub);
     json_decref(v);
 }
 
@@ -194,6 +199,105 @@ static unsigned long long xorshift(void)
     xs_state ^= xs_state << 17;
     return xs_state;
 }
+
+/* bff_json_load gives json_loadb's value (same dump with 17 digits, so
+ * -0.0, integer or real and key order count), or both refuse */
+static void load_same(const char *text, size_t len)
+{
+    json_error_t e1, e2;
+    json_t *ours = bff_json_load(text, len, &e1);
+    json_t *theirs = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e2);
+    const size_t fl = JSON_COMPACT | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY;
+
+    ck_assert_msg(!ours == !theirs, "load '%.*s': ours %p, jansson %p", (int)len,
+                  text, (void *)ours, (void *)theirs);
+    if (ours) {
+        char *d1 = json_dumps(ours, fl), *d2 = json_dumps(theirs, fl);
+
+        ck_assert_msg(strcmp(d1, d2) == 0, "load '%.*s': ours %s, jansson %s",
+                      (int)len, text, d1, d2);
+        free(d1);
+        free(d2);
+        json_decref(ours);
+        json_decref(theirs);
+    }
+    else {
+        ck_assert_str_eq(e1.text, e2.text);
+    }
+}
+#define LOAD_SAME(lit) load_same(lit, sizeof(lit) - 1)
+
+START_TEST(json_load_values)
+{
+    char *deep;
+    int i, k;
+
+    LOAD_SAME("{\"user\":{\"id\":42,\"name\":\"User 42\"},\"orders\":[{\"total\":67.9,"
+              "\"q\":2,\"s\":\"delivered\"},{\"total\":116.28}],\"e\":{},\"a\":[]}");
+    LOAD_SAME("  [ true , false , null ]\r\n\t");
+    LOAD_SAME("\"plain \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+    LOAD_SAME("\"esc \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u00e9 \\u20AC \\ud83d\\ude00 \\u0000 end\"");
+    LOAD_SAME("{\"a\":1,\"b\":2,\"a\":3}");            /* the last one wins, in place */
+    LOAD_SAME("{\"k\\u0000\":1}");                     /* jansson's refusal */
+    LOAD_SAME("{\"\\u00e9\\n\":[{\"\":\"\"}]}");
+    /* numbers: the exact fast path, strtod, and jansson's limits */
+    LOAD_SAME("[0,-0,0.0,-0.0,1,-1,123456789012345678,-123456789012345678]");
+    LOAD_SAME("[1234567890123456789,-9223372036854775808,9223372036854775807]");
+    LOAD_SAME("9223372036854775808");
+    LOAD_SAME("-9223372036854775809");
+    LOAD_SAME("[0.1,1e1,1E+2,1e-2,2.5e-3,1e22,1e23,1e-22,1e-23,123.456e-7]");
+    LOAD_SAME("[9007199254740993.0,9007199254740992.5,4.35e-308,5e-324,1.7976931348623157e308]");
+    LOAD_SAME("[0.1000000000000000055511151231257827021181583404541015625]");
+    LOAD_SAME("[1e400]");
+    LOAD_SAME("[-1e-400]");
+    LOAD_SAME("[0.00000000000000000000000000000000000000000000000001]");
+    for (k = 0; k < 2000; ++k) {
+        char num[64];
+        int n = snprintf(num, sizeof(num), "[%d.%02d,%de-%d,%.17g]", k * 37 % 100000,
+                         k % 100, k, k % 30, (double)k / 7.0);
+        load_same(num, (size_t)n);
+    }
+    /* refused, with jansson's message */
+    LOAD_SAME("");
+    LOAD_SAME("   ");
+    LOAD_SAME("[1,]");
+    LOAD_SAME("{\"a\" 1}");
+    LOAD_SAME("{\"a\":1,}");
+    LOAD_SAME("[01]");
+    LOAD_SAME("[1.]");
+    LOAD_SAME("[.5]");
+    LOAD_SAME("[1e]");
+    LOAD_SAME("[-]");
+    LOAD_SAME("[truex]");
+    LOAD_SAME("[nul]");
+    LOAD_SAME("\"\\ud800\"");
+    LOAD_SAME("\"\\udc00\"");
+    LOAD_SAME("\"\\ud800\\u0041\"");
+    LOAD_SAME("\"\\x\"");
+    LOAD_SAME("\"\\u12G4\"");
+    LOAD_SAME("\"a\tb\"");
+    LOAD_SAME("\"\xff\"");
+    LOAD_SAME("\"\xed\xa0\x80\"");
+    LOAD_SAME("\"\xc0\x80\"");
+    LOAD_SAME("\"unterminated");
+    LOAD_SAME("[1] 2");
+    LOAD_SAME("[1]\0");
+    LOAD_SAME("\xef\xbb\xbf[1]");
+    load_same("[\"a\0b\"]", 6);
+    /* nesting: beyond the first 32 frames, up to jansson's limit, past it */
+    deep = apr_palloc(pool, 2 * 2100 + 1);
+    for (k = 2040; k <= 2050; k += 10) {
+        for (i = 0; i < k; ++i) {
+            deep[i] = (i % 2) ? '[' : '[';
+            deep[2 * k - 1 - i] = ']';
+        }
+        load_same(deep, (size_t)(2 * k));
+        deep[k - 1] = '{';
+        deep[k] = '}';
+        load_same(deep, (size_t)(2 * k));
+    }
+}
+END_TEST
 
 START_TEST(json_dump_reals)
 {
@@ -1696,6 +1800,7 @@ static Suite *json_suite(void)
     tcase_add_test(t, json_depth_basic);
     tcase_add_test(t, json_depth_strings);
     tcase_add_test(t, json_depth_len_and_junk);
+    tcase_add_test(t, json_load_values);
     tcase_add_test(t, json_dump_reals);
     tcase_add_test(t, json_dump_values);
     tcase_add_test(t, json_pool_own);
