@@ -20,6 +20,32 @@ harness_setup() {
     fi
 }
 
+# The harness in serve mode (its backends on 127.0.0.1:8001-8003 and its
+# peers on :9001-9004, the mod_bff slot empty), in the background, its
+# output in $1; harness_serve_stop stops it and every server it started.
+harness_pid=
+harness_serve_start() {
+    (cd "$BFF_BENCH_WORK" && MODBFF_URL=http://127.0.0.1:1/ SERVE_SECONDS=86400 \
+        GW_CPUS=${GW_CPUS:-0} AUX_CPUS=${AUX_CPUS:-1} exec ./run.sh serve) >"$1" 2>&1 &
+    harness_pid=$!
+    for _ in $(seq 600); do
+        grep -q 'serving for' "$1" && return 0
+        kill -0 "$harness_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$1" >&2
+    exit 1
+}
+harness_serve_stop() {
+    if [[ -n $harness_pid ]] && kill -0 "$harness_pid" 2>/dev/null; then
+        # it waits in `sleep`: ending that lets its EXIT trap stop every
+        # server it started, by PID
+        pkill -TERM -P "$harness_pid" -x sleep || true
+        wait "$harness_pid" 2>/dev/null || true
+    fi
+    harness_pid=
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # The three demo services on free ports, on $AUX_CPUS: url[user|order|

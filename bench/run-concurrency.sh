@@ -30,15 +30,9 @@ harness_setup
 
 run=$(mktemp -d /tmp/bff-bench-conc.XXXXXX)
 chmod 755 "$run"
-harness_pid=
 cleanup() {
     stop_gateway
-    if [[ -n $harness_pid ]] && kill -0 "$harness_pid" 2>/dev/null; then
-        # the harness waits in `sleep`: end it so its EXIT trap stops
-        # every server it started, by PID
-        pkill -TERM -P "$harness_pid" -x sleep || true
-        wait "$harness_pid" 2>/dev/null || true
-    fi
+    harness_serve_stop
     rm -rf "$run"
 }
 stop_gateway() {
@@ -50,16 +44,7 @@ stop_gateway() {
 }
 trap cleanup EXIT
 
-# peers and backends: the harness in serve mode, the mod_bff slot empty
-(cd "$BFF_BENCH_WORK" && MODBFF_URL=http://127.0.0.1:1/ SERVE_SECONDS=86400 \
-    GW_CPUS=$GW_CPUS AUX_CPUS=$AUX_CPUS exec ./run.sh serve) >"$run/harness.log" 2>&1 &
-harness_pid=$!
-for _ in $(seq 600); do
-    grep -q 'serving for' "$run/harness.log" && break
-    kill -0 "$harness_pid" 2>/dev/null || { cat "$run/harness.log" >&2; exit 1; }
-    sleep 0.1
-done
-grep -q 'serving for' "$run/harness.log" || { cat "$run/harness.log" >&2; exit 1; }
+harness_serve_start "$run/harness.log"
 IFS=/ read -r du do dp <<<"$DELAYS"
 for s in 8001:$du 8002:$do 8003:$dp; do
     curl -sf -o /dev/null "http://127.0.0.1:${s%%:*}/__admin/delay?ms=${s#*:}"
