@@ -103,11 +103,9 @@ static apr_array_header_t *sources;     /* jwks_url_t *, one per slot */
 static slot_t *slots;
 static apr_global_mutex_t *gmutex;
 static server_rec *main_server;
-/* per child: the fetcher on mod_watchdog's thread */
-static bff_fetcher_t *client;
-static apr_pool_t *client_pool;
-static apr_thread_mutex_t *tick_mu;
-static volatile int tick_stop;
+/* the fetcher on mod_watchdog's thread, in every child */
+static apr_status_t jwks_tick(int state, void *data, apr_pool_t *pool);
+static bff_wd_task_t task = { "_bff_jwks_", jwks_tick, 1, NULL, 0, NULL };
 
 /* ------------------------------------------------------------ config -- */
 
@@ -287,12 +285,12 @@ static const char *get(const char **body, apr_size_t *len, const char **cc,
     req->max_body = JWKS_TEXT_MAX - 1;
     req->tls = u->tls;
     req->proxy = u->proxy;
-    if (bff_fetch_start(client, req) == APR_SUCCESS) {
+    if (bff_fetch_start(task.client, req) == APR_SUCCESS) {
         do {
-            rv = bff_fetch_wait(client, &done, u->timeout_ms + 1000);
-        } while (rv == APR_TIMEUP && !tick_stop);
+            rv = bff_fetch_wait(task.client, &done, u->timeout_ms + 1000);
+        } while (rv == APR_TIMEUP && !task.stop);
         if (!done) {
-            bff_fetch_reset(client);
+            bff_fetch_reset(task.client);
             return "no answer";
         }
     }
@@ -311,7 +309,7 @@ static const char *get(const char **body, apr_size_t *len, const char **cc,
                               "Cache-Control", p);
     }
     if (done) {
-        bff_fetch_release(client, done);
+        bff_fetch_release(task.client, done);
     }
     return err;
 }
@@ -420,11 +418,10 @@ static apr_status_t jwks_tick(int state, void *data, apr_pool_t *pool)
 {
     int i;
 
-    if (state != AP_WATCHDOG_STATE_RUNNING || !tick_mu || !sources) {
+    if (!sources || !bff_wd_task_enter(&task, state)) {
         return APR_SUCCESS;
     }
-    apr_thread_mutex_lock(tick_mu);
-    for (i = 0; !tick_stop && client && i < sources->nelts; i++) {
+    for (i = 0; !task.stop && i < sources->nelts; i++) {
         const jwks_url_t *u = APR_ARRAY_IDX(sources, i, jwks_url_t *);
         int due;
 
@@ -437,7 +434,7 @@ static apr_status_t jwks_tick(int state, void *data, apr_pool_t *pool)
             fetch_slot((unsigned int)i, u, pool);
         }
     }
-    apr_thread_mutex_unlock(tick_mu);
+    bff_wd_task_leave(&task);
     return APR_SUCCESS;
 }
 
@@ -570,9 +567,6 @@ void bff_jwks_unknown_kid(jwt_srv_t *j)
 
 /* --------------------------------------------------------- lifecycle -- */
 
-static APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *wd_get_instance;
-static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *wd_register;
-
 /* The slots of this configuration's sources: kept (with their key sets)
  * when a source was there before the graceful restart, else cleared. */
 static void assign_slots_locked(unsigned int n, apr_pool_t *ptemp)
@@ -603,7 +597,6 @@ int bff_jwks_start(server_rec *s, apr_pool_t *pconf, apr_pool_t *ptemp)
 {
     retained_t *ret;
     apr_status_t rv;
-    ap_watchdog_t *wd;
     void *mem;
     int kept;
     unsigned int n;
@@ -614,14 +607,6 @@ int bff_jwks_start(server_rec *s, apr_pool_t *pconf, apr_pool_t *ptemp)
     if (!sources || ap_state_query(AP_SQ_MAIN_STATE)
                     == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK;
-    }
-    wd_get_instance = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
-    wd_register = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
-    if (!wd_get_instance || !wd_register) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(145)
-                     "BFFJWKSURL needs mod_watchdog: load it "
-                     "(LoadModule watchdog_module)");
-        return HTTP_INTERNAL_SERVER_ERROR;
     }
     n = (unsigned int)sources->nelts;
     /* one table per number of sources; a graceful restart with the
@@ -648,10 +633,14 @@ int bff_jwks_start(server_rec *s, apr_pool_t *pconf, apr_pool_t *ptemp)
     }
     assign_slots_locked(n, ptemp);
     gunlock();
-    if ((rv = wd_get_instance(&wd, "_bff_jwks_", 0, 0, pconf))
-        != APR_SUCCESS
-        || (rv = wd_register(wd, AP_WD_TM_SLICE, NULL, jwks_tick))
-           != APR_SUCCESS) {
+    rv = bff_wd_task_register(&task, pconf);
+    if (rv == APR_ENOTIMPL) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(145)
+                     "BFFJWKSURL needs mod_watchdog: load it "
+                     "(LoadModule watchdog_module)");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, BFFLOGNO(147)
                      "BFFJWKSURL: cannot register with mod_watchdog");
         return HTTP_INTERNAL_SERVER_ERROR;
@@ -659,35 +648,11 @@ int bff_jwks_start(server_rec *s, apr_pool_t *pconf, apr_pool_t *ptemp)
     return OK;
 }
 
-static apr_status_t client_cleanup(void *data)
-{
-    if (client) {
-        client->vt->destroy(client);
-        client = NULL;
-    }
-    return APR_SUCCESS;
-}
-
-/* mod_watchdog joins its thread only at process exit, after pchild: a
- * pre-cleanup stops the ticks and waits for one in progress. */
-static apr_status_t tick_cleanup(void *data)
-{
-    tick_stop = 1;
-    if (tick_mu) {
-        apr_thread_mutex_lock(tick_mu);
-        apr_thread_mutex_unlock(tick_mu);
-    }
-    return APR_SUCCESS;
-}
-
 static void jwks_child_init(apr_pool_t *pchild, server_rec *s)
 {
-    bff_fetch_curl_opts_t opts = { 0, 4 };
+    const char *err;
     int i;
 
-    tick_stop = 0;
-    client = NULL;
-    tick_mu = NULL;
     if (!slots) {
         return;
     }
@@ -700,22 +665,10 @@ static void jwks_child_init(apr_pool_t *pchild, server_rec *s)
         st->gen = 0;
         st->cur = NULL;
     }
-    if (apr_thread_mutex_create(&tick_mu, APR_THREAD_MUTEX_DEFAULT,
-                                s->process->pool) != APR_SUCCESS) {
-        tick_mu = NULL;
-        return;
-    }
-    apr_pool_create(&client_pool, pchild);
-    if (bff_fetch_curl_create(&client, &opts, client_pool) != APR_SUCCESS) {
-        client = NULL;
+    if ((err = bff_wd_task_child_init(&task, pchild, s))) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, BFFLOGNO(148)
-                     "BFFJWKSURL: cannot create an HTTP client: this child "
-                     "fetches no keys");
-        return;
+                     "BFFJWKSURL: %s: this child fetches no keys", err);
     }
-    apr_pool_cleanup_register(client_pool, NULL, client_cleanup,
-                              apr_pool_cleanup_null);
-    apr_pool_pre_cleanup_register(pchild, NULL, tick_cleanup);
 }
 
 static int jwks_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
