@@ -8,7 +8,10 @@
 # (cold-start=unavailable) or 401 (cold-start=deny) until a fetch
 # succeeds; an unknown kid triggers one early refresh, not one per token;
 # a token's jku / x5u are never fetched; an OpenID configuration leads to
-# its jwks_uri; two <Location>s trust two key sets and issuers.
+# its jwks_uri; two <Location>s trust two key sets and issuers; fetches
+# go through the egress proxy= (a CONNECT proxy of the test's own); the
+# provider's Cache-Control: max-age sets the refresh; a graceful restart
+# while the provider is down keeps the key sets.
 use strict;
 use warnings FATAL => 'all';
 
@@ -23,7 +26,7 @@ use Time::HiRes qw(sleep);
 use BFFTest;
 use BFFJWT;
 
-plan tests => 30;
+plan tests => 35;
 
 my $K = Apache::Test::vars('t_logs') . '/jwks84';
 remove_tree($K);
@@ -99,8 +102,8 @@ sub serve {
                     POSIX::_exit(0) unless $r;
                 }
                 my ($path) = $buf =~ /^GET (\S+)/;
-                my ($status, $body) = $handler->($path // '', $port);
-                print $c "HTTP/1.1 $status X\r\nContent-Type: application/json\r\n"
+                my ($status, $body, $extra) = $handler->($path // '', $port);
+                print $c "HTTP/1.1 $status X\r\nContent-Type: application/json\r\n" . ($extra // '')
                     . "Connection: close\r\nContent-Length: " . length($body) . "\r\n\r\n$body";
                 $c->close(SSL_fast_shutdown => 1) if $tls;
                 POSIX::_exit(0);
@@ -123,8 +126,56 @@ my $J = serve(1, sub {
     }
     my ($name) = $path =~ m{^/(\w+)$} or return (404, '{}');
     my $status = slurp("$K/$name.status") || 200;
-    return ($status, slurp("$K/$name.json"));
+    my $cc = slurp("$K/$name.cc");
+    return ($status, slurp("$K/$name.json"), $cc ? "Cache-Control: $cc\r\n" : '');
 });
+# an egress proxy: CONNECT host:port, then bytes both ways; each CONNECT
+# is logged in $K/proxy-hits
+sub proxy {
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Listen => 32, ReuseAddr => 1) or die $!;
+    my $port = $l->sockport;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        $SIG{CHLD} = 'IGNORE';
+        while (my $c = $l->accept) {
+            my $kid = fork;
+            if (defined $kid && !$kid) {
+                close $l;
+                alarm 10;
+                my $buf = '';
+                while ($buf !~ /\r\n\r\n/) {
+                    sysread($c, $buf, 4096, length $buf) or POSIX::_exit(0);
+                }
+                my ($to) = $buf =~ /^CONNECT (\S+) / or POSIX::_exit(0);
+                open my $fh, '>>', "$K/proxy-hits" or die $!;
+                print $fh "CONNECT $to\n";
+                close $fh;
+                my $u = IO::Socket::INET->new(PeerAddr => $to) or POSIX::_exit(0);
+                syswrite $c, "HTTP/1.1 200 Connection established\r\n\r\n";
+                my $rin = '';
+                vec($rin, fileno($_), 1) = 1 for $c, $u;
+                while (select(my $r = $rin, undef, undef, 5) > 0) {
+                    for ([$c, $u], [$u, $c]) {
+                        my ($from, $dst) = @$_;
+                        next unless vec($r, fileno($from), 1);
+                        sysread($from, my $data, 16384) or POSIX::_exit(0);
+                        syswrite $dst, $data;
+                    }
+                }
+                POSIX::_exit(0);
+            }
+            close $c;
+        }
+        POSIX::_exit(0);
+    }
+    close $l;
+    push @servers, $pid;
+    return $port;
+}
+my $P = proxy();
+# a port nothing listens on: a proxy that is down
+my $closed = do { my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1); my $p = $s->sockport; close $s; $p };
 # an attacker's key server: any connection to it is recorded
 my $E = serve(0, sub {
     open my $fh, '>>', "$K/evil-hits" or die $!;
@@ -139,6 +190,9 @@ spew("$K/b.json", jwks('k2'));
 spew("$K/c.json", jwks('k1'));
 spew("$K/c.status", 503);
 spew("$K/d.json", jwks('k1'));
+spew("$K/p.json", jwks('k1'));
+spew("$K/e.json", jwks('k1'));
+spew("$K/e.cc", 'public, max-age=1');
 
 my $h = start_httpd('jwks84', <<"CONF");
 LoadModule authn_core_module "$ENV{BFF_T_LIBEXECDIR}/mod_authn_core.so"
@@ -169,6 +223,18 @@ BFFJWTCache 100 5m
     BFFJWKSURL https://127.0.0.1:$J/disc/.well-known/openid-configuration ca=$K/ca.pem
     BFFJWTIssuer https://a.test
 </Location>
+<Location /proxied>
+    BFFJWKSURL https://127.0.0.1:$J/p ca=$K/ca.pem proxy=http://127.0.0.1:$P
+    BFFJWTIssuer https://a.test
+</Location>
+<Location /proxy-down>
+    BFFJWKSURL https://127.0.0.1:$J/p ca=$K/ca.pem proxy=http://127.0.0.1:$closed timeout=1s
+    BFFJWTIssuer https://a.test
+</Location>
+<Location /maxage>
+    BFFJWKSURL https://127.0.0.1:$J/e ca=$K/ca.pem refresh=1h min-refresh=1s
+    BFFJWTIssuer https://a.test
+</Location>
 <Location /untrusted>
     BFFJWKSURL https://127.0.0.1:$J/d min-refresh=1s
     BFFJWTIssuer https://a.test
@@ -176,7 +242,7 @@ BFFJWTCache 100 5m
 CONF
 my $port = $h->{port};
 my $log = "$h->{dir}/error.log";
-for my $d (qw(a b c cdeny disc untrusted)) {
+for my $d (qw(a b c cdeny disc untrusted proxied proxy-down maxage)) {
     make_path("$K/$d");
     spew("$K/$d/ok", "ok\n");
 }
@@ -245,6 +311,13 @@ ok hits('/a') > $n, 'the refreshes go on while the provider is down';
 ok t_cmp(get('/a/ok', tok('k2'))->code, 200, 'provider down: the last good key set keeps serving');
 like slurp($log), qr/BFF140: JWKS https:\/\/127\.0\.0\.1:$J\/a: fetch failed \(\d+ in a row\): HTTP 500; the last good key set keeps serving/,
      'BFF140: the failure, and that the last good set serves';
+# a graceful restart while the provider is down: the new children
+# start with the key set the old ones fetched
+system(Apache::Test::vars('httpd'), '-f', "$h->{dir}/httpd.conf", '-k', 'graceful') == 0
+    or die 'graceful restart failed';
+sleep 1.5;
+ok t_cmp(join(',', map { get('/a/ok', tok('k2'))->code } 1 .. 6), '200,200,200,200,200,200',
+         'after a graceful restart with the provider down: the key set kept');
 unlink "$K/a.status";
 
 # --- cold start with the provider down -----------------------------------------------
@@ -262,6 +335,16 @@ ok t_cmp(get('/cdeny/ok', tok('k1'))->code, 200, 'the same source serves the den
 
 # --- OpenID discovery ----------------------------------------------------------------------
 ok t_cmp(code_within('/disc/ok', tok('k1'), 200), 200, 'discovery: the keys at its jwks_uri');
+
+# --- the egress proxy ---------------------------------------------------------------
+ok t_cmp(code_within('/proxied/ok', tok('k1'), 200), 200, 'proxy=: the keys came through the proxy');
+like slurp("$K/proxy-hits"), qr/^CONNECT 127\.0\.0\.1:$J$/m, 'the proxy saw the CONNECT to the provider';
+ok t_cmp(get('/proxy-down/ok', tok('k1'))->code, 503, 'proxy= down: no key set (503), no direct fetch');
+
+# --- Cache-Control: max-age of the provider -------------------------------------------
+my $e0 = hits('/e');
+sleep 3;
+ok hits('/e') >= $e0 + 2, 'max-age=1 refreshes about every second (refresh=1h without it)';
 
 # --- an untrusted certificate: no key set, and why ------------------------------------------
 ok t_cmp(get('/untrusted/ok', tok('k1'))->code, 503, 'a provider the CA does not vouch for: no keys (503)');
