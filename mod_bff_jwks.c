@@ -346,13 +346,14 @@ static int due_locked(slot_t *sl, const jwks_url_t *u, apr_time_t now)
 {
     bff_jwks_sched_t sched = { u->refresh_ms, u->min_ms, u->max_ms,
                                u->kid_ms };
-    int due = now >= sl->next_due;
+    int due = now >= sl->next_due, wanted;
 
     if (now < sl->busy_until) {
         return 0;
     }
-    if (!due && apr_atomic_xchg32(&sl->want, 0)
-        && bff_jwks_kid_refresh(&sched, &sl->kid_last, now)) {
+    /* a fetch due anyway serves the kids that asked too */
+    wanted = apr_atomic_xchg32(&sl->want, 0) != 0;
+    if (!due && wanted && bff_jwks_kid_refresh(&sched, &sl->kid_last, now)) {
         due = 1;
     }
     if (due) {
@@ -431,7 +432,12 @@ static apr_status_t jwks_tick(int state, void *data, apr_pool_t *pool)
         due = due_locked(&slots[i], u, apr_time_now());
         gunlock();
         if (due) {
-            fetch_slot((unsigned int)i, u, pool);
+            apr_pool_t *p;
+
+            /* a fetch's memory (the key set, its secrets) goes with it */
+            apr_pool_create(&p, pool);
+            fetch_slot((unsigned int)i, u, p);
+            apr_pool_destroy(p);
         }
     }
     bff_wd_task_leave(&task);
@@ -462,9 +468,9 @@ static apr_status_t vref_release(void *data)
     return APR_SUCCESS;
 }
 
-/* Under st->mu: a verifier for generation gen of the slot. A key set the
- * settings cannot use (another algorithm) keeps the previous one. */
-static void rebuild_locked(jwt_srv_t *j, apr_uint32_t gen, request_rec *r)
+/* Under st->mu: a verifier for the slot's current generation. A key set
+ * the settings cannot use (another algorithm) keeps the previous one. */
+static void rebuild_locked(jwt_srv_t *j, request_rec *r)
 {
     jwks_state_t *st = j->state;
     slot_t *sl = &slots[st->slot];
@@ -482,9 +488,8 @@ static void rebuild_locked(jwt_srv_t *j, apr_uint32_t gen, request_rec *r)
     }
     len = sl->len;
     text = apr_pmemdup(p, sl->text, len + 1);
-    gen = sl->gen;
+    st->gen = sl->gen;
     gunlock();
-    st->gen = gen;
     c.jwks_text = text;
     c.jwks_len = len;
     c.jwks_what = apr_pstrcat(p, "JWKS of ", j->url->url, NULL);
@@ -519,7 +524,7 @@ int bff_jwks_verifier(const bff_jwt_verifier_t **v, request_rec *r,
     gen = apr_atomic_read32(&slots[st->slot].gen);
     apr_thread_mutex_lock(st->mu);
     if (gen != st->gen) {
-        rebuild_locked(j, gen, r);
+        rebuild_locked(j, r);
     }
     if (st->cur) {
         h = apr_palloc(r->pool, sizeof(*h));
