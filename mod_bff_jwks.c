@@ -67,12 +67,10 @@ typedef struct {
     char source[SOURCE_MAX];
     apr_uint32_t gen;            /* 0: no key set yet */
     apr_uint32_t want;           /* an unknown kid asks for a refresh */
-    apr_uint32_t fetches;        /* attempts, for logs */
-    apr_uint32_t failures;       /* consecutive */
+    apr_uint32_t failures;       /* consecutive, for the log */
     apr_time_t next_due;
     apr_time_t busy_until;       /* a child is fetching it */
     apr_time_t kid_last;         /* last early refresh granted */
-    apr_time_t fetched_at;       /* last success */
     apr_size_t len;
     char text[JWKS_TEXT_MAX];
 } slot_t;
@@ -376,7 +374,6 @@ static void fetch_slot(unsigned int i, const jwks_url_t *u, apr_pool_t *p)
     if (!glock()) {
         return;
     }
-    sl->fetches++;
     sl->busy_until = 0;
     sl->next_due = bff_jwks_next_due(&sched, !err, cc, apr_time_now());
     if (err) {
@@ -384,7 +381,6 @@ static void fetch_slot(unsigned int i, const jwks_url_t *u, apr_pool_t *p)
     }
     else {
         sl->failures = 0;
-        sl->fetched_at = apr_time_now();
         if (sl->len != len || memcmp(sl->text, body, len)) {
             memcpy(sl->text, body, len);
             sl->text[len] = '\0';
