@@ -11,7 +11,9 @@
 # its jwks_uri; two <Location>s trust two key sets and issuers; fetches
 # go through the egress proxy= (a CONNECT proxy of the test's own); the
 # provider's Cache-Control: max-age sets the refresh; a graceful restart
-# while the provider is down keeps the key sets.
+# while the provider is down keeps the key sets; what is no usable key set
+# (too large, not a JWKS, a discovery document naming an http:// jwks_uri,
+# keys of another algorithm than the location's) is never used.
 use strict;
 use warnings FATAL => 'all';
 
@@ -26,7 +28,7 @@ use Time::HiRes qw(sleep);
 use BFFTest;
 use BFFJWT;
 
-plan tests => 35;
+plan tests => 43;
 
 my $K = Apache::Test::vars('t_logs') . '/jwks84';
 remove_tree($K);
@@ -78,8 +80,10 @@ sub tok {
 # without one); every request is logged in $K/hits.
 my @servers;
 END { kill 'TERM', $_ for @servers }
-sub serve {
-    my ($tls, $handler) = @_;
+# A server on a free port: each connection in a process of its own, given
+# to $on_conn with the port. Returns the port.
+sub listen_fork {
+    my $on_conn = shift;
     my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
                                   Listen => 32, ReuseAddr => 1) or die $!;
     my $port = $l->sockport;
@@ -91,21 +95,7 @@ sub serve {
             if (defined $kid && !$kid) {
                 close $l;
                 alarm 10;
-                if ($tls) {
-                    IO::Socket::SSL->start_SSL($c, SSL_server => 1,
-                        SSL_cert_file => "$K/server.pem", SSL_key_file => "$K/server.key")
-                        or POSIX::_exit(0);
-                }
-                my $buf = '';
-                while ($buf !~ /\r\n\r\n/) {
-                    my $r = sysread($c, $buf, 4096, length $buf);
-                    POSIX::_exit(0) unless $r;
-                }
-                my ($path) = $buf =~ /^GET (\S+)/;
-                my ($status, $body, $extra) = $handler->($path // '', $port);
-                print $c "HTTP/1.1 $status X\r\nContent-Type: application/json\r\n" . ($extra // '')
-                    . "Connection: close\r\nContent-Length: " . length($body) . "\r\n\r\n$body";
-                $c->close(SSL_fast_shutdown => 1) if $tls;
+                $on_conn->($c, $port);
                 POSIX::_exit(0);
             }
             close $c;
@@ -116,6 +106,31 @@ sub serve {
     push @servers, $pid;
     return $port;
 }
+# the request head of a connection
+sub head_of {
+    my $c = shift;
+    my $buf = '';
+    while ($buf !~ /\r\n\r\n/) {
+        sysread($c, $buf, 4096, length $buf) or POSIX::_exit(0);
+    }
+    return $buf;
+}
+sub serve {
+    my ($tls, $handler) = @_;
+    return listen_fork(sub {
+        my ($c, $port) = @_;
+        if ($tls) {
+            IO::Socket::SSL->start_SSL($c, SSL_server => 1,
+                SSL_cert_file => "$K/server.pem", SSL_key_file => "$K/server.key")
+                or POSIX::_exit(0);
+        }
+        my ($path) = head_of($c) =~ /^GET (\S+)/;
+        my ($status, $body, $extra) = $handler->($path // '', $port);
+        print $c "HTTP/1.1 $status X\r\nContent-Type: application/json\r\n" . ($extra // '')
+            . "Connection: close\r\nContent-Length: " . length($body) . "\r\n\r\n$body";
+        $c->close(SSL_fast_shutdown => 1) if $tls;
+    });
+}
 my $J = serve(1, sub {
     my ($path, $port) = @_;
     open my $fh, '>>', "$K/hits" or die $!;
@@ -123,6 +138,9 @@ my $J = serve(1, sub {
     close $fh;
     if ($path eq '/disc/.well-known/openid-configuration') {
         return (200, qq({"issuer":"https://a.test","jwks_uri":"https://127.0.0.1:$port/d"}));
+    }
+    if ($path eq '/disc2/.well-known/openid-configuration') {
+        return (200, qq({"issuer":"https://a.test","jwks_uri":"http://127.0.0.1:$port/d"}));
     }
     my ($name) = $path =~ m{^/(\w+)$} or return (404, '{}');
     my $status = slurp("$K/$name.status") || 200;
@@ -132,46 +150,25 @@ my $J = serve(1, sub {
 # an egress proxy: CONNECT host:port, then bytes both ways; each CONNECT
 # is logged in $K/proxy-hits
 sub proxy {
-    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Listen => 32, ReuseAddr => 1) or die $!;
-    my $port = $l->sockport;
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        $SIG{CHLD} = 'IGNORE';
-        while (my $c = $l->accept) {
-            my $kid = fork;
-            if (defined $kid && !$kid) {
-                close $l;
-                alarm 10;
-                my $buf = '';
-                while ($buf !~ /\r\n\r\n/) {
-                    sysread($c, $buf, 4096, length $buf) or POSIX::_exit(0);
-                }
-                my ($to) = $buf =~ /^CONNECT (\S+) / or POSIX::_exit(0);
-                open my $fh, '>>', "$K/proxy-hits" or die $!;
-                print $fh "CONNECT $to\n";
-                close $fh;
-                my $u = IO::Socket::INET->new(PeerAddr => $to) or POSIX::_exit(0);
-                syswrite $c, "HTTP/1.1 200 Connection established\r\n\r\n";
-                my $rin = '';
-                vec($rin, fileno($_), 1) = 1 for $c, $u;
-                while (select(my $r = $rin, undef, undef, 5) > 0) {
-                    for ([$c, $u], [$u, $c]) {
-                        my ($from, $dst) = @$_;
-                        next unless vec($r, fileno($from), 1);
-                        sysread($from, my $data, 16384) or POSIX::_exit(0);
-                        syswrite $dst, $data;
-                    }
-                }
-                POSIX::_exit(0);
+    return listen_fork(sub {
+        my $c = shift;
+        my ($to) = head_of($c) =~ /^CONNECT (\S+) / or return;
+        open my $fh, '>>', "$K/proxy-hits" or die $!;
+        print $fh "CONNECT $to\n";
+        close $fh;
+        my $u = IO::Socket::INET->new(PeerAddr => $to) or return;
+        syswrite $c, "HTTP/1.1 200 Connection established\r\n\r\n";
+        my $rin = '';
+        vec($rin, fileno($_), 1) = 1 for $c, $u;
+        while (select(my $r = $rin, undef, undef, 5) > 0) {
+            for ([$c, $u], [$u, $c]) {
+                my ($from, $dst) = @$_;
+                next unless vec($r, fileno($from), 1);
+                sysread($from, my $data, 16384) or return;
+                syswrite $dst, $data;
             }
-            close $c;
         }
-        POSIX::_exit(0);
-    }
-    close $l;
-    push @servers, $pid;
-    return $port;
+    });
 }
 my $P = proxy();
 # a port nothing listens on: a proxy that is down
@@ -193,6 +190,8 @@ spew("$K/d.json", jwks('k1'));
 spew("$K/p.json", jwks('k1'));
 spew("$K/e.json", jwks('k1'));
 spew("$K/e.cc", 'public, max-age=1');
+spew("$K/big.json", '{"keys":[],"pad":"' . ('x' x 70000) . '"}');
+spew("$K/notjwks.json", '{"hello":"world"}');
 
 my $h = start_httpd('jwks84', <<"CONF");
 LoadModule authn_core_module "$ENV{BFF_T_LIBEXECDIR}/mod_authn_core.so"
@@ -235,6 +234,23 @@ BFFJWTCache 100 5m
     BFFJWKSURL https://127.0.0.1:$J/e ca=$K/ca.pem refresh=1h min-refresh=1s
     BFFJWTIssuer https://a.test
 </Location>
+<Location /big>
+    BFFJWKSURL https://127.0.0.1:$J/big ca=$K/ca.pem
+    BFFJWTIssuer https://a.test
+</Location>
+<Location /notjwks>
+    BFFJWKSURL https://127.0.0.1:$J/notjwks ca=$K/ca.pem
+    BFFJWTIssuer https://a.test
+</Location>
+<Location /disc2>
+    BFFJWKSURL https://127.0.0.1:$J/disc2/.well-known/openid-configuration ca=$K/ca.pem
+    BFFJWTIssuer https://a.test
+</Location>
+<Location /es>
+    BFFJWKSURL https://127.0.0.1:$J/d ca=$K/ca.pem
+    BFFJWTAlgorithms ES256
+    BFFJWTIssuer https://a.test
+</Location>
 <Location /untrusted>
     BFFJWKSURL https://127.0.0.1:$J/d min-refresh=1s
     BFFJWTIssuer https://a.test
@@ -242,7 +258,7 @@ BFFJWTCache 100 5m
 CONF
 my $port = $h->{port};
 my $log = "$h->{dir}/error.log";
-for my $d (qw(a b c cdeny disc untrusted proxied proxy-down maxage)) {
+for my $d (qw(a b c cdeny disc untrusted proxied proxy-down maxage big notjwks disc2 es)) {
     make_path("$K/$d");
     spew("$K/$d/ok", "ok\n");
 }
@@ -350,3 +366,17 @@ ok hits('/e') >= $e0 + 2, 'max-age=1 refreshes about every second (refresh=1h wi
 ok t_cmp(get('/untrusted/ok', tok('k1'))->code, 503, 'a provider the CA does not vouch for: no keys (503)');
 like slurp($log), qr/BFF140: JWKS https:\/\/127\.0\.0\.1:$J\/d: fetch failed .*certificate/i,
      'BFF140 names the TLS failure';
+
+# --- what is no usable key set is never used --------------------------------------------
+ok t_cmp(get('/big/ok', tok('k1'))->code, 503, 'a JWKS over 64k: no key set (503)');
+like slurp($log), qr/BFF140: JWKS https:\/\/127\.0\.0\.1:$J\/big: fetch failed \(\d+ in a row\): response too large/,
+     'BFF140: response too large';
+ok t_cmp(get('/notjwks/ok', tok('k1'))->code, 503, 'a document without keys: no key set (503)');
+like slurp($log), qr/BFF140: JWKS https:\/\/127\.0\.0\.1:$J\/notjwks: fetch failed \(\d+ in a row\): https:\/\/127\.0\.0\.1:$J\/notjwks: no "keys" array/,
+     'BFF140: no "keys" array';
+ok t_cmp(get('/disc2/ok', tok('k1'))->code, 503, 'a discovery document naming an http:// jwks_uri: no key set (503)');
+like slurp($log), qr/BFF140: JWKS \S+\/disc2\/\.well-known\/openid-configuration: fetch failed \(\d+ in a row\): discovery document: jwks_uri: not an https:\/\/ URL/,
+     'BFF140: the jwks_uri refused';
+ok t_cmp(code_within('/es/ok', tok('k1'), 503), 503, 'RSA keys for a location that allows ES256 only: 503');
+like slurp($log), qr/BFF143: JWKS of https:\/\/127\.0\.0\.1:$J\/d: no key usable with the allowed algorithms \(ES256\); no key set to verify tokens with/,
+     'BFF143: the key set is of no use here';
