@@ -193,69 +193,39 @@ spew("$K/e.cc", 'public, max-age=1');
 spew("$K/big.json", '{"keys":[],"pad":"' . ('x' x 70000) . '"}');
 spew("$K/notjwks.json", '{"hello":"world"}');
 
-my $h = start_httpd('jwks84', <<"CONF");
+my ($S, $CA) = ("https://127.0.0.1:$J", "ca=$K/ca.pem");
+# a <Location> with a key set by URL; the issuer is the server's
+# (https://a.test) unless @extra says otherwise
+sub loc {
+    my ($path, $url, @extra) = @_;
+    return join "\n", "<Location $path>", "    BFFJWKSURL $url", (map { "    $_" } @extra),
+        "</Location>\n";
+}
+my $h = start_httpd('jwks84', join '', <<"CONF",
 LoadModule authn_core_module "$ENV{BFF_T_LIBEXECDIR}/mod_authn_core.so"
 DocumentRoot "$K"
 BFFJWTAlgorithms RS256
+BFFJWTIssuer https://a.test
 BFFJWTCache 100 5m
 <Location />
     AuthType bff-jwt
     Require bff-scope orders:read
 </Location>
-<Location /a>
-    BFFJWKSURL https://127.0.0.1:$J/a ca=$K/ca.pem refresh=1s min-refresh=1s kid-refresh=1h
-    BFFJWTIssuer https://a.test
-</Location>
-<Location /b>
-    BFFJWKSURL https://127.0.0.1:$J/b ca=$K/ca.pem refresh=1h kid-refresh=1h timeout=2s
-    BFFJWTIssuer https://b.test
-</Location>
-<Location /c>
-    BFFJWKSURL https://127.0.0.1:$J/c ca=$K/ca.pem min-refresh=1s
-    BFFJWTIssuer https://a.test
-</Location>
-<Location /cdeny>
-    BFFJWKSURL https://127.0.0.1:$J/c ca=$K/ca.pem min-refresh=1s cold-start=deny
-    BFFJWTIssuer https://a.test
-</Location>
-<Location /disc>
-    BFFJWKSURL https://127.0.0.1:$J/disc/.well-known/openid-configuration ca=$K/ca.pem
-    BFFJWTIssuer https://a.test
-</Location>
-<Location /proxied>
-    BFFJWKSURL https://127.0.0.1:$J/p ca=$K/ca.pem proxy=http://127.0.0.1:$P
-    BFFJWTIssuer https://a.test
-</Location>
-<Location /proxy-down>
-    BFFJWKSURL https://127.0.0.1:$J/p ca=$K/ca.pem proxy=http://127.0.0.1:$closed timeout=1s
-    BFFJWTIssuer https://a.test
-</Location>
-<Location /maxage>
-    BFFJWKSURL https://127.0.0.1:$J/e ca=$K/ca.pem refresh=1h min-refresh=1s
-    BFFJWTIssuer https://a.test
-</Location>
-<Location /big>
-    BFFJWKSURL https://127.0.0.1:$J/big ca=$K/ca.pem
-    BFFJWTIssuer https://a.test
-</Location>
-<Location /notjwks>
-    BFFJWKSURL https://127.0.0.1:$J/notjwks ca=$K/ca.pem
-    BFFJWTIssuer https://a.test
-</Location>
-<Location /disc2>
-    BFFJWKSURL https://127.0.0.1:$J/disc2/.well-known/openid-configuration ca=$K/ca.pem
-    BFFJWTIssuer https://a.test
-</Location>
-<Location /es>
-    BFFJWKSURL https://127.0.0.1:$J/d ca=$K/ca.pem
-    BFFJWTAlgorithms ES256
-    BFFJWTIssuer https://a.test
-</Location>
-<Location /untrusted>
-    BFFJWKSURL https://127.0.0.1:$J/d min-refresh=1s
-    BFFJWTIssuer https://a.test
-</Location>
 CONF
+    loc('/a', "$S/a $CA refresh=1s min-refresh=1s kid-refresh=1h"),
+    loc('/b', "$S/b $CA refresh=1h kid-refresh=1h timeout=2s", "BFFJWTIssuer https://b.test"),
+    loc('/c', "$S/c $CA min-refresh=1s"),
+    loc('/cdeny', "$S/c $CA min-refresh=1s cold-start=deny"),
+    loc('/disc', "$S/disc/.well-known/openid-configuration $CA"),
+    loc('/proxied', "$S/p $CA proxy=http://127.0.0.1:$P"),
+    loc('/proxy-down', "$S/p $CA proxy=http://127.0.0.1:$closed timeout=1s"),
+    loc('/maxage', "$S/e $CA refresh=1h min-refresh=1s"),
+    loc('/big', "$S/big $CA"),
+    loc('/notjwks', "$S/notjwks $CA"),
+    loc('/disc2', "$S/disc2/.well-known/openid-configuration $CA"),
+    loc('/es', "$S/d $CA", "BFFJWTAlgorithms ES256"),
+    loc('/untrusted', "$S/d min-refresh=1s"),
+);
 my $port = $h->{port};
 my $log = "$h->{dir}/error.log";
 for my $d (qw(a b c cdeny disc untrusted proxied proxy-down maxage big notjwks disc2 es)) {
