@@ -78,34 +78,6 @@ sub tok {
 # --- the JWKS server ------------------------------------------------------
 # GET /NAME answers $K/NAME.json with the status in $K/NAME.status (200
 # without one); every request is logged in $K/hits.
-my @servers;
-END { kill 'TERM', $_ for @servers }
-# A server on a free port: each connection in a process of its own, given
-# to $on_conn with the port. Returns the port.
-sub listen_fork {
-    my $on_conn = shift;
-    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Listen => 32, ReuseAddr => 1) or die $!;
-    my $port = $l->sockport;
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        $SIG{CHLD} = 'IGNORE';
-        while (my $c = $l->accept) {
-            my $kid = fork;
-            if (defined $kid && !$kid) {
-                close $l;
-                alarm 10;
-                $on_conn->($c, $port);
-                POSIX::_exit(0);
-            }
-            close $c;
-        }
-        POSIX::_exit(0);
-    }
-    close $l;
-    push @servers, $pid;
-    return $port;
-}
 # the request head of a connection
 sub head_of {
     my $c = shift;
@@ -117,7 +89,7 @@ sub head_of {
 }
 sub serve {
     my ($tls, $handler) = @_;
-    return listen_fork(sub {
+    return fork_server(sub {
         my ($c, $port) = @_;
         if ($tls) {
             IO::Socket::SSL->start_SSL($c, SSL_server => 1,
@@ -150,7 +122,7 @@ my $J = serve(1, sub {
 # an egress proxy: CONNECT host:port, then bytes both ways; each CONNECT
 # is logged in $K/proxy-hits
 sub proxy {
-    return listen_fork(sub {
+    return fork_server(sub {
         my $c = shift;
         my ($to) = head_of($c) =~ /^CONNECT (\S+) / or return;
         open my $fh, '>>', "$K/proxy-hits" or die $!;
