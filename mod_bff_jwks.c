@@ -346,7 +346,9 @@ static int due_locked(slot_t *sl, const jwks_url_t *u, apr_time_t now)
                                u->kid_ms };
     int due = now >= sl->next_due, wanted;
 
-    if (now < sl->busy_until) {
+    /* after a graceful restart that moved the sources, an old child's
+     * source may no longer own this slot */
+    if (now < sl->busy_until || strcmp(sl->source, u->source)) {
         return 0;
     }
     /* a fetch due anyway serves the kids that asked too */
@@ -372,6 +374,10 @@ static void fetch_slot(unsigned int i, const jwks_url_t *u, apr_pool_t *p)
 
     err = fetch(&body, &len, &cc, u, p);
     if (!glock()) {
+        return;
+    }
+    if (strcmp(sl->source, u->source)) {
+        gunlock();   /* the slot went to another source meanwhile */
         return;
     }
     sl->busy_until = 0;
@@ -479,6 +485,14 @@ static void rebuild_locked(jwt_srv_t *j, request_rec *r)
 
     apr_pool_create(&p, st->pool);
     if (!glock()) {
+        apr_pool_destroy(p);
+        return;
+    }
+    if (strcmp(sl->source, j->url->source)) {
+        /* an old child after a graceful restart that gave its slot to
+         * another source: never the keys of another source */
+        st->gen = apr_atomic_read32(&sl->gen);
+        gunlock();
         apr_pool_destroy(p);
         return;
     }

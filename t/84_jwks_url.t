@@ -28,7 +28,7 @@ use Time::HiRes qw(sleep);
 use BFFTest;
 use BFFJWT;
 
-plan tests => 43;
+plan tests => 44;
 
 my $K = Apache::Test::vars('t_logs') . '/jwks84';
 remove_tree($K);
@@ -276,6 +276,18 @@ system(Apache::Test::vars('httpd'), '-f', "$h->{dir}/httpd.conf", '-k', 'gracefu
 sleep 1.5;
 ok t_cmp(join(',', map { get('/a/ok', tok('k2'))->code } 1 .. 6), '200,200,200,200,200,200',
          'after a graceful restart with the provider down: the key set kept');
+# again with the sources in another order (the /a section moved last):
+# each key set follows its URL to its new place in the table
+my $conf = slurp("$h->{dir}/httpd.conf");
+$conf =~ s{(<Location /a>\n.*?</Location>\n)}{}s or die 'no /a section';
+spew("$h->{dir}/httpd.conf", $conf . $1);
+system(Apache::Test::vars('httpd'), '-f', "$h->{dir}/httpd.conf", '-k', 'graceful') == 0
+    or die 'graceful restart failed';
+sleep 1.5;
+ok t_cmp(join(',', map { get('/a/ok', tok('k2'))->code } 1 .. 4)
+         . ';' . join(',', map { get('/b/ok', tok('k3', iss => 'https://b.test'))->code } 1 .. 4),
+         '200,200,200,200;200,200,200,200',
+         'after a restart that reorders the sources: each key set still serves its location');
 unlink "$K/a.status";
 
 # --- cold start with the provider down -----------------------------------------------
