@@ -1,5 +1,5 @@
 /*
- * mod_bff: the access phase, private to its three files:
+ * mod_bff: the access phase, private to its four files:
  *
  *   mod_bff_authn.c      authentication: AuthType bff-jwt / bff-apikey in
  *                        check_user_id (r->user is the JWT "sub" or the API
@@ -7,6 +7,8 @@
  *                        removed from the client's request then set from
  *                        the claims; the access configuration (create,
  *                        merge) and the JWT / API-key directives;
+ *   mod_bff_jwks.c       JWT keys fetched by URL (BFFJWKSURL): key sets in
+ *                        shared memory, fetched on mod_watchdog;
  *   mod_bff_authz.c      authorization: the authz providers "bff-scope" and
  *                        "bff-claim", so that `Require bff-scope orders:read`
  *                        composes with <RequireAll>, `Require ip` and the
@@ -79,16 +81,28 @@ typedef struct {
     long lease_ttl_ms;           /* unused leased tokens go back after */
 } limit_t;
 
-/* The JWT verification settings of one server. A virtual host that sets
- * none shares its parent's (and so its verifier). */
-typedef struct {
+/* BFFJWKSURL: where a key set is fetched and how (mod_bff_jwks.c). */
+typedef struct jwks_url_t jwks_url_t;
+/* The per-child state of a key set fetched by URL (mod_bff_jwks.c). */
+typedef struct jwks_state_t jwks_state_t;
+
+/* The JWT verification settings of one server or <Location>. A virtual
+ * host that sets none shares its parent's (and so its verifier); a
+ * <Location> that sets any gets its own, completed in post_config by
+ * those of its server (the `use` field). */
+typedef struct jwt_srv_t jwt_srv_t;
+struct jwt_srv_t {
     bff_jwt_conf_t conf;
     int exp_optional;            /* UNSET */
     apr_int64_t leeway;          /* UNSET */
     apr_array_header_t *issuers;
     int any;                     /* a BFFJWT* key/claim directive was seen */
-    bff_jwt_verifier_t *verifier;   /* built in post_config */
-} jwt_srv_t;
+    jwks_url_t *url;             /* BFFJWKSURL; NULL: keys from files */
+    bff_jwt_verifier_t *verifier;   /* files: built in post_config */
+    jwks_state_t *state;         /* url: the verifier of the fetched keys */
+    jwt_srv_t *use;              /* <Location>: the settings completed by
+                                    the server's, set in post_config */
+};
 
 typedef struct {
     const char *path;
@@ -97,6 +111,8 @@ typedef struct {
 
 struct bff_auth_srv_t {
     jwt_srv_t *jwt;              /* NULL: no JWT configured */
+    apr_array_header_t *dir_jwts;   /* jwt_srv_t *: those of the
+                                       <Location>s written in this server */
     keys_srv_t *keys;            /* NULL: no API key file */
     int apikey_redis;            /* BFFAPIKeyRedis; UNSET */
     const char *apikey_prefix;   /* NULL: DEFAULT_APIKEY_PREFIX */
@@ -109,6 +125,7 @@ struct bff_auth_srv_t {
 };
 
 struct bff_auth_dir_t {
+    jwt_srv_t *jwt;                  /* NULL: the server's */
     apr_array_header_t *sources;     /* token_src_t; NULL: unset */
     const char *apikey_header;       /* NULL: unset */
     apr_array_header_t *idents;      /* ident_t */
@@ -225,5 +242,30 @@ const char *bff_auth_bearer_challenge(request_rec *r, const char *error,
 
 void bff_authz_register_hooks(apr_pool_t *p);
 void bff_ratelimit_register_hooks(apr_pool_t *p);
+
+/* ------------------------------------------- JWKS by URL (mod_bff_jwks.c) */
+
+/* BFFJWKSURL URL [options]: parses and checks everything (the CA file is
+ * read now, as root). NULL or an error naming the directive. */
+const char *bff_jwks_parse(jwks_url_t **out, cmd_parms *cmd,
+                           const char *args);
+/* post_config (and apache2 -t): forgets the key sets of the previous
+ * configuration, then each JWT setting with a URL is added. */
+void bff_jwks_reset(void);
+void bff_jwks_add(jwt_srv_t *j, apr_pool_t *pconf);
+/* post_config, real run: shared memory, mutex and the fetcher on
+ * mod_watchdog. OK or HTTP_INTERNAL_SERVER_ERROR (logged). */
+int bff_jwks_start(server_rec *s, apr_pool_t *pconf, apr_pool_t *ptemp);
+void bff_jwks_register_hooks(apr_pool_t *p);
+/* The verifier of j's fetched keys for r (held until r ends): OK, or the
+ * status to answer while there is none yet (cold-start policy; the
+ * problem document and Retry-After are set). */
+int bff_jwks_verifier(const bff_jwt_verifier_t **v, request_rec *r,
+                      jwt_srv_t *j);
+/* A token named a kid the key set lacks: asks the fetcher for an early
+ * refresh (rate-limited there). */
+void bff_jwks_unknown_kid(jwt_srv_t *j);
+/* The URL of j's key set, for messages. */
+const char *bff_jwks_url_of(const jwt_srv_t *j);
 
 #endif /* MOD_BFF_ACCESS_H */

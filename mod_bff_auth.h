@@ -26,6 +26,8 @@ const char *bff_auth_claim(request_rec *r, const char *path);
 
 /* directive handlers (the command table is in mod_bff.c) */
 const char *bff_auth_cmd_jwt_file(cmd_parms *cmd, void *dcv, const char *arg);
+const char *bff_auth_cmd_jwks_url(cmd_parms *cmd, void *dcv,
+                                  const char *args);
 const char *bff_auth_cmd_jwt_algs(cmd_parms *cmd, void *dcv, const char *arg);
 const char *bff_auth_cmd_jwt_issuer(cmd_parms *cmd, void *dcv,
                                     const char *arg);

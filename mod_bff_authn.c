@@ -68,15 +68,17 @@ static jwt_srv_t *jwt_merge(apr_pool_t *p, const jwt_srv_t *base,
     /* key sources go together: a vhost naming a JWKS must not inherit
      * its parent's PEM key (the two exclude each other) */
     if (add->conf.secret_file || add->conf.pubkey_file
-        || add->conf.jwks_file) {
+        || add->conf.jwks_file || add->url) {
         j->conf.secret_file = add->conf.secret_file;
         j->conf.pubkey_file = add->conf.pubkey_file;
         j->conf.jwks_file = add->conf.jwks_file;
+        j->url = add->url;
     }
     else {
         j->conf.secret_file = base->conf.secret_file;
         j->conf.pubkey_file = base->conf.pubkey_file;
         j->conf.jwks_file = base->conf.jwks_file;
+        j->url = base->url;
     }
     j->issuers = add->issuers ? add->issuers : base->issuers;
     j->conf.audience = add->conf.audience ? add->conf.audience
@@ -119,6 +121,8 @@ bff_auth_dir_t *bff_auth_merge_dir(apr_pool_t *p, const bff_auth_dir_t *base,
     bff_auth_dir_t *ad = apr_pcalloc(p, sizeof(*ad));
     int i, j;
 
+    /* a <Location> with JWT settings replaces the outer ones whole */
+    ad->jwt = add->jwt ? add->jwt : base->jwt;
     ad->sources = add->sources ? add->sources : base->sources;
     ad->apikey_header = add->apikey_header ? add->apikey_header
                                            : base->apikey_header;
@@ -160,27 +164,40 @@ bff_auth_dir_t *bff_auth_merge_dir(apr_pool_t *p, const bff_auth_dir_t *base,
     return ad;
 }
 
-static jwt_srv_t *srv_jwt(cmd_parms *cmd)
+/* The JWT settings a directive sets: its <Location>'s (made on first
+ * use, and listed in its server for post_config) or its server's. */
+static jwt_srv_t *jwt_of(cmd_parms *cmd, void *dcv)
 {
     bff_auth_srv_t *as = srv_conf(cmd);
+    jwt_srv_t **j = &as->jwt;
 
-    if (!as->jwt) {
-        as->jwt = jwt_create(cmd->pool);
+    if (cmd->path) {
+        j = &((bff_dir_conf_t *)dcv)->auth->jwt;
     }
-    as->jwt->any = 1;
-    return as->jwt;
+    if (!*j) {
+        *j = jwt_create(cmd->pool);
+        if (cmd->path) {
+            if (!as->dir_jwts) {
+                as->dir_jwts = apr_array_make(cmd->pool, 2,
+                                              sizeof(jwt_srv_t *));
+            }
+            APR_ARRAY_PUSH(as->dir_jwts, jwt_srv_t *) = *j;
+        }
+    }
+    (*j)->any = 1;
+    return *j;
 }
 
 const char *bff_auth_cmd_jwt_file(cmd_parms *cmd, void *dcv, const char *arg)
 {
-    const char *err = srv_only(cmd);
+    const char *err = dir_only(cmd, dcv);
     jwt_srv_t *j;
     const char *path;
 
     if (err) {
         return err;
     }
-    j = srv_jwt(cmd);
+    j = jwt_of(cmd, dcv);
     path = ap_server_root_relative(cmd->pool, arg);
     if (!path) {
         return apr_psprintf(cmd->pool, "%s %s: invalid path", cmd->cmd->name,
@@ -194,9 +211,25 @@ const char *bff_auth_cmd_jwt_file(cmd_parms *cmd, void *dcv, const char *arg)
     return NULL;
 }
 
+const char *bff_auth_cmd_jwks_url(cmd_parms *cmd, void *dcv,
+                                  const char *args)
+{
+    const char *err = dir_only(cmd, dcv);
+    jwks_url_t *u;
+
+    if (!err) {
+        err = bff_jwks_parse(&u, cmd, args);
+    }
+    if (err) {
+        return err;
+    }
+    jwt_of(cmd, dcv)->url = u;
+    return NULL;
+}
+
 const char *bff_auth_cmd_jwt_algs(cmd_parms *cmd, void *dcv, const char *arg)
 {
-    const char *err = srv_only(cmd);
+    const char *err = dir_only(cmd, dcv);
     unsigned mask;
 
     if (!err) {
@@ -205,19 +238,19 @@ const char *bff_auth_cmd_jwt_algs(cmd_parms *cmd, void *dcv, const char *arg)
     if (err) {
         return apr_psprintf(cmd->pool, "BFFJWTAlgorithms: %s", err);
     }
-    srv_jwt(cmd)->conf.algs = mask;
+    jwt_of(cmd, dcv)->conf.algs = mask;
     return NULL;
 }
 
 const char *bff_auth_cmd_jwt_issuer(cmd_parms *cmd, void *dcv, const char *arg)
 {
-    const char *err = srv_only(cmd);
+    const char *err = dir_only(cmd, dcv);
     jwt_srv_t *j;
 
     if (err) {
         return err;
     }
-    j = srv_jwt(cmd);
+    j = jwt_of(cmd, dcv);
     if (!j->issuers) {
         j->issuers = apr_array_make(cmd->pool, 2, sizeof(const char *));
     }
@@ -228,18 +261,18 @@ const char *bff_auth_cmd_jwt_issuer(cmd_parms *cmd, void *dcv, const char *arg)
 const char *bff_auth_cmd_jwt_audience(cmd_parms *cmd, void *dcv,
                                       const char *arg)
 {
-    const char *err = srv_only(cmd);
+    const char *err = dir_only(cmd, dcv);
 
     if (err) {
         return err;
     }
-    srv_jwt(cmd)->conf.audience = arg;
+    jwt_of(cmd, dcv)->conf.audience = arg;
     return NULL;
 }
 
 const char *bff_auth_cmd_jwt_leeway(cmd_parms *cmd, void *dcv, const char *arg)
 {
-    const char *err = srv_only(cmd);
+    const char *err = dir_only(cmd, dcv);
     long ms;
 
     if (!err) {
@@ -251,25 +284,25 @@ const char *bff_auth_cmd_jwt_leeway(cmd_parms *cmd, void *dcv, const char *arg)
     if (err) {
         return apr_psprintf(cmd->pool, "BFFJWTLeeway %s: %s", arg, err);
     }
-    srv_jwt(cmd)->leeway = ms / 1000;
+    jwt_of(cmd, dcv)->leeway = ms / 1000;
     return NULL;
 }
 
 const char *bff_auth_cmd_jwt_require_exp(cmd_parms *cmd, void *dcv, int on)
 {
-    const char *err = srv_only(cmd);
+    const char *err = dir_only(cmd, dcv);
 
     if (err) {
         return err;
     }
-    srv_jwt(cmd)->exp_optional = !on;
+    jwt_of(cmd, dcv)->exp_optional = !on;
     return NULL;
 }
 
 const char *bff_auth_cmd_jwt_max_size(cmd_parms *cmd, void *dcv,
                                       const char *arg)
 {
-    const char *err = srv_only(cmd);
+    const char *err = dir_only(cmd, dcv);
     apr_size_t n;
 
     if (!err) {
@@ -281,7 +314,7 @@ const char *bff_auth_cmd_jwt_max_size(cmd_parms *cmd, void *dcv,
     if (err) {
         return apr_psprintf(cmd->pool, "BFFJWTMaxSize %s: %s", arg, err);
     }
-    srv_jwt(cmd)->conf.max_size = n;
+    jwt_of(cmd, dcv)->conf.max_size = n;
     return NULL;
 }
 
@@ -629,16 +662,19 @@ static int authn_jwt(request_rec *r)
     static const token_src_t bearer = { SRC_BEARER, NULL };
     bff_auth_srv_t *as = req_srv(r);
     bff_auth_dir_t *ad = dir_conf(r);
+    jwt_srv_t *j = ad && ad->jwt ? ad->jwt->use : as->jwt;
+    const bff_jwt_verifier_t *v = j ? j->verifier : NULL;
     const char *token = NULL, *why = NULL, *sub;
     bff_jwt_status_e st;
     json_t *claims = NULL, *jsub;
     auth_req_t *rq;
     int i;
 
-    if (!as->jwt || !as->jwt->verifier) {
+    if (!j || (!j->verifier && !j->url)) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, BFFLOGNO(100)
                       "AuthType " AUTH_JWT " needs JWT keys in this server "
-                      "(BFFJWTKeyFile, BFFJWTSecretFile or BFFJWKSFile)");
+                      "or location (BFFJWTKeyFile, BFFJWTSecretFile, "
+                      "BFFJWKSFile or BFFJWKSURL)");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (ad && ad->sources) {
@@ -657,8 +693,16 @@ static int authn_jwt(request_rec *r)
                             bff_auth_bearer_challenge(r, NULL, NULL, NULL));
     }
 
-    st = bff_jwt_verify(&claims, &why, as->jwt->verifier, jwt_cache, token,
+    /* keys by URL: the verifier of the last key set fetched (none yet:
+     * the cold-start policy answers) */
+    if (j->url && (i = bff_jwks_verifier(&v, r, j)) != OK) {
+        return i;
+    }
+    st = bff_jwt_verify(&claims, &why, v, jwt_cache, token,
                         apr_time_sec(apr_time_now()), r->pool);
+    if (st == BFF_JWT_UNKNOWN_KID && j->url) {
+        bff_jwks_unknown_kid(j);
+    }
     if (st == BFF_JWT_OK) {
         jsub = json_object_get(claims, "sub");
         sub = json_is_string(jsub) ? json_string_value(jsub) : NULL;
@@ -972,46 +1016,92 @@ static int bff_auth_fixups(request_rec *r)
     return DECLINED;
 }
 
+/* The verifier of one JWT setting (files), or its place among the key
+ * sets fetched by URL. vs names the server in messages. */
+static int build_jwt(server_rec *vs, jwt_srv_t *j, int keyless_ok,
+                     apr_pool_t *pconf)
+{
+    const char *err;
+
+    if (j->verifier || j->state) {
+        return OK;   /* shared with another server */
+    }
+    if (!j->conf.secret_file && !j->conf.pubkey_file && !j->conf.jwks_file
+        && !j->url) {
+        if (keyless_ok) {
+            return OK;
+        }
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, BFFLOGNO(112)
+                     "BFFJWT* settings without a key: set BFFJWTKeyFile, "
+                     "BFFJWTSecretFile, BFFJWKSFile or BFFJWKSURL");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (!j->conf.algs) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, BFFLOGNO(113)
+                     "JWT keys without BFFJWTAlgorithms: name the "
+                     "accepted algorithms, e.g. BFFJWTAlgorithms RS256");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    j->conf.issuers = j->issuers;
+    j->conf.leeway = j->leeway != UNSET ? j->leeway : 0;
+    j->conf.exp_optional = j->exp_optional == 1;
+    if (j->url) {
+        if (j->conf.secret_file || j->conf.pubkey_file
+            || j->conf.jwks_file) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, BFFLOGNO(149)
+                         "BFFJWKSURL %s excludes BFFJWTKeyFile, "
+                         "BFFJWTSecretFile and BFFJWKSFile in the same "
+                         "settings: the keys come from the URL",
+                         bff_jwks_url_of(j));
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        bff_jwks_add(j, pconf);
+        return OK;
+    }
+    err = bff_jwt_verifier_create(&j->verifier, &j->conf, pconf);
+    if (err) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, BFFLOGNO(114)
+                     "cannot load the JWT keys: %s", err);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, vs, BFFLOGNO(115)
+                 "JWT verifier ready, %d key(s)",
+                 bff_jwt_verifier_nkeys(j->verifier));
+    return OK;
+}
+
 static int load_keys(server_rec *s, apr_pool_t *pconf)
 {
     server_rec *vs;
     const char *err;
+    int i, rc;
     bff_auth_srv_t *ms = ((bff_server_conf_t *)ap_get_module_config(
                             s->module_config, &bff_module))->auth;
 
+    int located = 0;
+
+    bff_jwks_reset();
+    /* With key sets in <Location>s, a server's settings without a key
+     * are their common part (algorithms, issuer ...), not a mistake. */
+    for (vs = s; vs; vs = vs->next) {
+        located |= ((bff_server_conf_t *)ap_get_module_config(
+                      vs->module_config, &bff_module))->auth->dir_jwts != NULL;
+    }
     for (vs = s; vs; vs = vs->next) {
         bff_server_conf_t *sc = ap_get_module_config(vs->module_config,
                                                      &bff_module);
         bff_auth_srv_t *as = sc->auth;
-        jwt_srv_t *j = as->jwt;
 
-        if (j && !j->verifier) {
-            if (!j->conf.secret_file && !j->conf.pubkey_file
-                && !j->conf.jwks_file) {
-                ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, BFFLOGNO(112)
-                             "BFFJWT* settings without a key: set "
-                             "BFFJWTKeyFile, BFFJWTSecretFile or BFFJWKSFile");
-                return HTTP_INTERNAL_SERVER_ERROR;
+        if (as->jwt && (rc = build_jwt(vs, as->jwt, located, pconf)) != OK) {
+            return rc;
+        }
+        /* a <Location>'s settings, completed by its server's */
+        for (i = 0; as->dir_jwts && i < as->dir_jwts->nelts; i++) {
+            jwt_srv_t *d = APR_ARRAY_IDX(as->dir_jwts, i, jwt_srv_t *);
+            d->use = jwt_merge(pconf, as->jwt, d);
+            if ((rc = build_jwt(vs, d->use, 0, pconf)) != OK) {
+                return rc;
             }
-            if (!j->conf.algs) {
-                ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, BFFLOGNO(113)
-                             "JWT keys without BFFJWTAlgorithms: name the "
-                             "accepted algorithms, e.g. BFFJWTAlgorithms "
-                             "RS256");
-                return HTTP_INTERNAL_SERVER_ERROR;
-            }
-            j->conf.issuers = j->issuers;
-            j->conf.leeway = j->leeway != UNSET ? j->leeway : 0;
-            j->conf.exp_optional = j->exp_optional == 1;
-            err = bff_jwt_verifier_create(&j->verifier, &j->conf, pconf);
-            if (err) {
-                ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, BFFLOGNO(114)
-                             "cannot load the JWT keys: %s", err);
-                return HTTP_INTERNAL_SERVER_ERROR;
-            }
-            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, vs, BFFLOGNO(115)
-                         "JWT verifier ready, %d key(s)",
-                         bff_jwt_verifier_nkeys(j->verifier));
         }
         if (as->apikey_redis == 1 && !ms->redis_url) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, vs, BFFLOGNO(124)
@@ -1045,19 +1135,30 @@ static void check_jwt_claims(server_rec *s, apr_pool_t *ptemp)
     for (vs = s; vs; vs = vs->next) {
         bff_auth_srv_t *as = ((bff_server_conf_t *)ap_get_module_config(
                                 vs->module_config, &bff_module))->auth;
-        jwt_srv_t *j = as->jwt;
-        if (!j || apr_hash_get(seen, &j, sizeof(j))) {
-            continue;
-        }
-        apr_hash_set(seen, apr_pmemdup(ptemp, &j, sizeof(j)), sizeof(j), j);
-        if ((!j->issuers || !j->issuers->nelts) && !j->conf.audience) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs, BFFLOGNO(133)
-                         "JWT settings of %s:%u check neither the issuer nor "
-                         "the audience: any token these keys signed is "
-                         "accepted, whatever it was issued for; set "
-                         "BFFJWTIssuer and/or BFFJWTAudience",
-                         vs->server_hostname ? vs->server_hostname : "*",
-                         (unsigned)vs->port);
+        int i, n = as->dir_jwts ? as->dir_jwts->nelts : 0;
+
+        for (i = -1; i < n; i++) {
+            jwt_srv_t *j = i < 0 ? as->jwt
+                                 : APR_ARRAY_IDX(as->dir_jwts, i, jwt_srv_t *);
+            if (!j || apr_hash_get(seen, &j, sizeof(j))) {
+                continue;
+            }
+            apr_hash_set(seen, apr_pmemdup(ptemp, &j, sizeof(j)), sizeof(j),
+                         j);
+            /* a <Location>'s own, or those it gets from its server */
+            if ((!j->issuers || !j->issuers->nelts) && !j->conf.audience
+                && (i < 0 || !as->jwt || ((!as->jwt->issuers
+                                           || !as->jwt->issuers->nelts)
+                                          && !as->jwt->conf.audience))) {
+                ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs, BFFLOGNO(133)
+                             "JWT settings of %s:%u%s%s check neither the "
+                             "issuer nor the audience: any token these keys "
+                             "signed is accepted, whatever it was issued "
+                             "for; set BFFJWTIssuer and/or BFFJWTAudience",
+                             vs->server_hostname ? vs->server_hostname : "*",
+                             (unsigned)vs->port, i < 0 ? "" : " in a ",
+                             i < 0 ? "" : "<Location>");
+            }
         }
     }
 }
@@ -1083,7 +1184,9 @@ static int authn_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 {
     /* keys are (re)loaded on every start and graceful restart, in the
      * dry run too: a bad key stops httpd before it forks */
-    return load_keys(s, pconf);
+    int rc = load_keys(s, pconf);
+
+    return rc != OK ? rc : bff_jwks_start(s, pconf, ptemp);
 }
 
 static void authn_child_init(apr_pool_t *pchild, server_rec *s)
@@ -1122,6 +1225,7 @@ void bff_auth_register_hooks(apr_pool_t *p)
     /* first among fixups: identity headers are in place, and a throttled
      * request is refused, before any other module acts on the request */
     ap_hook_fixups(bff_auth_fixups, NULL, NULL, APR_HOOK_FIRST);
+    bff_jwks_register_hooks(p);
     bff_authz_register_hooks(p);
     bff_ratelimit_register_hooks(p);
 }

@@ -929,7 +929,9 @@ static int health_handler(request_rec *r)
 
 /* ------------------------------------------------------------- probe -- */
 
-static volatile apr_uint32_t probe_stop;
+static apr_status_t probe_tick(int state, void *data, apr_pool_t *pool);
+static bff_wd_task_t probe = { "_bff_health_probe_", probe_tick, 0,
+                               NULL, 0, NULL };
 /* origin -> the TLS settings (bff_tls_t) the probe uses for it: those of
  * the first backend that calls it; set in post_config */
 static apr_hash_t *origin_tls;
@@ -982,7 +984,7 @@ static void probe_round(bff_fetcher_t *f, apr_pool_t *p)
         }
     }
     until = apr_time_now() + apr_time_from_msec(timeout + 100);
-    while (inflight > 0 && apr_time_now() < until && !probe_stop) {
+    while (inflight > 0 && apr_time_now() < until && !probe.stop) {
         bff_fetch_req_t *done = NULL;
         apr_status_t rv = bff_fetch_wait(f, &done, 100);
         if (rv == APR_EOF) {
@@ -1001,7 +1003,7 @@ static void probe_round(bff_fetcher_t *f, apr_pool_t *p)
         bff_fetch_release(f, done);
     }
     bff_fetch_reset(f);
-    if (probe_stop) {
+    if (probe.stop) {
         return;
     }
 
@@ -1057,29 +1059,18 @@ static void probe_round(bff_fetcher_t *f, apr_pool_t *p)
     }
 }
 
-/* The probe runs on mod_watchdog: a child watchdog of its own calls
- * probe_tick every AP_WD_TM_SLICE in every child, and the shared lease in
- * slot 0 lets one process per interval probe. mod_watchdog starts its
- * threads in child_init and joins them only at process exit, after pchild
- * is gone: a pre-cleanup of pchild raises probe_stop and waits, on a mutex
- * of the process pool, for a round in progress to end, so that no round
- * touches the client or the table after pchild. */
-static bff_fetcher_t *probe_client;
-static apr_pool_t *probe_pool;
-static apr_thread_mutex_t *probe_mu;
-static APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *wd_get_instance;
-static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *wd_register;
-
+/* The probe runs on mod_watchdog (bff_wd_task_t): probe_tick runs every
+ * AP_WD_TM_SLICE in every child, and the shared lease in slot 0 lets one
+ * process per interval probe. */
 static apr_status_t probe_tick(int state, void *data, apr_pool_t *pool)
 {
     apr_time_t now = apr_time_now();
     int mine = 0;
 
-    if (state != AP_WATCHDOG_STATE_RUNNING || !probe_mu) {
+    if (!bff_wd_task_enter(&probe, state)) {
         return APR_SUCCESS;
     }
-    apr_thread_mutex_lock(probe_mu);
-    if (!probe_stop && probe_client && glock()) {
+    if (glock()) {
         /* one process probes per interval: whoever takes the lease */
         if (now >= slots[0].probe_lease) {
             slots[0].probe_lease = now + apr_time_from_msec(gconf->probe_ms);
@@ -1087,50 +1078,25 @@ static apr_status_t probe_tick(int state, void *data, apr_pool_t *pool)
         }
         gunlock();
         if (mine) {
-            probe_round(probe_client, pool);
+            probe_round(probe.client, pool);
         }
     }
-    apr_thread_mutex_unlock(probe_mu);
-    return APR_SUCCESS;
-}
-
-static apr_status_t probe_client_cleanup(void *data)
-{
-    if (probe_client) {
-        probe_client->vt->destroy(probe_client);
-        probe_client = NULL;
-    }
-    return APR_SUCCESS;
-}
-
-static apr_status_t probe_cleanup(void *data)
-{
-    probe_stop = 1;
-    if (probe_mu) {
-        apr_thread_mutex_lock(probe_mu);
-        apr_thread_mutex_unlock(probe_mu);
-    }
+    bff_wd_task_leave(&probe);
     return APR_SUCCESS;
 }
 
 /* post_config: a child watchdog for the probe (needs mod_watchdog) */
 static int probe_register(apr_pool_t *pconf, server_rec *s)
 {
-    ap_watchdog_t *wd;
-    apr_status_t rv;
+    apr_status_t rv = bff_wd_task_register(&probe, pconf);
 
-    wd_get_instance = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
-    wd_register = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
-    if (!wd_get_instance || !wd_register) {
+    if (rv == APR_ENOTIMPL) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(209)
                      "BFFHealthProbe needs mod_watchdog: load it "
                      "(LoadModule watchdog_module) or remove the probe");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    if ((rv = wd_get_instance(&wd, "_bff_health_probe_", 0, 0, pconf))
-        != APR_SUCCESS
-        || (rv = wd_register(wd, AP_WD_TM_SLICE, NULL, probe_tick))
-           != APR_SUCCESS) {
+    if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, BFFLOGNO(210)
                      "BFFHealthProbe: cannot register with mod_watchdog");
         return HTTP_INTERNAL_SERVER_ERROR;
@@ -1141,26 +1107,12 @@ static int probe_register(apr_pool_t *pconf, server_rec *s)
 /* child_init, before mod_watchdog starts the thread */
 static void probe_child_init(apr_pool_t *pchild, server_rec *s)
 {
-    bff_fetch_curl_opts_t opts = { 0, 4 };
+    const char *err = bff_wd_task_child_init(&probe, pchild, s);
 
-    probe_stop = 0;
-    probe_client = NULL;
-    /* the process pool: outlives pchild, as the watchdog thread does */
-    if (apr_thread_mutex_create(&probe_mu, APR_THREAD_MUTEX_DEFAULT,
-                                s->process->pool) != APR_SUCCESS) {
-        probe_mu = NULL;
-        return;
-    }
-    apr_pool_create(&probe_pool, pchild);
-    if (bff_fetch_h1_create(&probe_client, &opts, probe_pool) != APR_SUCCESS) {
-        probe_client = NULL;
+    if (err) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, BFFLOGNO(204)
-                     "health probe: cannot create an HTTP client");
-        return;
+                     "health probe: %s", err);
     }
-    apr_pool_cleanup_register(probe_pool, NULL, probe_client_cleanup,
-                              apr_pool_cleanup_null);
-    apr_pool_pre_cleanup_register(pchild, NULL, probe_cleanup);
 }
 
 /* --------------------------------------------------------- lifecycle -- */

@@ -159,3 +159,92 @@ void bff_shared_cache_unlock(bff_shared_cache_t *c)
 {
     apr_global_mutex_unlock(c->mutex);
 }
+
+/* ------------------------------------------------- tasks on mod_watchdog -- */
+
+apr_status_t bff_wd_task_register(bff_wd_task_t *t, apr_pool_t *pconf)
+{
+    APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *get_instance =
+        APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
+    APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *reg =
+        APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
+    ap_watchdog_t *wd;
+    apr_status_t rv;
+
+    if (!get_instance || !reg) {
+        return APR_ENOTIMPL;
+    }
+    if ((rv = get_instance(&wd, t->name, 0, 0, pconf)) == APR_SUCCESS) {
+        rv = reg(wd, AP_WD_TM_SLICE, NULL, t->tick);
+    }
+    return rv;
+}
+
+static apr_status_t task_client_cleanup(void *data)
+{
+    bff_wd_task_t *t = data;
+
+    if (t->client) {
+        t->client->vt->destroy(t->client);
+        t->client = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t task_stop(void *data)
+{
+    bff_wd_task_t *t = data;
+
+    t->stop = 1;
+    if (t->mu) {
+        apr_thread_mutex_lock(t->mu);
+        apr_thread_mutex_unlock(t->mu);
+    }
+    return APR_SUCCESS;
+}
+
+const char *bff_wd_task_child_init(bff_wd_task_t *t, apr_pool_t *pchild,
+                                   server_rec *s)
+{
+    bff_fetch_curl_opts_t opts = { 0, 4 };
+    apr_pool_t *p;
+    apr_status_t rv;
+
+    t->stop = 0;
+    t->client = NULL;
+    /* the process pool: outlives pchild, as the watchdog thread does */
+    if (apr_thread_mutex_create(&t->mu, APR_THREAD_MUTEX_DEFAULT,
+                                s->process->pool) != APR_SUCCESS) {
+        t->mu = NULL;
+        return "cannot create a mutex";
+    }
+    apr_pool_create(&p, pchild);
+    rv = t->curl ? bff_fetch_curl_create(&t->client, &opts, p)
+                 : bff_fetch_h1_create(&t->client, &opts, p);
+    if (rv != APR_SUCCESS) {
+        t->client = NULL;
+        return "cannot create an HTTP client";
+    }
+    apr_pool_cleanup_register(p, t, task_client_cleanup,
+                              apr_pool_cleanup_null);
+    apr_pool_pre_cleanup_register(pchild, t, task_stop);
+    return NULL;
+}
+
+int bff_wd_task_enter(bff_wd_task_t *t, int state)
+{
+    if (state != AP_WATCHDOG_STATE_RUNNING || !t->mu) {
+        return 0;
+    }
+    apr_thread_mutex_lock(t->mu);
+    if (t->stop || !t->client) {
+        apr_thread_mutex_unlock(t->mu);
+        return 0;
+    }
+    return 1;
+}
+
+void bff_wd_task_leave(bff_wd_task_t *t)
+{
+    apr_thread_mutex_unlock(t->mu);
+}

@@ -7,6 +7,9 @@
 #include "mod_bff.h"
 #include "apr_global_mutex.h"
 #include "ap_socache.h"
+#include "apr_thread_mutex.h"
+#include "mod_watchdog.h"
+#include "bff_fetch.h"
 
 /* mod_bff_shared.c: shared resources, one failure policy (a configured
  * feature that cannot have them stops start-up, naming what needs them).
@@ -41,5 +44,36 @@ void bff_shared_cache_child_init(bff_shared_cache_t *c, apr_pool_t *pchild,
 /* 1 with the mutex held, 0 when it cannot be had (treat as unavailable). */
 int bff_shared_cache_lock(bff_shared_cache_t *c);
 void bff_shared_cache_unlock(bff_shared_cache_t *c);
+
+/* Periodic work on mod_watchdog, with an HTTP client of its own, in
+ * every child (the health probe, the JWKS fetcher): a child watchdog
+ * calls tick every AP_WD_TM_SLICE. mod_watchdog starts its thread in
+ * child_init and joins it only at process exit, after pchild is gone: a
+ * pre-cleanup of pchild raises stop and waits, on a mutex of the process
+ * pool, for a round in progress to end, so that no round touches the
+ * client (or anything of pchild) afterwards. */
+typedef struct {
+    const char *name;                 /* the child watchdog's */
+    ap_watchdog_callback_fn_t *tick;
+    int curl;                         /* 1: a curl client; 0: the native
+                                         one (https through curl) */
+    /* per child */
+    apr_thread_mutex_t *mu;
+    volatile apr_uint32_t stop;
+    bff_fetcher_t *client;
+} bff_wd_task_t;
+
+/* post_config: APR_SUCCESS, APR_ENOTIMPL without mod_watchdog, or the
+ * status of a failed registration. */
+apr_status_t bff_wd_task_register(bff_wd_task_t *t, apr_pool_t *pconf);
+/* child_init, before mod_watchdog starts its thread (hook ordering):
+ * NULL, or why this child runs no task. */
+const char *bff_wd_task_child_init(bff_wd_task_t *t, apr_pool_t *pchild,
+                                   server_rec *s);
+/* In tick: 1 with the task's mutex held and the client ready (then
+ * bff_wd_task_leave), 0 when there is nothing to do (not running,
+ * stopping, no client). */
+int bff_wd_task_enter(bff_wd_task_t *t, int state);
+void bff_wd_task_leave(bff_wd_task_t *t);
 
 #endif /* MOD_BFF_SHARED_H */

@@ -52,6 +52,9 @@ struct bff_fetch_req_t {
      * against the system's CAs, no client certificate. Calls with other
      * settings never share a connection. */
     const struct bff_tls_t *tls;
+    /* an egress proxy URL for this call (http://host:port); NULL: none
+     * configured. The curl fetcher only (JWKS fetches). */
+    const char *proxy;
 
     /* out, valid after the request completed */
     bff_fetch_err_e err;

@@ -374,6 +374,8 @@ static apr_status_t curl_start(bff_fetcher_t *f, bff_fetch_req_t *req)
         curl_easy_setopt(e, CURLOPT_URL, req->url);
     }
     set_tls(e, req->tls);
+    /* NULL gives libcurl's default back to a reused handle */
+    curl_easy_setopt(e, CURLOPT_PROXY, req->proxy);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PRIVATE, s);

@@ -298,30 +298,60 @@ static int name_is(const char *l, apr_size_t n, const char *name)
     return n == strlen(name) && !strncasecmp(l, name, n);
 }
 
-const char *bff_http_no_store(const char *headers, apr_size_t len)
+/* The next "Name: value" line of headers from *off on: 1 with the name
+ * (n bytes) and the value (vlen bytes, leading blanks skipped), 0 at the
+ * end. Lines without a colon are skipped. */
+static int next_field(const char *headers, apr_size_t len, apr_size_t *off,
+                      const char **name, apr_size_t *n, const char **v,
+                      apr_size_t *vlen)
 {
-    apr_size_t off = 0;
+    while (headers && *off < len) {
+        const char *s = headers + *off;
+        const char *nl = memchr(s, '\n', len - *off);
+        apr_size_t l = nl ? (apr_size_t)(nl - s) : len - *off;
+        const char *colon;
 
-    while (headers && off < len) {
-        const char *s = headers + off;
-        const char *nl = memchr(s, '\n', len - off);
-        apr_size_t n = nl ? (apr_size_t)(nl - s) : len - off, i, vlen;
-        const char *colon, *v;
-
-        off += n + 1;
-        if (n && s[n - 1] == '\r') {
-            n--;
+        *off += l + 1;
+        if (l && s[l - 1] == '\r') {
+            l--;
         }
-        if (!(colon = memchr(s, ':', n))) {
+        if (!(colon = memchr(s, ':', l))) {
             continue;
         }
-        i = (apr_size_t)(colon - s);
-        v = colon + 1;
-        vlen = n - i - 1;
-        while (vlen && (*v == ' ' || *v == '\t')) {
-            v++;
-            vlen--;
+        *name = s;
+        *n = (apr_size_t)(colon - s);
+        *v = colon + 1;
+        *vlen = l - *n - 1;
+        while (*vlen && (**v == ' ' || **v == '\t')) {
+            (*v)++;
+            (*vlen)--;
         }
+        return 1;
+    }
+    return 0;
+}
+
+const char *bff_http_header(const char *headers, apr_size_t len,
+                            const char *name, apr_pool_t *p)
+{
+    apr_size_t off = 0, i, vlen;
+    const char *s, *v, *out = NULL;
+
+    while (next_field(headers, len, &off, &s, &i, &v, &vlen)) {
+        if (name_is(s, i, name)) {
+            v = apr_pstrmemdup(p, v, vlen);
+            out = out ? apr_pstrcat(p, out, ", ", v, NULL) : v;
+        }
+    }
+    return out;
+}
+
+const char *bff_http_no_store(const char *headers, apr_size_t len)
+{
+    apr_size_t off = 0, i, vlen;
+    const char *s, *v;
+
+    while (next_field(headers, len, &off, &s, &i, &v, &vlen)) {
         if (name_is(s, i, "set-cookie") || name_is(s, i, "set-cookie2")) {
             return "Set-Cookie";
         }

@@ -62,6 +62,12 @@ const char *bff_query_filter(const char *args, const apr_array_header_t *names,
  * ','; NULL when there is none. */
 const char *bff_query_get(const char *args, const char *name, apr_pool_t *p);
 
+/* The value of the header field name (case-insensitive) in header lines
+ * as a fetcher returns them, several lines joined with ", "; NULL when
+ * there is none. */
+const char *bff_http_header(const char *headers, apr_size_t len,
+                            const char *name, apr_pool_t *p);
+
 /* Why a backend response with these header fields ("Name: value\r\n"
  * lines, as a fetcher returns them; NULL or "" for none) must not be
  * stored in a shared cache: "Set-Cookie", "Cache-Control: no-store",

@@ -3,6 +3,8 @@
  */
 #include <string.h>
 #include <apr_lib.h>
+#include <apr_strings.h>
+#include <jansson.h>
 
 #include "bff_jwks.h"
 
@@ -88,4 +90,67 @@ int bff_jwks_kid_refresh(const bff_jwks_sched_t *s, apr_time_t *last,
         return 0;
     *last = now;
     return 1;
+}
+
+const char *bff_jwks_url_check(const char *url)
+{
+    const char *host, *s;
+
+    if (strncasecmp(url, "https://", 8)) {
+        return "not an https:// URL (keys are fetched over TLS only)";
+    }
+    host = url + 8;
+    for (s = url; *s; s++) {
+        if ((unsigned char)*s <= 0x20 || *s == 0x7f) {
+            return "a space or control character in the URL";
+        }
+    }
+    if (strchr(url, '#')) {
+        return "a fragment (#) in the URL";
+    }
+    s = host + strcspn(host, "/?");
+    if (s == host || *host == ':') {
+        return "no host in the URL";
+    }
+    if (memchr(host, '@', (size_t)(s - host))) {
+        return "user info (@) in the URL";
+    }
+    return NULL;
+}
+
+int bff_jwks_is_discovery(const char *url)
+{
+    static const char suffix[] = "/.well-known/openid-configuration";
+    size_t n = strcspn(url, "?"), k = sizeof(suffix) - 1;
+
+    return n >= k && !strncmp(url + n - k, suffix, k);
+}
+
+const char *bff_jwks_discovery(const char **jwks_uri, const char *doc,
+                               apr_size_t len, apr_pool_t *p)
+{
+    json_error_t jerr;
+    json_t *d = json_loadb(doc, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *u;
+    const char *err = NULL;
+
+    if (!d) {
+        return apr_psprintf(p, "discovery document: line %d: %s", jerr.line,
+                            jerr.text);
+    }
+    u = json_object_get(d, "jwks_uri");
+    if (!json_is_object(d)) {
+        err = "discovery document: not a JSON object";
+    }
+    else if (!json_is_string(u) || !json_string_length(u)) {
+        err = "discovery document: no \"jwks_uri\" string";
+    }
+    else if ((err = bff_jwks_url_check(json_string_value(u)))) {
+        err = apr_pstrcat(p, "discovery document: jwks_uri: ", err, NULL);
+    }
+    else {
+        *jwks_uri = apr_pstrdup(p, json_string_value(u));
+    }
+    json_decref(d);
+    return err;
 }

@@ -10,6 +10,7 @@
 #ifndef BFF_JWKS_H
 #define BFF_JWKS_H
 
+#include <apr_pools.h>
 #include <apr_time.h>
 
 typedef struct {
@@ -32,5 +33,20 @@ apr_time_t bff_jwks_next_due(const bff_jwks_sched_t *s, int ok,
  * early refresh granted at *last (0: never); on yes *last becomes now. */
 int bff_jwks_kid_refresh(const bff_jwks_sched_t *s, apr_time_t *last,
                          apr_time_t now);
+
+/* Checks a JWKS or discovery URL: https:// only (keys over plain http
+ * could be replaced by anyone on the path), a host, no user info, no
+ * fragment, no space or control character. NULL or what is wrong. */
+const char *bff_jwks_url_check(const char *url);
+
+/* 1 when url names an OpenID provider configuration (its path ends in
+ * /.well-known/openid-configuration): the keys are at its jwks_uri. */
+int bff_jwks_is_discovery(const char *url);
+
+/* The jwks_uri of an OpenID provider configuration document (doc, len
+ * bytes of JSON): a string passing bff_jwks_url_check. NULL, or what is
+ * wrong with the document. */
+const char *bff_jwks_discovery(const char **jwks_uri, const char *doc,
+                               apr_size_t len, apr_pool_t *p);
 
 #endif /* BFF_JWKS_H */

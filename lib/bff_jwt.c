@@ -768,29 +768,24 @@ static const char *jwk_load(bff_jwt_verifier_t *v, json_t *jwk,
     return err;
 }
 
-static const char *load_jwks(bff_jwt_verifier_t *v, const char *path,
-                             apr_pool_t *p)
+/* A JWKS document; what names it in errors ("JWKS file /etc/x.json"). */
+static const char *load_jwks_text(bff_jwt_verifier_t *v, const char *what,
+                                  const char *buf, apr_size_t len,
+                                  apr_pool_t *p)
 {
-    const char *err;
-    char *buf;
-    apr_size_t len, i;
+    const char *err = NULL;
+    apr_size_t i;
     json_t *doc, *keys;
     json_error_t jerr;
 
-    err = bff_file_read(&buf, &len, "JWKS file", path, JWKS_FILE_MAX, p);
-    if (err) {
-        return err;
-    }
     doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
-    /* oct keys are secrets: keep no copy of the file around */
-    OPENSSL_cleanse(buf, len);
     if (!doc) {
-        return apr_psprintf(p, "JWKS file %s: line %d: %s", path, jerr.line,
+        return apr_psprintf(p, "%s: line %d: %s", what, jerr.line,
                             jerr.text);
     }
     keys = json_object_get(doc, "keys");
     if (!json_is_array(keys) || json_array_size(keys) == 0) {
-        err = apr_psprintf(p, "JWKS file %s: no \"keys\" array", path);
+        err = apr_psprintf(p, "%s: no \"keys\" array", what);
     }
     for (i = 0; !err && i < json_array_size(keys); i++) {
         const char *kid = NULL;
@@ -798,8 +793,8 @@ static const char *load_jwks(bff_jwt_verifier_t *v, const char *path,
 
         err = jwk_load(v, json_array_get(keys, i), &kid, &usable, p);
         if (err) {
-            err = apr_psprintf(p, "JWKS file %s: key %" APR_SIZE_T_FMT
-                               "%s%s%s: %s", path, i + 1,
+            err = apr_psprintf(p, "%s: key %" APR_SIZE_T_FMT
+                               "%s%s%s: %s", what, i + 1,
                                kid ? " (kid \"" : "",
                                kid ? log_str(kid, strlen(kid), p) : "",
                                kid ? "\")" : "", err);
@@ -811,10 +806,28 @@ static const char *load_jwks(bff_jwt_verifier_t *v, const char *path,
         return err;
     }
     if (v->keys->nelts == 0) {
-        return apr_psprintf(p, "JWKS file %s: no key usable with the allowed "
-                            "algorithms (%s)", path, alg_list(v->algs, p));
+        return apr_psprintf(p, "%s: no key usable with the allowed "
+                            "algorithms (%s)", what, alg_list(v->algs, p));
     }
     return NULL;
+}
+
+static const char *load_jwks(bff_jwt_verifier_t *v, const char *path,
+                             apr_pool_t *p)
+{
+    const char *err;
+    char *buf;
+    apr_size_t len;
+
+    err = bff_file_read(&buf, &len, "JWKS file", path, JWKS_FILE_MAX, p);
+    if (err) {
+        return err;
+    }
+    err = load_jwks_text(v, apr_pstrcat(p, "JWKS file ", path, NULL), buf,
+                         len, p);
+    /* oct keys are secrets: keep no copy of the file around */
+    OPENSSL_cleanse(buf, len);
+    return err;
 }
 
 /* ---------------------------------------------------------- verifier -- */
@@ -881,11 +894,16 @@ const char *bff_jwt_verifier_create(bff_jwt_verifier_t **out,
     if (conf->leeway < 0 || conf->leeway > 86400) {
         return "JWT: leeway must be between 0 and 86400 seconds";
     }
-    if (conf->jwks_file && (conf->secret_file || conf->pubkey_file)) {
-        return "JWT: a JWKS file excludes a secret or public key file "
+    if ((conf->jwks_file || conf->jwks_text)
+        && (conf->secret_file || conf->pubkey_file)) {
+        return "JWT: a JWKS excludes a secret or public key file "
                "(put every key in the JWKS)";
     }
-    if (!conf->jwks_file && !conf->secret_file && !conf->pubkey_file) {
+    if (conf->jwks_file && conf->jwks_text) {
+        return "JWT: a JWKS file excludes a JWKS by URL";
+    }
+    if (!conf->jwks_file && !conf->jwks_text && !conf->secret_file
+        && !conf->pubkey_file) {
         return "JWT: no key configured (secret, public key or JWKS file)";
     }
     v->algs = conf->algs;
@@ -900,6 +918,11 @@ const char *bff_jwt_verifier_create(bff_jwt_verifier_t **out,
     if (conf->jwks_file) {
         v->jwks = 1;
         err = load_jwks(v, conf->jwks_file, p);
+    }
+    else if (conf->jwks_text) {
+        v->jwks = 1;
+        err = load_jwks_text(v, conf->jwks_what ? conf->jwks_what : "JWKS",
+                             conf->jwks_text, conf->jwks_len, p);
     }
     else {
         if (conf->secret_file) {

@@ -57,7 +57,8 @@ const char *bff_jwt_alg_name(unsigned alg);
 typedef struct {
     unsigned algs;          /* BFF_JWT_* bits, at least one */
     /* Key sources. secret_file and pubkey_file may be combined (the secret
-     * serves HS*, the public key RS* or ES*); jwks_file excludes both. */
+     * serves HS*, the public key RS* or ES*); a JWKS (jwks_file or
+     * jwks_text) excludes both. */
     const char *secret_file;  /* HS*: the file's bytes, minus one trailing
                                  LF or CRLF; at least 32/48/64 bytes for
                                  HS256/384/512 */
@@ -69,6 +70,11 @@ typedef struct {
     const char *jwks_file;    /* {"keys":[...]}: RSA (n, e), EC P-256/P-384
                                  (crv, x, y) and oct (k) keys, each with a
                                  unique "kid"; tokens must name one */
+    /* The same, from memory (a JWKS fetched by URL); excludes the three
+     * files. jwks_what names it in errors ("JWKS of https://idp/keys"). */
+    const char *jwks_text;
+    apr_size_t jwks_len;
+    const char *jwks_what;
     const apr_array_header_t *issuers;  /* const char *; NULL or empty: iss
                                            not required */
     const char *audience;   /* NULL: aud not checked (types still are) */

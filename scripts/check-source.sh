@@ -4,7 +4,8 @@
 #   http_*.h, ap_*.h or a glue header (mod_bff*.h), so unit tests and fuzz
 #   targets link it alone;
 # - mod_bff_access.h is private to the access phase: only
-#   mod_bff_authn.c, mod_bff_authz.c and mod_bff_ratelimit.c include it;
+#   mod_bff_authn.c, mod_bff_jwks.c, mod_bff_authz.c and
+#   mod_bff_ratelimit.c include it;
 # - no comment cites an issue number ("issue 4", "issues 5", "stop 9",
 #   "#12"): comments explain the code as it is, not its history;
 # - scripts/check-lognos.pl (log numbers, t/ file prefixes) and
@@ -38,8 +39,8 @@ $bad"
 
 bad=$(echo "$all" | grep -E '\.(c|h|inc)$' \
       | xargs grep -lE "${inc}mod_bff_access\.h[>\"]" 2>/dev/null \
-      | grep -vxE 'mod_bff_authn\.c|mod_bff_authz\.c|mod_bff_ratelimit\.c')
-[ -z "$bad" ] || fail "mod_bff_access.h is private to mod_bff_authn.c, mod_bff_authz.c and mod_bff_ratelimit.c; also included by:
+      | grep -vxE 'mod_bff_authn\.c|mod_bff_jwks\.c|mod_bff_authz\.c|mod_bff_ratelimit\.c')
+[ -z "$bad" ] || fail "mod_bff_access.h is private to mod_bff_authn.c, mod_bff_jwks.c, mod_bff_authz.c and mod_bff_ratelimit.c; also included by:
 $bad"
 
 # the sources, scripts, tests, configurations and docs

@@ -19,7 +19,7 @@ my @syntax = (
     [ "BFFJWTMaxSize 10", qr/BFFJWTMaxSize 10: must be from 64/ ],
     [ "BFFJWTCache -1", qr/BFFJWTCache -1/ ],
     [ "<Location /x>\n BFFJWTCache 10\n</Location>", qr/BFFJWTCache not allowed in <Location> context/ ],
-    [ "<Location /x>\n BFFJWTKeyFile /k\n</Location>", qr/BFFJWTKeyFile not allowed in <Location> context/ ],
+    [ "<Location /x>\n BFFAPIKeyFile /k\n</Location>", qr/BFFAPIKeyFile not allowed in <Location> context/ ],
     [ "BFFTokenSource url:x", qr/BFFTokenSource url:x: expected bearer/ ],
     [ "BFFAPIKeyHeader \"Bad Name\"", qr/BFFAPIKeyHeader Bad Name: not a header name/ ],
     [ "BFFIdentityHeader Host sub", qr/BFFIdentityHeader Host: this header cannot carry/ ],

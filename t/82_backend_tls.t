@@ -64,7 +64,6 @@ chmod 0755, $K;
 # "client":SUBJECT|null}: N
 # numbers the server's connections, client is the certificate the
 # gateway presented on it.
-my @servers;
 # After refusing a handshake: with TLS 1.3 the client has already sent its
 # request when the server's alert leaves, and closing with that request
 # unread would reset the connection, which may destroy the alert before
@@ -81,48 +80,29 @@ sub linger {
 }
 sub tls_server {
     my (%o) = @_;
-    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Listen => 32, ReuseAddr => 1) or die $!;
-    my $port = $l->sockport;
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        $SIG{CHLD} = 'IGNORE';
-        my $n = 0;
-        while (my $c = $l->accept) {
-            $n++;
-            my $kid = fork;
-            if (defined $kid && !$kid) {
-                close $l;
-                alarm 20;
-                IO::Socket::SSL->start_SSL($c, SSL_server => 1,
-                    SSL_cert_file => "$K/$o{cert}.pem", SSL_key_file => "$K/$o{cert}.key",
-                    SSL_ca_file => "$K/ca.pem",
-                    ($o{version} ? (SSL_version => $o{version}) : ()),
-                    SSL_verify_mode => $o{require} ? 0x03 : 0x01) or linger($c);
-                my $who = $c->peer_certificate('subject');
-                my $buf = '';
-                while (1) {
-                    while ($buf !~ /\r\n\r\n/) {
-                        my $r = sysread($c, $buf, 4096, length $buf);
-                        POSIX::_exit(0) unless $r;
-                    }
-                    $buf =~ s/^(.*?)\r\n\r\n//s;
-                    my ($path) = $1 =~ /^GET (\S+)/;
-                    my $body = sprintf '{"conn":%d,"path":"%s","items":[{"id":1},{"id":2}],"client":%s}', $n, $path // '',
-                        defined $who ? "\"$who\"" : 'null';
-                    print $c "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                        . "Content-Length: " . length($body) . "\r\n\r\n$body";
-                }
+    return fork_server(sub {
+        my ($c, $port, $n) = @_;
+        IO::Socket::SSL->start_SSL($c, SSL_server => 1,
+            SSL_cert_file => "$K/$o{cert}.pem", SSL_key_file => "$K/$o{cert}.key",
+            SSL_ca_file => "$K/ca.pem",
+            ($o{version} ? (SSL_version => $o{version}) : ()),
+            SSL_verify_mode => $o{require} ? 0x03 : 0x01) or linger($c);
+        my $who = $c->peer_certificate('subject');
+        my $buf = '';
+        while (1) {
+            while ($buf !~ /\r\n\r\n/) {
+                my $r = sysread($c, $buf, 4096, length $buf);
+                POSIX::_exit(0) unless $r;
             }
-            close $c;
+            $buf =~ s/^(.*?)\r\n\r\n//s;
+            my ($path) = $1 =~ /^GET (\S+)/;
+            my $body = sprintf '{"conn":%d,"path":"%s","items":[{"id":1},{"id":2}],"client":%s}', $n, $path // '',
+                defined $who ? "\"$who\"" : 'null';
+            print $c "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                . "Content-Length: " . length($body) . "\r\n\r\n$body";
         }
-        POSIX::_exit(0);
-    }
-    close $l;
-    push @servers, $pid;
-    return $port;
+    });
 }
-END { kill 'TERM', $_ for @servers }
 
 my $A = tls_server(cert => 'server');                 # client certificate optional
 my $B = tls_server(cert => 'wrong');                  # a certificate for wrong.example

@@ -6,7 +6,10 @@
  *                     without the cache (pre-checks, header parsing, kid
  *                     lookup, strict base64url);
  *   data[0] % 4 == 1  the bytes are an API keys file: parse, then look up
- *                     a key taken from the input;
+ *                     a key taken from the input; the same bytes as a
+ *                     JWKS fetched by URL (a verifier from the text), an
+ *                     OpenID configuration (its jwks_uri) and a
+ *                     Cache-Control value;
  *   data[0] % 4 == 2  the bytes are "header JSON \xff payload JSON": they are
  *                     encoded and correctly signed with HS256, so the
  *                     fuzzer reaches libjwt and every claim check;
@@ -29,6 +32,7 @@
 #include "bff_core.h"
 #include "bff_jwt.h"
 #include "bff_apikey.h"
+#include "bff_jwks.h"
 
 #define NOW APR_INT64_C(1700000000)
 
@@ -183,6 +187,27 @@ static void fuzz_keys(const uint8_t *d, size_t n, apr_pool_t *p)
     }
 }
 
+/* What a JWKS provider sends: the key set, the discovery document, the
+ * Cache-Control header. */
+static void fuzz_provider(const uint8_t *d, size_t n, apr_pool_t *p)
+{
+    bff_jwt_conf_t c;
+    bff_jwt_verifier_t *v;
+    const char *uri;
+
+    memset(&c, 0, sizeof(c));
+    c.algs = BFF_JWT_HS_ALL | BFF_JWT_RS_ALL | BFF_JWT_ES_ALL;
+    c.jwks_text = (const char *)d;
+    c.jwks_len = n;
+    if (!bff_jwt_verifier_create(&v, &c, p)) {
+        bff_jwt_verifier_nkeys(v);
+    }
+    if (!bff_jwks_discovery(&uri, (const char *)d, n, p)) {
+        bff_jwks_is_discovery(uri);
+    }
+    bff_jwks_max_age(apr_pstrmemdup(p, (const char *)d, n));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -202,6 +227,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case 1:
         fuzz_keys(data + 1, size - 1, p);
+        fuzz_provider(data + 1, size - 1, p);
         break;
     case 2:
         fuzz_signed(data + 1, size - 1, p);

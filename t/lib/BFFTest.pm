@@ -18,7 +18,7 @@ our @EXPORT = qw(bff_get bff_req bff_send bff_chunked decode svc_reset svc_log s
                  svc_url fixture users orders_of products_by_id expected_profile
                  json_is now user_of expected_web expected_mobile redis_cli redis_stop redis_start start_httpd httpd_children
                  start_httpd_conf stop_httpd http_get own_svc_start own_svc_stop own_svc_admin
-                 need_servers);
+                 need_servers fork_server);
 
 my $json = JSON::PP->new->canonical(1)->allow_nonref(1);
 my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 0);
@@ -237,6 +237,39 @@ sub redis_start {
 }
 
 # ------------------------------------------- extra httpd instances --
+
+# A server of the test's own on a free loopback port: each connection is
+# handed, in a process of its own (alarm 20), to $on_conn with the port
+# and the connection's number. Returns the port; the server is stopped
+# (by PID) when the test ends.
+my @forked;
+sub fork_server {
+    my $on_conn = shift;
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Listen => 32, ReuseAddr => 1) or die $!;
+    my $port = $l->sockport;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        $SIG{CHLD} = 'IGNORE';
+        my $n = 0;
+        while (my $c = $l->accept) {
+            $n++;
+            my $kid = fork;
+            if (defined $kid && !$kid) {
+                close $l;
+                alarm 20;
+                $on_conn->($c, $port, $n);
+                POSIX::_exit(0);
+            }
+            close $c;
+        }
+        POSIX::_exit(0);
+    }
+    close $l;
+    push @forked, $pid;
+    return $port;
+}
+END { kill 'TERM', $_ for @forked }
 
 # instances a test started are stopped even when it dies half way
 my @started;

@@ -2070,6 +2070,117 @@ START_TEST(jwks_max_age)
 }
 END_TEST
 
+/* A verifier from JWKS text in memory (a key set fetched by URL): the
+ * same keys as the file give the same fingerprint; errors name the
+ * source given; text and file exclude each other. */
+START_TEST(jwks_from_text)
+{
+    bff_jwt_conf_t c = conf_for("RS256");
+    bff_jwt_verifier_t *vt, *vf;
+    json_t *keys = json_array(), *doc;
+    char *text;
+    const char *tok = lj("RS256", "rsa.key", "rsa1", claims_ok(NOW + 3600));
+    const char *err;
+
+    json_array_append_new(keys, jwk_rsa("rsa.pub", "rsa1"));
+    doc = json_pack("{s:o}", "keys", keys);
+    text = json_dumps(doc, JSON_COMPACT);
+    write_file("text.json", text, strlen(text));
+    c.jwks_text = apr_pstrdup(tp, text);
+    c.jwks_len = strlen(text);
+    c.jwks_what = "JWKS of https://idp.test/keys";
+    vt = verifier(&c);
+    ck_assert_int_eq(bff_jwt_verifier_nkeys(vt), 1);
+    expect_at(vt, NULL, tok, NOW, BFF_JWT_OK, NULL);
+    /* kids are required as with a file */
+    expect_at(vt, NULL, lj("RS256", "rsa.key", "other", claims_ok(NOW + 3600)),
+              NOW, BFF_JWT_UNKNOWN_KID, "not in the JWKS");
+    memset(&c, 0, sizeof(c));
+    c = conf_for("RS256");
+    c.jwks_file = path("text.json");
+    vf = verifier(&c);
+    ck_assert(memcmp(bff_jwt_verifier_fingerprint(vt),
+                     bff_jwt_verifier_fingerprint(vf), 32) == 0);
+    /* both sources: refused */
+    c.jwks_text = text;
+    c.jwks_len = strlen(text);
+    err = create_err(&c);
+    ck_assert_msg(strstr(err, "excludes a JWKS by URL"), "%s", err);
+    free(text);
+    json_decref(doc);
+
+    /* broken text: the error names the source */
+    c = conf_for("RS256");
+    c.jwks_text = "{\"keys\":[";
+    c.jwks_len = strlen(c.jwks_text);
+    c.jwks_what = "JWKS of https://idp.test/keys";
+    err = create_err(&c);
+    ck_assert_msg(!strncmp(err, "JWKS of https://idp.test/keys: line 1", 37),
+                  "%s", err);
+    c.jwks_text = "{\"keys\":[]}";
+    c.jwks_len = strlen(c.jwks_text);
+    c.jwks_what = NULL;
+    err = create_err(&c);
+    ck_assert_msg(!strcmp(err, "JWKS: no \"keys\" array"), "%s", err);
+    /* the length counts, not a NUL: a truncated document is refused */
+    c.jwks_text = "{\"keys\":[]}";
+    c.jwks_len = 5;
+    err = create_err(&c);
+    ck_assert_msg(strstr(err, "line 1"), "%s", err);
+}
+END_TEST
+
+START_TEST(jwks_urls)
+{
+    const char *uri = NULL, *err;
+
+    ck_assert_ptr_null(bff_jwks_url_check("https://idp.test/keys"));
+    ck_assert_ptr_null(bff_jwks_url_check("HTTPS://127.0.0.1:8443/k?x=1"));
+    ck_assert_ptr_nonnull(bff_jwks_url_check("http://idp.test/keys"));
+    ck_assert_ptr_nonnull(bff_jwks_url_check("ftp://idp.test/keys"));
+    ck_assert_ptr_nonnull(bff_jwks_url_check("https:///keys"));
+    ck_assert_ptr_nonnull(bff_jwks_url_check("https://:443/keys"));
+    ck_assert_ptr_nonnull(bff_jwks_url_check("https://u:p@idp.test/keys"));
+    ck_assert_ptr_nonnull(bff_jwks_url_check("https://idp.test/k#f"));
+    ck_assert_ptr_nonnull(bff_jwks_url_check("https://idp.test/k x"));
+    ck_assert_ptr_nonnull(bff_jwks_url_check("https://idp.test/k\r\n"));
+    /* an @ in the path is no user info */
+    ck_assert_ptr_null(bff_jwks_url_check("https://idp.test/a@b"));
+
+    ck_assert(bff_jwks_is_discovery(
+        "https://idp.test/realms/x/.well-known/openid-configuration"));
+    ck_assert(bff_jwks_is_discovery(
+        "https://idp.test/.well-known/openid-configuration?p=1"));
+    ck_assert(!bff_jwks_is_discovery("https://idp.test/certs"));
+    ck_assert(!bff_jwks_is_discovery(
+        "https://idp.test/.well-known/openid-configuration/x"));
+
+#define DISC(s) bff_jwks_discovery(&uri, s, strlen(s), tp)
+    ck_assert_ptr_null(DISC("{\"issuer\":\"https://idp.test\","
+                            "\"jwks_uri\":\"https://idp.test/certs\"}"));
+    ck_assert_str_eq(uri, "https://idp.test/certs");
+    uri = NULL;
+    err = DISC("{\"jwks_uri\":\"http://idp.test/certs\"}");
+    ck_assert_msg(err && strstr(err, "jwks_uri: not an https:// URL"), "%s",
+                  err);
+    err = DISC("{\"issuer\":\"https://idp.test\"}");
+    ck_assert_msg(err && strstr(err, "no \"jwks_uri\" string"), "%s", err);
+    err = DISC("{\"jwks_uri\":42}");
+    ck_assert_msg(err && strstr(err, "no \"jwks_uri\" string"), "%s", err);
+    /* jansson refuses an escaped NUL in a string */
+    err = DISC("{\"jwks_uri\":\"https://a/\\u0000x\"}");
+    ck_assert_msg(err && strstr(err, "discovery document: line 1"), "%s", err);
+    err = DISC("[\"https://idp.test/certs\"]");
+    ck_assert_msg(err && strstr(err, "not a JSON object"), "%s", err);
+    err = DISC("{\"jwks_uri\":\"https://a/\",\"jwks_uri\":\"https://b/\"}");
+    ck_assert_msg(err && strstr(err, "discovery document: line 1"), "%s", err);
+    err = DISC("<html>");
+    ck_assert_msg(err && strstr(err, "discovery document: line 1"), "%s", err);
+    ck_assert_ptr_null(uri);
+#undef DISC
+}
+END_TEST
+
 START_TEST(jwks_schedule)
 {
     bff_jwks_sched_t s = { 300000, 60000, 86400000, 30000 };
@@ -2137,6 +2248,8 @@ static Suite *auth_suite(void)
     tcase_add_test(keys, fingerprints);
     tcase_add_test(keys, jwks_max_age);
     tcase_add_test(keys, jwks_schedule);
+    tcase_add_test(keys, jwks_from_text);
+    tcase_add_test(keys, jwks_urls);
     tcase_add_test(cache, cache_hit);
     tcase_add_test(cache, cache_bounded);
     tcase_add_test(cache, cache_ttl_and_verifiers);

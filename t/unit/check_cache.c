@@ -532,6 +532,25 @@ START_TEST(key_context)
 }
 END_TEST
 
+START_TEST(header_values)
+{
+#define HV(lit, name) bff_http_header(lit, sizeof(lit) - 1, name, pool)
+    ck_assert_ptr_null(bff_http_header(NULL, 0, "Cache-Control", pool));
+    ck_assert_ptr_null(HV("Content-Type: a\r\n", "Cache-Control"));
+    ck_assert_str_eq(HV("Content-Type: a\r\ncache-control:  max-age=60\r\n",
+                        "Cache-Control"), "max-age=60");
+    ck_assert_str_eq(HV("Cache-Control: public\r\nX: y\r\n"
+                        "CACHE-CONTROL:\tmax-age=5\r\n", "cache-control"),
+                     "public, max-age=5");
+    /* a line without a colon, a bare LF, no final newline */
+    ck_assert_str_eq(HV("garbage\nCache-Control: max-age=1", "Cache-Control"),
+                     "max-age=1");
+    ck_assert_str_eq(HV("Cache-Control:\r\n", "Cache-Control"), "");
+    ck_assert_ptr_null(HV("Cache-Control-X: 1\r\n", "Cache-Control"));
+#undef HV
+}
+END_TEST
+
 START_TEST(no_store_headers)
 {
 #define NS(lit) bff_http_no_store(lit, sizeof(lit) - 1)
@@ -2416,6 +2435,7 @@ static Suite *core_suite(void)
     tcase_add_test(tc, key_tags);
     tcase_add_test(tc, key_context);
     tcase_add_test(tc, no_store_headers);
+    tcase_add_test(tc, header_values);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("entries");
