@@ -33,8 +33,12 @@ const char *bff_json_dump(apr_size_t *len, const json_t *doc, apr_pool_t *p);
 
 /* Decodes a JSON text (any value, NUL allowed in strings) to the value
  * json_loadb(buf, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, err) gives, or
- * NULL with err filled in by jansson. The caller owns the value. */
-json_t *bff_json_load(const char *buf, size_t len, json_error_t *err);
+ * NULL with err filled in by jansson. A text nested deeper than
+ * max_depth (when 0 < max_depth < JSON_PARSER_MAX_DEPTH; else jansson's
+ * limit holds) is refused before it is decoded, with err->text "nesting
+ * deeper than N" and err->line -1. The caller owns the value. */
+json_t *bff_json_load(const char *buf, size_t len, int max_depth,
+                      json_error_t *err);
 
 /* ------------------------------------------------------------- routes -- */
 

@@ -726,15 +726,13 @@ static void judge(run_t *run, bff_be_result_t *r, bff_fetch_req_t *req)
         r->state = BFF_BE_OK;
         r->value = bff_json_pool_own(json_null(), run->p);
     }
-    else if (bff_json_depth(req->resp, req->resp_len) > run->ep->max_depth) {
+    else if (!(j = bff_json_load(req->resp, req->resp_len, run->ep->max_depth,
+                                 &jerr))) {
         r->reason = "invalid JSON";
-        r->detail = apr_psprintf(run->p, "nesting deeper than %d",
-                                 run->ep->max_depth);
-    }
-    else if (!(j = bff_json_load(req->resp, req->resp_len, &jerr))) {
-        r->reason = "invalid JSON";
-        r->detail = apr_psprintf(run->p, "%s at line %d column %d", jerr.text,
-                                 jerr.line, jerr.column);
+        r->detail = jerr.line < 0
+                    ? apr_pstrdup(run->p, jerr.text)
+                    : apr_psprintf(run->p, "%s at line %d column %d", jerr.text,
+                                   jerr.line, jerr.column);
     }
     else {
         r->state = BFF_BE_OK;

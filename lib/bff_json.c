@@ -735,7 +735,8 @@ typedef struct {
     int is_obj;
 } jframe_t;
 
-static json_t *fast_load(const char *buf, size_t len)
+static json_t *fast_load(const char *buf, size_t len, size_t max_depth,
+                         int *too_deep)
 {
     const char *s = buf, *end = buf + len;
     jframe_t small[32], *st = small, *top;
@@ -750,7 +751,8 @@ value:
     switch (*s) {
     case '{':
     case '[':
-        if (depth >= JSON_PARSER_MAX_DEPTH) {
+        if (depth >= max_depth) {
+            *too_deep = max_depth < JSON_PARSER_MAX_DEPTH;
             goto fail;
         }
         if (depth == cap) {
@@ -900,9 +902,24 @@ fail:
     return NULL;
 }
 
-json_t *bff_json_load(const char *buf, size_t len, json_error_t *err)
+json_t *bff_json_load(const char *buf, size_t len, int max_depth,
+                      json_error_t *err)
 {
-    json_t *v = buf ? fast_load(buf, len) : NULL;
+    size_t limit = max_depth > 0 && max_depth < JSON_PARSER_MAX_DEPTH
+                   ? (size_t)max_depth : JSON_PARSER_MAX_DEPTH;
+    int too_deep = 0;
+    json_t *v = buf ? fast_load(buf, len, limit, &too_deep) : NULL;
 
-    return v ? v : json_loadb(buf, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, err);
+    if (v) {
+        return v;
+    }
+    if (too_deep || (limit < JSON_PARSER_MAX_DEPTH
+                     && bff_json_depth(buf, len) > (int)limit)) {
+        memset(err, 0, sizeof(*err));
+        err->line = err->column = -1;
+        snprintf(err->text, sizeof(err->text), "nesting deeper than %d",
+                 (int)limit);
+        return NULL;
+    }
+    return json_loadb(buf, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, err);
 }

@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     json_error_t e1, e2;
-    json_t *ours = bff_json_load((const char *)data, size, &e1);
+    json_t *ours = bff_json_load((const char *)data, size, 0, &e1);
     json_t *theirs = json_loadb((const char *)data, size,
                                 JSON_DECODE_ANY | JSON_ALLOW_NUL, &e2);
 

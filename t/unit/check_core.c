@@ -205,7 +205,7 @@ static unsigned long long xorshift(void)
 static void load_same(const char *text, size_t len)
 {
     json_error_t e1, e2;
-    json_t *ours = bff_json_load(text, len, &e1);
+    json_t *ours = bff_json_load(text, len, 0, &e1);
     json_t *theirs = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e2);
     const size_t fl = JSON_COMPACT | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY;
 
@@ -284,6 +284,23 @@ START_TEST(json_load_values)
     LOAD_SAME("[1]\0");
     LOAD_SAME("\xef\xbb\xbf[1]");
     load_same("[\"a\0b\"]", 6);
+    /* a caller's depth limit, checked before decoding, bad JSON or not */
+    {
+        json_error_t e;
+        json_t *v;
+
+        ck_assert_ptr_null(bff_json_load("[[[1]]]", 7, 2, &e));
+        ck_assert_str_eq(e.text, "nesting deeper than 2");
+        ck_assert_int_eq(e.line, -1);
+        ck_assert_ptr_null(bff_json_load("{\"a\":[[x", 9, 2, &e));
+        ck_assert_str_eq(e.text, "nesting deeper than 2");
+        ck_assert_ptr_null(bff_json_load("[[x", 3, 2, &e));
+        ck_assert_int_ne(e.line, -1);
+        ck_assert_ptr_nonnull(v = bff_json_load("[[[1]]]", 7, 3, &e));
+        json_decref(v);
+        ck_assert_ptr_nonnull(v = bff_json_load("[[1],{\"a\":[2]}]", 15, 3, &e));
+        json_decref(v);
+    }
     /* nesting: beyond the first 32 frames, up to jansson's limit, past it */
     deep = apr_palloc(pool, 2 * 2100 + 1);
     for (k = 2040; k <= 2050; k += 10) {
