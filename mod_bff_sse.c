@@ -36,6 +36,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "httpd.h"
@@ -48,6 +49,7 @@
 
 #include "apr_atomic.h"
 #include "apr_lib.h"
+#include "apr_portable.h"
 #include "apr_strings.h"
 #include "apr_thread_cond.h"
 #include "apr_thread_mutex.h"
@@ -429,8 +431,9 @@ static void notify(sse_child_t *c, const redisReply *rep)
 }
 
 /* One connection: CLIENT ID, then XREAD BLOCK until it fails or the child
- * stops. NULL when stopping. */
-static const char *read_loop(sse_child_t *c, apr_pool_t *p)
+ * stops (NULL). *calls counts the calls that succeeded; -1 when Redis
+ * answered XREAD with an error. */
+static const char *read_loop(sse_child_t *c, int *calls, apr_pool_t *p)
 {
     bff_redis_conn_t *conn;
     bff_redis_cmd_t idcmd = bff_redis_cmd(p, 2, "CLIENT", "ID");
@@ -454,6 +457,7 @@ static const char *read_loop(sse_child_t *c, apr_pool_t *p)
     c->client_id = rep->integer;
     apr_thread_mutex_unlock(c->mu);
     set_down(c, 0, NULL);
+    ++*calls;
     for (;;) {
         bff_redis_cmd_t *cmd;
 
@@ -481,9 +485,11 @@ static const char *read_loop(sse_child_t *c, apr_pool_t *p)
         if (rep->type == REDIS_REPLY_ERROR) {
             err = apr_pstrcat(p, "XREAD: ", rep->str, NULL);
             bff_redis_conn_close(conn);
+            *calls = -1;             /* Redis answers, and refuses */
             return err;
         }
         notify(c, rep);
+        ++*calls;
     }
 }
 
@@ -492,16 +498,27 @@ static void *APR_THREAD_FUNC reader_thread(apr_thread_t *t, void *data)
     sse_child_t *c = data;
     apr_pool_t *p;
     long pause_ms = 100;
+    int again = 0;
 
     apr_pool_create(&p, NULL);
     for (;;) {
-        const char *err = read_loop(c, p);
-        int stop;
+        int stop, calls = 0;
+        const char *err;
 
         apr_pool_clear(p);
-        if (!err) {
+        if (!(err = read_loop(c, &calls, p))) {
             break;
         }
+        if (calls > 1 || (calls == 1 && !again)) {
+            /* a connection that worked failed (Redis restarted, an idle
+             * connection dropped): a fresh one at once, the keys' ids
+             * kept, so no stream ends and no entry is missed; once in a
+             * row unless an XREAD succeeded since */
+            again = calls == 1;
+            pause_ms = 100;
+            continue;
+        }
+        again = 0;
         set_down(c, 1, err);
         /* a pause before the next try, cut short by the child's exit */
         apr_thread_mutex_lock(c->mu);
@@ -898,21 +915,89 @@ static int stopping(void)
             && state == AP_MPMQ_STOPPING) || child->stopping;
 }
 
+/* 1 when the client closed its end: a stream's client sends nothing
+ * after its request, so a readable socket with nothing to read is EOF.
+ * (Through TLS or HTTP/2 the bytes seen are not the client's: then a
+ * gone client is noticed by the next write, at the latest a heartbeat.) */
+static int client_gone(request_rec *r)
+{
+    apr_socket_t *sock = ap_get_conn_socket(r->connection);
+    apr_os_sock_t fd;
+    ssize_t n;
+    char c;
+
+    if (r->connection->aborted) {
+        return 1;
+    }
+    if (!sock || apr_os_sock_get(&fd, sock) != APR_SUCCESS) {
+        return 0;
+    }
+    n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK
+                      && errno != EINTR);
+}
+
+typedef enum {
+    W_NEWS, W_HEARTBEAT, W_EXPIRED, W_STOPPING, W_DOWN, W_GONE
+} wake_e;
+
+/* Waits until the stream's key has news (gen moved past seen) or
+ * something else ends the wait, checking every TICK_MS. */
+static wake_e wait_news(stream_t *st, apr_uint64_t seen, apr_time_t next_hb)
+{
+    for (;;) {
+        apr_time_t now;
+        int news, down;
+
+        apr_thread_mutex_lock(child->mu);
+        if (st->w->gen == seen && !child->down && !child->stopping) {
+            apr_thread_cond_timedwait(st->w->cond, child->mu,
+                                      apr_time_from_msec(TICK_MS));
+        }
+        news = st->w->gen != seen;
+        down = child->down;
+        apr_thread_mutex_unlock(child->mu);
+        now = apr_time_now();
+        if (down) {
+            return W_DOWN;
+        }
+        if (stopping()) {
+            return W_STOPPING;
+        }
+        if (st->exp && now >= st->exp) {
+            return W_EXPIRED;
+        }
+        if (news) {
+            return W_NEWS;
+        }
+        if (now >= next_hb) {
+            return W_HEARTBEAT;
+        }
+        if (client_gone(st->r)) {
+            return W_GONE;
+        }
+    }
+}
+
 /* Streams until the client goes, the token expires, the child stops or
  * Redis fails. */
 static void run(stream_t *st)
 {
+    static const char *const why_of[] = {
+        NULL, NULL, "token expired", "server stopping", "Redis failed",
+        "client gone"
+    };
     request_rec *r = st->r;
     long hb = heartbeat_of(st->d);
     apr_time_t next_hb = apr_time_now() + apr_time_from_msec(hb);
     apr_pool_t *p;
-    const char *why = "client gone";
+    const char *why = NULL;
 
     apr_pool_create(&p, r->pool);
-    for (;;) {
+    while (!why) {
         apr_uint64_t seen;
-        int rc, down;
-        apr_time_t now;
+        wake_e w;
+        int rc;
 
         apr_thread_mutex_lock(child->mu);
         seen = st->w->gen;
@@ -922,38 +1007,13 @@ static void run(stream_t *st)
             why = rc ? "Redis failed" : "client gone";
             break;
         }
-        apr_thread_mutex_lock(child->mu);
-        for (;;) {
-            now = apr_time_now();
-            down = child->down;
-            if (st->w->gen != seen || down || child->stopping
-                || now >= next_hb || (st->exp && now >= st->exp)) {
-                break;
-            }
-            apr_thread_cond_timedwait(st->w->cond, child->mu,
-                                      apr_time_from_msec(TICK_MS));
-            if (stopping()) {
-                break;
-            }
-        }
-        apr_thread_mutex_unlock(child->mu);
-        if (down) {
-            why = "Redis failed";
-            break;
-        }
-        if (stopping()) {
-            why = "server restarting";
-            break;
-        }
-        if (st->exp && now >= st->exp) {
-            why = "token expired";
-            break;
-        }
-        if (now >= next_hb) {
+        w = wait_news(st, seen, next_hb);
+        why = why_of[w];
+        if (w == W_HEARTBEAT) {
             if (!put(r, BFF_SSE_HEARTBEAT, sizeof(BFF_SSE_HEARTBEAT) - 1)) {
-                break;
+                why = "client gone";
             }
-            next_hb = now + apr_time_from_msec(hb);
+            next_hb = apr_time_now() + apr_time_from_msec(hb);
         }
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, BFFLOGNO(808)
@@ -1013,10 +1073,12 @@ static int sse_handler(request_rec *r)
     if ((refused = admit(st, ident))) {
         return refuse(r, refused);
     }
-    if (!(start = last ? last : newest_id(st))) {
+    /* also with Last-Event-ID: a key that is no stream is refused here,
+     * not in the reader's XREAD of every key */
+    if (!(start = newest_id(st))) {
         return refuse(r, "event streams are unavailable; retry later");
     }
-    apr_cpystrn(st->cursor, start, sizeof(st->cursor));
+    apr_cpystrn(st->cursor, last ? last : start, sizeof(st->cursor));
     if (!watch(st)) {
         return refuse(r, "too many event streams in this process; retry "
                       "later");
@@ -1027,6 +1089,9 @@ static int sse_handler(request_rec *r)
     ap_set_content_type(r, "text/event-stream; charset=utf-8");
     apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
     apr_table_setn(r->headers_out, "X-Accel-Buffering", "no");
+    if (r->header_only) {
+        return OK;
+    }
     if (put(r, ": open\n\n", 8)) {
         run(st);
     }

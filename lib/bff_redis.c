@@ -525,11 +525,10 @@ const char *bff_redis_conn_open(bff_redis_conn_t **out, bff_redis_t *s,
 
     if ((err = redis_connect(&c, s, 1, p))) {
         bff_store_gate_count(s->gate, 0, 1);
-        bff_store_gate_fail(s->gate, apr_time_now(), err);
+        bff_store_gate_note_error(s->gate, apr_time_now(), err);
         return err;
     }
     bff_store_gate_count(s->gate, 1, 0);
-    bff_store_gate_ok(s->gate, apr_time_now());
     rc = malloc(sizeof(*rc));
     if (!rc) {
         redisFree(c);
@@ -559,7 +558,7 @@ const char *bff_redis_conn_call(redisReply **rep, bff_redis_conn_t *rc,
     }
     if (err) {
         err = apr_psprintf(p, "%s: %s", s->desc, err);
-        bff_store_gate_fail(s->gate, apr_time_now(), err);
+        bff_store_gate_note_error(s->gate, apr_time_now(), err);
         redisFree(rc->c);
         rc->c = NULL;
         return err;

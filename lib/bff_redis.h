@@ -143,10 +143,11 @@ const char *bff_redis_subscribe(bff_redis_t *r, const char *channel,
                                 bff_redis_msg_fn *fn, void *baton,
                                 volatile apr_uint32_t *stop, apr_pool_t *p);
 
-/* A connection of its own, outside the pool: for one thread that issues
- * blocking commands (XREAD BLOCK) whose wait is longer than the command
- * timeout. Connect and handshake (AUTH, SELECT) within the connect
- * timeout; failures are told to the gate as for the pool. */
+/* A connection of its own, outside the pool and the gate (as a
+ * subscriber's): for one thread that issues blocking commands (XREAD
+ * BLOCK) whose wait is longer than the command timeout. Connect and
+ * handshake (AUTH, SELECT) within the connect timeout; errors are noted
+ * for health, they never mark Redis down for the pool. */
 typedef struct bff_redis_conn_t bff_redis_conn_t;
 
 const char *bff_redis_conn_open(bff_redis_conn_t **out, bff_redis_t *r,

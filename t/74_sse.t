@@ -19,7 +19,7 @@ use Time::HiRes ();
 use BFFTest;
 use BFFJWT qw(jwt keydir claims_ok);
 
-plan tests => 58, need_servers('redis-server');
+plan tests => 63, need_servers('redis-server');
 
 my $P = "bfft$$:";
 my $keys = keydir();
@@ -48,6 +48,9 @@ BFFJWTAlgorithms RS256
 </Location>
 <Location /metrics>
     SetHandler bff-metrics
+</Location>
+<Location /noauth>
+    SetHandler bff-event-stream
 </Location>
 CONF
 my $h = start_httpd('sse', $conf);
@@ -178,6 +181,10 @@ ok t_cmp($st->{status}, 400, 'bad Last-Event-ID: 400');
 ok t_cmp(header($st, 'Content-Type'), 'application/problem+json');
 $st = sse_open('/events', $alice, 'Last-Event-ID' => '01-1');
 ok t_cmp($st->{status}, 400, 'leading zero: 400');
+$st = sse_open('/noauth');
+ok t_cmp($st->{status}, 500, 'a stream location without authentication: 500');
+like errlog(), qr/BFF811: SetHandler bff-event-stream needs BFFEventStreamRedis .* and authentication/,
+     'and says why';
 
 # --- delivery ---------------------------------------------------------------
 my $a1 = sse_open('/events', $alice);
@@ -294,6 +301,23 @@ my $nid = xadd("${P}topic:news", 'event', 'headline', 'data', 'hello');
 $e = next_event($n1, 2);
 ok $e && t_cmp($e->{id}, $nid, 'a topic stream');
 close $n1->{sock};
+# a closed connection frees its place without waiting for a heartbeat
+# (30 s here): four of carol's streams, the fifth refused
+my $carol = token(sub => 'carol');
+my @c = map { sse_open('/news', $carol) } 1 .. 4;
+ok t_cmp(join(',', map { $_->{status} } @c), '200,200,200,200', 'four of carol\'s');
+$st = sse_open('/news', $carol);
+ok t_cmp($st->{status}, 503, 'the fifth: 503 (per-identity=4 by default)');
+close((shift @c)->{sock});
+$ok = 0;
+$t0 = now();
+for (1 .. 20) {
+    my $x = sse_open('/news', $carol);
+    if ($x->{status} == 200) { push @c, $x; $ok = 1; last }
+    Time::HiRes::sleep(0.1);
+}
+ok $ok && now() - $t0 < 2, sprintf('a closed stream is noticed at once (%.2fs)', now() - $t0);
+close $_->{sock} for @c;
 
 # --- the token expires ------------------------------------------------------------
 $st = sse_open('/events', token(exp => time + 2));
