@@ -35,9 +35,7 @@
  * (logged); the client reconnects with Last-Event-ID and resumes.
  */
 #include <errno.h>
-#include <signal.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include "httpd.h"
 #include "http_config.h"
@@ -281,19 +279,13 @@ const char *bff_sse_cmd_stream(cmd_parms *cmd, void *dcv, const char *args)
 
 /* ------------------------------------------------------------ tables -- */
 
-static int alive(apr_uint32_t pid)
-{
-    return kill((pid_t)pid, 0) == 0 || errno != ESRCH;
-}
-
 static int sse_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                            apr_pool_t *ptemp, server_rec *s)
 {
     bff_server_conf_t *sc = ap_get_module_config(s->module_config,
                                                  &bff_module);
-    int daemons = 0, threads = 0, hard = 0, kept;
     long mrw;
-    void *mem;
+    int shape;
 
     table = NULL;
     gconf = sc->sse;
@@ -301,30 +293,19 @@ static int sse_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         || !gconf->url) {
         return OK;
     }
-    ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &daemons);
-    ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
-    ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &hard);
-    daemons = daemons < 1 ? 1 : daemons;
-    threads = threads < 1 ? 1 : threads;
-    hard = hard < daemons ? daemons : hard;
-    mrw = (long)daemons * threads;
+    table = bff_inflight_shared(&shape, &mrw, "sse", ID_BUCKETS + 1, s,
+                                pconf);
+    if (!table) {
+        if (shape) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(800)
+                         "BFFEventStreamRedis: the shared table of event "
+                         "streams has another shape");
+        }
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     cap_total = (apr_uint32_t)(gconf->max_streams == AUTO
                                ? (mrw / 2 > 0 ? mrw / 2 : 1)
                                : gconf->max_streams);
-    /* the old generation's processes still run during a graceful
-     * restart: twice the hard limit */
-    mem = bff_shm_retained(&kept, "sse",
-                           bff_inflight_size(2 * hard, ID_BUCKETS + 1), s);
-    if (!mem) {
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-    table = bff_inflight_attach(mem, 2 * hard, ID_BUCKETS + 1, pconf);
-    if (!table) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(800)
-                     "BFFEventStreamRedis: the shared table of event "
-                     "streams has another shape");
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
     return OK;
 }
 
@@ -590,15 +571,6 @@ static apr_status_t sse_stop(void *data)
     return APR_SUCCESS;
 }
 
-static apr_status_t row_release(void *data)
-{
-    if (table && my_row >= 0) {
-        bff_inflight_release(table, my_row);
-    }
-    my_row = -1;
-    return APR_SUCCESS;
-}
-
 static void sse_child_init(apr_pool_t *pchild, server_rec *s)
 {
     bff_redis_opts_t o;
@@ -612,15 +584,12 @@ static void sse_child_init(apr_pool_t *pchild, server_rec *s)
     if (!table) {
         return;
     }
-    my_row = bff_inflight_claim(table, (apr_uint32_t)getpid(), alive);
-    if (my_row < 0) {
+    if ((my_row = bff_inflight_child_row(table, pchild)) < 0) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, BFFLOGNO(802)
                      "event streams: no free row for this process in the "
                      "shared table: its streams are refused");
         return;
     }
-    apr_pool_cleanup_register(pchild, NULL, row_release,
-                              apr_pool_cleanup_null);
     c = apr_pcalloc(pchild, sizeof(*c));
     c->s = s;
     bff_redis_opts_default(&o);
