@@ -886,11 +886,12 @@ static int stopping(void)
 
 /* 1 when the client closed its end: a stream's client sends nothing
  * after its request, so a readable socket with nothing to read is EOF.
- * (Through TLS or HTTP/2 the bytes seen are not the client's: then a
- * gone client is noticed by the next write, at the latest a heartbeat.) */
+ * Through TLS the bytes seen are not the client's, and an HTTP/2 stream
+ * (a secondary connection) has no socket of its own: a gone client is
+ * then noticed by the next write, at the latest a heartbeat. */
 static int client_gone(request_rec *r)
 {
-    apr_socket_t *sock = ap_get_conn_socket(r->connection);
+    apr_socket_t *sock;
     apr_os_sock_t fd;
     ssize_t n;
     char c;
@@ -898,12 +899,13 @@ static int client_gone(request_rec *r)
     if (r->connection->aborted) {
         return 1;
     }
-    if (!sock || apr_os_sock_get(&fd, sock) != APR_SUCCESS) {
+    if (r->connection->master
+        || !(sock = ap_get_conn_socket(r->connection))
+        || apr_os_sock_get(&fd, sock) != APR_SUCCESS) {
         return 0;
     }
     n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK
-                      && errno != EINTR);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
 typedef enum {

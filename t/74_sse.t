@@ -19,7 +19,7 @@ use Time::HiRes ();
 use BFFTest;
 use BFFJWT qw(jwt keydir claims_ok);
 
-plan tests => 63, need_servers('redis-server');
+plan tests => 66, need_servers('redis-server');
 
 my $P = "bfft$$:";
 my $keys = keydir();
@@ -28,6 +28,8 @@ my $conf = <<"CONF";
 LoadModule authn_core_module "$lib/mod_authn_core.so"
 LoadModule authz_user_module "$lib/mod_authz_user.so"
 LoadModule deflate_module "$lib/mod_deflate.so"
+LoadModule http2_module "$lib/mod_http2.so"
+Protocols h2c http/1.1
 BFFEventStreamRedis $ENV{BFF_T_REDIS_URL} prefix=$P max-streams=6 retry-after=3s timeout=300ms
 BFFJWTKeyFile "$keys/rsa.pub"
 BFFJWTAlgorithms RS256
@@ -292,6 +294,30 @@ for (1 .. 40) {
     Time::HiRes::sleep(0.1);
 }
 ok $free, 'closed streams are counted out';
+
+# --- HTTP/2 (h2c, curl with prior knowledge): events are not held back -------
+SKIP: {
+    skip 'curl without HTTP/2', 3 unless `curl -V 2>/dev/null` =~ /\bHTTP2\b/;
+    my $pid = open my $cf, '-|', 'curl', '-sS', '-N', '-i', '--http2-prior-knowledge',
+        '--max-time', '6', '-H', "Authorization: Bearer $bob", "http://127.0.0.1:$port/events";
+    my $sel = IO::Select->new($cf);
+    my ($out, $until) = ('', now() + 5);
+    my $grab = sub {
+        my $re = shift;
+        while ($out !~ $re && (my $left = $until - now()) > 0) {
+            last unless $sel->can_read($left);
+            sysread($cf, my $buf, 4096) or last;
+            $out .= $buf;
+        }
+        return $out =~ $re;
+    };
+    ok $grab->(qr/^: open\r?\n/m), 'HTTP/2: the stream opens' or diag $out;
+    like $out, qr{^HTTP/2 200}m, 'over HTTP/2';
+    my $hid = xadd(key_of('bob'), 'data', 'over h2');
+    ok $grab->(qr/^id: \Q$hid\E\ndata: over h2\n/m), 'HTTP/2: the event arrives at once' or diag $out;
+    kill 'TERM', $pid;
+    close $cf;
+}
 
 # --- a topic stream -----------------------------------------------------------
 redis_cli('DEL', "${P}topic:news");
