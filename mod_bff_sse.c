@@ -519,7 +519,8 @@ static void *APR_THREAD_FUNC reader_thread(apr_thread_t *t, void *data)
     return NULL;
 }
 
-/* Interrupts the reader's XREAD so it watches a new key at once. */
+/* Interrupts the reader's XREAD so it watches a new key (of the set
+ * version) at once. */
 static void unblock(sse_child_t *c, apr_uint32_t version, apr_pool_t *p)
 {
     int tries;
@@ -531,8 +532,9 @@ static void unblock(sse_child_t *c, apr_uint32_t version, apr_pool_t *p)
         int done;
 
         apr_thread_mutex_lock(c->mu);
-        done = !c->in_call || c->call_version >= version || c->down
-               || c->stopping;
+        /* at the child's exit (version: the most) the reader is
+         * interrupted too, so it is joined at once */
+        done = !c->in_call || c->call_version >= version || c->down;
         id = c->client_id;
         apr_thread_mutex_unlock(c->mu);
         if (done) {
