@@ -24,6 +24,7 @@
 #include "mod_bff_auth.h"
 #include "mod_bff_cache.h"
 #include "mod_bff_overload.h"
+#include "mod_bff_sse.h"
 #include "bff_cache.h"
 #include "bff_fetch.h"
 #include "bff_tls.h"
@@ -55,6 +56,7 @@ static void *create_server_conf(apr_pool_t *p, server_rec *s)
     sc->request_id = UNSET;
     sc->events = bff_events_conf_create(p);
     sc->overload = bff_overload_conf_create(p);
+    sc->sse = bff_sse_conf_create(p);
     sc->tls_off = apr_array_make(p, 1, sizeof(const char *));
     return sc;
 }
@@ -84,6 +86,7 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
                                               : base->request_id;
     sc->events = base->events;         /* main server only */
     sc->overload = base->overload;     /* main server only */
+    sc->sse = base->sse;               /* main server only */
     sc->metrics_slots = add->metrics_slots ? add->metrics_slots
                                            : base->metrics_slots;
     sc->tls = add->tls ? add->tls : base->tls;
@@ -97,6 +100,7 @@ static void *create_dir_conf(apr_pool_t *p, char *dir)
 
     dc->auth = bff_auth_create_dir(p);
     dc->cors = bff_cors_dir_create(p);
+    dc->sse = bff_sse_dir_create(p);
     return dc;
 }
 
@@ -110,6 +114,7 @@ static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     dc->cors = bff_cors_dir_merge(p, base->cors, add->cors);
     dc->purge_scope = add->purge_scope ? add->purge_scope : base->purge_scope;
     dc->valid = bff_valid_conf_merge(p, base->valid, add->valid);
+    dc->sse = bff_sse_dir_merge(p, base->sse, add->sse);
     return dc;
 }
 
@@ -885,6 +890,14 @@ static const command_rec bff_cmds[] = {
     AP_INIT_TAKE1("BFFMetricsSlots", bff_metrics_cmd_slots, NULL, RSRC_CONF,
         "Most metric series kept in shared memory (default 4096)"),
     /* ---- end of the metrics directives ---- */
+    /* ---- event streams: mod_bff_sse.c ---- */
+    AP_INIT_RAW_ARGS("BFFEventStreamRedis", bff_sse_cmd_redis, NULL, RSRC_CONF,
+        "Redis of the event streams: URL [prefix=P] [max-streams=N|auto] "
+        "[retry-after=D] [connect-timeout=D] [timeout=D] [pool=N]"),
+    AP_INIT_RAW_ARGS("BFFEventStream", bff_sse_cmd_stream, NULL,
+        RSRC_CONF | ACCESS_CONF, "What a bff-event-stream location streams: "
+        "[topic=NAME] [heartbeat=D] [per-identity=N]"),
+    /* ---- end of the event stream directives ---- */
     { NULL }
 };
 
@@ -1064,6 +1077,7 @@ static void bff_register_hooks(apr_pool_t *p)
     bff_cors_register_hooks(p);
     bff_status_register_hooks(p);
     bff_valid_register_hooks(p);
+    bff_sse_register_hooks(p);
 }
 
 AP_DECLARE_MODULE(bff) = {

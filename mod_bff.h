@@ -47,6 +47,9 @@ typedef struct bff_valid_conf_t bff_valid_conf_t;
 /* mod_bff_overload.c: caps on requests in flight (opaque here) */
 typedef struct bff_overload_conf_t bff_overload_conf_t;
 typedef struct bff_overload_ep_t bff_overload_ep_t;
+/* mod_bff_sse.c: event streams (opaque here) */
+typedef struct bff_sse_conf_t bff_sse_conf_t;
+typedef struct bff_sse_dir_t bff_sse_dir_t;
 
 /* One <BFFEndpoint> section: the engine's definition plus what only the
  * glue needs. Limits left unset (-1 / 0) take the server's value in
@@ -95,6 +98,7 @@ typedef struct {
     int request_id;                    /* BFFRequestID: -1 unset, 0, 1 */
     bff_events_conf_t *events;         /* BFFEventsRedis (main server) */
     bff_overload_conf_t *overload;     /* BFFMaxInFlight (main server) */
+    bff_sse_conf_t *sse;               /* BFFEventStreamRedis (main server) */
 
     int metrics_slots;                 /* BFFMetricsSlots; 0: unset */
     const struct bff_tls_t *tls;       /* BFFBackendTLS * at server level:
@@ -112,6 +116,7 @@ typedef struct {
     bff_cors_dir_t *cors;              /* mod_bff_cors.c */
     int purge_scope;                   /* BFFCachePurgeScope: 0 unset */
     bff_valid_conf_t *valid;           /* request validation; NULL: none */
+    bff_sse_dir_t *sse;                /* BFFEventStream */
 } bff_dir_conf_t;
 
 #define BFF_PURGE_VHOST  1             /* the virtual host purged (default) */

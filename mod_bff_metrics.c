@@ -200,6 +200,19 @@ long bff_metrics_agg_active(void)
     return table ? (long)bff_metrics_get(table, BFF_M_AGG_ACTIVE, "") : 0;
 }
 
+void bff_metrics_sse(int streams, long events)
+{
+    if (!table) {
+        return;
+    }
+    if (streams) {
+        bff_metrics_gauge_add(table, BFF_M_SSE_STREAMS, "", streams);
+    }
+    if (events) {
+        bff_metrics_add(table, BFF_M_SSE_EVENTS, "", events);
+    }
+}
+
 static int metrics_log_transaction(request_rec *r)
 {
     request_rec *last = r;

@@ -56,6 +56,8 @@ void bff_metrics_run(request_rec *r, const bff_endpoint_t *ep,
                      const bff_run_result_t *res);
 /* Aggregations in flight now, all children (the metrics table). */
 long bff_metrics_agg_active(void);
+/* Event streams: opened (+1) or closed (-1), events sent. */
+void bff_metrics_sse(int streams, long events);
 
 /* mod_bff_status.c: mod_bff's state on mod_status's page */
 void bff_status_register_hooks(apr_pool_t *p);

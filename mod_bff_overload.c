@@ -17,9 +17,6 @@
  * What the module cannot see: connections still waiting in the kernel's
  * listen queue for a worker. Those are bounded by ListenBacklog, not here.
  */
-#include <errno.h>
-#include <signal.h>
-#include <unistd.h>
 
 #include "httpd.h"
 #include "http_config.h"
@@ -191,11 +188,6 @@ static apr_uint32_t cap_of(long v, long dflt)
     return (apr_uint32_t)(v == AUTO ? dflt : v);
 }
 
-static int alive(apr_uint32_t pid)
-{
-    return kill((pid_t)pid, 0) == 0 || errno != ESRCH;
-}
-
 /* Gives every endpoint its counters: the same configuration gives the
  * same numbers, so a graceful restart keeps counting where it was. */
 static int assign(server_rec *s, apr_pool_t *p, long mrw)
@@ -275,10 +267,9 @@ static int overload_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 {
     bff_server_conf_t *sc = ap_get_module_config(s->module_config,
                                                  &bff_module);
-    int daemons = 0, threads = 0, hard = 0, kept, any = 0;
+    int any = 0, shape;
+    long mrw;
     server_rec *vs;
-    void *mem;
-    apr_size_t size;
 
     table = NULL;
     gconf = sc->overload;
@@ -295,32 +286,17 @@ static int overload_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     if (!any) {
         return OK;
     }
-    ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &daemons);
-    ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
-    ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &hard);
-    if (daemons < 1) {
-        daemons = 1;
-    }
-    if (threads < 1) {
-        threads = 1;
-    }
-    if (hard < daemons) {
-        hard = daemons;
-    }
-    /* processes of the old generation still run during a graceful
-     * restart: twice the hard limit */
-    size = bff_inflight_size(2 * hard, MAX_COUNTERS);
-    if (!(mem = bff_shm_retained(&kept, "inflight", size, s))) {
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-    table = bff_inflight_attach(mem, 2 * hard, MAX_COUNTERS, pconf);
+    table = bff_inflight_shared(&shape, &mrw, "inflight", MAX_COUNTERS, s,
+                                pconf);
     if (!table) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(151)
-                     "BFFMaxInFlight: the shared table of requests in flight "
-                     "has another shape");
+        if (shape) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(151)
+                         "BFFMaxInFlight: the shared table of requests in "
+                         "flight has another shape");
+        }
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    if (assign(s, pconf, (long)daemons * threads)) {
+    if (assign(s, pconf, mrw)) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, BFFLOGNO(152)
                      "BFFMaxInFlight: more than %d endpoints and backend "
                      "origins: the ones beyond have only the total cap",
@@ -329,30 +305,18 @@ static int overload_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
-static apr_status_t row_release(void *data)
-{
-    if (table && my_row >= 0) {
-        bff_inflight_release(table, my_row);
-    }
-    my_row = -1;
-    return APR_SUCCESS;
-}
-
 static void overload_child_init(apr_pool_t *pchild, server_rec *s)
 {
     my_row = -1;
     if (!table) {
         return;
     }
-    my_row = bff_inflight_claim(table, (apr_uint32_t)getpid(), alive);
+    my_row = bff_inflight_child_row(table, pchild);
     if (my_row < 0) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, BFFLOGNO(153)
                      "BFFMaxInFlight: no free row for this process: its "
                      "requests are not counted");
-        return;
     }
-    apr_pool_cleanup_register(pchild, NULL, row_release,
-                              apr_pool_cleanup_null);
 }
 
 /* ----------------------------------------------------------- requests -- */

@@ -6,15 +6,22 @@
  *                       cache counters);
  *   bff_shared_cache_*  an socache shmcb instance with its global mutex
  *                       (the cache's shared-memory store and fallback, the
- *                       rate limiter's shared-memory buckets).
+ *                       rate limiter's shared-memory buckets);
+ *   bff_inflight_*      counters over every process, a row per process
+ *                       (BFFMaxInFlight, the caps on event streams).
  *
  * One failure policy: a configured feature that cannot get its shared
  * memory or its mutex stops start-up with a message naming the directive
  * that needs it; nothing silently runs without it.
  */
+#include <errno.h>
+#include <signal.h>
+#include <unistd.h>
+
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
+#include "ap_mpm.h"
 #include "ap_provider.h"
 #include "ap_socache.h"
 #include "util_mutex.h"
@@ -24,6 +31,7 @@
 
 #include "mod_bff.h"
 #include "mod_bff_shared.h"
+#include "bff_inflight.h"
 
 APLOG_USE_MODULE(bff);
 
@@ -71,6 +79,63 @@ void *bff_shm_retained(int *kept, const char *name, apr_size_t size,
     rs->size = size;
     memset(apr_shm_baseaddr_get(rs->shm), 0, size);
     return apr_shm_baseaddr_get(rs->shm);
+}
+
+bff_inflight_t *bff_inflight_shared(int *shape, long *workers,
+                                    const char *name, int counters,
+                                    server_rec *s, apr_pool_t *pconf)
+{
+    int daemons = 0, threads = 0, hard = 0, kept;
+    void *mem;
+    bff_inflight_t *t;
+
+    ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &daemons);
+    ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
+    ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &hard);
+    daemons = daemons < 1 ? 1 : daemons;
+    threads = threads < 1 ? 1 : threads;
+    hard = hard < daemons ? daemons : hard;
+    *workers = (long)daemons * threads;
+    *shape = 0;
+    mem = bff_shm_retained(&kept, name,
+                           bff_inflight_size(2 * hard, counters), s);
+    if (!mem) {
+        return NULL;
+    }
+    t = bff_inflight_attach(mem, 2 * hard, counters, pconf);
+    *shape = !t;
+    return t;
+}
+
+static int pid_alive(apr_uint32_t pid)
+{
+    return kill((pid_t)pid, 0) == 0 || errno != ESRCH;
+}
+
+typedef struct {
+    bff_inflight_t *t;
+    int row;
+} inflight_row_t;
+
+static apr_status_t inflight_row_release(void *data)
+{
+    inflight_row_t *r = data;
+
+    bff_inflight_release(r->t, r->row);
+    return APR_SUCCESS;
+}
+
+int bff_inflight_child_row(bff_inflight_t *t, apr_pool_t *pchild)
+{
+    inflight_row_t *r = apr_palloc(pchild, sizeof(*r));
+
+    r->t = t;
+    r->row = bff_inflight_claim(t, (apr_uint32_t)getpid(), pid_alive);
+    if (r->row >= 0) {
+        apr_pool_cleanup_register(pchild, r, inflight_row_release,
+                                  apr_pool_cleanup_null);
+    }
+    return r->row;
 }
 
 static apr_status_t shared_cache_destroy(void *data)

@@ -20,6 +20,20 @@
 void *bff_shm_retained(int *kept, const char *name, apr_size_t size,
                        server_rec *s);
 
+/* Counters over every process (lib/bff_inflight.h) in retained shared
+ * memory named name: a row for each process the server may run at once
+ * (twice the hard limit: the old generation still runs during a graceful
+ * restart). *workers: MaxRequestWorkers. NULL when it cannot be had, or
+ * (*shape 1) when the memory holds a table of another shape. */
+struct bff_inflight_t;
+struct bff_inflight_t *bff_inflight_shared(int *shape, long *workers,
+                                           const char *name, int counters,
+                                           server_rec *s, apr_pool_t *pconf);
+/* child_init: claims this process's row (rows of processes that are gone
+ * are cleared first) and gives it back when pchild goes; -1 when every
+ * row is taken. */
+int bff_inflight_child_row(struct bff_inflight_t *t, apr_pool_t *pchild);
+
 /* An socache shmcb instance and its global mutex. */
 typedef struct {
     const ap_socache_provider_t *provider;

@@ -90,6 +90,11 @@ static const bff_metric_family_t families[BFF_M_NFAMILIES] = {
     { "bff_workers_max",
       "MaxRequestWorkers: the most requests httpd serves at once.",
       BFF_MT_GAUGE },
+    { "bff_event_streams_open",
+      "Server-sent event streams open now (each holds a worker thread).",
+      BFF_MT_GAUGE },
+    { "bff_event_stream_events_total",
+      "Events sent on server-sent event streams.", BFF_MT_COUNTER },
 };
 
 /* the bucket bounds as le label values */
@@ -433,6 +438,7 @@ const char *bff_metrics_render(apr_size_t *len, const bff_metrics_table_t *t,
             any = 1;
         }
         if (!any && (fam == BFF_M_HTTP_ACTIVE || fam == BFF_M_AGG_ACTIVE
+                     || fam == BFF_M_SSE_STREAMS || fam == BFF_M_SSE_EVENTS
                      || fam == BFF_M_CACHE_HITS
                      || fam == BFF_M_CACHE_MISSES || fam == BFF_M_CACHE_STALE
                      || fam == BFF_M_CACHE_FALLBACK)) {

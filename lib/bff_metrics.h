@@ -54,6 +54,8 @@ typedef enum {
     BFF_M_OVERLOAD_REJECTED,      /* counter {endpoint,limit} */
     BFF_M_WORKERS_BUSY,           /* gauge: httpd workers serving requests */
     BFF_M_WORKERS_MAX,            /* gauge: MaxRequestWorkers */
+    BFF_M_SSE_STREAMS,            /* gauge: event streams open */
+    BFF_M_SSE_EVENTS,             /* counter: events sent on event streams */
     BFF_M_NFAMILIES
 } bff_metric_e;
 

@@ -509,6 +509,74 @@ fail:
     return err;
 }
 
+/* ------------------------------------------------ own connections -- */
+
+struct bff_redis_conn_t {
+    bff_redis_t *s;
+    redisContext *c;
+};
+
+const char *bff_redis_conn_open(bff_redis_conn_t **out, bff_redis_t *s,
+                                apr_pool_t *p)
+{
+    bff_redis_conn_t *rc;
+    redisContext *c;
+    const char *err;
+
+    if ((err = redis_connect(&c, s, 1, p))) {
+        bff_store_gate_count(s->gate, 0, 1);
+        bff_store_gate_note_error(s->gate, apr_time_now(), err);
+        return err;
+    }
+    bff_store_gate_count(s->gate, 1, 0);
+    rc = malloc(sizeof(*rc));
+    if (!rc) {
+        redisFree(c);
+        return "out of memory";
+    }
+    rc->s = s;
+    rc->c = c;
+    *out = rc;
+    return NULL;
+}
+
+const char *bff_redis_conn_call(redisReply **rep, bff_redis_conn_t *rc,
+                                const rcmd_t *cmd, long wait_ms,
+                                apr_pool_t *p)
+{
+    bff_redis_t *s = rc->s;
+    const char *err;
+    int how;
+
+    if (!rc->c) {
+        return "connection closed after an error";
+    }
+    if (!(err = append(rc->c, cmd, 1))) {
+        err = roundtrip(rep, &how, rc->c, 1, s->o.max_reply,
+                        apr_time_now() + apr_time_from_msec(
+                            wait_ms + s->o.command_timeout_ms), p);
+    }
+    if (err) {
+        err = apr_psprintf(p, "%s: %s", s->desc, err);
+        bff_store_gate_note_error(s->gate, apr_time_now(), err);
+        redisFree(rc->c);
+        rc->c = NULL;
+        return err;
+    }
+    apr_pool_cleanup_register(p, *rep, reply_cleanup, apr_pool_cleanup_null);
+    return NULL;
+}
+
+void bff_redis_conn_close(bff_redis_conn_t *rc)
+{
+    if (rc) {
+        if (rc->c) {
+            redisFree(rc->c);
+        }
+        free(rc);
+    }
+}
+
 void bff_redis_health(bff_redis_t *s, bff_store_health_t *out,
                       apr_pool_t *p)
 {

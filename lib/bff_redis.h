@@ -143,6 +143,26 @@ const char *bff_redis_subscribe(bff_redis_t *r, const char *channel,
                                 bff_redis_msg_fn *fn, void *baton,
                                 volatile apr_uint32_t *stop, apr_pool_t *p);
 
+/* A connection of its own, outside the pool and the gate (as a
+ * subscriber's): for one thread that issues blocking commands (XREAD
+ * BLOCK) whose wait is longer than the command timeout. Connect and
+ * handshake (AUTH, SELECT) within the connect timeout; errors are noted
+ * for health, they never mark Redis down for the pool. */
+typedef struct bff_redis_conn_t bff_redis_conn_t;
+
+const char *bff_redis_conn_open(bff_redis_conn_t **out, bff_redis_t *r,
+                                apr_pool_t *p);
+
+/* One command on c, its reply read within wait_ms plus the command
+ * timeout (wait_ms: how long the command itself may block). NULL: *rep
+ * holds the reply (freed with p). Otherwise why not; c is then unusable:
+ * close it and open another. */
+const char *bff_redis_conn_call(struct redisReply **rep, bff_redis_conn_t *c,
+                                const bff_redis_cmd_t *cmd, long wait_ms,
+                                apr_pool_t *p);
+
+void bff_redis_conn_close(bff_redis_conn_t *c);
+
 /* The gate's state and counters, and the pool's connections. */
 void bff_redis_health(bff_redis_t *r, bff_store_health_t *out,
                       apr_pool_t *p);

@@ -23,4 +23,4 @@ if [ ! -f Makefile ] || [ "$(cat .configure-args 2>/dev/null)" != "$want" ]; the
     echo "$want" > .configure-args
 fi
 make -j"$(nproc)" all
-make -j"$(nproc)" t/unit/check_core t/unit/check_engine t/unit/check_h1 t/unit/check_auth t/unit/check_cache t/unit/check_obs t/unit/check_metrics t/unit/check_present t/unit/check_resilience t/unit/check_schema t/unit/check_cors t/unit/check_tls
+make -j"$(nproc)" t/unit/check_core t/unit/check_engine t/unit/check_h1 t/unit/check_auth t/unit/check_cache t/unit/check_obs t/unit/check_metrics t/unit/check_present t/unit/check_resilience t/unit/check_schema t/unit/check_cors t/unit/check_tls t/unit/check_sse
