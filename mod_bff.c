@@ -460,8 +460,8 @@ static const char *cmd_backend_tls(cmd_parms *cmd, void *dcv, const char *arg)
     }
     if (!n) {
         return apr_psprintf(cmd->pool, "BFFBackendTLS %s: no option (ca=, "
-                            "ca-path=, cert=, key=, verify=, min-tls=, "
-                            "server-name=)", name);
+                            "ca-path=, cert=, key=, key-pass-file=, crl=, "
+                            "verify=, min-tls=, server-name=)", name);
     }
     if ((err = bff_tls_load(t, cmd->pool))) {
         return apr_psprintf(cmd->pool, "BFFBackendTLS %s: %s", name, err);
