@@ -15,7 +15,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "mod_auth.h"
-#include "util_cookies.h"
+#include "scoreboard.h"
 
 #include "mod_bff_access.h"
 #include "bff_opts.h"
@@ -565,6 +565,12 @@ static void query_rewrite(request_rec *r, const char *name)
     }
     r->unparsed_uri = (char *)uri;
     r->parsed_uri.query = (char *)r->args;
+    /* the scoreboard took its copy of the request line when the line was
+     * read: mod_status would show the token as long as the request runs,
+     * hours for a WebSocket tunnel */
+    if (r->connection->sbh) {
+        ap_update_child_status(r->connection->sbh, SERVER_BUSY_WRITE, r);
+    }
 }
 
 typedef struct {

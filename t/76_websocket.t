@@ -16,7 +16,7 @@ use BFFJWT;
 use BFFWebSocket ();
 use BFFConfTest qw(configtest);
 
-plan tests => 48;
+plan tests => 50;
 
 my $libexec = $ENV{BFF_T_LIBEXECDIR};
 my $keys = keydir();
@@ -42,6 +42,11 @@ LoadModule headers_module "$libexec/mod_headers.so"
 LoadModule proxy_module "$libexec/mod_proxy.so"
 LoadModule proxy_http_module "$libexec/mod_proxy_http.so"
 LoadModule proxy_wstunnel_module "$libexec/mod_proxy_wstunnel.so"
+LoadModule status_module "$libexec/mod_status.so"
+ExtendedStatus On
+<Location /server-status>
+    SetHandler server-status
+</Location>
 LogLevel info bff:debug proxy:notice
 $jwt_conf
 Include "$ENV{BFF_TOP}/conf/bff-log.conf"
@@ -149,6 +154,10 @@ ok !(($hd->[-1] // '') =~ /access_token|\Q$qtok\E/), 'no token anywhere in what 
 
 $c = ws("/wsq/room3?access_token=$qtok");
 ok t_cmp($c->{status}, 101, 'the token as the only parameter');
+# mod_status shows the request line of the open tunnel, without the token
+my $status = http_get($port, '/server-status')->content;
+ok t_cmp($status, qr{GET /wsq/room3 HTTP/1\.1}, 'mod_status shows the open tunnel');
+ok !($status =~ /access_token|\Q$qtok\E/), 'without the token';
 BFFWebSocket::close_ws($c);
 ok t_cmp(heads()->[-1] // '', qr{^GET /echo/room3 HTTP/1\.1\r$}m, 'forwarded without a query');
 $c = ws("/wsq/room3", bearer($tok));
