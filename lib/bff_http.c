@@ -286,7 +286,7 @@ const char *bff_query_take(const char **rest, const char *args,
                 found = 1;
             }
         }
-        else {
+        else if (len) {     /* "a&&b" -> "a&b": an empty one says nothing */
             const char *kept = apr_pstrmemdup(p, s, len);
             out = out ? apr_pstrcat(p, out, "&", kept, NULL) : kept;
         }

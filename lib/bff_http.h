@@ -65,7 +65,8 @@ const char *bff_query_get(const char *args, const char *name, apr_pool_t *p);
 /* The decoded value of the first query parameter whose decoded name is
  * name ("" for a bare name; NULL when there is none or its value does not
  * decode), and in *rest the query without any parameter of that name, the
- * others as they were (NULL when nothing remains). args may be NULL. */
+ * others as they were, empty ones left out (NULL when nothing remains).
+ * args may be NULL. */
 const char *bff_query_take(const char **rest, const char *args,
                            const char *name, apr_pool_t *p);
 

@@ -2191,6 +2191,11 @@ START_TEST(token_query)
     /* an encoded name is the same parameter */
     ck_assert_str_eq(bff_token_query(&rest, "%74=abc&y", "t", tp), "abc");
     ck_assert_str_eq(rest, "y");
+    /* empty parameters are left out: nothing remains, not "" */
+    ck_assert_str_eq(bff_token_query(&rest, "&t=abc&&", "t", tp), "abc");
+    ck_assert_ptr_null(rest);
+    ck_assert_ptr_null(bff_token_query(&rest, "a&&b", "t", tp));
+    ck_assert_str_eq(rest, "a&b");
     /* other names stay as they were */
     ck_assert_ptr_null(bff_token_query(&rest, "tt=1&t2=2&T=3", "t", tp));
     ck_assert_str_eq(rest, "tt=1&t2=2&T=3");
