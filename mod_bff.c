@@ -465,8 +465,8 @@ static const char *cmd_backend_tls(cmd_parms *cmd, void *dcv, const char *arg)
     }
     if (!n) {
         return apr_psprintf(cmd->pool, "BFFBackendTLS %s: no option (ca=, "
-                            "ca-path=, cert=, key=, verify=, min-tls=, "
-                            "server-name=)", name);
+                            "ca-path=, cert=, key=, key-pass-file=, crl=, "
+                            "verify=, min-tls=, server-name=)", name);
     }
     if ((err = bff_tls_load(t, cmd->pool))) {
         return apr_psprintf(cmd->pool, "BFFBackendTLS %s: %s", name, err);
@@ -608,15 +608,11 @@ static const char *cmd_client(cmd_parms *cmd, void *dcv, const char *arg)
 static const char *cmd_fwd_header(cmd_parms *cmd, void *dcv, const char *name)
 {
     bff_dir_conf_t *dc = dcv;
-    const char *s;
     int i;
 
-    for (s = name; *s; s++) {
-        /* an RFC 9110 token */
-        if (!apr_isalnum(*s) && !strchr("!#$%&'*+-.^_`|~", *s)) {
-            return apr_psprintf(cmd->pool, "BFFForwardHeader %s: not a "
-                                "header name", name);
-        }
+    if (!bff_http_token(name)) {
+        return apr_psprintf(cmd->pool, "BFFForwardHeader %s: not a "
+                            "header name", name);
     }
     for (i = 0; fwd_header_denied[i]; i++) {
         if (!strcasecmp(name, fwd_header_denied[i])) {

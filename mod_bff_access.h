@@ -39,6 +39,8 @@
 #include "bff_jwt.h"
 #include "bff_apikey.h"
 #include "bff_bucket.h"
+#include "bff_token.h"
+#include "bff_http.h"
 
 #define AUTH_JWT    "bff-jwt"
 #define AUTH_APIKEY "bff-apikey"
@@ -49,14 +51,6 @@
 #define FB_CLOSED 3
 
 /* ------------------------------------------------------------ config -- */
-
-/* Token sources (BFFTokenSource) */
-typedef enum { SRC_BEARER, SRC_HEADER, SRC_COOKIE, SRC_QUERY } src_kind_e;
-
-typedef struct {
-    src_kind_e kind;
-    const char *name;            /* header, cookie or query parameter */
-} token_src_t;
 
 /* BFFIdentityHeader */
 typedef struct {
@@ -122,11 +116,14 @@ struct bff_auth_srv_t {
     const char *redis_url;       /* NULL: no Redis */
     long redis_connect_ms, redis_timeout_ms, redis_retry_ms;
     int instances;               /* UNSET */
+    /* BFFTokenSource cookie: and query: of this server's sections, for
+     * apache2 -t (const char *: "WORD in <Location /x> at FILE:LINE") */
+    apr_array_header_t *token_optins;
 };
 
 struct bff_auth_dir_t {
     jwt_srv_t *jwt;                  /* NULL: the server's */
-    apr_array_header_t *sources;     /* token_src_t; NULL: unset */
+    apr_array_header_t *sources;     /* bff_token_src_t; NULL: unset */
     const char *apikey_header;       /* NULL: unset */
     apr_array_header_t *idents;      /* ident_t */
     apr_array_header_t *limits;      /* limit_t * */
@@ -172,15 +169,7 @@ static inline const char *srv_only(cmd_parms *cmd)
 
 static inline int header_name_ok(const char *s)
 {
-    if (!*s) {
-        return 0;
-    }
-    for (; *s; s++) {
-        if (!apr_isalnum(*s) && !strchr("!#$%&'*+-.^_`|~", *s)) {
-            return 0;
-        }
-    }
-    return 1;
+    return bff_http_token(s);
 }
 
 static inline bff_auth_dir_t *dir_conf(request_rec *r)

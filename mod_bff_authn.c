@@ -15,7 +15,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "mod_auth.h"
-#include "util_cookies.h"
+#include "scoreboard.h"
 
 #include "mod_bff_access.h"
 #include "bff_opts.h"
@@ -353,38 +353,34 @@ const char *bff_auth_cmd_token_source(cmd_parms *cmd, void *dcv,
                                       const char *arg)
 {
     bff_dir_conf_t *dc = dcv;
+    bff_auth_srv_t *as = srv_conf(cmd);
     const char *err = dir_only(cmd, dcv);
-    token_src_t *src;
-    const char *colon = strchr(arg, ':');
+    bff_token_src_t *src;
 
     if (err) {
         return err;
     }
     if (!dc->auth->sources) {
-        dc->auth->sources = apr_array_make(cmd->pool, 2, sizeof(token_src_t));
+        dc->auth->sources = apr_array_make(cmd->pool, 2,
+                                           sizeof(bff_token_src_t));
     }
     src = apr_array_push(dc->auth->sources);
-    if (!strcasecmp(arg, "bearer")) {
-        src->kind = SRC_BEARER;
-        return NULL;
+    if ((err = bff_token_source_parse(src, arg, cmd->pool))) {
+        return apr_psprintf(cmd->pool, "BFFTokenSource %s: %s", arg, err);
     }
-    if (colon && colon[1]) {
-        src->name = colon + 1;
-        if (!strncasecmp(arg, "header:", 7) && header_name_ok(src->name)) {
-            src->kind = SRC_HEADER;
-            return NULL;
+    if (src->kind == BFF_TOKEN_COOKIE || src->kind == BFF_TOKEN_QUERY) {
+        if (!as->token_optins) {
+            as->token_optins = apr_array_make(cmd->pool, 2,
+                                              sizeof(const char *));
         }
-        if (!strncasecmp(arg, "cookie:", 7) && header_name_ok(src->name)) {
-            src->kind = SRC_COOKIE;
-            return NULL;
-        }
-        if (!strncasecmp(arg, "query:", 6)) {
-            src->kind = SRC_QUERY;
-            return NULL;
-        }
+        const ap_directive_t *sec = cmd->directive->parent;
+        APR_ARRAY_PUSH(as->token_optins, const char *) = apr_psprintf(
+            cmd->pool, "BFFTokenSource %s in %s%s%s at %s:%d", arg,
+            sec ? sec->directive : "the server config", sec ? " " : "",
+            sec ? sec->args : "", cmd->directive->filename,
+            cmd->directive->line_num);
     }
-    return apr_psprintf(cmd->pool, "BFFTokenSource %s: expected bearer, "
-                        "header:NAME, cookie:NAME or query:NAME", arg);
+    return NULL;
 }
 
 const char *bff_auth_cmd_apikey_file(cmd_parms *cmd, void *dcv,
@@ -579,46 +575,103 @@ const char *bff_auth_bearer_challenge(request_rec *r, const char *error,
     return c;
 }
 
-static const char *token_from(request_rec *r, const token_src_t *src)
+/* Replaces the query of the request line (r->the_request) and of
+ * r->unparsed_uri by the one without the token parameter: %r in an
+ * access log and mod_status show the request line. */
+static void query_rewrite(request_rec *r, const char *name)
 {
-    const char *v = NULL;
+    const char *old = r->unparsed_uri, *q = strchr(old, '?'), *rest, *at;
+    const char *uri;
 
-    switch (src->kind) {
-    case SRC_BEARER:
-        v = apr_table_get(r->headers_in, "Authorization");
-        if (v && !strncasecmp(v, "Bearer ", 7)) {
-            for (v += 7; *v == ' '; v++) {
-            }
-            return *v ? v : NULL;
-        }
-        return NULL;
-    case SRC_HEADER:
-        v = apr_table_get(r->headers_in, src->name);
-        return v && *v ? v : NULL;
-    case SRC_COOKIE:
-        if (ap_cookie_read(r, src->name, &v, 0) != APR_SUCCESS) {
-            return NULL;
-        }
-        return v && *v ? v : NULL;
-    case SRC_QUERY: {
-        /* a JWT holds no character that needs escaping: take the value
-         * as it is, or unescape it when it was escaped anyway */
-        apr_size_t n = strlen(src->name);
-        const char *a = r->args;
-        while (a && *a) {
-            const char *end = strchr(a, '&');
-            apr_size_t len = end ? (apr_size_t)(end - a) : strlen(a);
-            if (len > n && !strncmp(a, src->name, n) && a[n] == '=') {
-                char *val = apr_pstrmemdup(r->pool, a + n + 1, len - n - 1);
-                if (ap_unescape_urlencoded(val) != OK || !*val) {
-                    return NULL;
-                }
-                return val;
-            }
-            a = end ? end + 1 : NULL;
-        }
+    if (!q) {
+        return;
+    }
+    bff_token_query(&rest, q + 1, name, r->pool);
+    uri = apr_pstrcat(r->pool, apr_pstrmemdup(r->pool, old,
+                                              (apr_size_t)(q - old)),
+                      rest ? "?" : "", rest, NULL);
+    if (r->the_request && (at = strstr(r->the_request, old)) != NULL) {
+        r->the_request = apr_pstrcat(r->pool,
+            apr_pstrmemdup(r->pool, r->the_request,
+                           (apr_size_t)(at - r->the_request)),
+            uri, at + strlen(old), NULL);
+    }
+    r->unparsed_uri = (char *)uri;
+    r->parsed_uri.query = (char *)r->args;
+    /* the scoreboard took its copy of the request line when the line was
+     * read: mod_status would show the token as long as the request runs,
+     * hours for a WebSocket tunnel */
+    if (r->connection->sbh) {
+        ap_update_child_status(r->connection->sbh, SERVER_BUSY_WRITE, r);
+    }
+}
+
+typedef struct {
+    apr_pool_t *p;
+    const char *all;
+} cookies_t;
+
+static int cookie_join(void *v, const char *key, const char *val)
+{
+    cookies_t *c = v;
+
+    c->all = c->all ? apr_pstrcat(c->p, c->all, "; ", val, NULL) : val;
+    return 1;
+}
+
+/* The token of a cookie; the cookie leaves the request (every Cookie
+ * header, joined, is replaced by what remains). */
+static const char *take_cookie(request_rec *r, const char *name)
+{
+    cookies_t c = { r->pool, NULL };
+    const char *v, *rest;
+
+    apr_table_do(cookie_join, &c, r->headers_in, "Cookie", NULL);
+    if (!c.all) {
         return NULL;
     }
+    v = bff_token_cookie(&rest, c.all, name, r->pool);
+    apr_table_unset(r->headers_in, "Cookie");
+    if (rest) {
+        apr_table_setn(r->headers_in, "Cookie", rest);
+    }
+    return v;
+}
+
+/* The token of a query parameter; the parameter leaves the request:
+ * r->args (what mod_proxy appends to the backend URL, %q, mod_bff's
+ * %{query}J), r->unparsed_uri and the request line. */
+static const char *take_query(request_rec *r, const char *name)
+{
+    const char *v, *rest;
+
+    if (!r->args) {
+        return NULL;
+    }
+    v = bff_token_query(&rest, r->args, name, r->pool);
+    r->args = (char *)rest;
+    query_rewrite(r, name);
+    return v;
+}
+
+/* The token of one source. Cookie and query sources are taken out of the
+ * request whether a token was found earlier or not, and whether it
+ * verifies or not. */
+static const char *token_from(request_rec *r, const bff_token_src_t *src)
+{
+    const char *v;
+
+    switch (src->kind) {
+    case BFF_TOKEN_BEARER:
+        return bff_token_bearer(apr_table_get(r->headers_in,
+                                              "Authorization"));
+    case BFF_TOKEN_HEADER:
+        v = apr_table_get(r->headers_in, src->name);
+        return v && *v ? v : NULL;
+    case BFF_TOKEN_COOKIE:
+        return take_cookie(r, src->name);
+    case BFF_TOKEN_QUERY:
+        return take_query(r, src->name);
     }
     return NULL;
 }
@@ -659,7 +712,7 @@ static int unauthorized(request_rec *r, const char *note, const char *detail,
 
 static int authn_jwt(request_rec *r)
 {
-    static const token_src_t bearer = { SRC_BEARER, NULL };
+    static const bff_token_src_t bearer = { BFF_TOKEN_BEARER, NULL };
     bff_auth_srv_t *as = req_srv(r);
     bff_auth_dir_t *ad = dir_conf(r);
     jwt_srv_t *j = ad && ad->jwt ? ad->jwt->use : as->jwt;
@@ -678,8 +731,10 @@ static int authn_jwt(request_rec *r)
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (ad && ad->sources) {
-        for (i = 0; !token && i < ad->sources->nelts; i++) {
-            token = token_from(r, &APR_ARRAY_IDX(ad->sources, i, token_src_t));
+        for (i = 0; i < ad->sources->nelts; i++) {
+            const char *t = token_from(r, &APR_ARRAY_IDX(ad->sources, i,
+                                                         bff_token_src_t));
+            token = token ? token : t;
         }
     }
     else {
@@ -1163,6 +1218,44 @@ static void check_jwt_claims(server_rec *s, apr_pool_t *ptemp)
     }
 }
 
+/* Tokens from cookies and query parameters are opt-ins (browsers cannot
+ * set Authorization on a WebSocket upgrade or an EventSource), each a
+ * risk of its own: `apache2 -t` names every place that takes one. */
+static void report_token_sources(server_rec *s)
+{
+    server_rec *vs;
+    int i;
+
+    if (ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST) {
+        return;
+    }
+    for (vs = s; vs; vs = vs->next) {
+        bff_auth_srv_t *as = ((bff_server_conf_t *)ap_get_module_config(
+                                vs->module_config, &bff_module))->auth;
+        for (i = 0; as->token_optins && i < as->token_optins->nelts; i++) {
+            const char *what = APR_ARRAY_IDX(as->token_optins, i,
+                                             const char *);
+            if (strstr(what, "BFFTokenSource query:") == what) {
+                ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs, BFFLOGNO(820)
+                             "%s: access tokens in the URL; mod_bff removes "
+                             "the parameter from the request before it is "
+                             "forwarded or logged by the access log, but "
+                             "what sees the URL before httpd's access phase "
+                             "(proxies in front, browser history, "
+                             "mod_log_forensic) keeps it", what);
+            }
+            else {
+                ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs, BFFLOGNO(821)
+                             "%s: access tokens in a cookie, which browsers "
+                             "send by themselves, from other sites' pages "
+                             "too unless it is SameSite (cross-site request "
+                             "forgery); removed from the Cookie header "
+                             "before forwarding", what);
+            }
+        }
+    }
+}
+
 /* --------------------------------------------------------- lifecycle -- */
 
 /* Runs at every start and restart, and for `apache2 -t` (and so
@@ -1173,6 +1266,7 @@ static int authn_check_config(apr_pool_t *pconf, apr_pool_t *plog,
                               apr_pool_t *ptemp, server_rec *s)
 {
     check_jwt_claims(s, ptemp);
+    report_token_sources(s);
     if (ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST) {
         return OK;
     }

@@ -8,6 +8,7 @@
 #include <apr_strings.h>
 
 #include "bff_cors.h"
+#include "bff_http.h"
 
 static char *lower_dup(const char *s, apr_size_t n, apr_pool_t *p)
 {
@@ -142,15 +143,7 @@ int bff_cors_origin_allowed(const apr_array_header_t *list,
 
 int bff_cors_token(const char *s)
 {
-    if (!s || !*s) {
-        return 0;
-    }
-    for (; *s; s++) {
-        if (!apr_isalnum(*s) && !strchr("!#$%&'*+-.^_`|~", *s)) {
-            return 0;
-        }
-    }
-    return 1;
+    return bff_http_token(s);
 }
 
 int bff_cors_method_allowed(const char *method,

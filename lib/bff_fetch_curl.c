@@ -134,6 +134,7 @@ static int tls_failure(CURLcode rc, const char *msg)
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_CIPHER:
     case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CRL_BADFILE:
     case CURLE_SSL_ISSUER_ERROR:
     case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
     case CURLE_SSL_INVALIDCERTSTATUS:
@@ -273,6 +274,9 @@ static void set_tls(CURL *e, const bff_tls_t *t)
         b.flags = CURL_BLOB_COPY;
         curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &b);
         curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+    }
+    if (t->crl_file) {
+        curl_easy_setopt(e, CURLOPT_CRLFILE, t->crl_file);
     }
     if (t->min_tls) {
         curl_easy_setopt(e, CURLOPT_SSLVERSION, t->min_tls == 13

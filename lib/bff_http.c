@@ -265,6 +265,50 @@ const char *bff_query_get(const char *args, const char *name, apr_pool_t *p)
     return out;
 }
 
+const char *bff_query_take(const char **rest, const char *args,
+                           const char *name, apr_pool_t *p)
+{
+    const char *value = NULL, *out = NULL, *s = args;
+    int found = 0;
+
+    while (s && *s) {
+        const char *amp = strchr(s, '&'), *eq;
+        apr_size_t len = amp ? (apr_size_t)(amp - s) : strlen(s);
+        const char *n;
+
+        eq = memchr(s, '=', len);
+        n = form_decode(s, eq ? (apr_size_t)(eq - s) : len, p);
+        if (n && !strcmp(n, name)) {
+            if (!found) {
+                value = eq ? form_decode(eq + 1,
+                                         len - (apr_size_t)(eq - s) - 1, p)
+                           : "";
+                found = 1;
+            }
+        }
+        else if (len) {     /* "a&&b" -> "a&b": an empty one says nothing */
+            const char *kept = apr_pstrmemdup(p, s, len);
+            out = out ? apr_pstrcat(p, out, "&", kept, NULL) : kept;
+        }
+        s = amp ? amp + 1 : NULL;
+    }
+    *rest = out;
+    return value;
+}
+
+int bff_http_token(const char *s)
+{
+    if (!s || !*s) {
+        return 0;
+    }
+    for (; *s; s++) {
+        if (!apr_isalnum(*s) && !strchr("!#$%&'*+-.^_`|~", *s)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* 1 when the comma separated list v[0..n) has a member equal (case
  * insensitive) to want; with param, a member "want=..." counts too. */
 static int list_has(const char *v, apr_size_t n, const char *want, int param)

@@ -68,6 +68,18 @@ const char *bff_query_get(const char *args, const char *name, apr_pool_t *p);
 const char *bff_http_header(const char *headers, apr_size_t len,
                             const char *name, apr_pool_t *p);
 
+/* The decoded value of the first query parameter whose decoded name is
+ * name ("" for a bare name; NULL when there is none or its value does not
+ * decode), and in *rest the query without any parameter of that name, the
+ * others as they were, empty ones left out (NULL when nothing remains).
+ * args may be NULL. */
+const char *bff_query_take(const char **rest, const char *args,
+                           const char *name, apr_pool_t *p);
+
+/* 1 when s is a non-empty RFC 9110 token (a header, cookie or method
+ * name); NULL is none. */
+int bff_http_token(const char *s);
+
 /* Why a backend response with these header fields ("Name: value\r\n"
  * lines, as a fetcher returns them; NULL or "" for none) must not be
  * stored in a shared cache: "Set-Cookie", "Cache-Control: no-store",

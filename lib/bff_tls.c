@@ -9,6 +9,12 @@
 #include <apr_strings.h>
 #include <apr_tables.h>
 
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "bff_tls.h"
 #include "bff_opts.h"
 #include "bff_jwt.h"        /* bff_file_read */
@@ -74,6 +80,8 @@ static const bff_opt_t tls_opts[] = {
     BFF_OPT_VAL("ca-path", BFF_OPT_STR, bff_tls_t, ca_path),
     BFF_OPT_VAL("cert", BFF_OPT_STR, bff_tls_t, cert_file),
     BFF_OPT_VAL("key", BFF_OPT_STR, bff_tls_t, key_file),
+    BFF_OPT_VAL("key-pass-file", BFF_OPT_STR, bff_tls_t, key_pass_file),
+    BFF_OPT_VAL("crl", BFF_OPT_STR, bff_tls_t, crl_file),
     BFF_OPT_VAL("verify", BFF_OPT_ONOFF, bff_tls_t, verify),
     BFF_OPT_CALL("min-tls", opt_min_tls),
     BFF_OPT_CALL("server-name", opt_server_name),
@@ -139,12 +147,6 @@ const char *bff_tls_read_pem(bff_tls_blob_t *out, const char *what,
         const char *e = b ? strstr(b, "PRIVATE KEY-----") : NULL;
         if (!b || !e || e - b > 40 || memchr(b + 11, '\n', (apr_size_t)(e - b - 11))) {
             return apr_psprintf(p, "%s %s: no PEM private key in it", what,
-                                path);
-        }
-        if (strstr(buf, "ENCRYPTED")) {
-            return apr_psprintf(p, "%s %s: the private key is encrypted "
-                                "(a passphrase cannot be given: store it "
-                                "unencrypted, readable by root only)", what,
                                 path);
         }
     }
@@ -215,16 +217,19 @@ const char *bff_tls_read_ca_dir(bff_tls_blob_t *out, const char *dir,
     return NULL;
 }
 
-void bff_tls_wipe(bff_tls_t *t)
+/* volatile: a store into memory about to be freed is not optimised away */
+static void wipe(volatile char *s, apr_size_t n)
 {
-    /* volatile: a store into memory about to be freed is not optimised
-     * away */
-    volatile char *k = (volatile char *)t->key.data;
     apr_size_t i;
 
-    for (i = 0; k && i < t->key.len; i++) {
-        k[i] = 0;
+    for (i = 0; s && i < n; i++) {
+        s[i] = 0;
     }
+}
+
+void bff_tls_wipe(bff_tls_t *t)
+{
+    wipe((volatile char *)t->key.data, t->key.len);
     t->key.data = NULL;
     t->key.len = 0;
 }
@@ -233,6 +238,167 @@ static apr_status_t wipe_cleanup(void *t)
 {
     bff_tls_wipe(t);
     return APR_SUCCESS;
+}
+
+/* OpenSSL asks for a passphrase through this (never on the terminal):
+ * u is the passphrase, or NULL for none. */
+static int pass_cb(char *buf, int size, int rwflag, void *u)
+{
+    size_t n = u ? strlen(u) : 0;
+
+    (void)rwflag;
+    if (!u || n >= (size_t)size) {
+        return 0;
+    }
+    memcpy(buf, u, n);
+    return (int)n;
+}
+
+/* The first line of key-pass-file=, without its line end. */
+static const char *read_pass(char **pass, const char *path, apr_pool_t *p)
+{
+    apr_size_t len;
+    char *buf;
+    const char *err = bff_file_read(&buf, &len, "key-pass-file", path, 4096,
+                                    p);
+
+    if (err) {
+        return err;
+    }
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (!*buf) {
+        wipe(buf, len);
+        return apr_psprintf(p, "key-pass-file %s: no passphrase on its "
+                            "first line", path);
+    }
+    *pass = buf;
+    return NULL;
+}
+
+/* The private key of t->key as an OpenSSL key, decrypted with
+ * key-pass-file= when it is encrypted. */
+static const char *parse_key(EVP_PKEY **pkey, bff_tls_t *t, apr_pool_t *p)
+{
+    int encrypted = strstr(t->key.data, "ENCRYPTED") != NULL;
+    char *pass = NULL;
+    const char *err;
+    BIO *bio;
+
+    if (encrypted && !t->key_pass_file) {
+        return apr_psprintf(p, "key %s: the private key is encrypted: give "
+                            "its passphrase in a file only root reads, "
+                            "key-pass-file=FILE", t->key_file);
+    }
+    if (!encrypted && t->key_pass_file) {
+        return apr_psprintf(p, "key-pass-file=%s: the private key %s is not "
+                            "encrypted", t->key_pass_file, t->key_file);
+    }
+    if (encrypted && (err = read_pass(&pass, t->key_pass_file, p))) {
+        return err;
+    }
+    bio = BIO_new_mem_buf(t->key.data, (int)t->key.len);
+    *pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, pass_cb, pass) : NULL;
+    BIO_free(bio);
+    if (pass) {
+        wipe(pass, strlen(pass));
+    }
+    ERR_clear_error();
+    if (!*pkey) {
+        return encrypted
+            ? apr_psprintf(p, "key %s: cannot decrypt the private key with "
+                           "the passphrase of key-pass-file=%s (wrong "
+                           "passphrase?)", t->key_file, t->key_pass_file)
+            : apr_psprintf(p, "key %s: the private key does not parse",
+                           t->key_file);
+    }
+    return NULL;
+}
+
+/* Replaces t->key by the unencrypted PEM of pkey. */
+static const char *key_decrypted(bff_tls_t *t, EVP_PKEY *pkey, apr_pool_t *p)
+{
+    BIO *out = BIO_new(BIO_s_secmem());
+    char *data;
+    long n;
+    char *copy;
+
+    if (!out || !PEM_write_bio_PrivateKey(out, pkey, NULL, NULL, 0, NULL,
+                                          NULL)) {
+        BIO_free(out);
+        ERR_clear_error();
+        return apr_psprintf(p, "key %s: cannot re-encode the decrypted key",
+                            t->key_file);
+    }
+    n = BIO_get_mem_data(out, &data);
+    copy = apr_palloc(p, (apr_size_t)n + 1);
+    memcpy(copy, data, (size_t)n);
+    copy[n] = '\0';
+    BIO_free(out);          /* secure memory: cleared when freed */
+    t->key.data = copy;
+    t->key.len = (apr_size_t)n;
+    return NULL;
+}
+
+/* The key: parsed (decrypted when it is encrypted), checked against the
+ * first certificate of cert=, and kept unencrypted for libcurl. */
+static const char *load_key(bff_tls_t *t, apr_pool_t *p)
+{
+    int encrypted = strstr(t->key.data, "ENCRYPTED") != NULL;
+    EVP_PKEY *pkey = NULL;
+    X509 *cert = NULL;
+    BIO *bio;
+    const char *err = parse_key(&pkey, t, p);
+
+    if (err) {
+        return err;
+    }
+    bio = BIO_new_mem_buf(t->cert.data, (int)t->cert.len);
+    cert = bio ? PEM_read_bio_X509(bio, NULL, pass_cb, NULL) : NULL;
+    BIO_free(bio);
+    if (!cert) {
+        err = apr_psprintf(p, "cert %s: the certificate does not parse",
+                           t->cert_file);
+    }
+    else if (X509_check_private_key(cert, pkey) != 1) {
+        err = apr_psprintf(p, "key %s: not the private key of cert %s",
+                           t->key_file, t->cert_file);
+    }
+    else if (encrypted) {
+        err = key_decrypted(t, pkey, p);
+    }
+    ERR_clear_error();
+    X509_free(cert);
+    EVP_PKEY_free(pkey);
+    return err;
+}
+
+/* crl=: a PEM file of CRLs, each parsed. libcurl reads the file again
+ * for each new connection, as the children's user. */
+static const char *check_crl(const char *path, apr_pool_t *p)
+{
+    char *buf;
+    apr_size_t len;
+    const char *err = bff_file_read(&buf, &len, "crl", path,
+                                    BFF_TLS_FILE_MAX, p);
+    BIO *bio;
+    X509_CRL *crl;
+    int n = 0;
+
+    if (err) {
+        return err;
+    }
+    bio = BIO_new_mem_buf(buf, (int)len);
+    while (bio && (crl = PEM_read_bio_X509_CRL(bio, NULL, pass_cb, NULL))) {
+        X509_CRL_free(crl);
+        n++;
+    }
+    BIO_free(bio);
+    ERR_clear_error();
+    if (!n) {
+        return apr_psprintf(p, "crl %s: no PEM certificate revocation list "
+                            "in it", path);
+    }
+    return NULL;
 }
 
 const char *bff_tls_load(bff_tls_t *t, apr_pool_t *p)
@@ -247,9 +413,17 @@ const char *bff_tls_load(bff_tls_t *t, apr_pool_t *p)
         return apr_psprintf(p, "cert=%s without key=: its private key is "
                             "missing", t->cert_file);
     }
-    if (!t->verify && (t->ca_file || t->ca_path)) {
-        return "verify=off with ca= or ca-path=: certificates that are not "
-               "verified need no CA (remove one or the other)";
+    if (!t->verify && (t->ca_file || t->ca_path || t->crl_file)) {
+        return "verify=off with ca=, ca-path= or crl=: certificates that "
+               "are not verified need no CA and no CRL (remove one or the "
+               "other)";
+    }
+    if (t->key_pass_file && !t->key_file) {
+        return apr_psprintf(p, "key-pass-file=%s without key=: no key to "
+                            "decrypt", t->key_pass_file);
+    }
+    if (t->crl_file && (err = check_crl(t->crl_file, p))) {
+        return err;
     }
     memset(&t->ca, 0, sizeof(t->ca));
     if (t->ca_file) {
@@ -275,6 +449,9 @@ const char *bff_tls_load(bff_tls_t *t, apr_pool_t *p)
     }
     if (t->key.data) {
         apr_pool_cleanup_register(p, t, wipe_cleanup, apr_pool_cleanup_null);
+        if ((err = load_key(t, p))) {
+            return err;
+        }
     }
     return NULL;
 }

@@ -6,7 +6,14 @@
  *     ca=FILE          PEM certificates trusted instead of the system's
  *     ca-path=DIR      every PEM certificate of the files in DIR, too
  *     cert=FILE        PEM client certificate (mutual TLS); needs key=
- *     key=FILE         PEM private key of cert= (not encrypted)
+ *     key=FILE         PEM private key of cert=
+ *     key-pass-file=FILE  the passphrase of an encrypted key= (the first
+ *                      line of FILE): the key is decrypted when it is
+ *                      loaded, so libcurl only ever sees it decrypted
+ *     crl=FILE         PEM certificate revocation lists: a backend
+ *                      certificate they revoke (or of a CA without a CRL
+ *                      in FILE) fails verification; libcurl reads FILE
+ *                      for each new connection (CURLOPT_CRLFILE)
  *     verify=on|off    peer and host name verification (default on)
  *     min-tls=1.2|1.3  lowest protocol version accepted
  *     server-name=HOST the name sent as SNI, checked against the
@@ -37,6 +44,8 @@ typedef struct bff_tls_t {
     const char *ca_path;
     const char *cert_file;
     const char *key_file;
+    const char *key_pass_file;
+    const char *crl_file;
     int verify;             /* 1 (default) or 0 (verify=off) */
     int min_tls;            /* 0: the TLS library's default; 12 or 13 */
     const char *server_name;    /* NULL: the URL's host */
@@ -55,8 +64,9 @@ const char *bff_tls_option(bff_tls_t *t, const char *opt, apr_pool_t *p);
 
 /* Checks the options together (a key needs its certificate and the other
  * way round) and reads every file into memory, each checked to hold what
- * it should (certificates, one unencrypted private key). NULL or an error
- * naming the option and the file. */
+ * it should (certificates, one private key belonging to the certificate,
+ * decrypted with key-pass-file= when it is encrypted; CRLs). NULL or an
+ * error naming the option and the file. */
 const char *bff_tls_load(bff_tls_t *t, apr_pool_t *p);
 
 /* Overwrites the private key held in memory and forgets it. bff_tls_load
@@ -65,7 +75,8 @@ const char *bff_tls_load(bff_tls_t *t, apr_pool_t *p);
 void bff_tls_wipe(bff_tls_t *t);
 
 /* Reads one PEM file into *out; label is "CERTIFICATE" (one or more
- * certificates) or "PRIVATE KEY" (any unencrypted private key block).
+ * certificates) or "PRIVATE KEY" (any private key block, encrypted ones
+ * included).
  * what names the file in errors ("cert"). */
 const char *bff_tls_read_pem(bff_tls_blob_t *out, const char *what,
                              const char *path, const char *label,

@@ -14,95 +14,28 @@ use warnings FATAL => 'all';
 
 use Apache::Test qw(-withtestmore);
 use Apache::TestUtil;
-use File::Path qw(make_path remove_tree);
-use IO::Socket::INET ();
-use IO::Socket::SSL ();
-use POSIX ();
 use Time::HiRes qw(sleep);
 use BFFTest;
+use BFFTLS ();
 
 plan tests => 43;
 
 my $client = $ENV{BFF_T_CLIENT} // 'native';
-my $K = Apache::Test::vars('t_logs') . '/tls82';
-remove_tree($K);
-make_path($K);
+my $K = BFFTLS::pki_dir('tls82');
 
-sub run {
-    my $cmd = shift;
-    my $out = `$cmd 2>&1`;
-    die "failed: $cmd\n$out" if $?;
-    return $out;
-}
-
-sub spew { open my $fh, '>', $_[0] or die "$_[0]: $!"; print $fh $_[1]; close $fh }
 sub slurp { open my $fh, '<', $_[0] or return ''; local $/; scalar <$fh> }
 
 # --- certificates ------------------------------------------------------
-sub leaf {
-    my ($name, $subj, $ext, $ca) = @_;
-    $ca //= 'ca';
-    run("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out '$K/$name.key'");
-    run("openssl req -new -key '$K/$name.key' -subj '$subj' -out '$K/$name.csr'");
-    spew("$K/$name.ext", "$ext\n");
-    run("openssl x509 -req -in '$K/$name.csr' -CA '$K/$ca.pem' -CAkey '$K/$ca.key' "
-        . "-CAcreateserial -days 2 -extfile '$K/$name.ext' -out '$K/$name.pem'");
-}
-for my $ca ('ca', 'other-ca') {
-    run("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out '$K/$ca.key'");
-    run("openssl req -x509 -new -key '$K/$ca.key' -subj '/CN=BFF test $ca' -days 2 -out '$K/$ca.pem'");
-}
+sub leaf { BFFTLS::leaf($K, @_) }
+BFFTLS::ca($K, $_) for 'ca', 'other-ca';
 leaf('server', '/CN=127.0.0.1', "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth");
 leaf('wrong', '/CN=wrong.example', "subjectAltName=DNS:wrong.example\nextendedKeyUsage=serverAuth");
 leaf('client', '/CN=bff-gateway', "extendedKeyUsage=clientAuth");
 leaf('stranger', '/CN=stranger', "extendedKeyUsage=clientAuth", 'other-ca');
 chmod 0600, "$K/client.key";
-chmod 0755, $K;
 
-# --- TLS backends ------------------------------------------------------
-# Answers every GET with {"conn":N,"path":...,"items":[{"id":1},{"id":2}],
-# "client":SUBJECT|null}: N
-# numbers the server's connections, client is the certificate the
-# gateway presented on it.
-# After refusing a handshake: with TLS 1.3 the client has already sent its
-# request when the server's alert leaves, and closing with that request
-# unread would reset the connection, which may destroy the alert before
-# the client reads it. Drain, then close, as httpd's lingering close does.
-sub linger {
-    my $c = shift;
-    shutdown $c, 1;
-    my ($rin, $buf) = ('', '');
-    vec($rin, fileno($c), 1) = 1;
-    while (select(my $r = $rin, undef, undef, 2) > 0) {
-        last unless sysread $c, $buf, 4096;
-    }
-    POSIX::_exit(0);
-}
-sub tls_server {
-    my (%o) = @_;
-    return fork_server(sub {
-        my ($c, $port, $n) = @_;
-        IO::Socket::SSL->start_SSL($c, SSL_server => 1,
-            SSL_cert_file => "$K/$o{cert}.pem", SSL_key_file => "$K/$o{cert}.key",
-            SSL_ca_file => "$K/ca.pem",
-            ($o{version} ? (SSL_version => $o{version}) : ()),
-            SSL_verify_mode => $o{require} ? 0x03 : 0x01) or linger($c);
-        my $who = $c->peer_certificate('subject');
-        my $buf = '';
-        while (1) {
-            while ($buf !~ /\r\n\r\n/) {
-                my $r = sysread($c, $buf, 4096, length $buf);
-                POSIX::_exit(0) unless $r;
-            }
-            $buf =~ s/^(.*?)\r\n\r\n//s;
-            my ($path) = $1 =~ /^GET (\S+)/;
-            my $body = sprintf '{"conn":%d,"path":"%s","items":[{"id":1},{"id":2}],"client":%s}', $n, $path // '',
-                defined $who ? "\"$who\"" : 'null';
-            print $c "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                . "Content-Length: " . length($body) . "\r\n\r\n$body";
-        }
-    });
-}
+# --- TLS backends (t/lib/BFFTLS.pm) --------------------------------------
+sub tls_server { BFFTLS::server($K, @_) }
 
 my $A = tls_server(cert => 'server');                 # client certificate optional
 my $B = tls_server(cert => 'wrong');                  # a certificate for wrong.example
@@ -189,15 +122,7 @@ my $port = $h->{port};
 my $log = "$h->{dir}/error.log";
 
 sub get { http_get($port, $_[0]) }
-sub log_has {
-    my $re = shift;
-    my $until = Time::HiRes::time() + 3;
-    while (Time::HiRes::time() < $until) {
-        return 1 if slurp($log) =~ $re;
-        sleep 0.1;
-    }
-    return 0;
-}
+sub log_has { BFFTLS::log_has($log, @_) }
 
 # --- trusted ----------------------------------------------------------
 my $r = get('/trusted');

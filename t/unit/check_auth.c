@@ -1,6 +1,7 @@
 /*
  * Unit tests of the access phase core: JWT verification (bff_jwt), API
- * keys (bff_apikey) and token buckets (bff_bucket), the Redis script
+ * keys (bff_apikey), token sources (bff_token: the token taken out of a
+ * cookie or query string) and token buckets (bff_bucket), the Redis script
  * against a real redis-server this program starts on a free loopback port
  * and stops by PID.
  *
@@ -43,6 +44,7 @@
 #include "bff_apikey.h"
 #include "bff_bucket.h"
 #include "bff_lease.h"
+#include "bff_token.h"
 #include "testsrv.h"
 
 #define NOW APR_INT64_C(1700000000)
@@ -2216,13 +2218,122 @@ START_TEST(jwks_schedule)
 }
 END_TEST
 
+/* ------------------------------------------------------ token sources -- */
+
+START_TEST(token_source_parse)
+{
+    bff_token_src_t src;
+
+    ck_assert_ptr_null(bff_token_source_parse(&src, "Bearer", tp));
+    ck_assert_int_eq(src.kind, BFF_TOKEN_BEARER);
+    ck_assert_ptr_null(src.name);
+    ck_assert_ptr_null(bff_token_source_parse(&src, "cookie:bff_token", tp));
+    ck_assert_int_eq(src.kind, BFF_TOKEN_COOKIE);
+    ck_assert_str_eq(src.name, "bff_token");
+    ck_assert_ptr_null(bff_token_source_parse(&src, "query:access_token", tp));
+    ck_assert_int_eq(src.kind, BFF_TOKEN_QUERY);
+    ck_assert_ptr_null(bff_token_source_parse(&src, "HEADER:X-Token", tp));
+    ck_assert_int_eq(src.kind, BFF_TOKEN_HEADER);
+    ck_assert_str_eq(src.name, "X-Token");
+    ck_assert_ptr_nonnull(bff_token_source_parse(&src, "url:x", tp));
+    ck_assert_ptr_nonnull(bff_token_source_parse(&src, "cookie:", tp));
+    ck_assert_ptr_nonnull(bff_token_source_parse(&src, "cookie:a;b", tp));
+    ck_assert_ptr_nonnull(bff_token_source_parse(&src, "header:a b", tp));
+    ck_assert_ptr_nonnull(bff_token_source_parse(&src, "query:a&b", tp));
+    ck_assert_ptr_nonnull(bff_token_source_parse(&src, "query:a=b", tp));
+    ck_assert_ptr_nonnull(bff_token_source_parse(&src, "query:a%20", tp));
+    ck_assert_ptr_nonnull(bff_token_source_parse(&src, "queryx:a", tp));
+    ck_assert_ptr_nonnull(bff_token_source_parse(&src, "bearerx", tp));
+}
+END_TEST
+
+START_TEST(token_bearer)
+{
+    ck_assert_str_eq(bff_token_bearer("Bearer abc"), "abc");
+    ck_assert_str_eq(bff_token_bearer("bearer   abc"), "abc");
+    ck_assert_ptr_null(bff_token_bearer("Bearer "));
+    ck_assert_ptr_null(bff_token_bearer("Basic abc"));
+    ck_assert_ptr_null(bff_token_bearer("Bearerabc"));
+    ck_assert_ptr_null(bff_token_bearer(NULL));
+}
+END_TEST
+
+START_TEST(token_cookie)
+{
+    const char *rest = "x";
+
+    ck_assert_str_eq(bff_token_cookie(&rest, "a=b; t=TOK; c=d", "t", tp),
+                     "TOK");
+    ck_assert_str_eq(rest, "a=b; c=d");
+    /* the only cookie: nothing remains */
+    ck_assert_str_eq(bff_token_cookie(&rest, "t=TOK", "t", tp), "TOK");
+    ck_assert_ptr_null(rest);
+    /* quoted, no spaces, and a second cookie of the same name removed too */
+    ck_assert_str_eq(bff_token_cookie(&rest, "t=\"Q\";a=1;t=second", "t", tp),
+                     "Q");
+    ck_assert_str_eq(rest, "a=1");
+    /* names are exact: a prefix or a longer name is another cookie */
+    ck_assert_ptr_null(bff_token_cookie(&rest, "tt=1; t2=2; T=3", "t", tp));
+    ck_assert_str_eq(rest, "tt=1; t2=2; T=3");
+    /* empty value: no token, the cookie still removed */
+    ck_assert_ptr_null(bff_token_cookie(&rest, "t=; a=1", "t", tp));
+    ck_assert_str_eq(rest, "a=1");
+    ck_assert_ptr_null(bff_token_cookie(&rest, NULL, "t", tp));
+    ck_assert_ptr_null(rest);
+    ck_assert_ptr_null(bff_token_cookie(&rest, " ; ;", "t", tp));
+    ck_assert_ptr_null(rest);
+}
+END_TEST
+
+START_TEST(token_query)
+{
+    const char *rest = "x";
+
+    ck_assert_str_eq(bff_token_query(&rest, "a=1&access_token=TOK&b=2",
+                                     "access_token", tp), "TOK");
+    ck_assert_str_eq(rest, "a=1&b=2");
+    ck_assert_str_eq(bff_token_query(&rest, "access_token=TOK",
+                                     "access_token", tp), "TOK");
+    ck_assert_ptr_null(rest);
+    /* decoded value; every parameter of the name removed, first one used */
+    ck_assert_str_eq(bff_token_query(&rest, "t=a%2Eb+c&x=%41&t=2", "t", tp),
+                     "a.b c");
+    ck_assert_str_eq(rest, "x=%41");
+    /* an encoded name is the same parameter */
+    ck_assert_str_eq(bff_token_query(&rest, "%74=abc&y", "t", tp), "abc");
+    ck_assert_str_eq(rest, "y");
+    /* empty parameters are left out: nothing remains, not "" */
+    ck_assert_str_eq(bff_token_query(&rest, "&t=abc&&", "t", tp), "abc");
+    ck_assert_ptr_null(rest);
+    ck_assert_ptr_null(bff_token_query(&rest, "a&&b", "t", tp));
+    ck_assert_str_eq(rest, "a&b");
+    /* other names stay as they were */
+    ck_assert_ptr_null(bff_token_query(&rest, "tt=1&t2=2&T=3", "t", tp));
+    ck_assert_str_eq(rest, "tt=1&t2=2&T=3");
+    /* no value, an empty one, broken escapes, control characters: no
+     * token, and the parameter is gone all the same */
+    ck_assert_ptr_null(bff_token_query(&rest, "t&a=1", "t", tp));
+    ck_assert_str_eq(rest, "a=1");
+    ck_assert_ptr_null(bff_token_query(&rest, "t=&a=1", "t", tp));
+    ck_assert_str_eq(rest, "a=1");
+    ck_assert_ptr_null(bff_token_query(&rest, "t=ab%4", "t", tp));
+    ck_assert_ptr_null(rest);
+    ck_assert_ptr_null(bff_token_query(&rest, "t=ab%zz", "t", tp));
+    ck_assert_ptr_null(bff_token_query(&rest, "t=a%00b", "t", tp));
+    ck_assert_ptr_null(bff_token_query(&rest, "t=a%0Ab", "t", tp));
+    ck_assert_ptr_null(bff_token_query(&rest, NULL, "t", tp));
+    ck_assert_ptr_null(rest);
+}
+END_TEST
+
 static Suite *auth_suite(void)
 {
     Suite *s = suite_create("auth");
     TCase *jwt = tcase_create("jwt"), *keys = tcase_create("keys");
     TCase *cache = tcase_create("cache"), *api = tcase_create("apikey");
     TCase *bucket = tcase_create("bucket"), *redis = tcase_create("redis");
-    TCase *all[] = { jwt, keys, cache, api, bucket, redis };
+    TCase *token = tcase_create("token");
+    TCase *all[] = { jwt, keys, cache, api, bucket, redis, token };
     apr_size_t i;
 
     for (i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
@@ -2271,6 +2382,10 @@ static Suite *auth_suite(void)
     tcase_add_test(redis, redis_refill_ttl_noscript);
     tcase_add_test(redis, redis_exact_under_concurrency);
     tcase_add_test(redis, redis_unreachable);
+    tcase_add_test(token, token_source_parse);
+    tcase_add_test(token, token_bearer);
+    tcase_add_test(token, token_cookie);
+    tcase_add_test(token, token_query);
     return s;
 }
 
