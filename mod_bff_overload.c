@@ -12,7 +12,12 @@
  * bff_overload_rejected_total, and logged at debug. The caps default to
  * shares of MaxRequestWorkers: total leaves a tenth of the workers (at
  * least one) to everything else, one endpoint or one backend may take
- * three quarters of that.
+ * three quarters of that. consumer=N caps what one authenticated user (r->user:
+ * a token's subject, an API key's consumer) has in flight over every
+ * process, counted in a table of its own by a hash of the name into
+ * CONSUMER_BUCKETS counters: users whose names share a counter share its
+ * cap (with 100 users in flight at once, each has a 2.4% chance of
+ * sharing one).
  *
  * What the module cannot see: connections still waiting in the kernel's
  * listen queue for a worker. Those are bounded by ListenBacklog, not here.
@@ -37,11 +42,13 @@
 APLOG_USE_MODULE(bff);
 
 #define MAX_COUNTERS 1024      /* total + endpoints + backend origins */
+#define CONSUMER_BUCKETS 4096
 #define AUTO -1L
 
 struct bff_overload_conf_t {
     int off;                     /* BFFMaxInFlight off */
     long total, endpoint, backend;   /* AUTO, or a number */
+    long consumer;                   /* 0: no cap per consumer */
     long retry_after_ms;
     int set;
 };
@@ -55,8 +62,8 @@ struct bff_overload_ep_t {
     const char **what;           /* "total", "endpoint", "backend ORIGIN" */
 };
 
-static bff_inflight_t *table;
-static int my_row = -1;
+static bff_inflight_t *table, *ctable;
+static int my_row = -1, my_crow = -1;
 static const bff_overload_conf_t *gconf;
 static long retry_after_s = 1;
 
@@ -107,6 +114,8 @@ static const bff_opt_t server_opts[] = {
     BFF_OPT_CALL("total", opt_total),
     BFF_OPT_CALL("endpoint", opt_endpoint),
     BFF_OPT_CALL("backend", opt_backend),
+    BFF_OPT_NUM("consumer", BFF_OPT_LONG, bff_overload_conf_t, consumer, 1,
+                1000000),
     BFF_OPT_NUM("retry-after", BFF_OPT_MS, bff_overload_conf_t,
                 retry_after_ms, 1000, 3600000),
     BFF_OPT_END
@@ -155,7 +164,7 @@ const char *bff_overload_cmd(cmd_parms *cmd, void *dcv, const char *args)
     }
     if (!*w) {
         return "BFFMaxInFlight takes options: total=N|auto endpoint=N|auto "
-               "backend=N|auto retry-after=DURATION, or off";
+               "backend=N|auto consumer=N retry-after=DURATION, or off";
     }
     for (; *w; w = ap_getword_conf(cmd->temp_pool, &args)) {
         if ((err = bff_opt_parse(server_opts, sc->overload, w, cmd->pool))) {
@@ -271,7 +280,7 @@ static int overload_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     long mrw;
     server_rec *vs;
 
-    table = NULL;
+    table = ctable = NULL;
     gconf = sc->overload;
     retry_after_s = (gconf->retry_after_ms + 999) / 1000;
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG
@@ -296,6 +305,16 @@ static int overload_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         }
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    if (gconf->consumer
+        && !(ctable = bff_inflight_shared(&shape, &mrw, "inflight-consumer",
+                                          CONSUMER_BUCKETS, s, pconf))) {
+        if (shape) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(151)
+                         "BFFMaxInFlight: the shared table of requests in "
+                         "flight per consumer has another shape");
+        }
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     if (assign(s, pconf, mrw)) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, BFFLOGNO(152)
                      "BFFMaxInFlight: more than %d endpoints and backend "
@@ -307,12 +326,15 @@ static int overload_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 
 static void overload_child_init(apr_pool_t *pchild, server_rec *s)
 {
-    my_row = -1;
+    my_row = my_crow = -1;
     if (!table) {
         return;
     }
     my_row = bff_inflight_child_row(table, pchild);
-    if (my_row < 0) {
+    if (ctable) {
+        my_crow = bff_inflight_child_row(ctable, pchild);
+    }
+    if (my_row < 0 || (ctable && my_crow < 0)) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, BFFLOGNO(153)
                      "BFFMaxInFlight: no free row for this process: its "
                      "requests are not counted");
@@ -323,6 +345,7 @@ static void overload_child_init(apr_pool_t *pchild, server_rec *s)
 
 typedef struct {
     const bff_overload_ep_t *o;
+    int consumer;                /* its counter, or -1 */
 } held_t;
 
 static apr_status_t leave(void *data)
@@ -332,7 +355,27 @@ static apr_status_t leave(void *data)
     if (table && my_row >= 0) {
         bff_inflight_leave(table, my_row, h->o->idx, h->o->n);
     }
+    if (h->consumer >= 0 && ctable && my_crow >= 0) {
+        bff_inflight_leave(ctable, my_crow, &h->consumer, 1);
+    }
     return APR_SUCCESS;
+}
+
+/* The 503's note (the metric's limit label), log line, Retry-After and
+ * detail, for the cap named what. */
+static const char *refuse(request_rec *r, const bff_ep_conf_t *epc,
+                          const char *what, apr_uint32_t cap)
+{
+    apr_table_setn(r->notes, "bff-overload",
+                   !strcmp(what, "total") || !strcmp(what, "endpoint")
+                   || !strcmp(what, "consumer") ? what : "backend");
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, BFFLOGNO(154)
+                  "%s %s: over the cap of aggregations in flight (%s: %u)",
+                  epc->ep->method, epc->ep->pattern, what, cap);
+    apr_table_setn(r->err_headers_out, "Retry-After",
+                   apr_ltoa(r->pool, retry_after_s));
+    return apr_psprintf(r->pool, "too many requests in flight (%s: %u); "
+                        "retry later", what, cap);
 }
 
 const char *bff_overload_enter(request_rec *r, const bff_ep_conf_t *epc)
@@ -348,19 +391,23 @@ const char *bff_overload_enter(request_rec *r, const bff_ep_conf_t *epc)
     if (over < 0) {
         h = apr_palloc(r->pool, sizeof(*h));
         h->o = o;
+        h->consumer = -1;
+        if (ctable && my_crow >= 0 && r->user) {
+            apr_ssize_t len = APR_HASH_KEY_STRING;
+            int idx = (int)(apr_hashfunc_default(r->user, &len)
+                            % CONSUMER_BUCKETS);
+            apr_uint32_t cap = (apr_uint32_t)gconf->consumer;
+
+            if (bff_inflight_enter(ctable, my_crow, &idx, &cap, 1) >= 0) {
+                bff_inflight_leave(table, my_row, o->idx, o->n);
+                return refuse(r, epc, "consumer", cap);
+            }
+            h->consumer = idx;
+        }
         apr_pool_cleanup_register(r->pool, h, leave, apr_pool_cleanup_null);
         return NULL;
     }
-    apr_table_setn(r->notes, "bff-overload",
-                   over == 0 ? "total" : over == 1 ? "endpoint" : "backend");
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, BFFLOGNO(154)
-                  "%s %s: over the cap of aggregations in flight (%s: %u)",
-                  epc->ep->method, epc->ep->pattern, o->what[over],
-                  o->caps[over]);
-    apr_table_setn(r->err_headers_out, "Retry-After",
-                   apr_ltoa(r->pool, retry_after_s));
-    return apr_psprintf(r->pool, "too many requests in flight (%s: %u); "
-                        "retry later", o->what[over], o->caps[over]);
+    return refuse(r, epc, o->what[over], o->caps[over]);
 }
 
 void bff_overload_register_hooks(apr_pool_t *p)

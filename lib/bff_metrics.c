@@ -82,7 +82,7 @@ static const bff_metric_family_t families[BFF_M_NFAMILIES] = {
       "(space-separated); always 1.", BFF_MT_GAUGE },
     { "bff_overload_rejected_total",
       "Aggregations answered 503 at once because a BFFMaxInFlight cap was "
-      "reached, by endpoint and limit (total, endpoint, backend).",
+      "reached, by endpoint and limit (total, endpoint, backend, consumer).",
       BFF_MT_COUNTER },
     { "bff_workers_busy",
       "httpd worker threads serving a request now (all processes, from "

@@ -3,7 +3,8 @@
 # beyond a cap the answer is an immediate 503 with Retry-After and
 # problem+json, counted in bff_overload_rejected_total; other locations
 # stay fast meanwhile; a crashed process takes its counts with it; the
-# gateway recovers by itself. Configuration errors are refused.
+# gateway recovers by itself; one consumer's cap leaves the others room.
+# Configuration errors are refused.
 use strict;
 use warnings FATAL => 'all';
 
@@ -13,8 +14,9 @@ use POSIX ();
 use Time::HiRes qw(sleep time);
 use BFFTest;
 use BFFConfTest qw(configtest);
+use BFFJWT ();
 
-plan tests => 33;
+plan tests => 40;
 
 my ($slow, $fast);
 END { own_svc_stop($_) for grep { $_ } $slow, $fast }
@@ -47,7 +49,8 @@ CONF
 my $port = $h->{port};
 
 # n requests at once, each in a child of its own: [status, seconds,
-# Retry-After, problem detail] per request, in the order of @paths
+# Retry-After, problem detail] per request, in the order of @paths (a
+# path, or [path, header => value...])
 sub burst {
     my @paths = @_;
     my $dir = Apache::Test::vars('t_logs') . "/overload-burst";
@@ -57,7 +60,8 @@ sub burst {
         my $pid = fork // die "fork: $!";
         if (!$pid) {
             my $t0 = time;
-            my $r = http_get($port, $paths[$i]);
+            my ($path, @hdr) = ref $paths[$i] ? @{ $paths[$i] } : ($paths[$i]);
+            my $r = http_get($port, $path, @hdr);
             open my $fh, '>', "$dir/$i" or POSIX::_exit(1);
             printf $fh "%d\t%.3f\t%s\t%s\t%s\n", $r->code, time - $t0,
                 $r->header('Retry-After') // '', $r->header('Content-Type') // '',
@@ -155,10 +159,46 @@ ok t_cmp(scalar(grep { $_->[0] == 200 } @r), 3,
          'after the crash all three are admitted: the dead counts are gone');
 stop_httpd($h);
 
+# --- one consumer's cap: acme's third request is refused, globex passes
+my $K = BFFJWT::keydir();
+my $mods = $ENV{BFF_T_LIBEXECDIR};
+$h = start_httpd('overload-consumer', <<"CONF");
+LoadModule authn_core_module "$mods/mod_authn_core.so"
+LoadModule authz_user_module "$mods/mod_authz_user.so"
+BFFMaxInFlight consumer=2
+BFFAPIKeyFile $K/apikeys.txt
+BFFTimeout 5s
+<Location /c/>
+    AuthType bff-apikey
+    Require valid-user
+</Location>
+<BFFEndpoint GET /c/slow/{id:int}>
+    BFFBackend user GET $S/users/{id} required
+</BFFEndpoint>
+<Location /metrics>
+    SetHandler bff-metrics
+</Location>
+CONF
+$port = $h->{port};
+my @acme = ('X-API-Key' => BFFJWT::apikey('acme'));
+my @globex = ('X-API-Key' => BFFJWT::apikey('globex'));
+@r = burst((map { ["/c/slow/$_", @acme] } 1 .. 3), ['/c/slow/9', @globex]);
+ok t_cmp(scalar(grep { $_->[0] == 200 } @r[0 .. 2]), 2, 'consumer=2: two of acme\'s three admitted');
+my ($refused) = grep { $_->[0] == 503 } @r[0 .. 2];
+ok $refused && $refused->[1] < 1.0, 'the third answered 503 at once';
+like $refused ? $refused->[4] : '', qr/too many requests in flight \(consumer: 2\)/, 'the detail names the consumer cap';
+ok t_cmp($r[3][0], 200, 'globex, another consumer, admitted meanwhile');
+ok t_cmp(metric(qr/bff_overload_rejected_total\{endpoint="\/c\/slow\/\{id:int\}",limit="consumer"\}/), 1,
+         'counted with limit="consumer"');
+@r = burst(map { ["/c/slow/$_", @acme] } 1 .. 2);
+ok t_cmp(scalar(grep { $_->[0] == 200 } @r), 2, 'acme\'s count went back down: two admitted again');
+stop_httpd($h);
+
 # --- configuration
 for my $c (['BFFMaxInFlight total=0', qr/BFFMaxInFlight: total=: expected auto or a number from 1 to 1000000/],
            ['BFFMaxInFlight backend=x', qr/BFFMaxInFlight: backend=: expected auto or a number/],
            ['BFFMaxInFlight retry-after=10ms', qr/retry-after=10ms: expected a duration from 1s to 1h/],
+           ['BFFMaxInFlight consumer=0', qr/BFFMaxInFlight: consumer=0: expected/],
            ['BFFMaxInFlight colour=red', qr/BFFMaxInFlight: unknown option 'colour='/],
            ['BFFMaxInFlight', qr/BFFMaxInFlight takes options/],
            ["BFFMaxInFlight total=5\nBFFMaxInFlight backend=5", qr/BFFMaxInFlight is given twice/],
