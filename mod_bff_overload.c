@@ -309,7 +309,7 @@ static int overload_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         && !(ctable = bff_inflight_shared(&shape, &mrw, "inflight-consumer",
                                           CONSUMER_BUCKETS, s, pconf))) {
         if (shape) {
-            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(151)
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, BFFLOGNO(155)
                          "BFFMaxInFlight: the shared table of requests in "
                          "flight per consumer has another shape");
         }
