@@ -14,6 +14,7 @@
 #   RAW_DIR=/tmp/x bench/run-concurrency.sh    keeps wrk's own output of each run
 #   PERF_OUT=/tmp/p bench/run-concurrency.sh   perf record ($PERF_OPTS, -g) of the mod_bff rows
 #   CONNS=32 DELAYS=0/0/0 bench/run-concurrency.sh   the miss path of bench/run.sh's scenario a
+#   MODULES='old/.libs/mod_bff.so .libs/mod_bff.so' bench/run-concurrency.sh   builds side by side
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 CONNS=${CONNS:-1000}; DURATION=${DURATION:-10}; WARMUP=${WARMUP:-3}; REPEAT=${REPEAT:-1}
@@ -67,7 +68,7 @@ start_gateway() {   # mpm-conf
 
 listen_pid() { ss -ltnpH "sport = :$1" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2; }
 
-printf '%-34s %9s %8s %8s %6s %7s %8s %9s %9s %9s\n' target req/s p50ms p99ms errors non2xx 'gw us/r' 'RSS MiB' 'be conns' 'tcp opens'
+printf '%-44s %9s %8s %8s %6s %7s %8s %9s %9s %9s\n' target req/s p50ms p99ms errors non2xx 'gw us/r' 'RSS MiB' 'be conns' 'tcp opens'
 measure_row() {   # label url root-pid
     local label=$1 u=$2 root=$3 i out line pids t0 t1 o0 o1 rows=()
     for i in $(seq "$REPEAT"); do
@@ -103,7 +104,7 @@ measure_row() {   # label url root-pid
     # the median run by req/s
     printf '%s\n' "${rows[@]}" | sort -n -k1,1 | sed -n "$(( (REPEAT + 1) / 2 ))p" |
         awk -v l="$label" -v all="$(printf '%s\n' "${rows[@]}" | cut -d' ' -f1 | sort -n | paste -sd/)" \
-            '{ printf "%-34s %9s %8s %8s %6s %7s %8s %9s %9s %9s  (%s)\n", l, $1, $2, $3, $4, $5, $6, $7, $8, $9, all }'
+            '{ printf "%-44s %9s %8s %8s %6s %7s %8s %9s %9s %9s  (%s)\n", l, $1, $2, $3, $4, $5, $6, $7, $8, $9, all }'
 }
 
 # root and its children (httpd's parent and children, nginx's master and
@@ -142,16 +143,23 @@ sample_peaks() {
 want() { [[ -z $ONLY || $1 =~ $ONLY ]]; }
 want peer-a && measure_row "A nginx+lua" http://127.0.0.1:9001/api/profile/42 "$(listen_pid 9001)"
 want peer-b && measure_row "B node fastify+undici" http://127.0.0.1:9002/api/profile/42 "$(listen_pid 9002)"
-if want mod_bff-profile; then
-    start_gateway "$top/conf/bff-mpm.conf"
-    measure_row "mod_bff, conf/bff-mpm.conf" "http://127.0.0.1:$BFFB_PORT/api/profile/42" "$(cat "$run/httpd.pid")"
-    [[ -z ${RAW_DIR:-} ]] || cp "$run/error.log" "$RAW_DIR/error-profile.log"
-    stop_gateway
-fi
-if want mod_bff-debian; then
-    start_gateway "$debian_mpm"
-    measure_row "mod_bff, Debian's mpm_event.conf" "http://127.0.0.1:$BFFB_PORT/api/profile/42" "$(cat "$run/httpd.pid")"
-    [[ -z ${RAW_DIR:-} ]] || cp "$run/error.log" "$RAW_DIR/error-debian.log"
-    stop_gateway
-fi
+# MODULES="A/.libs/mod_bff.so B/.libs/mod_bff.so": rows for each build
+# (named by its source directory), in one run
+for mod in ${MODULES:-$top/.libs/mod_bff.so}; do
+    BFF_MODULE=$(readlink -f "$mod")
+    tag=
+    [[ -z ${MODULES:-} ]] || tag=" [$(basename "$(dirname "$(dirname "$BFF_MODULE")")")]"
+    if want mod_bff-profile; then
+        start_gateway "$top/conf/bff-mpm.conf"
+        measure_row "mod_bff, conf/bff-mpm.conf$tag" "http://127.0.0.1:$BFFB_PORT/api/profile/42" "$(cat "$run/httpd.pid")"
+        [[ -z ${RAW_DIR:-} ]] || cp "$run/error.log" "$RAW_DIR/error-profile.log"
+        stop_gateway
+    fi
+    if want mod_bff-debian; then
+        start_gateway "$debian_mpm"
+        measure_row "mod_bff, Debian's mpm_event.conf$tag" "http://127.0.0.1:$BFFB_PORT/api/profile/42" "$(cat "$run/httpd.pid")"
+        [[ -z ${RAW_DIR:-} ]] || cp "$run/error.log" "$RAW_DIR/error-debian.log"
+        stop_gateway
+    fi
+done
 echo "CONNS=$CONNS DURATION=${DURATION}s WARMUP=${WARMUP}s REPEAT=$REPEAT delays $DELAYS ms; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
