@@ -2362,7 +2362,9 @@ START_TEST(mc_server_down)
     ASSERT_RC(bff_store_get(st, &v, &len, kb, pool), BFF_STORE_MISS);
     ASSERT_RC(bff_store_set(st, kb, "w", 1, 60000, NULL, pool), BFF_STORE_OK);
     ASSERT_RC(bff_store_get(st, &v, &len, kb, pool), BFF_STORE_OK);
-    ck_assert_int_lt(ms_since(t0), 100);
+    /* no call waited for the 200 ms timeout (on a loaded machine three
+     * quick exchanges may take tens of milliseconds) */
+    ck_assert_int_lt(ms_since(t0), 200);
     /* tag counters homed on b never move */
     ASSERT_RC(bff_store_purge_tag(st, &n, tb, pool), BFF_STORE_ERROR);
     ASSERT_RC(bff_store_set(st, "t:x", "x", 1, 60000, tags_of(tb, NULL),
