@@ -19,6 +19,9 @@
  * cap (with 100 users in flight at once, each has a 2.4% chance of
  * sharing one).
  *
+ * An event stream (mod_bff_sse.c) holds a worker for as long as it is
+ * open: each counts against the total cap too (bff_overload_enter_stream).
+ *
  * What the module cannot see: connections still waiting in the kernel's
  * listen queue for a worker. Those are bounded by ListenBacklog, not here.
  */
@@ -66,6 +69,9 @@ static bff_inflight_t *table, *ctable;
 static int my_row = -1, my_crow = -1;
 static const bff_overload_conf_t *gconf;
 static long retry_after_s = 1;
+/* What an event stream holds: the total counter (index 0), and its cap */
+static const int total_idx = 0;
+static apr_uint32_t total_cap;
 
 bff_overload_conf_t *bff_overload_conf_create(apr_pool_t *p)
 {
@@ -211,6 +217,7 @@ static int assign(server_rec *s, apr_pool_t *p, long mrw)
     if (total < 1) {
         total = 1;
     }
+    total_cap = cap_of(c->total, total);
     share = total * 3 / 4 > 0 ? total * 3 / 4 : 1;
     for (vs = s; vs; vs = vs->next) {
         bff_server_conf_t *sc = ap_get_module_config(vs->module_config,
@@ -347,6 +354,35 @@ typedef struct {
     const bff_overload_ep_t *o;
     int consumer;                /* its counter, or -1 */
 } held_t;
+
+
+static apr_status_t leave_stream(void *data)
+{
+    if (table && my_row >= 0) {
+        bff_inflight_leave(table, my_row, &total_idx, 1);
+    }
+    return APR_SUCCESS;
+}
+
+const char *bff_overload_enter_stream(request_rec *r)
+{
+    if (!table || my_row < 0) {
+        return NULL;
+    }
+    if (bff_inflight_enter(table, my_row, &total_idx, &total_cap, 1) >= 0) {
+        apr_table_setn(r->notes, "bff-overload", "total");
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, BFFLOGNO(154)
+                      "event stream: over the cap of aggregations in "
+                      "flight (total: %u)", total_cap);
+        apr_table_setn(r->err_headers_out, "Retry-After",
+                       apr_ltoa(r->pool, retry_after_s));
+        return apr_psprintf(r->pool, "too many requests in flight (total: "
+                            "%u); retry later", total_cap);
+    }
+    apr_pool_cleanup_register(r->pool, NULL, leave_stream,
+                              apr_pool_cleanup_null);
+    return NULL;
+}
 
 static apr_status_t leave(void *data)
 {

@@ -16,4 +16,8 @@ void bff_overload_register_hooks(apr_pool_t *p);
  * of the 503 to answer (Retry-After is set). */
 const char *bff_overload_enter(request_rec *r, const bff_ep_conf_t *epc);
 
+/* An event stream's admission: it counts against the total cap while r
+ * lasts. NULL, or the detail of the 503 to answer (Retry-After set). */
+const char *bff_overload_enter_stream(request_rec *r);
+
 #endif /* MOD_BFF_OVERLOAD_H */

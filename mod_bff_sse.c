@@ -58,6 +58,7 @@
 #include "mod_bff.h"
 #include "mod_bff_auth.h"
 #include "mod_bff_obs.h"
+#include "mod_bff_overload.h"
 #include "mod_bff_shared.h"
 #include "mod_bff_sse.h"
 #include "bff_inflight.h"
@@ -683,6 +684,7 @@ static const char *admit(stream_t *st, const char *ident)
 {
     request_rec *r = st->r;
     apr_uint32_t caps[2];
+    const char *refused;
     int over;
 
     st->counted[0] = 0;
@@ -702,6 +704,10 @@ static const char *admit(stream_t *st, const char *ident)
                                    "this identity (%u); retry later", caps[1])
                     : apr_psprintf(r->pool, "too many event streams (%u); "
                                    "retry later", caps[0]);
+    }
+    if ((refused = bff_overload_enter_stream(r))) {
+        bff_inflight_leave(table, my_row, st->counted, 2);
+        return refused;
     }
     bff_metrics_sse(1, 0);
     apr_pool_cleanup_register(r->pool, st, stream_leave,

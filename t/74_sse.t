@@ -19,7 +19,7 @@ use Time::HiRes ();
 use BFFTest;
 use BFFJWT qw(jwt keydir claims_ok apikey);
 
-plan tests => 68, need_servers('redis-server');
+plan tests => 73, need_servers('redis-server');
 
 my $P = "bfft$$:";
 my $keys = keydir();
@@ -429,3 +429,36 @@ redis_cli('DEL', key_of('alice'), key_of('bob'), "${P}topic:news");
 stop_httpd($h);
 $log = errlog();
 ok $log !~ /\[(?:crit|alert|emerg)\]|AH00052|Segmentation/, 'no crash' or diag $log;
+
+# --- a stream holds a worker: it counts against BFFMaxInFlight's total
+my $U = svc_url('user');
+$h = start_httpd('sse-inflight', <<"CONF");
+LoadModule authn_core_module "$lib/mod_authn_core.so"
+LoadModule authz_user_module "$lib/mod_authz_user.so"
+BFFEventStreamRedis $ENV{BFF_T_REDIS_URL} prefix=$P
+BFFJWTKeyFile "$keys/rsa.pub"
+BFFJWTAlgorithms RS256
+BFFMaxInFlight total=2
+<Location /events>
+    SetHandler bff-event-stream
+    AuthType bff-jwt
+    AuthName events
+    Require valid-user
+</Location>
+<BFFEndpoint GET /p/{id:int}>
+    BFFBackend user GET $U/users/{id} required
+</BFFEndpoint>
+CONF
+$port = $h->{port};
+ok t_cmp(http_get($port, '/p/1')->code, 200, 'an aggregation while no stream is open');
+my @two = map { sse_open('/events', token(sub => "s$_")) } 1 .. 2;
+ok t_cmp(join(',', map { $_->{status} } @two), '200,200', 'two streams: total=2 reached');
+my $agg = http_get($port, '/p/1');
+ok t_cmp($agg->code, 503, 'an aggregation is refused while the streams hold the workers');
+$st = sse_open('/events', token(sub => 's3'));
+ok t_cmp($st->{status}, 503, 'and so is a third stream');
+close $_->{sock} for @two;
+my $code = 0;
+for (1 .. 30) { $code = http_get($port, '/p/1')->code; last if $code == 200; Time::HiRes::sleep(0.1) }
+ok t_cmp($code, 200, 'the streams closed: aggregations admitted again');
+stop_httpd($h);
