@@ -371,7 +371,7 @@ const char *bff_overload_enter_stream(request_rec *r)
     }
     if (bff_inflight_enter(table, my_row, &total_idx, &total_cap, 1) >= 0) {
         apr_table_setn(r->notes, "bff-overload", "total");
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, BFFLOGNO(154)
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, BFFLOGNO(156)
                       "event stream: over the cap of aggregations in "
                       "flight (total: %u)", total_cap);
         apr_table_setn(r->err_headers_out, "Retry-After",
