@@ -441,7 +441,7 @@ static const char *read_loop(sse_child_t *c, int *calls, apr_pool_t *p)
     set_down(c, 0, NULL);
     ++*calls;
     for (;;) {
-        bff_redis_cmd_t *cmd;
+        bff_redis_cmd_t *cmd = NULL;
 
         apr_pool_clear(it);
         apr_thread_mutex_lock(c->mu);
