@@ -27,6 +27,7 @@
 #include "mod_bff_sse.h"
 #include "bff_cache.h"
 #include "bff_fetch.h"
+#include "bff_opts.h"
 #include "bff_tls.h"
 
 
@@ -77,6 +78,11 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     sc->backend_conns = add->backend_conns ? add->backend_conns
                                            : base->backend_conns;
     sc->http_client = add->http_client ? add->http_client : base->http_client;
+    sc->backend_pool = add->backend_pool ? add->backend_pool
+                                         : base->backend_pool;
+    sc->backend_max_origin = add->backend_max_origin
+                             ? add->backend_max_origin
+                             : base->backend_max_origin;
     sc->fwd_headers = apr_array_append(p, base->fwd_headers, add->fwd_headers);
     sc->fwd_query = apr_array_append(p, base->fwd_query, add->fwd_query);
     sc->cache = bff_cache_conf_merge(p, base->cache, add->cache);
@@ -582,6 +588,53 @@ static const char *cmd_backend_conns(cmd_parms *cmd, void *dcv, const char *arg)
                                  1, 100000);
 }
 
+typedef struct {
+    long max_origin;
+    int unbounded;
+} pool_opts_t;
+
+static const bff_opt_t pool_opts[] = {
+    BFF_OPT_NUM("max-per-origin", BFF_OPT_LONG, pool_opts_t, max_origin,
+                1, 100000),
+    BFF_OPT_SET("unbounded", pool_opts_t, unbounded, 1),
+    BFF_OPT_END
+};
+
+/* BFFBackendPool child|thread [max-per-origin=N|unbounded] */
+static const char *cmd_backend_pool(cmd_parms *cmd, void *dcv,
+                                    const char *args)
+{
+    bff_server_conf_t *sc = server_conf(cmd);
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *w = ap_getword_conf(cmd->temp_pool, &args);
+    pool_opts_t o = { 0, 0 };
+
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(w, "child")) {
+        sc->backend_pool = BFF_POOL_CHILD;
+    }
+    else if (!strcasecmp(w, "thread")) {
+        sc->backend_pool = BFF_POOL_THREAD;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "BFFBackendPool: '%s': expected "
+                            "child or thread", w);
+    }
+    while (*(w = ap_getword_conf(cmd->temp_pool, &args))) {
+        if ((err = bff_opt_parse(pool_opts, &o, w, cmd->pool))) {
+            return apr_psprintf(cmd->pool, "BFFBackendPool: %s", err);
+        }
+    }
+    if (o.unbounded && o.max_origin) {
+        return "BFFBackendPool: max-per-origin= and unbounded exclude "
+               "each other";
+    }
+    sc->backend_max_origin = o.unbounded ? -1 : o.max_origin;
+    return NULL;
+}
+
 static const char *cmd_client(cmd_parms *cmd, void *dcv, const char *arg)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
@@ -671,8 +724,12 @@ static const command_rec bff_cmds[] = {
     AP_INIT_TAKE1("BFFMaxBackends", cmd_max_backends, NULL, RSRC_CONF,
         "Most backends one endpoint may define (default 32)"),
     AP_INIT_TAKE1("BFFBackendConnections", cmd_backend_conns, NULL, RSRC_CONF,
-        "Idle keep-alive backend connections kept per worker thread "
-        "(default 16)"),
+        "Idle keep-alive backend connections kept per pool (default 256 "
+        "per child, 16 per thread with BFFBackendPool thread)"),
+    AP_INIT_RAW_ARGS("BFFBackendPool", cmd_backend_pool, NULL, RSRC_CONF,
+        "Whose backend connections are: child (one pool per child shared "
+        "by its threads; the default) or thread, [max-per-origin=N] "
+        "(default 256 with child) or [unbounded]"),
     AP_INIT_TAKE1("BFFHTTPClient", cmd_client, NULL, RSRC_CONF,
         "Backend HTTP client: native (own HTTP/1.1 client, libcurl for "
         "https; the default) or curl (libcurl for everything)"),
@@ -995,6 +1052,14 @@ static int bff_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     }
     if (ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST) {
         return OK;
+    }
+    if (((bff_server_conf_t *)ap_get_module_config(s->module_config,
+                                                   &bff_module))
+            ->backend_max_origin < 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, BFFLOGNO(160)
+                     "BFFBackendPool unbounded: no bound on connections per "
+                     "backend origin; a slow backend can be sent a "
+                     "connection per worker thread");
     }
     for (vs = s; vs; vs = vs->next) {
         bff_server_conf_t *sc = ap_get_module_config(vs->module_config,

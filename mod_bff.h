@@ -25,6 +25,13 @@
 #define BFF_HTTP_CLIENT_NATIVE 1   /* own HTTP/1.1 client; https via libcurl */
 #define BFF_HTTP_CLIENT_CURL   2   /* libcurl for everything */
 
+/* BFFBackendPool: whose the backend connections are */
+#define BFF_POOL_CHILD         1   /* the child's, shared by its threads */
+#define BFF_POOL_THREAD        2   /* each worker thread's own */
+#define BFF_POOL_MAX_ORIGIN  256   /* child: connections per origin */
+#define BFF_POOL_IDLE_CHILD  256   /* child: idle connections kept */
+#define BFF_POOL_IDLE_THREAD  16   /* thread: idle connections kept */
+
 extern module AP_MODULE_DECLARE_DATA bff_module;
 
 /* Cache configuration (mod_bff_cache.c owns these types). */
@@ -88,7 +95,10 @@ typedef struct {
     int max_depth;
     int max_backends;                  /* 0: unset */
     int backend_conns;                 /* idle keep-alive connections per
-                                          fetcher; 0: unset */
+                                          pool; 0: unset */
+    int backend_pool;                  /* BFF_POOL_*; 0: unset */
+    long backend_max_origin;           /* open connections per origin and
+                                          pool; 0: unset, -1: unbounded */
     int http_client;                   /* BFF_HTTP_CLIENT_*; 0: unset */
     apr_array_header_t *fwd_headers;
     apr_array_header_t *fwd_query;

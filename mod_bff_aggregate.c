@@ -459,15 +459,25 @@ static int bff_handler(request_rec *r)
 typedef struct {
     bff_fetch_curl_opts_t opts;
     int http_client;
+    bff_fetch_shared_t *shared;    /* BFFBackendPool child */
 } pool_params_t;
 
+static apr_status_t client_create(bff_fetcher_t **f, const pool_params_t *pp,
+                                  apr_pool_t *p)
+{
+    return pp->http_client == BFF_HTTP_CLIENT_CURL
+           ? bff_fetch_curl_create(f, &pp->opts, p)
+           : bff_fetch_h1_create(f, &pp->opts, p);
+}
+
+/* a worker thread's fetcher: its own client, or its handle on the
+ * child's */
 static apr_status_t fetcher_construct(void **res, void *params, apr_pool_t *p)
 {
     pool_params_t *pp = params;
     bff_fetcher_t *f;
-    apr_status_t rv = pp->http_client == BFF_HTTP_CLIENT_CURL
-                      ? bff_fetch_curl_create(&f, &pp->opts, p)
-                      : bff_fetch_h1_create(&f, &pp->opts, p);
+    apr_status_t rv = pp->shared ? bff_fetch_shared_handle(&f, pp->shared, p)
+                                 : client_create(&f, pp, p);
 
     *res = f;
     return rv;
@@ -487,6 +497,8 @@ apr_status_t bff_aggregate_child_init(apr_pool_t *pchild, server_rec *s)
     pool_params_t *pp = apr_pcalloc(pchild, sizeof(*pp));
     server_rec *vs;
     int threads = 1, any = 0;
+    int per_child = sc->backend_pool != BFF_POOL_THREAD;
+    long max_origin = sc->backend_max_origin;
 
     for (vs = s; vs; vs = vs->next) {
         bff_server_conf_t *vsc = ap_get_module_config(vs->module_config,
@@ -500,12 +512,35 @@ apr_status_t bff_aggregate_child_init(apr_pool_t *pchild, server_rec *s)
     if (threads < 1) {
         threads = 1;
     }
-    pp->opts.max_cached_connections = sc->backend_conns ? sc->backend_conns : 16;
+    if (max_origin == 0) {
+        max_origin = per_child ? BFF_POOL_MAX_ORIGIN : -1;
+    }
+    pp->opts.max_host_connections = max_origin > 0 ? max_origin : 0;
+    pp->opts.max_cached_connections = sc->backend_conns ? sc->backend_conns
+                                      : per_child ? BFF_POOL_IDLE_CHILD
+                                                  : BFF_POOL_IDLE_THREAD;
     pp->http_client = sc->http_client ? sc->http_client : BFF_HTTP_CLIENT_NATIVE;
+    if (per_child) {
+        bff_fetcher_t *inner;
+        apr_status_t rv = client_create(&inner, pp, pchild);
+        if (rv == APR_SUCCESS) {
+            rv = bff_fetch_shared_create(&pp->shared, inner, pchild);
+        }
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, BFFLOGNO(161)
+                         "the child's backend connection pool could not be "
+                         "set up");
+            return rv;
+        }
+    }
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, BFFLOGNO(4)
-                 "backend HTTP client: %s, up to %d per child, %ld idle "
-                 "connections each", pp->http_client == BFF_HTTP_CLIENT_CURL
-                 ? "curl" : "native", threads, pp->opts.max_cached_connections);
+                 "backend HTTP client: %s, %s, %ld idle connections kept, "
+                 "%s connections per backend origin", pp->http_client ==
+                 BFF_HTTP_CLIENT_CURL ? "curl" : "native", per_child
+                 ? "one pool per child shared by its threads"
+                 : "one pool per worker thread",
+                 pp->opts.max_cached_connections, max_origin > 0
+                 ? apr_ltoa(pchild, max_origin) : "unbounded");
     /* one fetcher per worker thread at most: a thread never waits for one */
     return apr_reslist_create(&fetchers, 0, threads, threads, 0,
                               fetcher_construct, fetcher_destruct, pp, pchild);

@@ -643,8 +643,11 @@ static void pol_report(void *baton, const bff_backend_t *be, void *token,
     }
     __atomic_fetch_sub(&s->outstanding, 1, __ATOMIC_RELAXED);
     if (cancelled || req->err == BFF_FETCH_ETOOBIG
-        || req->err == BFF_FETCH_EINTERNAL || req->err == BFF_FETCH_EABORTED) {
-        o = BFF_BRK_IGNORED;     /* says nothing about the backend's health */
+        || req->err == BFF_FETCH_EINTERNAL || req->err == BFF_FETCH_EABORTED
+        || req->err == BFF_FETCH_EPOOL) {
+        /* says nothing about the backend's health: the pool's bound is
+         * the gateway's own */
+        o = BFF_BRK_IGNORED;
     }
     else if (req->err != BFF_FETCH_OK || req->status >= 500) {
         o = BFF_BRK_FAILURE;

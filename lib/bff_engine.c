@@ -840,7 +840,8 @@ static void build_error(run_t *run)
 
     res->backend = be->name;
     res->completed = 0;
-    if (r->refused) {
+    if (r->refused || r->err == BFF_FETCH_EPOOL) {
+        /* the gateway's own bounds: it is busy, the backend may not be */
         res->status = 503;
         res->title = "Service Unavailable";
     }

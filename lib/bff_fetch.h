@@ -22,7 +22,9 @@ typedef enum {
     BFF_FETCH_ETOOBIG,    /* the body exceeded max_body */
     BFF_FETCH_EPROTO,     /* connection dropped, truncated or bad HTTP */
     BFF_FETCH_EABORTED,   /* cancelled by bff_fetch_abort_all */
-    BFF_FETCH_EINTERNAL   /* out of memory, bad URL, client bug */
+    BFF_FETCH_EINTERNAL,  /* out of memory, bad URL, client bug */
+    BFF_FETCH_EPOOL       /* waited its whole timeout for a connection:
+                             the backend's connection bound was reached */
 } bff_fetch_err_e;
 
 /* Short, stable text for an error ("timeout", "connect error", ...): it is
@@ -93,6 +95,10 @@ typedef struct {
      * is ready for the next client request. */
     void (*reset)(bff_fetcher_t *f);
     void (*destroy)(bff_fetcher_t *f);
+    /* Callable from any thread: a wait in progress returns APR_EINTR as
+     * soon as it can (or the next wait does, when none is running). NULL
+     * when the fetcher cannot be woken (it is then never shared). */
+    void (*wake)(bff_fetcher_t *f);
 } bff_fetch_vtable_t;
 
 struct bff_fetcher_t {
@@ -106,7 +112,10 @@ struct bff_fetcher_t {
 #define bff_fetch_reset(f)           ((f)->vt->reset((f)))
 
 typedef struct {
-    long max_host_connections;   /* per backend host; 0: unlimited */
+    long max_host_connections;   /* per backend origin (host:port, and TLS
+                                    settings for https): open connections
+                                    at most, a request beyond waits within
+                                    its timeout (BFF_FETCH_EPOOL); 0: none */
     long max_cached_connections; /* idle keep-alive connections kept */
 } bff_fetch_curl_opts_t;
 
@@ -132,5 +141,37 @@ apr_status_t bff_fetch_curl_create(bff_fetcher_t **out,
 apr_status_t bff_fetch_h1_create(bff_fetcher_t **out,
                                  const bff_fetch_curl_opts_t *opts,
                                  apr_pool_t *p);
+
+/* ----------------------------------------------------------- shared --
+ * One fetcher shared by all worker threads of a child (leader/follower):
+ * its connections form one pool per child, bounded per backend origin
+ * by the inner fetcher's max_host_connections, and reused by whichever
+ * thread's request needs one. Each thread uses its own handle, a
+ * fetcher with the usual interface; one waiting thread at a time (the
+ * leader) drives the inner fetcher's I/O for every thread's requests
+ * while the others sleep on a condition until theirs complete. Requests
+ * a handle abandons (reset) run to their end, then are released by
+ * whichever thread leads.
+ */
+typedef struct bff_fetch_shared_t bff_fetch_shared_t;
+
+/* inner must have a wake operation; it is destroyed with the shared
+ * fetcher (when pool p is cleared). */
+apr_status_t bff_fetch_shared_create(bff_fetch_shared_t **out,
+                                     bff_fetcher_t *inner, apr_pool_t *p);
+/* A handle for one thread at a time, living until destroy or until p is
+ * cleared (p must not outlive the shared fetcher's pool). */
+apr_status_t bff_fetch_shared_handle(bff_fetcher_t **out,
+                                     bff_fetch_shared_t *sh, apr_pool_t *p);
+
+typedef struct {
+    unsigned long leads;        /* times a thread became the leader */
+    unsigned long handoffs;     /* leaderships passed to a waiting thread */
+    unsigned long orphans;      /* abandoned requests released by a leader */
+    int in_flight;              /* requests started, not yet delivered */
+} bff_fetch_shared_stats_t;
+
+void bff_fetch_shared_stats(bff_fetch_shared_t *sh,
+                            bff_fetch_shared_stats_t *st);
 
 #endif /* BFF_FETCH_H */

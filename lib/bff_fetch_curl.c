@@ -44,6 +44,7 @@ typedef struct {
     int in_flight;
     struct curl_waitfd *wfds;    /* bff_fetch_curl_poll's, reused */
     unsigned wcap;
+    int woken;                   /* curl_wake's, atomic */
 } curl_ctx_t;
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *baton)
@@ -508,6 +509,9 @@ static apr_status_t curl_wait(bff_fetcher_t *f, bff_fetch_req_t **done,
             *done = s->req;
             return APR_SUCCESS;
         }
+        if (__atomic_exchange_n(&c->woken, 0, __ATOMIC_ACQ_REL)) {
+            return APR_EINTR;
+        }
         if (c->in_flight == 0) {
             return APR_EOF;
         }
@@ -635,8 +639,20 @@ apr_status_t bff_fetch_curl_poll(bff_fetcher_t *f, struct pollfd *fds,
     return APR_SUCCESS;
 }
 
+/* curl_multi_wakeup may be called from any thread */
+static void curl_wake(bff_fetcher_t *f)
+{
+    curl_ctx_t *c = f->ctx;
+
+    if (c) {
+        __atomic_store_n(&c->woken, 1, __ATOMIC_RELEASE);
+        curl_multi_wakeup(c->multi);
+    }
+}
+
 static const bff_fetch_vtable_t curl_vtable = {
-    "curl-multi", curl_start, curl_wait, curl_release, curl_reset, curl_destroy
+    "curl-multi", curl_start, curl_wait, curl_release, curl_reset, curl_destroy,
+    curl_wake
 };
 
 static apr_status_t fetcher_cleanup(void *data)

@@ -31,6 +31,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include <apr_strings.h>
@@ -128,9 +129,11 @@ typedef struct {
     slot_t *done_head, *done_tail;
     int nactive;                  /* queued, connecting or exchanging */
     long max_idle, max_host;
-    struct pollfd *pfds;
+    struct pollfd *pfds;          /* [0]: wakefd; then the slots' */
     slot_t **pslots;
     unsigned pcap;
+    int wakefd;                   /* eventfd that h1_wake writes */
+    int woken;                    /* h1_wake's, atomic */
     char rbuf[RBUF_SIZE];
 } h1_ctx_t;
 
@@ -704,9 +707,20 @@ static void slot_fail_errno(h1_ctx_t *c, slot_t *s, bff_fetch_err_e err,
     slot_finish(c, s, err, s->errbuf, 0);
 }
 
-/* Starts queued requests while the host has a connection for them. Not
- * reentrant: a request that fails at once completes from inside the loop,
- * which then simply goes on. */
+/* A queued request whose whole timeout passed without a connection. */
+static void pool_expired(h1_ctx_t *c, slot_t *s, apr_time_t now)
+{
+    apr_snprintf(s->errbuf, sizeof(s->errbuf), "no connection to %s:%u "
+                 "within %ld ms: all %ld in use", s->host->name,
+                 (unsigned)s->host->port,
+                 (long)apr_time_as_msec(now - s->start), c->max_host);
+    slot_finish(c, s, BFF_FETCH_EPOOL, s->errbuf, 0);
+}
+
+/* Starts queued requests while the host has a connection for them (one
+ * whose timeout passed in the queue fails instead). Not reentrant: a
+ * request that fails at once completes from inside the loop, which then
+ * simply goes on. */
 static void host_kick(h1_ctx_t *c, host_t *h)
 {
     if (!h || h->kicking) {
@@ -716,6 +730,11 @@ static void host_kick(h1_ctx_t *c, host_t *h)
     while (h->qhead && (h->idle || c->max_host <= 0
                         || h->nconns < c->max_host)) {
         slot_t *s = h->qhead;
+        apr_time_t now = apr_time_now();
+        if (now >= s->deadline) {
+            pool_expired(c, s, now);    /* leaves the queue */
+            continue;
+        }
         h->qhead = s->next;
         if (!h->qhead) {
             h->qtail = NULL;
@@ -1170,6 +1189,7 @@ const char *bff_fetch_err_str(bff_fetch_err_e err)
     case BFF_FETCH_ETOOBIG:   return "response too large";
     case BFF_FETCH_EPROTO:    return "bad response";
     case BFF_FETCH_EABORTED:  return "aborted";
+    case BFF_FETCH_EPOOL:     return "pool exhausted";
     default:                  return "internal error";
     }
 }
@@ -1255,7 +1275,10 @@ static apr_time_t expire(h1_ctx_t *c, apr_time_t now)
             continue;
         }
         d = s->state == S_CONNECTING ? s->conn_deadline : s->deadline;
-        if (now >= d) {
+        if (now >= d && s->state == S_QUEUED) {
+            pool_expired(c, s, now);
+        }
+        else if (now >= d) {
             apr_snprintf(s->errbuf, sizeof(s->errbuf), "%s after %ld ms",
                          s->state == S_CONNECTING ? "connect timeout"
                                                   : "timeout",
@@ -1269,29 +1292,45 @@ static apr_time_t expire(h1_ctx_t *c, apr_time_t now)
     return next;
 }
 
+/* Room for n + 1 poll entries. */
+static int pollset_reserve(h1_ctx_t *c, unsigned n)
+{
+    if (n >= c->pcap) {
+        unsigned cap = c->pcap ? c->pcap * 2 : 16;
+        struct pollfd *pf = realloc(c->pfds, cap * sizeof(*pf));
+        slot_t **ps;
+        if (!pf) {
+            return -1;
+        }
+        c->pfds = pf;
+        ps = realloc(c->pslots, cap * sizeof(*ps));
+        if (!ps) {
+            return -1;
+        }
+        c->pslots = ps;
+        c->pcap = cap;
+    }
+    return 0;
+}
+
 static int build_pollset(h1_ctx_t *c)
 {
-    unsigned n = 0;
+    unsigned n = 1;
     slot_t *s;
 
+    if (pollset_reserve(c, 0) < 0) {
+        return -1;
+    }
+    c->pfds[0].fd = c->wakefd;
+    c->pfds[0].events = POLLIN;
+    c->pfds[0].revents = 0;
+    c->pslots[0] = NULL;
     for (s = c->all_slots; s; s = s->next_all) {
         if (s->state != S_CONNECTING && s->state != S_EXCHANGE) {
             continue;
         }
-        if (n == c->pcap) {
-            unsigned cap = c->pcap ? c->pcap * 2 : 16;
-            struct pollfd *pf = realloc(c->pfds, cap * sizeof(*pf));
-            slot_t **ps;
-            if (!pf) {
-                return -1;
-            }
-            c->pfds = pf;
-            ps = realloc(c->pslots, cap * sizeof(*ps));
-            if (!ps) {
-                return -1;
-            }
-            c->pslots = ps;
-            c->pcap = cap;
+        if (pollset_reserve(c, n) < 0) {
+            return -1;
         }
         c->pfds[n].fd = s->conn->fd;
         c->pfds[n].events = s->state == S_CONNECTING ? POLLOUT
@@ -1321,7 +1360,11 @@ static apr_status_t poll_once(h1_ctx_t *c, int timeout_ms)
     else if (poll(c->pfds, (nfds_t)n, timeout_ms) < 0) {
         return errno == EINTR ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
     }
-    for (i = 0; i < n; i++) {
+    if (c->pfds[0].revents) {
+        eventfd_t v;
+        (void)eventfd_read(c->wakefd, &v);   /* h1_wait sees woken */
+    }
+    for (i = 1; i < n; i++) {
         slot_t *s = c->pslots[i];
         if (c->pfds[i].revents && (s->state == S_CONNECTING
                                    || s->state == S_EXCHANGE)) {
@@ -1345,6 +1388,10 @@ static apr_status_t h1_wait(bff_fetcher_t *f, bff_fetch_req_t **done,
         int curl_busy = bff_fetch_curl_in_flight(c->curl) > 0;
         apr_status_t rv;
 
+        if (!c->done_head
+            && __atomic_exchange_n(&c->woken, 0, __ATOMIC_ACQ_REL)) {
+            return APR_EINTR;
+        }
         if (c->done_head) {
             slot_t *s = c->done_head;
             c->done_head = s->next;
@@ -1478,14 +1525,28 @@ static void h1_destroy(bff_fetcher_t *f)
         free(s);
     }
     c->curl->vt->destroy(c->curl);
+    close(c->wakefd);
     free(c->pfds);
     free(c->pslots);
     free(c);
     f->ctx = NULL;
 }
 
+/* From any thread: the flag says why the wait ended, the eventfd (or
+ * curl's own wakeup, while curl alone is waited for) ends it. */
+static void h1_wake(bff_fetcher_t *f)
+{
+    h1_ctx_t *c = f->ctx;
+
+    if (c) {
+        __atomic_store_n(&c->woken, 1, __ATOMIC_RELEASE);
+        (void)eventfd_write(c->wakefd, 1);
+        c->curl->vt->wake(c->curl);
+    }
+}
+
 static const bff_fetch_vtable_t h1_vtable = {
-    "h1+curl", h1_start, h1_wait, h1_release, h1_reset, h1_destroy
+    "h1+curl", h1_start, h1_wait, h1_release, h1_reset, h1_destroy, h1_wake
 };
 
 static apr_status_t fetcher_cleanup(void *data)
@@ -1510,6 +1571,13 @@ apr_status_t bff_fetch_h1_create(bff_fetcher_t **out,
      * it; destroying twice is harmless) */
     rv = bff_fetch_curl_create(&c->curl, opts, p);
     if (rv != APR_SUCCESS) {
+        free(c);
+        return rv;
+    }
+    c->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (c->wakefd < 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+        c->curl->vt->destroy(c->curl);
         free(c);
         return rv;
     }

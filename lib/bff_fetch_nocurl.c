@@ -55,9 +55,13 @@ static void nocurl_destroy(bff_fetcher_t *f)
 {
 }
 
+static void nocurl_wake(bff_fetcher_t *f)
+{
+}
+
 static const bff_fetch_vtable_t nocurl_vtable = {
     "no-curl", nocurl_start, nocurl_wait, nocurl_release, nocurl_reset,
-    nocurl_destroy
+    nocurl_destroy, nocurl_wake
 };
 
 int bff_fetch_curl_in_flight(const bff_fetcher_t *f)

@@ -492,6 +492,7 @@ const char *bff_metrics_backend_reason(const bff_be_result_t *br)
     case BFF_FETCH_EPROTO:    return "bad_response";
     case BFF_FETCH_EABORTED:  return "cancelled";
     case BFF_FETCH_EINTERNAL: return "internal";
+    case BFF_FETCH_EPOOL:     return "pool_exhausted";
     case BFF_FETCH_OK:        break;
     }
     if (!strncmp(r, "HTTP ", 5)) {

@@ -48,41 +48,6 @@ BFFTimeout 5s
 CONF
 my $port = $h->{port};
 
-# n requests at once, each in a child of its own: [status, seconds,
-# Retry-After, problem detail] per request, in the order of @paths (a
-# path, or [path, header => value...])
-sub burst {
-    my @paths = @_;
-    my $dir = Apache::Test::vars('t_logs') . "/overload-burst";
-    mkdir $dir;
-    my @kids;
-    for my $i (0 .. $#paths) {
-        my $pid = fork // die "fork: $!";
-        if (!$pid) {
-            my $t0 = time;
-            my ($path, @hdr) = ref $paths[$i] ? @{ $paths[$i] } : ($paths[$i]);
-            my $r = http_get($port, $path, @hdr);
-            open my $fh, '>', "$dir/$i" or POSIX::_exit(1);
-            printf $fh "%d\t%.3f\t%s\t%s\t%s\n", $r->code, time - $t0,
-                $r->header('Retry-After') // '', $r->header('Content-Type') // '',
-                ref $r->{json} eq 'HASH' ? ($r->{json}{detail} // '') : '';
-            close $fh;
-            POSIX::_exit(0);
-        }
-        push @kids, $pid;
-        sleep 0.02;
-    }
-    waitpid $_, 0 for @kids;
-    my @out;
-    for my $i (0 .. $#paths) {
-        open my $fh, '<', "$dir/$i" or die "$dir/$i: $!";
-        chomp(my $l = <$fh>);
-        push @out, [ split /\t/, $l, 5 ];
-        unlink "$dir/$i";
-    }
-    return @out;
-}
-
 sub metric {
     my ($re) = @_;
     my $text = http_get($port, '/metrics')->content;
@@ -99,7 +64,7 @@ if (!$kid) {
     my $r = http_get($port, '/fast/1');
     POSIX::_exit($r->code == 200 && time - $t0 < 0.5 ? 0 : 1);
 }
-my @r = burst(map { "/slow/$_" } 1 .. 8);
+my @r = burst($port, map { "/slow/$_" } 1 .. 8);
 waitpid $kid, 0;
 ok t_cmp($? >> 8, 0, 'another endpoint answered fast during the burst');
 my @ok = grep { $_->[0] == 200 } @r;
@@ -121,7 +86,7 @@ my $res = http_get($port, '/slow/2');
 ok t_cmp($res->code, 200, 'admitted again once the slow ones ended');
 
 # --- a backend's cap: /a and /b call the same slow origin, 5 at most
-@r = burst((map { "/a/$_" } 1 .. 4), (map { "/b/$_" } 1 .. 4));
+@r = burst($port, (map { "/a/$_" } 1 .. 4), (map { "/b/$_" } 1 .. 4));
 @ok = grep { $_->[0] == 200 } @r;
 @over = grep { $_->[0] == 503 } @r;
 ok t_cmp(scalar(@ok), 5, 'backend=5: five admitted over two endpoints');
@@ -154,7 +119,7 @@ $until = time + 5;
 $res = undef;
 while (time < $until) { $res = http_get($port, '/fast/1'); last if $res->code == 200; sleep 0.1 }
 ok t_cmp($res->code, 200, 'serving again');
-@r = burst(map { "/slow/$_" } 1 .. 3);
+@r = burst($port, map { "/slow/$_" } 1 .. 3);
 ok t_cmp(scalar(grep { $_->[0] == 200 } @r), 3,
          'after the crash all three are admitted: the dead counts are gone');
 stop_httpd($h);
@@ -182,7 +147,7 @@ CONF
 $port = $h->{port};
 my @acme = ('X-API-Key' => BFFJWT::apikey('acme'));
 my @globex = ('X-API-Key' => BFFJWT::apikey('globex'));
-@r = burst((map { ["/c/slow/$_", @acme] } 1 .. 3), ['/c/slow/9', @globex]);
+@r = burst($port, (map { ["/c/slow/$_", @acme] } 1 .. 3), ['/c/slow/9', @globex]);
 ok t_cmp(scalar(grep { $_->[0] == 200 } @r[0 .. 2]), 2, 'consumer=2: two of acme\'s three admitted');
 my ($refused) = grep { $_->[0] == 503 } @r[0 .. 2];
 ok $refused && $refused->[1] < 1.0, 'the third answered 503 at once';
@@ -190,7 +155,7 @@ like $refused ? $refused->[4] : '', qr/too many requests in flight \(consumer: 2
 ok t_cmp($r[3][0], 200, 'globex, another consumer, admitted meanwhile');
 ok t_cmp(metric(qr/bff_overload_rejected_total\{endpoint="\/c\/slow\/\{id:int\}",limit="consumer"\}/), 1,
          'counted with limit="consumer"');
-@r = burst(map { ["/c/slow/$_", @acme] } 1 .. 2);
+@r = burst($port, map { ["/c/slow/$_", @acme] } 1 .. 2);
 ok t_cmp(scalar(grep { $_->[0] == 200 } @r), 2, 'acme\'s count went back down: two admitted again');
 stop_httpd($h);
 

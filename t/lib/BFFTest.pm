@@ -18,7 +18,7 @@ our @EXPORT = qw(bff_get bff_req bff_send bff_chunked decode svc_reset svc_log s
                  svc_url fixture users orders_of products_by_id expected_profile
                  json_is now user_of expected_web expected_mobile redis_cli redis_stop redis_start start_httpd httpd_children
                  start_httpd_conf stop_httpd http_get own_svc_start own_svc_stop own_svc_admin
-                 need_servers fork_server);
+                 need_servers fork_server burst);
 
 my $json = JSON::PP->new->canonical(1)->allow_nonref(1);
 my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 0);
@@ -389,6 +389,49 @@ sub http_get {
     return $res;
 }
 
+
+# GET requests at once, each in a process of its own, to 127.0.0.1:port:
+# a request is a path, [path, header => value...] or { path =>, headers
+# => [...], wait => seconds before it starts }. Per request, in order:
+# [status, seconds, Retry-After, Content-Type, problem detail, body with
+# its white space runs made single spaces].
+sub burst {
+    my ($port, @reqs) = @_;
+    my $dir = Apache::Test::vars('t_logs') . "/burst-$$";
+    mkdir $dir;
+    my @kids;
+    for my $i (0 .. $#reqs) {
+        my $q = $reqs[$i];
+        my ($path, $hdr, $wait) = ref $q eq 'HASH' ? ($q->{path}, $q->{headers} // [], $q->{wait} // 0)
+                                : ref $q ? ($q->[0], [ @$q[1 .. $#$q] ], 0) : ($q, [], 0);
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            Time::HiRes::sleep($wait) if $wait;
+            my $t0 = now();
+            my $r = http_get($port, $path, @$hdr);
+            my $body = $r->content // '';
+            $body =~ s/\s+/ /g;
+            open my $fh, '>', "$dir/$i" or POSIX::_exit(1);
+            printf $fh "%d\t%.3f\t%s\t%s\t%s\t%s\n", $r->code, now() - $t0,
+                $r->header('Retry-After') // '', $r->header('Content-Type') // '',
+                ref $r->{json} eq 'HASH' ? ($r->{json}{detail} // '') : '', $body;
+            close $fh;
+            POSIX::_exit(0);
+        }
+        push @kids, $pid;
+        Time::HiRes::sleep(0.02);
+    }
+    waitpid $_, 0 for @kids;
+    my @out;
+    for my $i (0 .. $#reqs) {
+        open my $fh, '<', "$dir/$i" or die "$dir/$i: $!";
+        chomp(my $l = <$fh>);
+        push @out, [ split /\t/, $l, 6 ];
+        unlink "$dir/$i";
+    }
+    rmdir $dir;
+    return @out;
+}
 
 # ---------------------------- demo services a test owns --
 

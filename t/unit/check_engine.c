@@ -121,7 +121,8 @@ static void fake_destroy(bff_fetcher_t *f)
 }
 
 static const bff_fetch_vtable_t fake_vt = {
-    "fake", fake_start, fake_wait, fake_release, fake_reset, fake_destroy
+    "fake", fake_start, fake_wait, fake_release, fake_reset, fake_destroy,
+    NULL
 };
 
 /* ------------------------------------------------------------ set-up -- */

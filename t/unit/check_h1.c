@@ -1093,7 +1093,9 @@ START_TEST(per_host_limit_timeout_in_queue)
     ck_assert_int_eq(bff_fetch_start(fetcher, &r[1]), APR_SUCCESS);
     d = next_done();
     ck_assert_ptr_eq(d, &r[1]);
-    ck_assert_int_eq(d->err, BFF_FETCH_ETIMEOUT);
+    ck_assert_int_eq(d->err, BFF_FETCH_EPOOL);
+    ck_assert_str_eq(bff_fetch_err_str(d->err), "pool exhausted");
+    ck_assert_ptr_nonnull(strstr(d->errmsg, "all 1 in use"));
     d = next_done();
     ck_assert_ptr_eq(d, &r[0]);
     assert_ok(d, "d");
@@ -1712,6 +1714,239 @@ START_TEST(reset_cancels_in_flight)
 }
 END_TEST
 
+/* ========================================================== shared == */
+
+static bff_fetch_shared_t *shared;
+
+static void shared_setup_opts(long max_host)
+{
+    fetch_setup_opts(max_host, 16);
+    ck_assert_int_eq(bff_fetch_shared_create(&shared, fetcher, pool),
+                     APR_SUCCESS);
+}
+
+static void shared_setup(void)
+{
+    shared_setup_opts(2);
+}
+
+static void shared_setup_one(void)
+{
+    shared_setup_opts(1);
+}
+
+static void shared_teardown(void)
+{
+    apr_pool_destroy(pool);   /* handles, then the shared and inner ones */
+    srv_stop();
+}
+
+typedef struct {
+    int iterations;
+    int ok;
+    char fail[200];
+} worker_t;
+
+/* One worker thread: client requests of two backend calls each, like the
+ * engine's (start both, wait for both, release, reset). */
+static void *shared_worker(void *arg)
+{
+    worker_t *w = arg;
+    apr_pool_t *p;
+    bff_fetcher_t *h;
+    int i;
+
+    apr_pool_create(&p, NULL);
+    if (bff_fetch_shared_handle(&h, shared, p) != APR_SUCCESS) {
+        snprintf(w->fail, sizeof(w->fail), "no handle");
+        return NULL;
+    }
+    for (i = 0; i < w->iterations; i++) {
+        bff_fetch_req_t r[2];
+        int k;
+        mkreq(&r[0], "GET", apr_psprintf(p, "http://127.0.0.1:%u/delay/5",
+                                         (unsigned)srv.port));
+        mkreq(&r[1], "GET", apr_psprintf(p, "http://127.0.0.1:%u/ok",
+                                         (unsigned)srv.port));
+        for (k = 0; k < 2; k++) {
+            if (bff_fetch_start(h, &r[k]) != APR_SUCCESS) {
+                snprintf(w->fail, sizeof(w->fail), "start failed");
+                return NULL;
+            }
+        }
+        for (k = 0; k < 2; k++) {
+            bff_fetch_req_t *d = NULL;
+            apr_status_t rv = bff_fetch_wait(h, &d, 5000);
+            if (rv != APR_SUCCESS || !d || d->err != BFF_FETCH_OK
+                || d->status != 200
+                || strcmp(d->resp, d == &r[0] ? "d" : "ok")) {
+                snprintf(w->fail, sizeof(w->fail), "rv %d err %d: %s", rv,
+                         d ? (int)d->err : -1, d && d->errmsg ? d->errmsg : "");
+                return NULL;
+            }
+            bff_fetch_release(h, d);
+            w->ok++;
+        }
+        bff_fetch_reset(h);
+    }
+    apr_pool_destroy(p);
+    return NULL;
+}
+
+START_TEST(shared_threads_share_bounded_pool)
+{
+    enum { NT = 8, IT = 10 };
+    pthread_t t[NT];
+    worker_t w[NT];
+    bff_fetch_shared_stats_t st;
+    int i;
+
+    memset(w, 0, sizeof(w));
+    for (i = 0; i < NT; i++) {
+        w[i].iterations = IT;
+        ck_assert_int_eq(pthread_create(&t[i], NULL, shared_worker, &w[i]), 0);
+    }
+    for (i = 0; i < NT; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_msg(w[i].ok == 2 * IT, "worker %d: %d ok, %s", i, w[i].ok,
+                      w[i].fail);
+    }
+    /* every thread's requests went over the child's two connections */
+    ck_assert_int_le(srv_get(&srv.accepts), 2);
+    ck_assert_int_le(srv_get(&srv.max_active), 2);
+    ck_assert_int_eq(srv_get(&srv.requests), NT * IT * 2);
+    bff_fetch_shared_stats(shared, &st);
+    ck_assert_int_eq(st.in_flight, 0);
+    ck_assert_uint_ge(st.leads, 1);
+    ck_assert_uint_eq(st.orphans, 0);
+}
+END_TEST
+
+typedef struct {
+    const char *path;
+    long timeout_ms;
+    apr_time_t delay;             /* before the start */
+    bff_fetch_req_t r;
+    apr_status_t rv;
+    apr_interval_time_t took;     /* start to completion */
+} one_t;
+
+static void one_init(one_t *o, const char *path, long timeout_ms,
+                     long delay_ms)
+{
+    memset(o, 0, sizeof(*o));
+    o->path = path;
+    o->timeout_ms = timeout_ms;
+    o->delay = apr_time_from_msec(delay_ms);
+}
+
+/* A thread with its own handle: one request, waited for. */
+static void *shared_one(void *arg)
+{
+    one_t *o = arg;
+    apr_pool_t *p;
+    bff_fetcher_t *h;
+    bff_fetch_req_t *d = NULL;
+    apr_time_t t0;
+
+    apr_pool_create(&p, NULL);
+    ck_assert_int_eq(bff_fetch_shared_handle(&h, shared, p), APR_SUCCESS);
+    apr_sleep(o->delay);
+    mkreq(&o->r, "GET", apr_psprintf(p, "http://127.0.0.1:%u%s",
+                                     (unsigned)srv.port, o->path));
+    o->r.timeout_ms = o->timeout_ms;
+    t0 = apr_time_now();
+    o->rv = bff_fetch_start(h, &o->r);
+    if (o->rv == APR_SUCCESS) {
+        o->rv = bff_fetch_wait(h, &d, 5000);
+    }
+    o->took = apr_time_now() - t0;
+    if (d) {
+        bff_fetch_release(h, d);
+    }
+    bff_fetch_reset(h);
+    apr_pool_destroy(p);
+    return NULL;
+}
+
+/* Two threads' requests at once, each on its own handle. */
+static void run_two(one_t *a, one_t *b)
+{
+    pthread_t ta, tb;
+
+    ck_assert_int_eq(pthread_create(&ta, NULL, shared_one, a), 0);
+    ck_assert_int_eq(pthread_create(&tb, NULL, shared_one, b), 0);
+    pthread_join(tb, NULL);
+    pthread_join(ta, NULL);
+}
+
+/* A request started while another thread leads (waiting on a slow one)
+ * is started at once by the leader, not after the slow one. */
+START_TEST(shared_start_wakes_the_leader)
+{
+    one_t slow, fast;
+
+    one_init(&slow, "/delay/600", 3000, 0);
+    one_init(&fast, "/ok", 3000, 100);
+    run_two(&slow, &fast);
+    ck_assert_int_eq(fast.rv, APR_SUCCESS);
+    ck_assert_int_eq(fast.r.err, BFF_FETCH_OK);
+    ck_assert_int_lt(fast.took, apr_time_from_msec(300));
+    ck_assert_int_eq(slow.rv, APR_SUCCESS);
+    ck_assert_int_eq(slow.r.err, BFF_FETCH_OK);
+}
+END_TEST
+
+/* At the origin's bound a call of another thread waits for the child's
+ * one connection within its timeout, then fails naming the pool. */
+START_TEST(shared_pool_exhausted)
+{
+    one_t slow, late;
+
+    one_init(&slow, "/delay/500", 3000, 0);
+    one_init(&late, "/ok", 150, 50);
+    run_two(&slow, &late);
+    ck_assert_int_eq(late.rv, APR_SUCCESS);
+    ck_assert_int_eq(late.r.err, BFF_FETCH_EPOOL);
+    ck_assert_int_lt(late.took, apr_time_from_msec(400));
+    ck_assert_int_eq(slow.r.err, BFF_FETCH_OK);
+    ck_assert_int_eq(srv_get(&srv.accepts), 1);
+}
+END_TEST
+
+/* A handle's reset abandons its running request: it runs to its end on
+ * the child's connection and the thread leading then releases it. */
+START_TEST(shared_reset_abandons_running)
+{
+    apr_pool_t *p;
+    bff_fetcher_t *h;
+    bff_fetch_req_t r;
+    bff_fetch_shared_stats_t st;
+    one_t other;
+    pthread_t t;
+
+    one_init(&other, "/delay/400", 3000, 0);
+    apr_pool_create(&p, pool);
+    ck_assert_int_eq(bff_fetch_shared_handle(&h, shared, p), APR_SUCCESS);
+    mkreq(&r, "GET", url("/delay/100"));
+    ck_assert_int_eq(bff_fetch_start(h, &r), APR_SUCCESS);
+    bff_fetch_reset(h);
+    ck_assert_int_eq(r.err, BFF_FETCH_EABORTED);
+    {
+        bff_fetch_req_t *d = NULL;
+        ck_assert_int_eq(bff_fetch_wait(h, &d, 10), APR_EOF);
+    }
+    apr_pool_destroy(p);      /* the request's memory goes with it */
+    ck_assert_int_eq(pthread_create(&t, NULL, shared_one, &other), 0);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(other.r.err, BFF_FETCH_OK);
+    bff_fetch_shared_stats(shared, &st);
+    ck_assert_uint_eq(st.orphans, 1);
+    ck_assert_int_eq(st.in_flight, 0);
+    ck_assert_int_eq(srv_get(&srv.requests), 2);
+}
+END_TEST
+
 /* configure --without-curl: https:// fails at once, naming the reason */
 START_TEST(https_without_curl)
 {
@@ -1830,6 +2065,20 @@ static Suite *h1_suite(void)
     tcase_add_test(tl, per_host_limit_queues);
     tcase_add_test(tl, per_host_limit_timeout_in_queue);
     suite_add_tcase(s, tl);
+    {
+        TCase *tc = tcase_create("shared");
+        tcase_set_timeout(tc, 30);
+        tcase_add_checked_fixture(tc, shared_setup, shared_teardown);
+        tcase_add_test(tc, shared_threads_share_bounded_pool);
+        tcase_add_test(tc, shared_start_wakes_the_leader);
+        tcase_add_test(tc, shared_reset_abandons_running);
+        suite_add_tcase(s, tc);
+        tc = tcase_create("shared_one");
+        tcase_set_timeout(tc, 30);
+        tcase_add_checked_fixture(tc, shared_setup_one, shared_teardown);
+        tcase_add_test(tc, shared_pool_exhausted);
+        suite_add_tcase(s, tc);
+    }
     {
         TCase *tc = tcase_create("lru");
         tcase_set_timeout(tc, 20);
