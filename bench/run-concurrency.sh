@@ -1,12 +1,15 @@
 #!/bin/bash
 # Many slow aggregations in flight: GET /api/profile/42 with backend delays
 # 20/50/30 ms and 1000 concurrent clients, in one run: Peer A (nginx+lua),
-# Peer B (Node), mod_bff with the shipped MPM profile (conf/bff-mpm.conf)
+# Peer B (Node), httpd serving the same bytes as a static file (the
+# ceiling inside httpd), mod_bff with the shipped MPM profile (conf/bff-mpm.conf)
 # and mod_bff with Debian's default event MPM settings. Each row prints
 # req/s, p50, p99, socket errors, non-2xx answers (503s of BFFMaxInFlight),
 # the gateway's peak RSS and its peak number of open backend connections
-# (both sampled every 200 ms), and the TCP connections the machine opened
-# during the measured run (wrk's own included).
+# (both sampled every 200 ms), the RSS it grew by per client connection
+# (peak less its RSS before the warm-up, over CONNS), its context switches
+# per request (every thread of its processes) and the TCP connections the
+# machine opened during the measured run (wrk's own included).
 # The peers and the backends are ../shared/bench-peers's (`run.sh serve`);
 # gateways on CPU 0, backends and wrk on CPU 1, as in bench/run.sh.
 #   bench/run-concurrency.sh          CONNS=1000 DURATION=10 WARMUP=3 REPEAT=1
@@ -15,6 +18,7 @@
 #   PERF_OUT=/tmp/p bench/run-concurrency.sh   perf record ($PERF_OPTS, -g) of the mod_bff rows
 #   CONNS=32 DELAYS=0/0/0 bench/run-concurrency.sh   the miss path of bench/run.sh's scenario a
 #   MODULES='old/.libs/mod_bff.so .libs/mod_bff.so' bench/run-concurrency.sh   builds side by side
+#   POOLS='child thread' bench/run-concurrency.sh   rows per BFFBackendPool (default child)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 CONNS=${CONNS:-1000}; DURATION=${DURATION:-10}; WARMUP=${WARMUP:-3}; REPEAT=${REPEAT:-1}
@@ -68,13 +72,15 @@ start_gateway() {   # mpm-conf
 
 listen_pid() { ss -ltnpH "sport = :$1" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2; }
 
-printf '%-44s %9s %8s %8s %6s %7s %8s %9s %9s %9s\n' target req/s p50ms p99ms errors non2xx 'gw us/r' 'RSS MiB' 'be conns' 'tcp opens'
+printf '%-52s %8s %7s %7s %6s %6s %7s %7s %8s %8s %6s %9s\n' target req/s p50ms p99ms errors non2xx 'gw us/r' \
+    'RSS MiB' 'KiB/conn' 'be conns' 'cs/req' 'tcp opens'
 measure_row() {   # label url root-pid
-    local label=$1 u=$2 root=$3 i out line pids t0 t1 o0 o1 rows=()
+    local label=$1 u=$2 root=$3 i out line pids t0 t1 o0 o1 c0 c1 rss0 rows=()
     for i in $(seq "$REPEAT"); do
+        rss0=$(tree_rss "$root")
         taskset -c "$AUX_CPUS" wrk -t1 -c"$CONNS" -d"${WARMUP}s" --timeout 5s "$u" >/dev/null 2>&1 || true
         pids=$(tree_of "$root")
-        t0=$(proc_ticks $pids); o0=$(tcp_active_opens)
+        t0=$(proc_ticks $pids); o0=$(tcp_active_opens); c0=$(ctx_switches $pids)
         sample_peaks "$root" "$run/peaks" &
         local sampler=$!
         taskset -cp "$AUX_CPUS" "$sampler" >/dev/null
@@ -89,6 +95,7 @@ measure_row() {   # label url root-pid
         kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
         [[ -z $perf ]] || { kill -INT "$perf"; wait "$perf" 2>/dev/null || true; }
         t1=$(proc_ticks $(tree_of "$root") $pids); o1=$(tcp_active_opens)
+        c1=$(ctx_switches $pids)
         [[ -z ${RAW_DIR:-} ]] || printf '%s\n' "$out" >"$RAW_DIR/${label//[^A-Za-z0-9]/_}-$i.txt"
         line=$(grep '^RESULT ' <<<"$out" | tail -1)
         [[ -n $line ]] || { echo "$out" >&2; exit 1; }
@@ -96,15 +103,17 @@ measure_row() {   # label url root-pid
         for kv in ${line#RESULT }; do R[${kv%%=*}]=${kv#*=}; done
         rows+=("$(awk -v req="${R[requests]}" -v dus="${R[duration_us]}" -v p50="${R[p50_us]}" \
             -v p99="${R[p99_us]}" -v err="${R[errors]}" -v n2="${R[non2xx]}" -v hz="$(getconf CLK_TCK)" \
-            -v dt="$((t1 - t0))" -v peaks="$(cat "$run/peaks")" -v opens="$((o1 - o0))" 'BEGIN {
+            -v dt="$((t1 - t0))" -v peaks="$(cat "$run/peaks")" -v opens="$((o1 - o0))" \
+            -v rss0="$rss0" -v conns="$CONNS" -v cs="$((c1 - c0))" 'BEGIN {
                 split(peaks, pk, " ")
-                printf "%.0f %.1f %.1f %d %d %.0f %.0f %d %d\n", req / (dus / 1e6), p50 / 1000,
-                    p99 / 1000, err, n2 - 0, req ? 1e6 * dt / hz / req : 0, pk[1] / 1024, pk[2], opens }')")
+                printf "%.0f %.1f %.1f %d %d %.0f %.0f %.0f %d %.1f %d\n", req / (dus / 1e6), p50 / 1000,
+                    p99 / 1000, err, n2 - 0, req ? 1e6 * dt / hz / req : 0, pk[1] / 1024,
+                    pk[1] > rss0 ? (pk[1] - rss0) / conns : 0, pk[2], req ? cs / req : 0, opens }')")
     done
     # the median run by req/s
     printf '%s\n' "${rows[@]}" | sort -n -k1,1 | sed -n "$(( (REPEAT + 1) / 2 ))p" |
         awk -v l="$label" -v all="$(printf '%s\n' "${rows[@]}" | cut -d' ' -f1 | sort -n | paste -sd/)" \
-            '{ printf "%-44s %9s %8s %8s %6s %7s %8s %9s %9s %9s  (%s)\n", l, $1, $2, $3, $4, $5, $6, $7, $8, $9, all }'
+            '{ printf "%-52s %8s %7s %7s %6s %6s %7s %7s %8s %8s %6s %9s  (%s)\n", l, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, all }'
 }
 
 # root and its children (httpd's parent and children, nginx's master and
@@ -117,6 +126,22 @@ proc_ticks() {
         rest=${rest##*) }
         set -- $rest
         s=$(( s + ${12} + ${13} ))
+    done
+    echo $s
+}
+# context switches of every thread of the given processes
+ctx_switches() {
+    local p s=0
+    for p in "$@"; do
+        s=$(( s + $(cat /proc/"$p"/task/*/status 2>/dev/null |
+            awk '/_ctxt_switches:/ { n += $2 } END { print n + 0 }') ))
+    done
+    echo $s
+}
+tree_rss() {
+    local p s=0
+    for p in $(tree_of "$1"); do
+        s=$(( s + $(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0) ))
     done
     echo $s
 }
@@ -143,23 +168,32 @@ sample_peaks() {
 want() { [[ -z $ONLY || $1 =~ $ONLY ]]; }
 want peer-a && measure_row "A nginx+lua" http://127.0.0.1:9001/api/profile/42 "$(listen_pid 9001)"
 want peer-b && measure_row "B node fastify+undici" http://127.0.0.1:9002/api/profile/42 "$(listen_pid 9002)"
+# the ceiling inside httpd (a static file of the same bytes): the
+# reference for context switches per request
+want static && [[ -n $(listen_pid 9004) ]] &&
+    measure_row "httpd static file (apache-static)" http://127.0.0.1:9004/api/profile/42 "$(listen_pid 9004)"
 # MODULES="A/.libs/mod_bff.so B/.libs/mod_bff.so": rows for each build
 # (named by its source directory), in one run
 for mod in ${MODULES:-$top/.libs/mod_bff.so}; do
     BFF_MODULE=$(readlink -f "$mod")
     tag=
     [[ -z ${MODULES:-} ]] || tag=" [$(basename "$(dirname "$(dirname "$BFF_MODULE")")")]"
+  for BFFB_POOL in ${POOLS:-child}; do
+    export BFFB_POOL
+    ptag=
+    [[ -z ${POOLS:-} ]] || ptag=" pool=$BFFB_POOL"
     if want mod_bff-profile; then
         start_gateway "$top/conf/bff-mpm.conf"
-        measure_row "mod_bff, conf/bff-mpm.conf$tag" "http://127.0.0.1:$BFFB_PORT/api/profile/42" "$(cat "$run/httpd.pid")"
-        [[ -z ${RAW_DIR:-} ]] || cp "$run/error.log" "$RAW_DIR/error-profile.log"
+        measure_row "mod_bff, conf/bff-mpm.conf$tag$ptag" "http://127.0.0.1:$BFFB_PORT/api/profile/42" "$(cat "$run/httpd.pid")"
+        [[ -z ${RAW_DIR:-} ]] || cp "$run/error.log" "$RAW_DIR/error-profile-$BFFB_POOL.log"
         stop_gateway
     fi
     if want mod_bff-debian; then
         start_gateway "$debian_mpm"
-        measure_row "mod_bff, Debian's mpm_event.conf$tag" "http://127.0.0.1:$BFFB_PORT/api/profile/42" "$(cat "$run/httpd.pid")"
-        [[ -z ${RAW_DIR:-} ]] || cp "$run/error.log" "$RAW_DIR/error-debian.log"
+        measure_row "mod_bff, Debian's mpm_event.conf$tag$ptag" "http://127.0.0.1:$BFFB_PORT/api/profile/42" "$(cat "$run/httpd.pid")"
+        [[ -z ${RAW_DIR:-} ]] || cp "$run/error.log" "$RAW_DIR/error-debian-$BFFB_POOL.log"
         stop_gateway
     fi
+  done
 done
 echo "CONNS=$CONNS DURATION=${DURATION}s WARMUP=${WARMUP}s REPEAT=$REPEAT delays $DELAYS ms; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -28,6 +28,7 @@ struct slot_t {
     char *hbuf;              /* the response's header lines */
     apr_size_t hlen, hcap;
     int too_big;
+    int progressed;          /* resolving, connecting or sending began */
     int active;              /* added to the multi handle */
     bff_fetch_req_t *req;
     slot_t *next;            /* free list / all list */
@@ -45,6 +46,7 @@ typedef struct {
     struct curl_waitfd *wfds;    /* bff_fetch_curl_poll's, reused */
     unsigned wcap;
     int woken;                   /* curl_wake's, atomic */
+    long max_host;               /* CURLMOPT_MAX_HOST_CONNECTIONS */
 } curl_ctx_t;
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *baton)
@@ -148,6 +150,36 @@ static int tls_failure(CURLcode rc, const char *msg)
     }
 }
 
+/* A transfer leaves libcurl's queue of CURLMOPT_MAX_HOST_CONNECTIONS when
+ * it resolves a name, opens a socket or gets a connection (new or reused)
+ * for its request: each of these callbacks marks it. */
+static int on_resolver_start(void *resolver, void *reserved, void *baton)
+{
+    (void)resolver;
+    (void)reserved;
+    ((slot_t *)baton)->progressed = 1;
+    return 0;
+}
+
+static int on_sockopt(void *baton, curl_socket_t fd, curlsocktype purpose)
+{
+    (void)fd;
+    (void)purpose;
+    ((slot_t *)baton)->progressed = 1;
+    return CURL_SOCKOPT_OK;
+}
+
+static int on_prereq(void *baton, char *ip, char *local_ip, int port,
+                     int local_port)
+{
+    (void)ip;
+    (void)local_ip;
+    (void)port;
+    (void)local_port;
+    ((slot_t *)baton)->progressed = 1;
+    return CURL_PREREQFUNC_OK;
+}
+
 static bff_fetch_err_e map_curl_error(CURLcode rc, const slot_t *s)
 {
     switch (rc) {
@@ -158,7 +190,9 @@ static bff_fetch_err_e map_curl_error(CURLcode rc, const slot_t *s)
     case CURLE_COULDNT_RESOLVE_PROXY:
         return BFF_FETCH_ECONNECT;
     case CURLE_OPERATION_TIMEDOUT:
-        return BFF_FETCH_ETIMEOUT;
+        /* never resolved, connected nor sent: it waited for a connection
+         * under CURLMOPT_MAX_HOST_CONNECTIONS all along */
+        return s->progressed ? BFF_FETCH_ETIMEOUT : BFF_FETCH_EPOOL;
     case CURLE_FILESIZE_EXCEEDED:
         return BFF_FETCH_ETOOBIG;
     case CURLE_WRITE_ERROR:
@@ -384,6 +418,15 @@ static apr_status_t curl_start(bff_fetcher_t *f, bff_fetch_req_t *req)
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PRIVATE, s);
+    s->progressed = c->max_host <= 0;   /* no queue: a timeout is one */
+    if (c->max_host > 0) {
+        curl_easy_setopt(e, CURLOPT_RESOLVER_START_FUNCTION, on_resolver_start);
+        curl_easy_setopt(e, CURLOPT_RESOLVER_START_DATA, s);
+        curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
+        curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, s);
+        curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+        curl_easy_setopt(e, CURLOPT_PREREQDATA, s);
+    }
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, s);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -677,6 +720,7 @@ apr_status_t bff_fetch_curl_create(bff_fetcher_t **out,
         free(c);
         return APR_EGENERAL;
     }
+    c->max_host = opts ? opts->max_host_connections : 0;
     if (opts && opts->max_host_connections > 0) {
         curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                           opts->max_host_connections);

@@ -15,7 +15,7 @@ use Time::HiRes qw(sleep time);
 use BFFTest;
 use BFFConfTest qw(configtest);
 
-plan tests => 17;
+plan tests => 20;
 
 my $svc;
 END { own_svc_stop($svc) if $svc }
@@ -84,6 +84,18 @@ ok !defined $brk || $brk == 0, 'the breaker does not count the pool against the 
 # the pool recovers at once
 sleep 0.5;
 is http_get($port, '/slow/3')->code, 200, 'the next request is served';
+stop_httpd($h);
+
+# --- libcurl's own queue (BFFHTTPClient curl): the same bound and name
+$h = start_httpd('pool-curl', "BFFHTTPClient curl\nBFFBackendPool child max-per-origin=2\n$endpoints");
+$port = $h->{port};
+http_get($port, "/slow/1");
+own_svc_admin($svc, '/__admin/reset');
+@r = burst($port, '/hold/1', '/hold/2', { path => '/tight/3', wait => 0.15 },
+           { path => '/tight/4', wait => 0.15 });
+is_deeply [ map { $_->[0] } @r ], [ 200, 200, 503, 503 ], 'curl: the waiting ones 503';
+is scalar(grep { $_->[5] =~ /pool exhausted/ } @r[2, 3]), 2, 'curl: naming the pool';
+is stats()->{requests}, 2, 'curl: the waiting calls never reached the backend';
 stop_httpd($h);
 
 # --- per-thread pools: every thread calls on its own connection
