@@ -1044,6 +1044,7 @@ static int check_tls_unused(server_rec *s)
 static int bff_check_config(apr_pool_t *pconf, apr_pool_t *plog,
                             apr_pool_t *ptemp, server_rec *s)
 {
+    const bff_server_conf_t *main_sc;
     server_rec *vs;
     int i;
 
@@ -1053,9 +1054,8 @@ static int bff_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     if (ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST) {
         return OK;
     }
-    if (((bff_server_conf_t *)ap_get_module_config(s->module_config,
-                                                   &bff_module))
-            ->backend_max_origin < 0) {
+    main_sc = ap_get_module_config(s->module_config, &bff_module);
+    if (main_sc->backend_max_origin < 0) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, BFFLOGNO(160)
                      "BFFBackendPool unbounded: no bound on connections per "
                      "backend origin; a slow backend can be sent a "

@@ -35,6 +35,11 @@ enum { SR_FREE, SR_PENDING, SR_RUNNING, SR_DONE, SR_RETURNED, SR_DROPPED };
 typedef struct sreq_t sreq_t;
 typedef struct handle_t handle_t;
 
+/* requests in order, linked by next */
+typedef struct {
+    sreq_t *head, *tail;
+} sq_t;
+
 struct sreq_t {
     bff_fetch_req_t in;           /* what the inner fetcher runs */
     bff_fetch_req_t *user;        /* NULL: abandoned */
@@ -52,7 +57,7 @@ struct handle_t {
     bff_fetch_shared_t *sh;
     apr_thread_cond_t *cond;
     sreq_t *own;                  /* every request not yet released */
-    sreq_t *done_head, *done_tail;
+    sq_t done;                    /* delivered, not yet returned */
     int outstanding;              /* pending, running or done */
     int waiting;
     handle_t *wnext, *wprev;      /* sh->waiters */
@@ -63,7 +68,7 @@ struct bff_fetch_shared_t {
     bff_fetcher_t *inner;
     handle_t *leader;
     handle_t *waiters_head, *waiters_tail;
-    sreq_t *pending_head, *pending_tail;
+    sq_t pending;                 /* to be started by the leader */
     sreq_t *releases;
     sreq_t *free_list;
     sreq_t *all;
@@ -71,6 +76,32 @@ struct bff_fetch_shared_t {
 };
 
 /* ------------------------------------------------------------ lists -- */
+
+static void sq_push(sq_t *q, sreq_t *sr)
+{
+    sr->next = NULL;
+    if (q->tail) {
+        q->tail->next = sr;
+    }
+    else {
+        q->head = sr;
+    }
+    q->tail = sr;
+}
+
+static sreq_t *sq_pop(sq_t *q)
+{
+    sreq_t *sr = q->head;
+
+    if (sr) {
+        q->head = sr->next;
+        if (!q->head) {
+            q->tail = NULL;
+        }
+        sr->next = NULL;
+    }
+    return sr;
+}
 
 static void own_link(handle_t *h, sreq_t *sr)
 {
@@ -187,14 +218,7 @@ static void deliver(bff_fetch_shared_t *sh, sreq_t *sr)
         return;
     }
     sr->state = SR_DONE;
-    sr->next = NULL;
-    if (h->done_tail) {
-        h->done_tail->next = sr;
-    }
-    else {
-        h->done_head = sr;
-    }
-    h->done_tail = sr;
+    sq_push(&h->done, sr);
     if (h->waiting) {
         apr_thread_cond_signal(h->cond);
     }
@@ -221,12 +245,7 @@ static void drain(bff_fetch_shared_t *sh)
         bff_fetch_release(sh->inner, &sr->in);
         sreq_recycle(sh, sr);
     }
-    while ((sr = sh->pending_head) != NULL) {
-        sh->pending_head = sr->next;
-        if (!sh->pending_head) {
-            sh->pending_tail = NULL;
-        }
-        sr->next = NULL;
+    while ((sr = sq_pop(&sh->pending)) != NULL) {
         if (sr->state == SR_DROPPED) {
             sh->stats.in_flight--;
             sreq_recycle(sh, sr);
@@ -250,7 +269,7 @@ static apr_status_t lead(bff_fetch_shared_t *sh, handle_t *h, apr_time_t until)
         apr_status_t rv;
 
         drain(sh);
-        if (h->done_head) {
+        if (h->done.head) {
             return APR_SUCCESS;
         }
         if (h->outstanding == 0) {
@@ -271,9 +290,9 @@ static apr_status_t lead(bff_fetch_shared_t *sh, handle_t *h, apr_time_t until)
             deliver(sh, d->baton);
         }
         else if (rv == APR_EOF) {
-            if (!sh->pending_head) {
+            if (!sh->pending.head) {
                 /* this thread's requests are done or lost: none running */
-                return h->done_head ? APR_SUCCESS : APR_EOF;
+                return h->done.head ? APR_SUCCESS : APR_EOF;
             }
         }
         else if (rv != APR_TIMEUP && rv != APR_EINTR && rv != APR_SUCCESS) {
@@ -382,13 +401,7 @@ static apr_status_t sh_start(bff_fetcher_t *f, bff_fetch_req_t *req)
     }
     else {
         sr->state = SR_PENDING;
-        if (sh->pending_tail) {
-            sh->pending_tail->next = sr;
-        }
-        else {
-            sh->pending_head = sr;
-        }
-        sh->pending_tail = sr;
+        sq_push(&sh->pending, sr);
         wake = 1;
     }
     own_link(h, sr);
@@ -412,15 +425,10 @@ static apr_status_t sh_wait(bff_fetcher_t *f, bff_fetch_req_t **done,
     *done = NULL;
     apr_thread_mutex_lock(sh->mu);
     for (;;) {
+        sreq_t *sr = sq_pop(&h->done);
         apr_time_t now;
 
-        if (h->done_head) {
-            sreq_t *sr = h->done_head;
-            h->done_head = sr->next;
-            if (!h->done_head) {
-                h->done_tail = NULL;
-            }
-            sr->next = NULL;
+        if (sr) {
             sr->state = SR_RETURNED;
             h->outstanding--;
             copy_out(sr->user, &sr->in);
@@ -514,7 +522,7 @@ static void sh_reset(bff_fetcher_t *f)
             break;
         }
     }
-    h->done_head = h->done_tail = NULL;
+    h->done.head = h->done.tail = NULL;
     h->outstanding = 0;
     apr_thread_mutex_unlock(sh->mu);
 }
@@ -588,7 +596,8 @@ static apr_status_t shared_cleanup(void *data)
         free(sr->store);
         free(sr);
     }
-    sh->free_list = sh->pending_head = sh->pending_tail = sh->releases = NULL;
+    sh->free_list = sh->releases = NULL;
+    sh->pending.head = sh->pending.tail = NULL;
     return APR_SUCCESS;
 }
 
