@@ -94,7 +94,8 @@ measure_row() {   # label url root-pid
             -s "$BFF_BENCH_WORK/lib/wrk-report.lua" "$u" 2>&1) || true
         kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
         [[ -z $perf ]] || { kill -INT "$perf"; wait "$perf" 2>/dev/null || true; }
-        t1=$(proc_ticks $(tree_of "$root") $pids); o1=$(tcp_active_opens)
+        pids=$(printf '%s\n' $pids $(tree_of "$root") | sort -un)
+        t1=$(proc_ticks $pids); o1=$(tcp_active_opens)
         c1=$(ctx_switches $pids)
         [[ -z ${RAW_DIR:-} ]] || printf '%s\n' "$out" >"$RAW_DIR/${label//[^A-Za-z0-9]/_}-$i.txt"
         line=$(grep '^RESULT ' <<<"$out" | tail -1)
@@ -104,11 +105,11 @@ measure_row() {   # label url root-pid
         rows+=("$(awk -v req="${R[requests]}" -v dus="${R[duration_us]}" -v p50="${R[p50_us]}" \
             -v p99="${R[p99_us]}" -v err="${R[errors]}" -v n2="${R[non2xx]}" -v hz="$(getconf CLK_TCK)" \
             -v dt="$((t1 - t0))" -v peaks="$(cat "$run/peaks")" -v opens="$((o1 - o0))" \
-            -v rss0="$rss0" -v conns="$CONNS" -v cs="$((c1 - c0))" 'BEGIN {
+            -v rss0="$rss0" -v conns="$CONNS" -v cs="$(ctx_delta "$c0" "$c1")" 'BEGIN {
                 split(peaks, pk, " ")
                 printf "%.0f %.1f %.1f %d %d %.0f %.0f %.0f %d %.1f %d\n", req / (dus / 1e6), p50 / 1000,
                     p99 / 1000, err, n2 - 0, req ? 1e6 * dt / hz / req : 0, pk[1] / 1024,
-                    pk[1] > rss0 ? (pk[1] - rss0) / conns : 0, pk[2], req ? cs / req : 0, opens }')")
+                    (pk[1] > rss0 ? (pk[1] - rss0) / conns : 0), pk[2], req ? cs / req : 0, opens }')")
     done
     # the median run by req/s
     printf '%s\n' "${rows[@]}" | sort -n -k1,1 | sed -n "$(( (REPEAT + 1) / 2 ))p" |
@@ -119,29 +120,40 @@ measure_row() {   # label url root-pid
 # root and its children (httpd's parent and children, nginx's master and
 # workers, node)
 tree_of() { echo "$1" $(pgrep -P "$1"); }
+# CPU ticks of the given processes, with those of their children that
+# ended and were waited for (httpd's parent reaps the children its MPM
+# stops while the load falls)
 proc_ticks() {
     local p s=0 rest
     for p in "$@"; do
-        read -r rest <"/proc/$p/stat" 2>/dev/null || continue
+        { read -r rest <"/proc/$p/stat"; } 2>/dev/null || continue
         rest=${rest##*) }
         set -- $rest
-        s=$(( s + ${12} + ${13} ))
+        s=$(( s + ${12} + ${13} + ${14} + ${15} ))
     done
     echo $s
 }
-# context switches of every thread of the given processes
+# context switches of every thread of the given processes, a "pid count"
+# line each
 ctx_switches() {
-    local p s=0
+    local p
     for p in "$@"; do
-        s=$(( s + $(cat /proc/"$p"/task/*/status 2>/dev/null |
-            awk '/_ctxt_switches:/ { n += $2 } END { print n + 0 }') ))
+        [[ -d /proc/$p ]] || continue
+        echo "$p $(cat /proc/"$p"/task/*/status 2>/dev/null |
+            awk '/_ctxt_switches:/ { n += $2 } END { print n + 0 }')"
     done
-    echo $s
+}
+# the switches between two ctx_switches lists: of the processes in the
+# second, less what they had in the first (a process that ended during
+# the run is not counted)
+ctx_delta() {
+    awk 'NR == FNR { was[$1] = $2; next } { n += $2 - was[$1] } END { print n + 0 }' \
+        <(printf '%s\n' "$1") <(printf '%s\n' "$2")
 }
 tree_rss() {
     local p s=0
     for p in $(tree_of "$1"); do
-        s=$(( s + $(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0) ))
+        s=$(( s + $( { awk '/^VmRSS:/ { n = $2 } END { print n + 0 }' <"/proc/$p/status"; } 2>/dev/null || echo 0) ))
     done
     echo $s
 }
@@ -155,7 +167,7 @@ sample_peaks() {
     while :; do
         pids=$(tree_of "$root"); rss=0
         for p in $pids; do
-            rss=$(( rss + $(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0) ))
+            rss=$(( rss + $( { awk '/^VmRSS:/ { n = $2 } END { print n + 0 }' <"/proc/$p/status"; } 2>/dev/null || echo 0) ))
         done
         conns=$(ss -tnpH state established '( dport = :8001 or dport = :8002 or dport = :8003 )' 2>/dev/null |
             grep -cE "pid=($(echo $pids | tr ' ' '|'))," || true)

@@ -150,8 +150,9 @@ apr_status_t bff_fetch_h1_create(bff_fetcher_t **out,
  * fetcher with the usual interface; one waiting thread at a time (the
  * leader) drives the inner fetcher's I/O for every thread's requests
  * while the others sleep on a condition until theirs complete. Requests
- * a handle abandons (reset) run to their end, then are released by
- * whichever thread leads.
+ * a handle abandons (reset) are cancelled in the inner fetcher, which
+ * closes the connection of a half-done exchange: by the resetting thread
+ * when no thread leads, else by the leader, woken for it.
  */
 typedef struct bff_fetch_shared_t bff_fetch_shared_t;
 
@@ -167,7 +168,7 @@ apr_status_t bff_fetch_shared_handle(bff_fetcher_t **out,
 typedef struct {
     unsigned long leads;        /* times a thread became the leader */
     unsigned long handoffs;     /* leaderships passed to a waiting thread */
-    unsigned long orphans;      /* abandoned requests released by a leader */
+    unsigned long cancels;      /* running requests abandoned by a reset */
     int in_flight;              /* requests started, not yet delivered */
 } bff_fetch_shared_stats_t;
 

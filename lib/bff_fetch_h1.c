@@ -1,9 +1,15 @@
 /*
  * The bff fetcher with mod_bff's own HTTP/1.1 client, in the tradition of
  * nginx, HAProxy and mod_proxy: http:// backends are served on non-blocking
- * keep-alive sockets with poll(2), costing about one send, one poll and one
- * recv per exchange; https:// goes to an internal curl fetcher (TLS,
+ * keep-alive sockets with epoll, costing about one send, one epoll_wait and
+ * one recv per exchange; https:// goes to an internal curl fetcher (TLS,
  * HTTP/2), and one wait serves both.
+ *
+ * When a child's threads share one fetcher it holds hundreds of calls in
+ * flight, so nothing per wait is proportional to them: a socket joins the
+ * epoll set once, edge-triggered, when it is opened (and leaves it when it
+ * is closed), and the deadlines are scanned only when the earliest one
+ * known has passed.
  *
  * Steady state allocates nothing and resolves nothing: request slots keep
  * their request and body buffers, idle connections are kept per host:port
@@ -31,6 +37,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
@@ -48,6 +55,7 @@
 #define KEEP_BUF_MAX   (1024 * 1024) /* larger buffers are freed on release */
 #define DEFAULT_IDLE   16
 #define MAX_POLL_MS    60000         /* one poll; the wait loop goes on */
+#define MAX_EVENTS     256           /* per epoll_wait; the rest next time */
 
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL   0             /* httpd ignores SIGPIPE anyway */
@@ -87,12 +95,14 @@ struct host_t {
 };
 
 struct conn_t {
-    int fd;
-    host_t *host;
+    int fd;                       /* in the epoll set while open */
+    host_t *host;                 /* NULL once closed */
+    slot_t *slot;                 /* the exchange using it, or NULL */
     int addr;                     /* index in host->addr */
     int tried;                    /* addresses tried while connecting */
     unsigned nreq;                /* exchanges completed */
-    conn_t *hprev, *hnext;        /* host->idle, or the free list */
+    conn_t *hprev, *hnext;        /* host->idle, or the closed and free
+                                     lists */
     conn_t *lprev, *lnext;        /* ctx idle LRU */
 };
 
@@ -125,13 +135,15 @@ typedef struct {
     conn_t *lru_head, *lru_tail;  /* idle connections, MRU first */
     int nidle;
     conn_t *free_conns;
+    conn_t *closed;               /* closed since the last epoll_wait: its
+                                     events may still name them */
     slot_t *all_slots, *free_slots;
     slot_t *done_head, *done_tail;
     int nactive;                  /* queued, connecting or exchanging */
     long max_idle, max_host;
-    struct pollfd *pfds;          /* [0]: wakefd; then the slots' */
-    slot_t **pslots;
-    unsigned pcap;
+    apr_time_t next_deadline;     /* no deadline passes before (0: none) */
+    int epfd;
+    struct epoll_event evs[MAX_EVENTS];
     int wakefd;                   /* eventfd that h1_wake writes */
     int woken;                    /* h1_wake's, atomic */
     char rbuf[RBUF_SIZE];
@@ -513,16 +525,50 @@ static conn_t *conn_new(h1_ctx_t *c, host_t *h)
     return cn;
 }
 
-/* Closes a connection that is not idle (busy or connecting). */
-static void conn_close(h1_ctx_t *c, conn_t *cn)
+/* Takes fd into the epoll set for good: edge-triggered, so a connection
+ * idle in the pool costs nothing, and an exchange reads and writes until
+ * the socket would block. Its events name cn. */
+static int conn_watch(h1_ctx_t *c, conn_t *cn, int fd)
+{
+    struct epoll_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.ptr = cn;
+    return epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+/* Closes the socket (out of the epoll set first: a forked process may
+ * still hold it open). */
+static void conn_close_fd(h1_ctx_t *c, conn_t *cn)
 {
     if (cn->fd >= 0) {
+        (void)epoll_ctl(c->epfd, EPOLL_CTL_DEL, cn->fd, NULL);
         close(cn->fd);
+        cn->fd = -1;
+    }
+}
+
+/* Closes a connection that is not idle (busy or connecting). Its memory
+ * is reused only after the events of the current epoll_wait are handled,
+ * which may still name it. */
+static void conn_close(h1_ctx_t *c, conn_t *cn)
+{
+    conn_close_fd(c, cn);
+    if (cn->slot) {
+        cn->slot->conn = NULL;
+        cn->slot = NULL;
     }
     cn->host->nconns--;
     cn->host = NULL;
-    cn->hnext = c->free_conns;
-    c->free_conns = cn;
+    cn->hnext = c->closed;
+    c->closed = cn;
+}
+
+static void conn_attach(slot_t *s, conn_t *cn)
+{
+    s->conn = cn;
+    cn->slot = s;
 }
 
 /* Keeps a connection for the next request to its host; beyond the limit
@@ -651,6 +697,14 @@ static void queue_remove(host_t *h, slot_t *s)
 
 static void host_kick(h1_ctx_t *c, host_t *h);
 
+/* A request's deadline d: expire() must look no later than d. */
+static void deadline_note(h1_ctx_t *c, apr_time_t d)
+{
+    if (!c->next_deadline || d < c->next_deadline) {
+        c->next_deadline = d;
+    }
+}
+
 /* Completes the request: the connection is kept only when keep says the
  * exchange ended cleanly. Queued requests of the host may now go. */
 static void slot_finish(h1_ctx_t *c, slot_t *s, bff_fetch_err_e err,
@@ -660,12 +714,14 @@ static void slot_finish(h1_ctx_t *c, slot_t *s, bff_fetch_err_e err,
     host_t *h = s->host;
 
     if (s->conn) {
+        conn_t *cn = s->conn;
         if (keep) {
-            s->conn->nreq++;
-            conn_idle(c, s->conn);
+            cn->nreq++;
+            cn->slot = NULL;
+            conn_idle(c, cn);
         }
         else {
-            conn_close(c, s->conn);
+            conn_close(c, cn);
         }
         s->conn = NULL;
     }
@@ -763,6 +819,11 @@ static void conn_try(h1_ctx_t *c, slot_t *s)
             e = errno;
             continue;
         }
+        if (conn_watch(c, cn, fd) != 0) {
+            e = errno;
+            close(fd);
+            continue;
+        }
         cn->fd = fd;
         cn->addr = i;
         if (connect(fd, sa, h->addrlen[i]) == 0) {
@@ -776,8 +837,7 @@ static void conn_try(h1_ctx_t *c, slot_t *s)
             return;
         }
         e = errno;
-        close(fd);
-        cn->fd = -1;
+        conn_close_fd(c, cn);
     }
     slot_fail_errno(c, s, BFF_FETCH_ECONNECT, "connect to", e ? e : ECONNREFUSED);
 }
@@ -793,7 +853,7 @@ static void slot_connect(h1_ctx_t *c, slot_t *s, int fresh)
     while (!fresh && (cn = h->idle) != NULL) {
         idle_unlink(c, cn);
         if (conn_alive(cn)) {
-            s->conn = cn;
+            conn_attach(s, cn);
             s->req->reused_conn = 1;
             s->state = S_EXCHANGE;
             slot_send(c, s);
@@ -809,6 +869,7 @@ static void slot_connect(h1_ctx_t *c, slot_t *s, int fresh)
     if (s->conn_deadline > s->deadline) {
         s->conn_deadline = s->deadline;
     }
+    deadline_note(c, s->conn_deadline);
     if (host_resolve(h, s->conn_deadline > now
                         ? (long)apr_time_as_msec(s->conn_deadline - now) : 0,
                      s->errbuf, sizeof(s->errbuf)) != 0) {
@@ -820,7 +881,7 @@ static void slot_connect(h1_ctx_t *c, slot_t *s, int fresh)
         slot_finish(c, s, BFF_FETCH_EINTERNAL, "out of memory", 0);
         return;
     }
-    s->conn = cn;
+    conn_attach(s, cn);
     s->req->reused_conn = 0;
     conn_try(c, s);
 }
@@ -922,8 +983,7 @@ static void on_connected(h1_ctx_t *c, slot_t *s)
     if (e == EINPROGRESS || e == EALREADY) {
         return;
     }
-    close(cn->fd);
-    cn->fd = -1;
+    conn_close_fd(c, cn);
     cn->tried++;
     if (cn->tried < s->host->naddrs) {
         conn_try(c, s);
@@ -974,8 +1034,10 @@ static void on_eof(h1_ctx_t *c, slot_t *s)
 }
 
 /* Reads what is there. A full buffer suggests more is waiting, so it reads
- * again; a short read returns to poll without an extra EAGAIN recv. */
-static void slot_recv(h1_ctx_t *c, slot_t *s)
+ * again; a short read returns to epoll without an extra EAGAIN recv, as
+ * any byte that arrives later is a new edge, unless the peer's close came
+ * with the event (hup): it makes no edge of its own, so it is read now. */
+static void slot_recv(h1_ctx_t *c, slot_t *s, int hup)
 {
     for (;;) {
         ssize_t n = recv(s->conn->fd, c->rbuf, RBUF_SIZE, 0);
@@ -1005,23 +1067,24 @@ static void slot_recv(h1_ctx_t *c, slot_t *s)
             slot_finish(c, s, map_h1(rc), s->ps.errmsg, 0);
             return;
         }
-        if (n < RBUF_SIZE) {
+        if (n < RBUF_SIZE && !hup) {
             return;
         }
     }
 }
 
-static void slot_events(h1_ctx_t *c, slot_t *s, short revents)
+static void slot_events(h1_ctx_t *c, slot_t *s, uint32_t events)
 {
     if (s->state == S_CONNECTING) {
         on_connected(c, s);
         return;
     }
-    if ((revents & POLLOUT) && s->out_off < s->out.len) {
+    if ((events & EPOLLOUT) && s->out_off < s->out.len) {
         slot_send(c, s);
     }
-    if (s->state == S_EXCHANGE && (revents & (POLLIN | POLLHUP | POLLERR))) {
-        slot_recv(c, s);
+    if (s->state == S_EXCHANGE
+        && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+        slot_recv(c, s, (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
     }
 }
 
@@ -1253,6 +1316,7 @@ static apr_status_t h1_start(bff_fetcher_t *f, bff_fetch_req_t *req)
     /* no timeout is no limit, as with curl */
     s->deadline = req->timeout_ms > 0
         ? s->start + apr_time_from_msec(req->timeout_ms) : APR_INT64_MAX;
+    deadline_note(c, s->deadline);
     h->used = s->start;
     parser_init(s);
     c->nactive++;
@@ -1262,12 +1326,18 @@ static apr_status_t h1_start(bff_fetcher_t *f, bff_fetch_req_t *req)
 }
 
 /* Times out whatever passed its deadline; returns the next deadline (0:
- * none). */
+ * none). The requests are scanned only when the earliest deadline noted
+ * has passed (it may belong to one that completed since). */
 static apr_time_t expire(h1_ctx_t *c, apr_time_t now)
 {
-    apr_time_t next = 0;
     slot_t *s;
 
+    if (!c->next_deadline || now < c->next_deadline) {
+        return c->next_deadline;
+    }
+    /* noted again below; a request that expiring starts (from a host's
+     * queue) notes its own */
+    c->next_deadline = 0;
     for (s = c->all_slots; s; s = s->next_all) {
         apr_time_t d;
         if (s->state != S_QUEUED && s->state != S_CONNECTING
@@ -1285,92 +1355,71 @@ static apr_time_t expire(h1_ctx_t *c, apr_time_t now)
                          (long)apr_time_as_msec(now - s->start));
             slot_finish(c, s, BFF_FETCH_ETIMEOUT, s->errbuf, 0);
         }
-        else if (!next || d < next) {
-            next = d;
+        else {
+            deadline_note(c, d);
         }
     }
-    return next;
+    return c->next_deadline;
 }
 
-/* Room for n + 1 poll entries. */
-static int pollset_reserve(h1_ctx_t *c, unsigned n)
+/* Handles the events of one epoll_wait. */
+static void handle_events(h1_ctx_t *c, int n)
 {
-    if (n >= c->pcap) {
-        unsigned cap = c->pcap ? c->pcap * 2 : 16;
-        struct pollfd *pf = realloc(c->pfds, cap * sizeof(*pf));
-        slot_t **ps;
-        if (!pf) {
-            return -1;
-        }
-        c->pfds = pf;
-        ps = realloc(c->pslots, cap * sizeof(*ps));
-        if (!ps) {
-            return -1;
-        }
-        c->pslots = ps;
-        c->pcap = cap;
-    }
-    return 0;
-}
+    int i;
 
-static int build_pollset(h1_ctx_t *c)
-{
-    unsigned n = 1;
-    slot_t *s;
+    for (i = 0; i < n; i++) {
+        conn_t *cn = c->evs[i].data.ptr;
+        slot_t *s;
 
-    if (pollset_reserve(c, 0) < 0) {
-        return -1;
-    }
-    c->pfds[0].fd = c->wakefd;
-    c->pfds[0].events = POLLIN;
-    c->pfds[0].revents = 0;
-    c->pslots[0] = NULL;
-    for (s = c->all_slots; s; s = s->next_all) {
-        if (s->state != S_CONNECTING && s->state != S_EXCHANGE) {
+        if (!cn) {
+            eventfd_t v;
+            (void)eventfd_read(c->wakefd, &v);   /* h1_wait sees woken */
             continue;
         }
-        if (pollset_reserve(c, n) < 0) {
-            return -1;
+        /* closed, idle, or given to another exchange while this batch
+         * was handled: a stale event only costs a read that would block */
+        s = cn->slot;
+        if (cn->fd >= 0 && s && (s->state == S_CONNECTING
+                                 || s->state == S_EXCHANGE)) {
+            slot_events(c, s, c->evs[i].events);
         }
-        c->pfds[n].fd = s->conn->fd;
-        c->pfds[n].events = s->state == S_CONNECTING ? POLLOUT
-            : (short)(POLLIN | (s->out_off < s->out.len ? POLLOUT : 0));
-        c->pfds[n].revents = 0;
-        c->pslots[n++] = s;
     }
-    return (int)n;
+    /* no event names them any more */
+    while (c->closed) {
+        conn_t *cn = c->closed;
+        c->closed = cn->hnext;
+        cn->hnext = c->free_conns;
+        c->free_conns = cn;
+    }
 }
 
 /* Waits for I/O on our sockets (and curl's, when it has work) for at most
  * timeout_ms, then handles what happened. */
 static apr_status_t poll_once(h1_ctx_t *c, int timeout_ms)
 {
-    int n = build_pollset(c), i;
+    int n;
 
-    if (n < 0) {
-        return APR_ENOMEM;
-    }
     if (bff_fetch_curl_in_flight(c->curl) > 0) {
-        apr_status_t rv = bff_fetch_curl_poll(c->curl, c->pfds, (unsigned)n,
-                                              timeout_ms);
+        /* curl polls its own sockets and the epoll set */
+        struct pollfd pfd;
+        apr_status_t rv;
+        pfd.fd = c->epfd;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+        rv = bff_fetch_curl_poll(c->curl, &pfd, 1, timeout_ms);
         if (rv != APR_SUCCESS) {
             return rv;
         }
+        if (!pfd.revents) {
+            return APR_SUCCESS;
+        }
+        timeout_ms = 0;
     }
-    else if (poll(c->pfds, (nfds_t)n, timeout_ms) < 0) {
+    n = epoll_wait(c->epfd, c->evs, MAX_EVENTS, timeout_ms);
+    if (n < 0) {
         return errno == EINTR ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
     }
-    if (c->pfds[0].revents) {
-        eventfd_t v;
-        (void)eventfd_read(c->wakefd, &v);   /* h1_wait sees woken */
-    }
-    for (i = 1; i < n; i++) {
-        slot_t *s = c->pslots[i];
-        if (c->pfds[i].revents && (s->state == S_CONNECTING
-                                   || s->state == S_EXCHANGE)) {
-            slot_events(c, s, c->pfds[i].revents);
-        }
-    }
+    handle_events(c, n);
     return APR_SUCCESS;
 }
 
@@ -1508,6 +1557,10 @@ static void h1_destroy(bff_fetcher_t *f)
         idle_unlink(c, cn);
         conn_close(c, cn);
     }
+    while ((cn = c->closed) != NULL) {
+        c->closed = cn->hnext;
+        free(cn);
+    }
     while ((cn = c->free_conns) != NULL) {
         c->free_conns = cn->hnext;
         free(cn);
@@ -1526,8 +1579,7 @@ static void h1_destroy(bff_fetcher_t *f)
     }
     c->curl->vt->destroy(c->curl);
     close(c->wakefd);
-    free(c->pfds);
-    free(c->pslots);
+    close(c->epfd);
     free(c);
     f->ctx = NULL;
 }
@@ -1575,8 +1627,26 @@ apr_status_t bff_fetch_h1_create(bff_fetcher_t **out,
         return rv;
     }
     c->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (c->wakefd < 0) {
+    c->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (c->wakefd < 0 || c->epfd < 0) {
         rv = APR_FROM_OS_ERROR(errno);
+    }
+    else {
+        /* the wake-up's events name no connection */
+        struct epoll_event ev;
+        memset(&ev, 0, sizeof(ev));
+        ev.events = EPOLLIN;
+        ev.data.ptr = NULL;
+        rv = epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->wakefd, &ev) == 0
+             ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
+    }
+    if (rv != APR_SUCCESS) {
+        if (c->wakefd >= 0) {
+            close(c->wakefd);
+        }
+        if (c->epfd >= 0) {
+            close(c->epfd);
+        }
         c->curl->vt->destroy(c->curl);
         free(c);
         return rv;

@@ -17,10 +17,14 @@
  * while a thread leads wait in a queue, and the leader is woken (the
  * inner fetcher's wake) to start them; releases wait for its next turn.
  *
- * The inner fetcher reads a request's method, URL and body after it
- * started (retries, libcurl's POSTFIELDS), and a request abandoned by a
- * reset runs on after its owner's pool is gone: each request is copied
- * into storage of its own, reused from one request to the next.
+ * A request abandoned by a reset is cancelled in the inner fetcher (its
+ * release: the connection of a half-done exchange is closed, a queued
+ * call leaves its queue), at once when the resetting thread may touch
+ * the inner fetcher, else by the leader, woken for it. Until then the
+ * inner fetcher still reads its method, URL and body (as it does after
+ * a start: retries, libcurl's POSTFIELDS), after its owner's pool is
+ * gone: each request is copied into storage of its own, reused from one
+ * request to the next.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +34,10 @@
 
 #include "bff_fetch.h"
 
-enum { SR_FREE, SR_PENDING, SR_RUNNING, SR_DONE, SR_RETURNED, SR_DROPPED };
+/* SR_CANCELLED: abandoned while running, on sh->releases until the
+ * leader's next turn cancels it in the inner fetcher */
+enum { SR_FREE, SR_PENDING, SR_RUNNING, SR_DONE, SR_RETURNED, SR_DROPPED,
+       SR_CANCELLED };
 
 typedef struct sreq_t sreq_t;
 typedef struct handle_t handle_t;
@@ -69,7 +76,8 @@ struct bff_fetch_shared_t {
     handle_t *leader;
     handle_t *waiters_head, *waiters_tail;
     sq_t pending;                 /* to be started by the leader */
-    sreq_t *releases;
+    sreq_t *releases;             /* to be released (or cancelled) by the
+                                     leader */
     sreq_t *free_list;
     sreq_t *all;
     bff_fetch_shared_stats_t stats;
@@ -191,6 +199,24 @@ static void sreq_release(bff_fetch_shared_t *sh, handle_t *self, sreq_t *sr)
     }
 }
 
+/* Cancels sr, a running request whose owner abandoned it: at once when
+ * this thread may touch the inner fetcher, else on the leader's next
+ * turn. Returns 1 when the leader must be woken for it. */
+static int sreq_cancel(bff_fetch_shared_t *sh, sreq_t *sr)
+{
+    if (!sh->leader) {
+        sh->stats.in_flight--;
+        sh->stats.cancels++;
+        bff_fetch_release(sh->inner, &sr->in);
+        sreq_recycle(sh, sr);
+        return 0;
+    }
+    sr->state = SR_CANCELLED;
+    sr->next = sh->releases;
+    sh->releases = sr;
+    return 1;
+}
+
 /* The lead is free: the first waiting thread takes it (a completion for
  * a thread that is not waiting is found at its next wait). */
 static void pass_lead(bff_fetch_shared_t *sh)
@@ -208,13 +234,9 @@ static void deliver(bff_fetch_shared_t *sh, sreq_t *sr)
     handle_t *h = sr->owner;
 
     sh->stats.in_flight--;
-    if (!h) {
-        /* abandoned: this thread leads, so it releases it */
-        sh->stats.orphans++;
-        if (sr->started) {
-            bff_fetch_release(sh->inner, &sr->in);
-        }
-        sreq_recycle(sh, sr);
+    if (sr->state == SR_CANCELLED) {
+        /* abandoned, on sh->releases: released by the next drain */
+        sr->state = SR_DROPPED;
         return;
     }
     sr->state = SR_DONE;
@@ -242,6 +264,10 @@ static void drain(bff_fetch_shared_t *sh)
 
     while ((sr = sh->releases) != NULL) {
         sh->releases = sr->next;
+        if (sr->state == SR_CANCELLED) {
+            sh->stats.in_flight--;
+            sh->stats.cancels++;
+        }
         bff_fetch_release(sh->inner, &sr->in);
         sreq_recycle(sh, sr);
     }
@@ -485,13 +511,15 @@ static void sh_release(bff_fetcher_t *f, bff_fetch_req_t *req)
     req->resp_headers = NULL;
 }
 
-/* Abandons what is in flight (it runs to its end, then the leader of the
- * moment releases it) and releases what completed. */
+/* Cancels what is in flight (the leader of the moment does it for a
+ * running request when another thread leads) and releases what
+ * completed. */
 static void sh_reset(bff_fetcher_t *f)
 {
     handle_t *h = f->ctx;
     bff_fetch_shared_t *sh = h->sh;
     sreq_t *sr;
+    int wake = 0;
 
     apr_thread_mutex_lock(sh->mu);
     while ((sr = h->own) != NULL) {
@@ -514,6 +542,7 @@ static void sh_reset(bff_fetcher_t *f)
         case SR_RUNNING:
             sr->user = NULL;
             sr->owner = NULL;
+            wake |= sreq_cancel(sh, sr);
             break;
         default:   /* SR_DONE, SR_RETURNED */
             sr->user = NULL;
@@ -525,6 +554,9 @@ static void sh_reset(bff_fetcher_t *f)
     h->done.head = h->done.tail = NULL;
     h->outstanding = 0;
     apr_thread_mutex_unlock(sh->mu);
+    if (wake) {
+        sh->inner->vt->wake(sh->inner);
+    }
 }
 
 static void sh_destroy(bff_fetcher_t *f)

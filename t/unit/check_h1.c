@@ -1818,7 +1818,7 @@ START_TEST(shared_threads_share_bounded_pool)
     bff_fetch_shared_stats(shared, &st);
     ck_assert_int_eq(st.in_flight, 0);
     ck_assert_uint_ge(st.leads, 1);
-    ck_assert_uint_eq(st.orphans, 0);
+    ck_assert_uint_eq(st.cancels, 0);
 }
 END_TEST
 
@@ -1914,36 +1914,78 @@ START_TEST(shared_pool_exhausted)
 }
 END_TEST
 
-/* A handle's reset abandons its running request: it runs to its end on
- * the child's connection and the thread leading then releases it. */
-START_TEST(shared_reset_abandons_running)
+/* A handle's reset cancels its running request at once when no other
+ * thread leads: the child's one connection is closed and free for the
+ * next call, which does not wait for the abandoned one's answer. */
+START_TEST(shared_reset_cancels_running)
+{
+    apr_pool_t *p;
+    bff_fetcher_t *h;
+    bff_fetch_req_t r, *d = NULL;
+    bff_fetch_shared_stats_t st;
+    one_t other;
+    pthread_t t;
+
+    one_init(&other, "/ok", 3000, 0);
+    apr_pool_create(&p, pool);
+    ck_assert_int_eq(bff_fetch_shared_handle(&h, shared, p), APR_SUCCESS);
+    mkreq(&r, "GET", url("/delay/600"));
+    ck_assert_int_eq(bff_fetch_start(h, &r), APR_SUCCESS);
+    /* sent, and the backend is holding it */
+    ck_assert_int_eq(bff_fetch_wait(h, &d, 150), APR_TIMEUP);
+    ck_assert_int_eq(srv_get(&srv.requests), 1);
+    bff_fetch_reset(h);
+    ck_assert_int_eq(r.err, BFF_FETCH_EABORTED);
+    bff_fetch_shared_stats(shared, &st);
+    ck_assert_uint_eq(st.cancels, 1);
+    ck_assert_int_eq(st.in_flight, 0);
+    ck_assert_int_eq(bff_fetch_wait(h, &d, 10), APR_EOF);
+    apr_pool_destroy(p);
+    ck_assert_int_eq(pthread_create(&t, NULL, shared_one, &other), 0);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(other.r.err, BFF_FETCH_OK);
+    ck_assert_int_lt(other.took, apr_time_from_msec(300));
+    ck_assert_int_eq(srv_get(&srv.requests), 2);
+}
+END_TEST
+
+/* While another thread leads, a reset's running request is cancelled by
+ * the leader, woken for it, not when the leader's own call completes:
+ * here it was queued for the origin's one connection and never sent. */
+START_TEST(shared_reset_cancelled_by_leader)
 {
     apr_pool_t *p;
     bff_fetcher_t *h;
     bff_fetch_req_t r;
     bff_fetch_shared_stats_t st;
-    one_t other;
+    one_t slow;
     pthread_t t;
+    int i;
 
-    one_init(&other, "/delay/400", 3000, 0);
+    one_init(&slow, "/delay/700", 3000, 0);
+    ck_assert_int_eq(pthread_create(&t, NULL, shared_one, &slow), 0);
+    apr_sleep(apr_time_from_msec(150));
     apr_pool_create(&p, pool);
     ck_assert_int_eq(bff_fetch_shared_handle(&h, shared, p), APR_SUCCESS);
-    mkreq(&r, "GET", url("/delay/100"));
+    mkreq(&r, "GET", url("/ok"));
     ck_assert_int_eq(bff_fetch_start(h, &r), APR_SUCCESS);
+    apr_sleep(apr_time_from_msec(50));
     bff_fetch_reset(h);
-    ck_assert_int_eq(r.err, BFF_FETCH_EABORTED);
-    {
-        bff_fetch_req_t *d = NULL;
-        ck_assert_int_eq(bff_fetch_wait(h, &d, 10), APR_EOF);
+    apr_pool_destroy(p);
+    for (i = 0; i < 40; i++) {
+        bff_fetch_shared_stats(shared, &st);
+        if (st.cancels == 1) {
+            break;
+        }
+        apr_sleep(apr_time_from_msec(10));
     }
-    apr_pool_destroy(p);      /* the request's memory goes with it */
-    ck_assert_int_eq(pthread_create(&t, NULL, shared_one, &other), 0);
+    ck_assert_uint_eq(st.cancels, 1);
+    ck_assert_int_eq(st.in_flight, 1);     /* the leader's own */
     pthread_join(t, NULL);
-    ck_assert_int_eq(other.r.err, BFF_FETCH_OK);
+    ck_assert_int_eq(slow.r.err, BFF_FETCH_OK);
     bff_fetch_shared_stats(shared, &st);
-    ck_assert_uint_eq(st.orphans, 1);
     ck_assert_int_eq(st.in_flight, 0);
-    ck_assert_int_eq(srv_get(&srv.requests), 2);
+    ck_assert_int_eq(srv_get(&srv.requests), 1);
 }
 END_TEST
 
@@ -2071,12 +2113,13 @@ static Suite *h1_suite(void)
         tcase_add_checked_fixture(tc, shared_setup, shared_teardown);
         tcase_add_test(tc, shared_threads_share_bounded_pool);
         tcase_add_test(tc, shared_start_wakes_the_leader);
-        tcase_add_test(tc, shared_reset_abandons_running);
         suite_add_tcase(s, tc);
         tc = tcase_create("shared_one");
         tcase_set_timeout(tc, 30);
         tcase_add_checked_fixture(tc, shared_setup_one, shared_teardown);
         tcase_add_test(tc, shared_pool_exhausted);
+        tcase_add_test(tc, shared_reset_cancels_running);
+        tcase_add_test(tc, shared_reset_cancelled_by_leader);
         suite_add_tcase(s, tc);
     }
     {
