@@ -31,6 +31,7 @@
 
 #include <apr_thread_cond.h>
 #include <apr_thread_mutex.h>
+#include <apr_thread_proc.h>
 
 #include "bff_fetch.h"
 
@@ -38,6 +39,8 @@
  * leader's next turn cancels it in the inner fetcher */
 enum { SR_FREE, SR_PENDING, SR_RUNNING, SR_DONE, SR_RETURNED, SR_DROPPED,
        SR_CANCELLED };
+
+#define SIG_BATCH 64
 
 typedef struct sreq_t sreq_t;
 typedef struct handle_t handle_t;
@@ -67,6 +70,7 @@ struct handle_t {
     sq_t done;                    /* delivered, not yet returned */
     int outstanding;              /* pending, running or done */
     int waiting;
+    int to_signal;                /* in sh->sig */
     handle_t *wnext, *wprev;      /* sh->waiters */
 };
 
@@ -80,6 +84,11 @@ struct bff_fetch_shared_t {
                                      leader */
     sreq_t *free_list;
     sreq_t *all;
+    /* owners to wake, signalled once the mutex is released: woken under
+     * it, each would at once block on it again (a lock convoy) */
+    handle_t *sig[SIG_BATCH];
+    int nsig;
+    int signalling;               /* threads signalling, atomic */
     bff_fetch_shared_stats_t stats;
 };
 
@@ -241,8 +250,38 @@ static void deliver(bff_fetch_shared_t *sh, sreq_t *sr)
     }
     sr->state = SR_DONE;
     sq_push(&h->done, sr);
-    if (h->waiting) {
-        apr_thread_cond_signal(h->cond);
+    if (h->waiting && !h->to_signal) {
+        if (sh->nsig < SIG_BATCH) {
+            h->to_signal = 1;
+            sh->sig[sh->nsig++] = h;
+        }
+        else {
+            apr_thread_cond_signal(h->cond);
+        }
+    }
+}
+
+/* Releases the mutex, then wakes the owners deliver() collected. A
+ * handle is not destroyed while a thread signals it (sh_destroy waits). */
+static void unlock_and_signal(bff_fetch_shared_t *sh)
+{
+    handle_t *sig[SIG_BATCH];
+    int i, n = sh->nsig;
+
+    for (i = 0; i < n; i++) {
+        sig[i] = sh->sig[i];
+        sig[i]->to_signal = 0;
+    }
+    sh->nsig = 0;
+    if (n) {
+        __atomic_add_fetch(&sh->signalling, 1, __ATOMIC_ACQ_REL);
+    }
+    apr_thread_mutex_unlock(sh->mu);
+    if (n) {
+        for (i = 0; i < n; i++) {
+            apr_thread_cond_signal(sig[i]->cond);
+        }
+        __atomic_sub_fetch(&sh->signalling, 1, __ATOMIC_ACQ_REL);
     }
 }
 
@@ -308,7 +347,7 @@ static apr_status_t lead(bff_fetch_shared_t *sh, handle_t *h, apr_time_t until)
             }
             left = 0;
         }
-        apr_thread_mutex_unlock(sh->mu);
+        unlock_and_signal(sh);
         rv = bff_fetch_wait(sh->inner, &d, (long)((left + 999) / 1000));
         apr_thread_mutex_lock(sh->mu);
         looked = 1;
@@ -490,7 +529,7 @@ static apr_status_t sh_wait(bff_fetcher_t *f, bff_fetch_req_t **done,
         waiter_unlink(sh, h);
     }
     pass_lead(sh);
-    apr_thread_mutex_unlock(sh->mu);
+    unlock_and_signal(sh);
     return rv;
 }
 
@@ -567,6 +606,10 @@ static void sh_destroy(bff_fetcher_t *f)
         return;
     }
     sh_reset(f);
+    /* a leader may be about to signal this handle's condition */
+    while (__atomic_load_n(&h->sh->signalling, __ATOMIC_ACQUIRE)) {
+        apr_thread_yield();
+    }
     apr_thread_cond_destroy(h->cond);
     free(h);
     f->ctx = NULL;
