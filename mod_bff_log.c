@@ -27,6 +27,7 @@
 
 #include "mod_bff.h"
 #include "mod_bff_obs.h"
+#include "bff_cache.h"
 #include "bff_http.h"
 #include "bff_obs.h"
 
@@ -63,24 +64,23 @@ static bff_obs_req_t *obs_create(request_rec *r)
 {
     bff_obs_req_t *o = apr_pcalloc(r->pool, sizeof(*o));
     const char *id = apr_table_get(r->headers_in, "X-Request-ID");
-    unsigned char rnd[16];
+    /* one draw: request id (16), trace id (16), span id (8) */
+    unsigned char rnd[40];
 
+    bff_random_bytes(rnd, sizeof(rnd));
     if (!bff_request_id_valid(id)) {
         id = apr_table_get(r->subprocess_env, "UNIQUE_ID");
         if (!bff_request_id_valid(id)) {
-            ap_random_insecure_bytes(rnd, sizeof(rnd));
-            id = bff_hex(rnd, sizeof(rnd), r->pool);
+            id = bff_hex(rnd, 16, r->pool);
         }
     }
     o->request_id = apr_pstrdup(r->pool, id);
     o->continued = bff_trace_parse(&o->trace,
                                    apr_table_get(r->headers_in, "traceparent"));
     if (!o->continued) {
-        ap_random_insecure_bytes(rnd, sizeof(rnd));
-        bff_trace_new(&o->trace, rnd);
+        bff_trace_new(&o->trace, rnd + 16);
     }
-    ap_random_insecure_bytes(rnd, 8);
-    o->traceparent = bff_trace_child(&o->trace, rnd, r->pool);
+    o->traceparent = bff_trace_child(&o->trace, rnd + 32, r->pool);
     o->span_id = apr_pstrmemdup(r->pool, o->traceparent + 36, 16);
 
     apr_table_setn(r->notes, "bff-request-id", o->request_id);

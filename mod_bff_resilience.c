@@ -35,6 +35,7 @@
 #include "mod_bff_cache.h"
 #include "mod_bff_resilience.h"
 #include "bff_breaker.h"
+#include "bff_cache.h"
 #include "bff_retry.h"
 #include "bff_opts.h"
 
@@ -730,7 +731,7 @@ static long pol_retry(void *baton, const bff_backend_t *be, void *token,
             return -1;
         }
     }
-    ap_random_insecure_bytes(&rnd, sizeof(rnd));
+    bff_random_bytes((unsigned char *)&rnd, sizeof(rnd));
     return bff_retry_backoff_ms(rc, attempt + 1, rnd);
 }
 

@@ -19,9 +19,12 @@
 #   CONNS=32 DELAYS=0/0/0 bench/run-concurrency.sh   the miss path of bench/run.sh's scenario a
 #   MODULES='old/.libs/mod_bff.so .libs/mod_bff.so' bench/run-concurrency.sh   builds side by side
 #   POOLS='child thread' bench/run-concurrency.sh   rows per BFFBackendPool (default child)
+#   ROUNDS=5 bench/run-concurrency.sh   every row once per round, rows alternating,
+#                                       then each row's median over the rounds
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 CONNS=${CONNS:-1000}; DURATION=${DURATION:-10}; WARMUP=${WARMUP:-3}; REPEAT=${REPEAT:-1}
+ROUNDS=${ROUNDS:-1}
 GW_CPUS=${GW_CPUS:-0}; AUX_CPUS=${AUX_CPUS:-1}; ONLY=${ONLY:-}
 DELAYS=${DELAYS:-20/50/30}
 debian_mpm=${DEBIAN_MPM:-/etc/apache2/mods-available/mpm_event.conf}
@@ -111,9 +114,17 @@ measure_row() {   # label url root-pid
                     p99 / 1000, err, n2 - 0, req ? 1e6 * dt / hz / req : 0, pk[1] / 1024,
                     (pk[1] > rss0 ? (pk[1] - rss0) / conns : 0), pk[2], req ? cs / req : 0, opens }')")
     done
-    # the median run by req/s
-    printf '%s\n' "${rows[@]}" | sort -n -k1,1 | sed -n "$(( (REPEAT + 1) / 2 ))p" |
-        awk -v l="$label" -v all="$(printf '%s\n' "${rows[@]}" | cut -d' ' -f1 | sort -n | paste -sd/)" \
+    # every run of the row, kept for the medians over the rounds
+    printf '%s\n' "${rows[@]}" >>"$run/rows-$(row_key "$label")"
+    grep -qxF "$label" "$run/labels" 2>/dev/null || echo "$label" >>"$run/labels"
+    print_median "$label" "${rows[@]}"
+}
+row_key() { printf '%s' "$1" | md5sum | cut -c1-12; }
+# label, then runs: the run with the median req/s, every run's req/s after it
+print_median() {
+    local l=$1; shift
+    printf '%s\n' "$@" | sort -n -k1,1 | sed -n "$(( ($# + 1) / 2 ))p" |
+        awk -v l="$l" -v all="$(printf '%s\n' "$@" | cut -d' ' -f1 | sort -n | paste -sd/)" \
             '{ printf "%-52s %8s %7s %7s %6s %6s %7s %7s %8s %8s %6s %9s  (%s)\n", l, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, all }'
 }
 
@@ -178,6 +189,7 @@ sample_peaks() {
 }
 
 want() { [[ -z $ONLY || $1 =~ $ONLY ]]; }
+one_round() {
 want peer-a && measure_row "A nginx+lua" http://127.0.0.1:9001/api/profile/42 "$(listen_pid 9001)"
 want peer-b && measure_row "B node fastify+undici" http://127.0.0.1:9002/api/profile/42 "$(listen_pid 9002)"
 # the ceiling inside httpd (a static file of the same bytes): the
@@ -208,4 +220,16 @@ for mod in ${MODULES:-$top/.libs/mod_bff.so}; do
     fi
   done
 done
-echo "CONNS=$CONNS DURATION=${DURATION}s WARMUP=${WARMUP}s REPEAT=$REPEAT delays $DELAYS ms; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+for round in $(seq "$ROUNDS"); do
+    (( ROUNDS == 1 )) || echo "-- round $round of $ROUNDS"
+    one_round
+done
+if (( ROUNDS > 1 )); then
+    echo "-- median over the $ROUNDS rounds (rows alternated within each round)"
+    while IFS= read -r label; do
+        mapfile -t all <"$run/rows-$(row_key "$label")"
+        print_median "$label" "${all[@]}"
+    done <"$run/labels"
+fi
+echo "CONNS=$CONNS DURATION=${DURATION}s WARMUP=${WARMUP}s REPEAT=$REPEAT ROUNDS=$ROUNDS delays $DELAYS ms; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1049,12 +1049,6 @@ const char *bff_store_token(apr_pool_t *p)
 {
     unsigned char rnd[16];
 
-    if (apr_generate_random_bytes(rnd, sizeof(rnd)) != APR_SUCCESS) {
-        /* never expected; still unique enough per holder for a lock */
-        apr_time_t t = apr_time_now();
-        memset(rnd, 0, sizeof(rnd));
-        memcpy(rnd, &t, sizeof(t));
-        memcpy(rnd + 8, &p, sizeof(p) < 8 ? sizeof(p) : 8);
-    }
+    bff_random_bytes(rnd, sizeof(rnd));
     return bff_hex(rnd, sizeof(rnd), p);
 }

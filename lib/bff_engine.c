@@ -264,6 +264,7 @@ const char *bff_endpoint_finalize(bff_endpoint_t *ep, apr_pool_t *p)
 
         be->index = i;
         be->deps = apr_array_make(p, 2, sizeof(int));
+        be->dependents = 0;
         if (!name_ok(be->name) || be->name[0] == '_') {
             return apr_psprintf(p, "backend name '%s' is invalid (letters, "
                                 "digits, '_' and '-', not starting with '_' "
@@ -297,6 +298,15 @@ const char *bff_endpoint_finalize(bff_endpoint_t *ep, apr_pool_t *p)
             || (err = add_deps(ep, be, be->body, p)) != NULL
             || (err = find_item_ref(be, p)) != NULL) {
             return err;
+        }
+    }
+    for (i = 0; i < ep->backends->nelts; i++) {
+        const bff_backend_t *be = APR_ARRAY_IDX(ep->backends, i,
+                                                bff_backend_t *);
+        int j;
+        for (j = 0; j < be->deps->nelts; j++) {
+            APR_ARRAY_IDX(ep->backends, APR_ARRAY_IDX(be->deps, j, int),
+                          bff_backend_t *)->dependents++;
         }
     }
     color = apr_pcalloc(p, sizeof(int) * (apr_size_t)ep->backends->nelts);
@@ -478,6 +488,9 @@ static const char *start_call(run_t *run, const bff_backend_t *be,
     r->req.max_body = be->max_body ? be->max_body : run->ep->max_body;
     r->req.baton = (void *)baton;
     r->req.tls = be->tls;
+    /* nothing waits for a whole backend's success that no other backend
+     * references: only the answer, which also waits for the rest */
+    r->req.quiet = !be->per_item && be->dependents == 0;
     if (bff_fetch_start(run->f, &r->req) != APR_SUCCESS) {
         report(run, be, r, 0);
         r->err = r->req.err;
@@ -1077,6 +1090,13 @@ void bff_engine_run(bff_run_result_t *res, const bff_endpoint_t *ep,
         }
         left = ms_left(run.deadline);
         if (left <= 0) {
+            /* what completed without waking this thread (quiet) still
+             * counts: only what is running now is late */
+            while (run.running > 0 && bff_fetch_wait(f, &done, 0) == APR_SUCCESS
+                   && done) {
+                finish(&run, done);
+                done = NULL;
+            }
             break;
         }
         if (run.retrying) {

@@ -22,6 +22,7 @@ typedef struct bff_backend_t {
     int index;                /* position in the endpoint, config order */
     /* derived by bff_endpoint_finalize */
     apr_array_header_t *deps; /* int: indexes of backends referenced */
+    int dependents;           /* backends whose calls reference this one */
     /* per-item fan-out (option per-item): one call per unique value of
      * the array reference in the URL/body (item_ref), in first-seen order,
      * at most `concurrency` calls of this backend at a time */

@@ -57,6 +57,12 @@ struct bff_fetch_req_t {
     /* an egress proxy URL for this call (http://host:port); NULL: none
      * configured. The curl fetcher only (JWKS fetches). */
     const char *proxy;
+    /* a hint for fetchers shared by threads: a 2xx reply to this request
+     * need not wake the thread waiting for it while other requests of its
+     * handle are still running (the thread would only wait again); any
+     * other outcome, or the last of its requests, wakes it. bff_fetch_wait
+     * returns such a reply as soon as the thread waits anyway. */
+    int quiet;
 
     /* out, valid after the request completed */
     bff_fetch_err_e err;
@@ -169,6 +175,7 @@ typedef struct {
     unsigned long leads;        /* times a thread became the leader */
     unsigned long handoffs;     /* leaderships passed to a waiting thread */
     unsigned long cancels;      /* running requests abandoned by a reset */
+    unsigned long held;         /* quiet completions that woke nobody */
     int in_flight;              /* requests started, not yet delivered */
 } bff_fetch_shared_stats_t;
 

@@ -1585,13 +1585,15 @@ static void h1_destroy(bff_fetcher_t *f)
 }
 
 /* From any thread: the flag says why the wait ended, the eventfd (or
- * curl's own wakeup, while curl alone is waited for) ends it. */
+ * curl's own wakeup, while curl alone is waited for) ends it. While the
+ * flag is set h1_wait returns before it blocks again, so only the wake
+ * that sets it writes: many threads handing requests over between two
+ * turns of the waiter cost one write, not one each. */
 static void h1_wake(bff_fetcher_t *f)
 {
     h1_ctx_t *c = f->ctx;
 
-    if (c) {
-        __atomic_store_n(&c->woken, 1, __ATOMIC_RELEASE);
+    if (c && !__atomic_exchange_n(&c->woken, 1, __ATOMIC_ACQ_REL)) {
         (void)eventfd_write(c->wakefd, 1);
         c->curl->vt->wake(c->curl);
     }

@@ -10,7 +10,9 @@
  * one waiting thread at a time (the leader) drives the inner fetcher for
  * everybody, handing each completed request to its owner's condition.
  * When the leader's own request completes it passes the lead to a thread
- * still waiting.
+ * still waiting. A waiting thread is woken only for a completion it can
+ * act on: a quiet request's 2xx reply (bff_fetch.h) stays in its queue,
+ * without a wake-up, until another of its requests completes.
  *
  * Who may touch the inner fetcher: the leader, with or without the mutex;
  * or a thread holding the mutex while no thread leads. Requests started
@@ -59,6 +61,7 @@ struct sreq_t {
     sreq_t *oprev, *onext;        /* the owner's requests */
     int state;
     int started;                  /* the inner fetcher knows it */
+    int loud;                     /* done, and its owner must be woken */
     char *store;                  /* URL, method and body copies */
     apr_size_t cap;
 };
@@ -68,6 +71,8 @@ struct handle_t {
     apr_thread_cond_t *cond;
     sreq_t *own;                  /* every request not yet released */
     sq_t done;                    /* delivered, not yet returned */
+    int ndone;                    /* in done */
+    int nloud;                    /* in done, and worth a wake-up */
     int outstanding;              /* pending, running or done */
     int waiting;
     int to_signal;                /* in sh->sig */
@@ -238,6 +243,13 @@ static void pass_lead(bff_fetch_shared_t *sh)
 
 /* ------------------------------------------------------ inner calls -- */
 
+/* A waiting owner is woken for a completion it can act on: one not
+ * quiet (bff_fetch.h), or the last of its requests. */
+static int wake_due(const handle_t *h)
+{
+    return h->nloud > 0 || (h->ndone > 0 && h->ndone == h->outstanding);
+}
+
 static void deliver(bff_fetch_shared_t *sh, sreq_t *sr)
 {
     handle_t *h = sr->owner;
@@ -249,7 +261,15 @@ static void deliver(bff_fetch_shared_t *sh, sreq_t *sr)
         return;
     }
     sr->state = SR_DONE;
+    sr->loud = !sr->in.quiet || sr->in.err != BFF_FETCH_OK
+               || sr->in.status < 200 || sr->in.status > 299;
     sq_push(&h->done, sr);
+    h->ndone++;
+    h->nloud += sr->loud;
+    if (!wake_due(h)) {
+        sh->stats.held++;
+        return;
+    }
     if (h->waiting && !h->to_signal) {
         if (sh->nsig < SIG_BATCH) {
             h->to_signal = 1;
@@ -323,18 +343,21 @@ static void drain(bff_fetch_shared_t *sh)
 
 /* Drives the inner fetcher until this thread's next request completes,
  * its wait is over or the inner fetcher fails. Called and returns with
- * the mutex held and sh->leader == h. */
+ * the mutex held and sh->leader == h. What one wait of the inner fetcher
+ * completed is collected without the mutex and delivered under one
+ * acquisition of it, not one each. */
 static apr_status_t lead(bff_fetch_shared_t *sh, handle_t *h, apr_time_t until)
 {
     int looked = 0;
 
     for (;;) {
-        bff_fetch_req_t *d = NULL;
+        bff_fetch_req_t *d = NULL, *batch[SIG_BATCH];
         apr_interval_time_t left;
         apr_status_t rv;
+        int i, n = 0;
 
         drain(sh);
-        if (h->done.head) {
+        if (wake_due(h)) {
             return APR_SUCCESS;
         }
         if (h->outstanding == 0) {
@@ -349,12 +372,23 @@ static apr_status_t lead(bff_fetch_shared_t *sh, handle_t *h, apr_time_t until)
         }
         unlock_and_signal(sh);
         rv = bff_fetch_wait(sh->inner, &d, (long)((left + 999) / 1000));
+        while (rv == APR_SUCCESS && d) {
+            batch[n++] = d;
+            d = NULL;
+            if (n == SIG_BATCH) {
+                break;
+            }
+            rv = bff_fetch_wait(sh->inner, &d, 0);
+        }
         apr_thread_mutex_lock(sh->mu);
         looked = 1;
-        if (rv == APR_SUCCESS && d) {
-            deliver(sh, d->baton);
+        for (i = 0; i < n; i++) {
+            deliver(sh, batch[i]->baton);
         }
-        else if (rv == APR_EOF) {
+        if (n) {
+            continue;
+        }
+        if (rv == APR_EOF) {
             if (!sh->pending.head) {
                 /* this thread's requests are done or lost: none running */
                 return h->done.head ? APR_SUCCESS : APR_EOF;
@@ -495,6 +529,8 @@ static apr_status_t sh_wait(bff_fetcher_t *f, bff_fetch_req_t **done,
 
         if (sr) {
             sr->state = SR_RETURNED;
+            h->ndone--;
+            h->nloud -= sr->loud;
             h->outstanding--;
             copy_out(sr->user, &sr->in);
             sr->user->impl = sr;
@@ -591,6 +627,7 @@ static void sh_reset(bff_fetcher_t *f)
         }
     }
     h->done.head = h->done.tail = NULL;
+    h->ndone = h->nloud = 0;
     h->outstanding = 0;
     apr_thread_mutex_unlock(sh->mu);
     if (wake) {

@@ -1,15 +1,21 @@
 /*
- * mod_bff: SHA-256 through OpenSSL's EVP interface (see bff_cache.h).
+ * mod_bff: SHA-256 through OpenSSL's EVP interface, and random bytes from
+ * OpenSSL's DRBG (see bff_cache.h).
  *
  * OpenSSL 3 looks EVP_sha256() up in its provider store, under a lock, on
  * every EVP_DigestInit_ex: the algorithm is fetched once per process
  * instead (EVP_MD_fetch), which also lets OpenSSL use the CPU's SHA
  * instructions where it has them.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <apr_general.h>
+#include <apr_time.h>
 
 #include "bff_cache.h"
 
@@ -66,4 +72,34 @@ void bff_sha256(unsigned char out[32], const void *data, apr_size_t n)
 
     must(EVP_Digest(n ? data : "", n, out, &len, sha256_md(), NULL)
          && len == 32);
+}
+
+/* OpenSSL 3 gives each thread DRBGs of its own, so RAND_bytes takes no
+ * process-wide lock (httpd's ap_random_insecure_bytes serialises every
+ * thread of a child on one mutex around a SHA-256 of its own). Should
+ * both OpenSSL and the OS's source fail, the bytes are still unique in
+ * the process: a counter, the time and the thread's stack address. */
+void bff_random_bytes(unsigned char *buf, apr_size_t n)
+{
+    static unsigned long counter;
+    unsigned long k;
+    apr_time_t t;
+    apr_size_t i;
+
+    if (n == 0 || n > (apr_size_t)INT_MAX) {
+        return;
+    }
+    if (RAND_bytes(buf, (int)n) == 1
+        || apr_generate_random_bytes(buf, n) == APR_SUCCESS) {
+        return;
+    }
+    k = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+    t = apr_time_now();
+    for (i = 0; i < n; i++) {
+        unsigned long long mix = (unsigned long long)k * 0x9e3779b97f4a7c15ULL
+                                 ^ (unsigned long long)t
+                                 ^ (unsigned long long)(apr_uintptr_t)&k;
+        buf[i] = (unsigned char)(mix >> ((i % 8) * 8));
+        k += i + 1;
+    }
 }

@@ -186,6 +186,33 @@ START_TEST(sha256_million_a)
 }
 END_TEST
 
+/* Draws differ from each other, no position stays zero over many draws,
+ * and a zero-length draw writes nothing. */
+START_TEST(random_bytes)
+{
+    unsigned char a[64], b[64], seen[64], none[4] = {7, 7, 7, 7};
+    int i, round;
+
+    memset(seen, 0, sizeof(seen));
+    bff_random_bytes(a, sizeof(a));
+    for (round = 0; round < 32; round++) {
+        bff_random_bytes(b, sizeof(b));
+        ck_assert(memcmp(a, b, sizeof(a)) != 0);
+        for (i = 0; i < 64; i++) {
+            seen[i] |= b[i];
+        }
+        memcpy(a, b, sizeof(a));
+    }
+    for (i = 0; i < 64; i++) {
+        ck_assert_int_ne(seen[i], 0);
+    }
+    bff_random_bytes(none, 0);
+    for (i = 0; i < 4; i++) {
+        ck_assert_int_eq(none[i], 7);
+    }
+}
+END_TEST
+
 /* --------------------------------------------------------------- keys -- */
 
 static apr_array_header_t *names(const char *a, const char *b, const char *c)
@@ -2424,6 +2451,7 @@ static Suite *core_suite(void)
     tcase_add_test(tc, sha256_vectors);
     tcase_add_test(tc, sha256_boundaries);
     tcase_add_test(tc, sha256_million_a);
+    tcase_add_test(tc, random_bytes);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("keys");

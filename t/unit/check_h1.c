@@ -1897,6 +1897,81 @@ START_TEST(shared_start_wakes_the_leader)
 }
 END_TEST
 
+/* Another thread, t, leads while its slow request runs (started
+ * after_ms before this returns); then a handle of this thread's. */
+static bff_fetcher_t *while_another_leads(one_t *slow, pthread_t *t,
+                                          const char *path, long after_ms,
+                                          apr_pool_t **p)
+{
+    bff_fetcher_t *h;
+
+    one_init(slow, path, 3000, 0);
+    ck_assert_int_eq(pthread_create(t, NULL, shared_one, slow), 0);
+    apr_sleep(apr_time_from_msec(after_ms));
+    apr_pool_create(p, pool);
+    ck_assert_int_eq(bff_fetch_shared_handle(&h, shared, *p), APR_SUCCESS);
+    return h;
+}
+
+/* Starts a quiet request to path and a loud one that takes 300 ms on h;
+ * returns the quiet one's status, and the time until the first wait
+ * returned it. */
+static int quiet_then_loud(bff_fetcher_t *h, const char *path,
+                           apr_interval_time_t *took)
+{
+    bff_fetch_req_t q, l, *d = NULL;
+    apr_time_t t0 = apr_time_now();
+
+    mkreq(&q, "GET", url(path));
+    q.quiet = 1;
+    mkreq(&l, "GET", url("/delay/300"));
+    ck_assert_int_eq(bff_fetch_start(h, &q), APR_SUCCESS);
+    ck_assert_int_eq(bff_fetch_start(h, &l), APR_SUCCESS);
+    ck_assert_int_eq(bff_fetch_wait(h, &d, 2000), APR_SUCCESS);
+    *took = apr_time_now() - t0;
+    ck_assert_ptr_eq(d, &q);
+    bff_fetch_release(h, d);
+    if (q.status == 200) {
+        /* the wake-up that returned q came with l */
+        ck_assert_int_eq(bff_fetch_wait(h, &d, 10), APR_SUCCESS);
+        ck_assert_ptr_eq(d, &l);
+        ck_assert_int_eq(l.status, 200);
+        bff_fetch_release(h, d);
+    }
+    bff_fetch_reset(h);
+    return q.status;
+}
+
+/* While another thread leads, a quiet request's 2xx reply does not wake
+ * its waiting owner while the owner's other request runs: the owner is
+ * woken once, when the other completes, and gets both. A quiet request
+ * that fails (a 404 here) wakes it at once. */
+START_TEST(shared_quiet_reply_held)
+{
+    apr_pool_t *p;
+    bff_fetcher_t *h;
+    bff_fetch_shared_stats_t st;
+    apr_interval_time_t took;
+    one_t slow;
+    pthread_t t;
+
+    h = while_another_leads(&slow, &t, "/delay/1200", 100, &p);
+    ck_assert_int_eq(quiet_then_loud(h, "/ok", &took), 200);
+    ck_assert_int_ge(took, apr_time_from_msec(250));
+    bff_fetch_shared_stats(shared, &st);
+    ck_assert_uint_eq(st.held, 1);
+    ck_assert_int_eq(quiet_then_loud(h, "/missing", &took), 404);
+    ck_assert_int_lt(took, apr_time_from_msec(200));
+    apr_pool_destroy(p);
+
+    pthread_join(t, NULL);
+    ck_assert_int_eq(slow.r.err, BFF_FETCH_OK);
+    bff_fetch_shared_stats(shared, &st);
+    ck_assert_uint_eq(st.held, 1);
+    ck_assert_int_eq(st.in_flight, 0);
+}
+END_TEST
+
 /* At the origin's bound a call of another thread waits for the child's
  * one connection within its timeout, then fails naming the pool. */
 START_TEST(shared_pool_exhausted)
@@ -1962,11 +2037,7 @@ START_TEST(shared_reset_cancelled_by_leader)
     pthread_t t;
     int i;
 
-    one_init(&slow, "/delay/700", 3000, 0);
-    ck_assert_int_eq(pthread_create(&t, NULL, shared_one, &slow), 0);
-    apr_sleep(apr_time_from_msec(150));
-    apr_pool_create(&p, pool);
-    ck_assert_int_eq(bff_fetch_shared_handle(&h, shared, p), APR_SUCCESS);
+    h = while_another_leads(&slow, &t, "/delay/700", 150, &p);
     mkreq(&r, "GET", url("/ok"));
     ck_assert_int_eq(bff_fetch_start(h, &r), APR_SUCCESS);
     apr_sleep(apr_time_from_msec(50));
@@ -2113,6 +2184,7 @@ static Suite *h1_suite(void)
         tcase_add_checked_fixture(tc, shared_setup, shared_teardown);
         tcase_add_test(tc, shared_threads_share_bounded_pool);
         tcase_add_test(tc, shared_start_wakes_the_leader);
+        tcase_add_test(tc, shared_quiet_reply_held);
         suite_add_tcase(s, tc);
         tc = tcase_create("shared_one");
         tcase_set_timeout(tc, 30);
