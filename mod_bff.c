@@ -24,6 +24,7 @@
 #include "mod_bff_auth.h"
 #include "mod_bff_cache.h"
 #include "mod_bff_overload.h"
+#include "mod_bff_shared.h"
 #include "mod_bff_sse.h"
 #include "bff_cache.h"
 #include "bff_fetch.h"
@@ -1139,6 +1140,7 @@ static void bff_register_hooks(apr_pool_t *p)
     bff_status_register_hooks(p);
     bff_valid_register_hooks(p);
     bff_sse_register_hooks(p);
+    bff_shared_register_hooks(p);
 }
 
 AP_DECLARE_MODULE(bff) = {

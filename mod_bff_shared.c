@@ -81,6 +81,40 @@ void *bff_shm_retained(int *kept, const char *name, apr_size_t size,
     return apr_shm_baseaddr_get(rs->shm);
 }
 
+/* The tables of this generation's configuration, for the parent's
+ * child_status hook: a child it reaped counts nothing any more, even
+ * before the next child claims a row (a zombie still looks alive to
+ * kill(), so the claim's own sweep may miss a child killed a moment
+ * before; the MPM restarts a killed child's slot before it reaps the
+ * next one). */
+#define MAX_TABLES 8
+static bff_inflight_t *tables[MAX_TABLES];
+static int ntables;
+
+static apr_status_t tables_forget(void *unused)
+{
+    ntables = 0;
+    return APR_SUCCESS;
+}
+
+static void inflight_child_status(server_rec *s, pid_t pid,
+                                  ap_generation_t gen, int slot,
+                                  mpm_child_status state)
+{
+    int i;
+
+    if (state == MPM_CHILD_EXITED && pid > 0) {
+        for (i = 0; i < ntables; i++) {
+            bff_inflight_forget(tables[i], (apr_uint32_t)pid);
+        }
+    }
+}
+
+void bff_shared_register_hooks(apr_pool_t *p)
+{
+    ap_hook_child_status(inflight_child_status, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
 bff_inflight_t *bff_inflight_shared(int *shape, long *workers,
                                     const char *name, int counters,
                                     server_rec *s, apr_pool_t *pconf)
@@ -104,6 +138,13 @@ bff_inflight_t *bff_inflight_shared(int *shape, long *workers,
     }
     t = bff_inflight_attach(mem, 2 * hard, counters, pconf);
     *shape = !t;
+    if (t && ntables < MAX_TABLES) {
+        if (ntables == 0) {
+            apr_pool_cleanup_register(pconf, NULL, tables_forget,
+                                      apr_pool_cleanup_null);
+        }
+        tables[ntables++] = t;
+    }
     return t;
 }
 

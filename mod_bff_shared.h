@@ -29,6 +29,8 @@ struct bff_inflight_t;
 struct bff_inflight_t *bff_inflight_shared(int *shape, long *workers,
                                            const char *name, int counters,
                                            server_rec *s, apr_pool_t *pconf);
+/* The parent's hook that clears the rows of the children it reaps. */
+void bff_shared_register_hooks(apr_pool_t *p);
 /* child_init: claims this process's row (rows of processes that are gone
  * are cleared first) and gives it back when pchild goes; -1 when every
  * row is taken. */

@@ -72,18 +72,34 @@ static void row_clear(bff_inflight_t *t, int row)
     }
 }
 
+/* Row i of a process that is gone: its counts go with it (cleared
+ * before the row is freed, so a new owner starts at 0). */
+static void row_forget(bff_inflight_t *t, int i, apr_uint32_t owner)
+{
+    row_clear(t, i);
+    apr_atomic_cas32(&t->pids[i], 0, owner);
+}
+
+void bff_inflight_forget(bff_inflight_t *t, apr_uint32_t pid)
+{
+    int i;
+
+    for (i = 0; pid && i < t->rows; i++) {
+        if (apr_atomic_read32(&t->pids[i]) == pid) {
+            row_forget(t, i, pid);
+        }
+    }
+}
+
 int bff_inflight_claim(bff_inflight_t *t, apr_uint32_t pid,
                        bff_inflight_alive_fn *alive)
 {
     int i;
 
-    /* the rows of processes that are gone: their counts go with them
-     * (cleared before the row is freed, so a new owner starts at 0) */
     for (i = 0; i < t->rows; i++) {
         apr_uint32_t owner = apr_atomic_read32(&t->pids[i]);
         if (owner && owner != pid && !alive(owner)) {
-            row_clear(t, i);
-            apr_atomic_cas32(&t->pids[i], 0, owner);
+            row_forget(t, i, owner);
         }
     }
     for (i = 0; i < t->rows; i++) {

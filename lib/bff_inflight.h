@@ -7,9 +7,10 @@
  * counter per thing counted (all aggregations, one endpoint, one backend
  * origin). A process changes only its own row, with atomic operations; a
  * count is the sum over the rows. A process that dies without leaving
- * (a crash) leaves its counts behind in its row only: the next process to
- * claim a row clears the rows of processes that no longer exist, so a
- * crash never leaves the gateway refusing requests for good.
+ * (a crash) leaves its counts behind in its row only: the row is cleared
+ * when the parent reaps the process (bff_inflight_forget), and the next
+ * process to claim a row clears the rows of processes that no longer
+ * exist, so a crash never leaves the gateway refusing requests.
  */
 #ifndef BFF_INFLIGHT_H
 #define BFF_INFLIGHT_H
@@ -38,6 +39,10 @@ int bff_inflight_claim(bff_inflight_t *t, apr_uint32_t pid,
 
 /* Gives the row back (a process that exits normally). */
 void bff_inflight_release(bff_inflight_t *t, int row);
+
+/* Clears and frees the rows of process pid, which has exited (its parent
+ * reaped it): what it counted is no longer in flight. */
+void bff_inflight_forget(bff_inflight_t *t, apr_uint32_t pid);
 
 /* What counter idx counts now, all rows. */
 apr_uint32_t bff_inflight_count(const bff_inflight_t *t, int idx);

@@ -520,6 +520,18 @@ START_TEST(inflight_crashed_process)
     ck_assert_uint_eq(bff_inflight_count(t, 1), 0);
     ck_assert_int_eq(bff_inflight_claim(t, 204, alive_but_gone), r3);
     gone_pid = 0;
+    /* reaped by its parent (still "alive" to kill(), as a zombie is):
+     * forgetting it clears and frees its row at once; another pid's row
+     * is left alone */
+    caps[0] = 2;
+    ck_assert_int_eq(bff_inflight_enter(t, r2, idx, caps, 1), -1);
+    ck_assert_int_eq(bff_inflight_enter(t, r3, idx, caps, 1), -1);
+    ck_assert_uint_eq(bff_inflight_count(t, 1), 2);
+    bff_inflight_forget(t, 202);
+    ck_assert_uint_eq(bff_inflight_count(t, 1), 1);
+    ck_assert_int_eq(bff_inflight_claim(t, 205, alive_but_gone), r2);
+    bff_inflight_forget(t, 204);
+    ck_assert_uint_eq(bff_inflight_count(t, 1), 0);
 }
 END_TEST
 
