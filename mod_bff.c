@@ -84,6 +84,8 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     sc->backend_max_origin = add->backend_max_origin
                              ? add->backend_max_origin
                              : base->backend_max_origin;
+    sc->backend_idle_ms = add->backend_idle_ms ? add->backend_idle_ms
+                                               : base->backend_idle_ms;
     sc->fwd_headers = apr_array_append(p, base->fwd_headers, add->fwd_headers);
     sc->fwd_query = apr_array_append(p, base->fwd_query, add->fwd_query);
     sc->cache = bff_cache_conf_merge(p, base->cache, add->cache);
@@ -592,23 +594,27 @@ static const char *cmd_backend_conns(cmd_parms *cmd, void *dcv, const char *arg)
 typedef struct {
     long max_origin;
     int unbounded;
+    long idle_ms;
 } pool_opts_t;
 
 static const bff_opt_t pool_opts[] = {
     BFF_OPT_NUM("max-per-origin", BFF_OPT_LONG, pool_opts_t, max_origin,
                 1, 100000),
     BFF_OPT_SET("unbounded", pool_opts_t, unbounded, 1),
+    BFF_OPT_NUM("idle-timeout", BFF_OPT_MS, pool_opts_t, idle_ms, 1000,
+                3600000),
     BFF_OPT_END
 };
 
-/* BFFBackendPool child|thread [max-per-origin=N|unbounded] */
+/* BFFBackendPool child|thread [max-per-origin=N|unbounded]
+ *                [idle-timeout=DURATION] */
 static const char *cmd_backend_pool(cmd_parms *cmd, void *dcv,
                                     const char *args)
 {
     bff_server_conf_t *sc = server_conf(cmd);
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     const char *w = ap_getword_conf(cmd->temp_pool, &args);
-    pool_opts_t o = { 0, 0 };
+    pool_opts_t o = { 0, 0, 0 };
 
     if (err) {
         return err;
@@ -633,6 +639,7 @@ static const char *cmd_backend_pool(cmd_parms *cmd, void *dcv,
                "each other";
     }
     sc->backend_max_origin = o.unbounded ? -1 : o.max_origin;
+    sc->backend_idle_ms = o.idle_ms;
     return NULL;
 }
 
@@ -725,12 +732,13 @@ static const command_rec bff_cmds[] = {
     AP_INIT_TAKE1("BFFMaxBackends", cmd_max_backends, NULL, RSRC_CONF,
         "Most backends one endpoint may define (default 32)"),
     AP_INIT_TAKE1("BFFBackendConnections", cmd_backend_conns, NULL, RSRC_CONF,
-        "Idle keep-alive backend connections kept per pool (default 256 "
+        "Idle keep-alive backend connections kept per pool (default 1024 "
         "per child, 16 per thread with BFFBackendPool thread)"),
     AP_INIT_RAW_ARGS("BFFBackendPool", cmd_backend_pool, NULL, RSRC_CONF,
         "Whose backend connections are: child (one pool per child shared "
         "by its threads; the default) or thread, [max-per-origin=N] "
-        "(default 256 with child) or [unbounded]"),
+        "(default 256 with child) or [unbounded], [idle-timeout=DURATION] "
+        "(default 30s)"),
     AP_INIT_TAKE1("BFFHTTPClient", cmd_client, NULL, RSRC_CONF,
         "Backend HTTP client: native (own HTTP/1.1 client, libcurl for "
         "https; the default) or curl (libcurl for everything)"),

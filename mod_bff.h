@@ -29,7 +29,7 @@
 #define BFF_POOL_CHILD         1   /* the child's, shared by its threads */
 #define BFF_POOL_THREAD        2   /* each worker thread's own */
 #define BFF_POOL_MAX_ORIGIN  256   /* child: connections per origin */
-#define BFF_POOL_IDLE_CHILD  256   /* child: idle connections kept */
+#define BFF_POOL_IDLE_CHILD 1024   /* child: idle connections kept */
 #define BFF_POOL_IDLE_THREAD  16   /* thread: idle connections kept */
 
 extern module AP_MODULE_DECLARE_DATA bff_module;
@@ -99,6 +99,7 @@ typedef struct {
     int backend_pool;                  /* BFF_POOL_*; 0: unset */
     long backend_max_origin;           /* open connections per origin and
                                           pool; 0: unset, -1: unbounded */
+    long backend_idle_ms;              /* idle timeout; 0: unset */
     int http_client;                   /* BFF_HTTP_CLIENT_*; 0: unset */
     apr_array_header_t *fwd_headers;
     apr_array_header_t *fwd_query;

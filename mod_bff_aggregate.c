@@ -519,6 +519,7 @@ apr_status_t bff_aggregate_child_init(apr_pool_t *pchild, server_rec *s)
     pp->opts.max_cached_connections = sc->backend_conns ? sc->backend_conns
                                       : per_child ? BFF_POOL_IDLE_CHILD
                                                   : BFF_POOL_IDLE_THREAD;
+    pp->opts.idle_timeout_ms = sc->backend_idle_ms;
     pp->http_client = sc->http_client ? sc->http_client : BFF_HTTP_CLIENT_NATIVE;
     if (per_child) {
         bff_fetcher_t *inner;
@@ -534,13 +535,15 @@ apr_status_t bff_aggregate_child_init(apr_pool_t *pchild, server_rec *s)
         }
     }
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, BFFLOGNO(4)
-                 "backend HTTP client: %s, %s, %ld idle connections kept, "
-                 "%s connections per backend origin", pp->http_client ==
-                 BFF_HTTP_CLIENT_CURL ? "curl" : "native", per_child
+                 "backend HTTP client: %s, %s, %ld idle connections kept "
+                 "(closed after %ld ms idle), %s connections per backend "
+                 "origin", pp->http_client == BFF_HTTP_CLIENT_CURL ? "curl"
+                 : "native", per_child
                  ? "one pool per child shared by its threads"
                  : "one pool per worker thread",
-                 pp->opts.max_cached_connections, max_origin > 0
-                 ? apr_ltoa(pchild, max_origin) : "unbounded");
+                 pp->opts.max_cached_connections, pp->opts.idle_timeout_ms
+                 ? pp->opts.idle_timeout_ms : (long)BFF_FETCH_IDLE_MS,
+                 max_origin > 0 ? apr_ltoa(pchild, max_origin) : "unbounded");
     /* one fetcher per worker thread at most: a thread never waits for one */
     return apr_reslist_create(&fetchers, 0, threads, threads, 0,
                               fetcher_construct, fetcher_destruct, pp, pchild);

@@ -312,7 +312,7 @@ static apr_status_t task_stop(void *data)
 const char *bff_wd_task_child_init(bff_wd_task_t *t, apr_pool_t *pchild,
                                    server_rec *s)
 {
-    bff_fetch_curl_opts_t opts = { 0, 4 };
+    bff_fetch_curl_opts_t opts = { 0, 4, 0 };
     apr_pool_t *p;
     apr_status_t rv;
 

@@ -123,7 +123,11 @@ typedef struct {
                                     at most, a request beyond waits within
                                     its timeout (BFF_FETCH_EPOOL); 0: none */
     long max_cached_connections; /* idle keep-alive connections kept */
+    long idle_timeout_ms;        /* a connection idle this long is closed,
+                                    never reused; 0: BFF_FETCH_IDLE_MS */
 } bff_fetch_curl_opts_t;
+
+#define BFF_FETCH_IDLE_MS 30000
 
 /* Whether libcurl is built in (configure --without-curl: no). Without it
  * the curl fetcher fails every request it is given, so https:// URLs and

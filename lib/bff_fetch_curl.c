@@ -47,6 +47,7 @@ typedef struct {
     unsigned wcap;
     int woken;                   /* curl_wake's, atomic */
     long max_host;               /* CURLMOPT_MAX_HOST_CONNECTIONS */
+    long max_age_s;              /* CURLOPT_MAXAGE_CONN */
 } curl_ctx_t;
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *baton)
@@ -433,6 +434,7 @@ static apr_status_t curl_start(bff_fetcher_t *f, bff_fetch_req_t *req)
     curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->hdrs);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, c->max_age_s);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      req->connect_timeout_ms < req->timeout_ms
                          ? req->connect_timeout_ms : req->timeout_ms);
@@ -721,6 +723,9 @@ apr_status_t bff_fetch_curl_create(bff_fetcher_t **out,
         return APR_EGENERAL;
     }
     c->max_host = opts ? opts->max_host_connections : 0;
+    /* libcurl counts whole seconds of idleness: rounded up, at least one */
+    c->max_age_s = ((opts && opts->idle_timeout_ms > 0 ? opts->idle_timeout_ms
+                     : BFF_FETCH_IDLE_MS) + 999) / 1000;
     if (opts && opts->max_host_connections > 0) {
         curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                           opts->max_host_connections);

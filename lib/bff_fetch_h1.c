@@ -104,6 +104,7 @@ struct conn_t {
     conn_t *hprev, *hnext;        /* host->idle, or the closed and free
                                      lists */
     conn_t *lprev, *lnext;        /* ctx idle LRU */
+    apr_time_t idle_since;        /* while idle */
 };
 
 enum { S_FREE, S_QUEUED, S_CONNECTING, S_EXCHANGE, S_DONE };
@@ -134,6 +135,7 @@ typedef struct {
     int nhosts;
     conn_t *lru_head, *lru_tail;  /* idle connections, MRU first */
     int nidle;
+    apr_interval_time_t idle_timeout;
     conn_t *free_conns;
     conn_t *closed;               /* closed since the last epoll_wait: its
                                      events may still name them */
@@ -593,7 +595,19 @@ static void conn_idle(h1_ctx_t *c, conn_t *cn)
     }
     c->lru_head = cn;
     c->nidle++;
+    cn->idle_since = apr_time_now();
     while (c->nidle > c->max_idle) {
+        conn_t *old = c->lru_tail;
+        idle_unlink(c, old);
+        conn_close(c, old);
+    }
+}
+
+/* Closes the connections idle for the idle timeout or longer: the least
+ * recently used first, so the scan stops at the first younger one. */
+static void idle_expire(h1_ctx_t *c, apr_time_t now)
+{
+    while (c->lru_tail && now - c->lru_tail->idle_since >= c->idle_timeout) {
         conn_t *old = c->lru_tail;
         idle_unlink(c, old);
         conn_close(c, old);
@@ -850,6 +864,7 @@ static void slot_connect(h1_ctx_t *c, slot_t *s, int fresh)
     apr_time_t now;
     conn_t *cn;
 
+    idle_expire(c, apr_time_now());
     while (!fresh && (cn = h->idle) != NULL) {
         idle_unlink(c, cn);
         if (conn_alive(cn)) {
@@ -1457,6 +1472,7 @@ static apr_status_t h1_wait(bff_fetcher_t *f, bff_fetch_req_t **done,
                              : APR_EOF;
         }
         now = apr_time_now();
+        idle_expire(c, now);
         next = expire(c, now);
         if (c->done_head) {
             continue;
@@ -1656,6 +1672,9 @@ apr_status_t bff_fetch_h1_create(bff_fetcher_t **out,
     c->max_idle = opts && opts->max_cached_connections > 0
                   ? opts->max_cached_connections : DEFAULT_IDLE;
     c->max_host = opts ? opts->max_host_connections : 0;
+    c->idle_timeout = apr_time_from_msec(opts && opts->idle_timeout_ms > 0
+                                         ? opts->idle_timeout_ms
+                                         : BFF_FETCH_IDLE_MS);
     f->vt = &h1_vtable;
     f->ctx = c;
     apr_pool_cleanup_register(p, f, fetcher_cleanup, apr_pool_cleanup_null);

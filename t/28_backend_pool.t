@@ -15,7 +15,7 @@ use Time::HiRes qw(sleep time);
 use BFFTest;
 use BFFConfTest qw(configtest);
 
-plan tests => 20;
+plan tests => 21;
 
 my $svc;
 END { own_svc_stop($svc) if $svc }
@@ -44,7 +44,7 @@ CONF
 sub stats { own_svc_admin($svc, '/__admin/stats') }
 
 # --- one child, 16 threads, two connections to the backend's origin
-my $h = start_httpd('pool-child', "BFFBackendPool child max-per-origin=2\n"
+my $h = start_httpd('pool-child', "BFFBackendPool child max-per-origin=2 idle-timeout=45s\n"
                                   . "BFFBackendConnections 4\n$endpoints");
 my $port = $h->{port};
 http_get($port, "/slow/1");     # the child is up and has its client
@@ -60,7 +60,7 @@ cmp_ok $took, '>=', 0.5, sprintf('they took turns on the two connections (%.2fs)
 
 # the child's log says which pool it runs
 my $log = do { local $/; open my $fh, '<', "$h->{dir}/error.log" or die; <$fh> };
-like $log, qr/BFF4: backend HTTP client: native, one pool per child shared by its threads, 4 idle connections kept, 2 connections per backend origin/,
+like $log, qr/BFF4: backend HTTP client: native, one pool per child shared by its threads, 4 idle connections kept \(closed after 45000 ms idle\), 2 connections per backend origin/,
     'the pool is logged at child start';
 
 # --- beyond the bound a call waits within its timeout, then fails named:
@@ -115,5 +115,7 @@ my ($rc, $out) = configtest("BFFBackendPool shared\n$ep");
 like $out, qr/BFFBackendPool: 'shared': expected child or thread/, 'an unknown pool is refused';
 ($rc, $out) = configtest("BFFBackendPool child max-per-origin=0\n$ep");
 like $out, qr/max-per-origin=0: expected a number from 1 to 100000/, 'max-per-origin=0 is refused';
+($rc, $out) = configtest("BFFBackendPool child idle-timeout=100ms\n$ep");
+like $out, qr/BFFBackendPool: idle-timeout=100ms: expected a duration from 1s to 1h/, 'an idle timeout under 1s is refused';
 ($rc, $out) = configtest("BFFBackendPool child unbounded\n$ep");
 like $out, qr/BFF160: BFFBackendPool unbounded/, 'unbounded is reported by apache2 -t';

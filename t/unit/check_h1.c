@@ -940,12 +940,16 @@ static int srv_get(const int *field)
 static apr_pool_t *pool;
 static bff_fetcher_t *fetcher;
 
+static long setup_idle_ms;      /* 0: the default idle timeout */
+
 static void fetch_setup_opts(long max_host, long max_cached)
 {
     bff_fetch_curl_opts_t opts;
 
+    memset(&opts, 0, sizeof(opts));
     opts.max_host_connections = max_host;
     opts.max_cached_connections = max_cached;
+    opts.idle_timeout_ms = setup_idle_ms;
     apr_pool_create(&pool, NULL);
     srv_start();
     ck_assert_int_eq(bff_fetch_h1_create(&fetcher, &opts, pool), APR_SUCCESS);
@@ -1131,6 +1135,57 @@ START_TEST(idle_connections_bounded)
     ck_assert_int_eq(r[0].reused_conn, 1);
     ck_assert_int_eq(srv_get(&srv.accepts), 5);
     bff_fetch_reset(fetcher);
+}
+END_TEST
+
+static void idle_setup(void)
+{
+    setup_idle_ms = 200;
+    fetch_setup_opts(0, 16);
+    setup_idle_ms = 0;
+}
+
+/* One GET /ok on f after a pause; whether it reused a connection. */
+static int reused_after(bff_fetcher_t *f, long pause_ms)
+{
+    bff_fetch_req_t r, *d = NULL;
+    int reused;
+
+    apr_sleep(apr_time_from_msec(pause_ms));
+    mkreq(&r, "GET", url("/ok"));
+    ck_assert_int_eq(bff_fetch_start(f, &r), APR_SUCCESS);
+    ck_assert_int_eq(bff_fetch_wait(f, &d, 5000), APR_SUCCESS);
+    ck_assert_ptr_eq(d, &r);
+    assert_ok(&r, "ok");
+    reused = r.reused_conn;
+    bff_fetch_release(f, &r);
+    bff_fetch_reset(f);
+    return reused;
+}
+
+/* A connection idle for the idle timeout (200 ms here) is closed, not
+ * reused; one idle for less is reused. libcurl counts whole seconds
+ * (BFFBackendPool's least is 1s): its connection goes after 2. */
+START_TEST(idle_timeout_closes)
+{
+    bff_fetch_curl_opts_t opts;
+    bff_fetcher_t *cf;
+
+    ck_assert_int_eq(reused_after(fetcher, 0), 0);
+    ck_assert_int_eq(reused_after(fetcher, 50), 1);
+    ck_assert_int_eq(reused_after(fetcher, 300), 0);
+    ck_assert_int_eq(srv_get(&srv.accepts), 2);
+    if (!bff_fetch_has_curl()) {
+        return;
+    }
+    memset(&opts, 0, sizeof(opts));
+    opts.idle_timeout_ms = 1000;
+    ck_assert_int_eq(bff_fetch_curl_create(&cf, &opts, pool), APR_SUCCESS);
+    ck_assert_int_eq(reused_after(cf, 0), 0);
+    ck_assert_int_eq(reused_after(cf, 100), 1);
+    ck_assert_int_eq(reused_after(cf, 2100), 0);
+    ck_assert_int_eq(srv_get(&srv.accepts), 4);
+    cf->vt->destroy(cf);
 }
 END_TEST
 
@@ -1428,7 +1483,7 @@ static void check_response_headers(bff_fetcher_t *f)
 
 START_TEST(response_headers)
 {
-    bff_fetch_curl_opts_t opts = { 0, 4 };
+    bff_fetch_curl_opts_t opts = { 0, 4, 0 };
     bff_fetcher_t *cf;
 
     check_response_headers(fetcher);
@@ -2199,6 +2254,11 @@ static Suite *h1_suite(void)
         tcase_set_timeout(tc, 20);
         tcase_add_checked_fixture(tc, lru_setup, fetch_teardown);
         tcase_add_test(tc, idle_connections_bounded);
+        suite_add_tcase(s, tc);
+        tc = tcase_create("idle");
+        tcase_set_timeout(tc, 20);
+        tcase_add_checked_fixture(tc, idle_setup, fetch_teardown);
+        tcase_add_test(tc, idle_timeout_closes);
         suite_add_tcase(s, tc);
     }
     return s;
