@@ -7,21 +7,30 @@ use warnings FATAL => 'all';
 use Apache::Test qw(-withtestmore);
 use Apache::TestUtil;
 use BFFTest ();
+use Time::HiRes ();
 
 plan tests => 3;
 
 my $svc = BFFTest::svc_url('user');
 
 # The error log of an instance that must not start, when it did not:
-# httpd detaches before the start-up that fails (and a port that another
-# process holds would look like success), so its log is what tells.
+# httpd detaches before the start-up that fails, and listens before its
+# modules' post_config runs (so its port answers for a moment, as one
+# that another process holds would), so its log is what tells: waited
+# for until it says the start-up failed or the PID file says it did not.
 sub start_fails {
     my ($name, $body) = @_;
     my $h = eval { BFFTest::start_httpd($name, $body) };
+    my $dir = Apache::Test::vars('t_logs') . "/$name";
+    my $log = '';
+    for (1 .. 100) {
+        if (open my $fh, '<', "$dir/error.log") {
+            $log = do { local $/; <$fh> };
+        }
+        last if $log =~ /AH00020: Configuration Failed/ || -s "$dir/httpd.pid";
+        Time::HiRes::sleep(0.05);
+    }
     BFFTest::stop_httpd($h) if $h;
-    my $file = Apache::Test::vars('t_logs') . "/$name/error.log";
-    open my $fh, '<', $file or return '';
-    my $log = do { local $/; <$fh> };
     return $log =~ /AH00020: Configuration Failed/ ? $log : '';
 }
 
