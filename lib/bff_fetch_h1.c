@@ -864,7 +864,8 @@ static void slot_connect(h1_ctx_t *c, slot_t *s, int fresh)
     apr_time_t now;
     conn_t *cn;
 
-    idle_expire(c, apr_time_now());
+    now = apr_time_now();
+    idle_expire(c, now);
     while (!fresh && (cn = h->idle) != NULL) {
         idle_unlink(c, cn);
         if (conn_alive(cn)) {
@@ -877,7 +878,6 @@ static void slot_connect(h1_ctx_t *c, slot_t *s, int fresh)
         conn_close(c, cn);
     }
     /* the connect timeout bounds the name lookup and the connect */
-    now = apr_time_now();
     s->conn_deadline = s->req->connect_timeout_ms > 0
         ? now + apr_time_from_msec(s->req->connect_timeout_ms)
         : s->deadline;
