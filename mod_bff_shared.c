@@ -87,13 +87,11 @@ void *bff_shm_retained(int *kept, const char *name, apr_size_t size,
  * kill(), so the claim's own sweep may miss a child killed a moment
  * before; the MPM restarts a killed child's slot before it reaps the
  * next one). */
-#define MAX_TABLES 8
-static bff_inflight_t *tables[MAX_TABLES];
-static int ntables;
+static apr_array_header_t *tables;   /* of bff_inflight_t *, in pconf */
 
 static apr_status_t tables_forget(void *unused)
 {
-    ntables = 0;
+    tables = NULL;
     return APR_SUCCESS;
 }
 
@@ -103,9 +101,10 @@ static void inflight_child_status(server_rec *s, pid_t pid,
 {
     int i;
 
-    if (state == MPM_CHILD_EXITED && pid > 0) {
-        for (i = 0; i < ntables; i++) {
-            bff_inflight_forget(tables[i], (apr_uint32_t)pid);
+    if (state == MPM_CHILD_EXITED && pid > 0 && tables) {
+        for (i = 0; i < tables->nelts; i++) {
+            bff_inflight_forget(APR_ARRAY_IDX(tables, i, bff_inflight_t *),
+                                (apr_uint32_t)pid);
         }
     }
 }
@@ -138,12 +137,13 @@ bff_inflight_t *bff_inflight_shared(int *shape, long *workers,
     }
     t = bff_inflight_attach(mem, 2 * hard, counters, pconf);
     *shape = !t;
-    if (t && ntables < MAX_TABLES) {
-        if (ntables == 0) {
+    if (t) {
+        if (!tables) {
+            tables = apr_array_make(pconf, 4, sizeof(bff_inflight_t *));
             apr_pool_cleanup_register(pconf, NULL, tables_forget,
                                       apr_pool_cleanup_null);
         }
-        tables[ntables++] = t;
+        APR_ARRAY_PUSH(tables, bff_inflight_t *) = t;
     }
     return t;
 }
