@@ -19,6 +19,8 @@
 #   CONNS=32 DELAYS=0/0/0 bench/run-concurrency.sh   the miss path of bench/run.sh's scenario a
 #   MODULES='old/.libs/mod_bff.so .libs/mod_bff.so' bench/run-concurrency.sh   builds side by side
 #   POOLS='child thread' bench/run-concurrency.sh   rows per BFFBackendPool (default child)
+#   ENVS='- MALLOC_ARENA_MAX=2' bench/run-concurrency.sh   rows per gateway environment
+#                                       (- is none; each entry one NAME=VALUE for apache2)
 #   ROUNDS=5 bench/run-concurrency.sh   every row once per round, rows alternating,
 #                                       then each row's median over the rounds
 set -euo pipefail
@@ -65,7 +67,7 @@ start_gateway() {   # mpm-conf
     export BFFB_PORT BFFB_MPM=$1
     BFFB_PORT=$(free_port)
     : >"$run/error.log"
-    taskset -c "$GW_CPUS" apache2 -f "$top/bench/httpd-concurrency.conf.in" -k start
+    env ${GW_ENV#-} taskset -c "$GW_CPUS" apache2 -f "$top/bench/httpd-concurrency.conf.in" -k start
     for _ in $(seq 100); do
         curl -sf -o /dev/null "http://127.0.0.1:$BFFB_PORT/api/profile/42" && return 0
         sleep 0.1
@@ -203,9 +205,11 @@ for mod in ${MODULES:-$top/.libs/mod_bff.so}; do
     tag=
     [[ -z ${MODULES:-} ]] || tag=" [$(basename "$(dirname "$(dirname "$BFF_MODULE")")")]"
   for BFFB_POOL in ${POOLS:-child}; do
+  for GW_ENV in ${ENVS:--}; do
     export BFFB_POOL
     ptag=
     [[ -z ${POOLS:-} ]] || ptag=" pool=$BFFB_POOL"
+    [[ $GW_ENV == - ]] || ptag="$ptag $GW_ENV"
     if want mod_bff-profile; then
         start_gateway "$top/conf/bff-mpm.conf"
         measure_row "mod_bff, conf/bff-mpm.conf$tag$ptag" "http://127.0.0.1:$BFFB_PORT/api/profile/42" "$(cat "$run/httpd.pid")"
@@ -218,6 +222,7 @@ for mod in ${MODULES:-$top/.libs/mod_bff.so}; do
         [[ -z ${RAW_DIR:-} ]] || cp "$run/error.log" "$RAW_DIR/error-debian-$BFFB_POOL.log"
         stop_gateway
     fi
+  done
   done
 done
 }
