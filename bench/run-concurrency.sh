@@ -2,7 +2,8 @@
 # Many slow aggregations in flight: GET /api/profile/42 with backend delays
 # 20/50/30 ms and 1000 concurrent clients, in one run: Peer A (nginx+lua),
 # Peer B (Node), httpd serving the same bytes as a static file (the
-# ceiling inside httpd), mod_bff with the shipped MPM profile (conf/bff-mpm.conf)
+# ceiling inside httpd), mod_bff with the shipped profile (conf/bff-mpm.conf,
+# and conf/bff-envvars in its environment)
 # and mod_bff with Debian's default event MPM settings. Each row prints
 # req/s, p50, p99, socket errors, non-2xx answers (503s of BFFMaxInFlight),
 # the gateway's peak RSS and its peak number of open backend connections
@@ -20,7 +21,9 @@
 #   MODULES='old/.libs/mod_bff.so .libs/mod_bff.so' bench/run-concurrency.sh   builds side by side
 #   POOLS='child thread' bench/run-concurrency.sh   rows per BFFBackendPool (default child)
 #   ENVS='- MALLOC_ARENA_MAX=2' bench/run-concurrency.sh   rows per gateway environment
-#                                       (- is none; each entry one NAME=VALUE for apache2)
+#                                       (- is none; each entry one NAME=VALUE for apache2,
+#                                       after conf/bff-envvars, which the profile rows
+#                                       source: GLIBC_TUNABLES= runs one without it)
 #   ROUNDS=5 bench/run-concurrency.sh   every row once per round, rows alternating,
 #                                       then each row's median over the rounds
 set -euo pipefail
@@ -63,11 +66,12 @@ done
 export BFF_MODULE=$top/.libs/mod_bff.so BFFB_RUN=$run
 export_httpd_user
 chmod o+rx "$top" "$top/.libs" 2>/dev/null || true
-start_gateway() {   # mpm-conf
+start_gateway() {   # mpm-conf [envvars file]
     export BFFB_PORT BFFB_MPM=$1
     BFFB_PORT=$(free_port)
     : >"$run/error.log"
-    env ${GW_ENV#-} taskset -c "$GW_CPUS" apache2 -f "$top/bench/httpd-concurrency.conf.in" -k start
+    ( [[ -z ${2:-} ]] || . "$2"
+      env ${GW_ENV#-} taskset -c "$GW_CPUS" apache2 -f "$top/bench/httpd-concurrency.conf.in" -k start )
     for _ in $(seq 100); do
         curl -sf -o /dev/null "http://127.0.0.1:$BFFB_PORT/api/profile/42" && return 0
         sleep 0.1
@@ -211,7 +215,7 @@ for mod in ${MODULES:-$top/.libs/mod_bff.so}; do
     [[ -z ${POOLS:-} ]] || ptag=" pool=$BFFB_POOL"
     [[ $GW_ENV == - ]] || ptag="$ptag $GW_ENV"
     if want mod_bff-profile; then
-        start_gateway "$top/conf/bff-mpm.conf"
+        start_gateway "$top/conf/bff-mpm.conf" "$top/conf/bff-envvars"
         measure_row "mod_bff, conf/bff-mpm.conf$tag$ptag" "http://127.0.0.1:$BFFB_PORT/api/profile/42" "$(cat "$run/httpd.pid")"
         [[ -z ${RAW_DIR:-} ]] || cp "$run/error.log" "$RAW_DIR/error-profile-$BFFB_POOL.log"
         stop_gateway

@@ -98,6 +98,8 @@ fi
 if [ "$(id -u)" = 0 ]; then
     set -- "$@" -C "Define BFF_USER nobody" -C "Define BFF_GROUP nogroup"
 fi
+# the environment the README recommends for a gateway (glibc's tcache)
+. "$top/conf/bff-envvars"
 "$httpd" -f "$top/conf/demo-httpd.conf" "$@" -k start
 wait_port 8000 api/profile/1
 
