@@ -47,8 +47,11 @@ for f in gateway recipe-api recipe-proxy recipe-clients; do
 done
 # the gateway's environment: a shell file that /etc/apache2/envvars
 # sources; it appends to GLIBC_TUNABLES, never replaces it
-t=$(env GLIBC_TUNABLES=glibc.malloc.arena_max=4 sh -ec '. "$1"; echo "$GLIBC_TUNABLES"' sh "$PWD/conf/bff-envvars")
-[ "$t" = "glibc.malloc.arena_max=4:glibc.malloc.tcache_count=256" ] || { echo "conf/bff-envvars: GLIBC_TUNABLES=$t" >&2; exit 1; }
-t=$(env -u GLIBC_TUNABLES sh -ec '. "$1"; echo "$GLIBC_TUNABLES"' sh "$PWD/conf/bff-envvars")
-[ "$t" = "glibc.malloc.tcache_count=256" ] || { echo "conf/bff-envvars: GLIBC_TUNABLES=$t" >&2; exit 1; }
+envvars_gives() {   # expected, then env(1) arguments before the shell
+    want=$1; shift
+    t=$(env "$@" sh -ec '. "$1"; echo "$GLIBC_TUNABLES"' sh "$PWD/conf/bff-envvars")
+    [ "$t" = "$want" ] || { echo "conf/bff-envvars: GLIBC_TUNABLES=$t, not $want" >&2; exit 1; }
+}
+envvars_gives glibc.malloc.arena_max=4:glibc.malloc.tcache_count=256 GLIBC_TUNABLES=glibc.malloc.arena_max=4
+envvars_gives glibc.malloc.tcache_count=256 -u GLIBC_TUNABLES
 echo "conf/bff-envvars: OK"

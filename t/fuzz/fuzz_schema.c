@@ -141,6 +141,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rc = bff_schema_parse_body(&v, &detail, (const char *)data, size,
                                MAX_BYTES, MAX_DEPTH, p);
     check((rc == BFF_BODY_TOO_LARGE) == (size > MAX_BYTES));
+    strict = json_loadb((const char *)data, size,
+                        JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e);
     switch (rc) {
     case BFF_BODY_OK:
         check(v != NULL && depth_of(v) <= MAX_DEPTH);
@@ -166,20 +168,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         break;
     case BFF_BODY_TOO_DEEP:
-        strict = json_loadb((const char *)data, size,
-                            JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e);
         check(!strict || depth_of(strict) > MAX_DEPTH);
-        json_decref(strict);
         break;
     case BFF_BODY_NOT_JSON:
         check(detail != NULL && *detail);
         /* jansson without the duplicate check may take it; with it, never */
-        check(json_loadb((const char *)data, size,
-                         JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e) == NULL);
+        check(strict == NULL);
         break;
     case BFF_BODY_TOO_LARGE:
         break;
     }
+    json_decref(strict);
     apr_pool_destroy(p);
     return 0;
 }
