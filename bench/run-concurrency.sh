@@ -217,13 +217,13 @@ for mod in ${MODULES:-$top/.libs/mod_bff.so}; do
     if want mod_bff-profile; then
         start_gateway "$top/conf/bff-mpm.conf" "$top/conf/bff-envvars"
         measure_row "mod_bff, conf/bff-mpm.conf$tag$ptag" "http://127.0.0.1:$BFFB_PORT/api/profile/42" "$(cat "$run/httpd.pid")"
-        [[ -z ${RAW_DIR:-} ]] || cp "$run/error.log" "$RAW_DIR/error-profile-$BFFB_POOL.log"
+        [[ -z ${RAW_DIR:-} ]] || cp "$run/error.log" "$RAW_DIR/error-profile-$BFFB_POOL${ptag//[^A-Za-z0-9]/_}.log"
         stop_gateway
     fi
     if want mod_bff-debian; then
         start_gateway "$debian_mpm"
         measure_row "mod_bff, Debian's mpm_event.conf$tag$ptag" "http://127.0.0.1:$BFFB_PORT/api/profile/42" "$(cat "$run/httpd.pid")"
-        [[ -z ${RAW_DIR:-} ]] || cp "$run/error.log" "$RAW_DIR/error-debian-$BFFB_POOL.log"
+        [[ -z ${RAW_DIR:-} ]] || cp "$run/error.log" "$RAW_DIR/error-debian-$BFFB_POOL${ptag//[^A-Za-z0-9]/_}.log"
         stop_gateway
     fi
   done
