@@ -156,7 +156,8 @@ void bff_problem_defer(request_rec *r, int status, const char *title,
                        const char *detail, const char *challenge);
 void bff_problem_register_hooks(apr_pool_t *p);
 
-/* Sends a JSON body with ETag / If-None-Match handling. */
+/* Sends a JSON body with ETag / If-None-Match handling; body lives in
+ * r->pool or longer (it is sent without a copy). */
 int bff_send_body(request_rec *r, int status, const char *ctype,
                   const char *body, apr_size_t len, const char *etag);
 

@@ -165,7 +165,10 @@ void bff_problem_register_hooks(apr_pool_t *p)
 /* --------------------------------------------------------------- body -- */
 
 /* Sends a body with its ETag; a client whose copy is current (its
- * If-None-Match matches) gets 304 without the body. */
+ * If-None-Match matches) gets 304 without the body. The body is passed
+ * as it is, in a pool bucket, not copied into the connection's buckets
+ * (ap_rwrite's copy took an 8 KiB block that the connection then keeps
+ * for as long as it lives): it must live in r->pool or longer. */
 int bff_send_body(request_rec *r, int status, const char *ctype,
                   const char *body, apr_size_t len, const char *etag)
 {
@@ -181,8 +184,17 @@ int bff_send_body(request_rec *r, int status, const char *ctype,
     r->status = status;
     ap_set_content_type(r, ctype);
     ap_set_content_length(r, (apr_off_t)len);
-    if (!r->header_only) {
-        ap_rwrite(body, (int)len, r);
+    if (!r->header_only && len) {
+        apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
+        apr_bucket_brigade *bb = apr_brigade_create(r->pool, ba);
+
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_pool_create(body, len, r->pool,
+                                                           ba));
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(ba));
+        /* a client gone is the connection's to note (c->aborted), as
+         * with ap_rwrite: the answer was given */
+        (void)ap_pass_brigade(r->output_filters, bb);
+        apr_brigade_cleanup(bb);
     }
     return OK;
 }

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <apr_strings.h>
+
 static apr_status_t json_cleanup(void *data)
 {
     json_decref((json_t *)data);
@@ -85,9 +87,17 @@ int bff_json_depth(const char *buf, size_t len)
  * (callgrind, bench/RESULTS.md); this takes a fifth of that.
  */
 
+/* The text is written into a buffer on the caller's stack, then into
+ * malloc()ed memory once it outgrows that, and copied into the pool at
+ * its exact size when complete: a pool only grows until its request ends
+ * (and a connection keeps its pools' memory for its next request), so
+ * the pool holds the answer and not the buffers it was written in. */
+#define JB_STACK 4096
+
 typedef struct {
     char *buf;
     apr_size_t len, cap;
+    int heap;                   /* buf is malloc()ed */
     apr_pool_t *p;
 } jbuf_t;
 
@@ -100,8 +110,20 @@ static char *jb_room(jbuf_t *b, apr_size_t n)
         while (cap < b->len + n) {
             cap *= 2;
         }
-        nb = apr_palloc(b->p, cap);
-        memcpy(nb, b->buf, b->len);
+        nb = b->heap ? realloc(b->buf, cap) : malloc(cap);
+        if (!nb) {
+            /* the pool's own answer to running out of memory */
+            nb = apr_palloc(b->p, cap);
+            memcpy(nb, b->buf, b->len);
+            if (b->heap) {
+                free(b->buf);
+            }
+            b->heap = 0;
+        }
+        else if (!b->heap) {
+            memcpy(nb, b->buf, b->len);
+            b->heap = 1;
+        }
         b->buf = nb;
         b->cap = cap;
     }
@@ -424,19 +446,24 @@ static int jb_value(jbuf_t *b, const json_t *v, int depth)
 
 const char *bff_json_dump(apr_size_t *len, const json_t *doc, apr_pool_t *p)
 {
+    char first[JB_STACK];
+    const char *out = "";
     jbuf_t b;
 
     b.p = p;
-    b.cap = 4096;
+    b.buf = first;
+    b.cap = sizeof(first);
     b.len = 0;
-    b.buf = apr_palloc(p, b.cap);
-    if (!doc || jb_value(&b, doc, 0) < 0) {
-        *len = 0;
-        return "";
+    b.heap = 0;
+    *len = 0;
+    if (doc && jb_value(&b, doc, 0) == 0) {
+        out = apr_pstrmemdup(p, b.buf, b.len);
+        *len = b.len;
     }
-    *jb_room(&b, 1) = '\0';
-    *len = b.len;
-    return b.buf;
+    if (b.heap) {
+        free(b.buf);
+    }
+    return out;
 }
 
 /* ------------------------------------------------------------- input -- */

@@ -410,6 +410,15 @@ START_TEST(json_dump_values)
     big = bff_json_dump(&len, bff_json_pool_own(arr, pool), pool);
     ck_assert_uint_gt(len, 200000);
     ck_assert_uint_eq(strlen(big), len);
+    /* refused past the first buffer: nothing written is kept (the
+     * sanitized build's leak check) */
+    arr = json_array();
+    for (i = 0; i < 500; ++i) {
+        json_array_append_new(arr, json_string("past the first buffer"));
+    }
+    json_array_append_new(arr, json_stringn_nocheck("\xff", 1));
+    ck_assert_str_eq(bff_json_dump(&len, bff_json_pool_own(arr, pool), pool), "");
+    ck_assert_uint_eq(len, 0);
 
     /* nesting beyond the parser's limit (and a bit) is refused */
     doc = arr = json_array();
