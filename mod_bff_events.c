@@ -315,13 +315,13 @@ static int ev_log_transaction(request_rec *r)
             "path", r->uri,
             "status", status,
             "duration_ms", dur,
-            "aggregation_ms", o->backends ? apr_psprintf(r->pool, "%.3f",
-                                                         o->agg_ms) : NULL,
+            "aggregation_ms", o->results ? apr_psprintf(r->pool, "%.3f",
+                                                        o->agg_ms) : NULL,
             "cache", apr_table_get(r->notes, "bff-cache"),
             "completed", apr_table_get(r->notes, "bff-completed"),
             "subject", subject ? subject : r->user,
             "bytes", apr_off_t_toa(r->pool, last->bytes_sent),
-            "backends", o->backends,
+            "backends", bff_obs_backends(r, o),
             "errors", o->failures ? apr_itoa(r->pool, o->failures->nelts)
                                   : "0",
             /* refused by the access phase: the class of failure, the limit */

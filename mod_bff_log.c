@@ -169,26 +169,61 @@ static const char *outcome(const bff_be_result_t *br)
 void bff_obs_note_run(request_rec *r, const bff_endpoint_t *ep,
                       const bff_run_result_t *res)
 {
-    bff_obs_req_t *o = bff_obs_req(r);
-    apr_array_header_t *parts = apr_array_make(r->pool, ep->backends->nelts,
-                                                sizeof(const char *));
+    bff_obs_req_t *o;
     int i;
 
-    o->failures = apr_array_make(r->pool, 1, sizeof(bff_obs_failure_t));
+    if (r->main) {
+        /* a subrequest's pool is gone before the client's request is
+         * logged: the log line and the event are the client's request's */
+        return;
+    }
+    o = bff_obs_req(r);
+    o->ep = ep;
+    o->results = res->results;
+    o->backends = NULL;
+    o->failures = NULL;
+    o->agg_ms = (double)res->elapsed / 1000.0;
     for (i = 0; i < ep->backends->nelts; i++) {
         const bff_backend_t *be = APR_ARRAY_IDX(ep->backends, i,
                                                 const bff_backend_t *);
         const bff_be_result_t *br = &res->results[i];
+        bff_obs_failure_t *f;
+
+        if (br->state != BFF_BE_FAILED && br->state != BFF_BE_SKIPPED) {
+            continue;
+        }
+        if (!o->failures) {
+            o->failures = apr_array_make(r->pool, 1,
+                                         sizeof(bff_obs_failure_t));
+        }
+        f = apr_array_push(o->failures);
+        f->backend = be->name;
+        f->reason = br->reason ? br->reason : outcome(br);
+        f->status = br->status;
+        f->ms = (double)br->elapsed / 1000.0;
+        f->required = be->required;
+    }
+}
+
+const char *bff_obs_backends(request_rec *r, bff_obs_req_t *o)
+{
+    apr_array_header_t *parts;
+    int i;
+
+    if (!o || !o->results || o->backends) {
+        return o ? o->backends : NULL;
+    }
+    parts = apr_array_make(r->pool, o->ep->backends->nelts,
+                           sizeof(const char *));
+    for (i = 0; i < o->ep->backends->nelts; i++) {
+        const bff_backend_t *be = APR_ARRAY_IDX(o->ep->backends, i,
+                                                const bff_backend_t *);
+        const bff_be_result_t *br = &o->results[i];
         const char *item = apr_psprintf(r->pool, "%s:{\"outcome\":\"%s\","
             "\"status\":%d,\"ms\":%.3f", bff_json_quote_str(be->name, r->pool),
             outcome(br), br->status, (double)br->elapsed / 1000.0);
+
         if (br->state == BFF_BE_FAILED || br->state == BFF_BE_SKIPPED) {
-            bff_obs_failure_t *f = apr_array_push(o->failures);
-            f->backend = be->name;
-            f->reason = br->reason ? br->reason : outcome(br);
-            f->status = br->status;
-            f->ms = (double)br->elapsed / 1000.0;
-            f->required = be->required;
             item = apr_pstrcat(r->pool, item, ",\"reason\":",
                                bff_json_quote_str(br->reason, r->pool), NULL);
         }
@@ -198,7 +233,7 @@ void bff_obs_note_run(request_rec *r, const bff_endpoint_t *ep,
     o->backends = apr_pstrcat(r->pool, "{",
                               apr_array_pstrcat(r->pool, parts, ','), "}",
                               NULL);
-    o->agg_ms = (double)res->elapsed / 1000.0;
+    return o->backends;
 }
 
 /* ---------------------------------------------------- LogFormat %{..}J -- */
@@ -285,11 +320,12 @@ static const char *log_json(request_rec *r, char *a)
         return !v ? "null" : !strcmp(v, "true") ? "true" : "false";
     }
     if (!strcmp(a, "backends")) {
-        return o && o->backends ? o->backends : "null";
+        v = bff_obs_backends(r, o);
+        return v ? v : "null";
     }
     if (!strcmp(a, "aggregation_ms")) {
-        return o && o->backends ? apr_psprintf(r->pool, "%.3f", o->agg_ms)
-                                : "null";
+        return o && o->results ? apr_psprintf(r->pool, "%.3f", o->agg_ms)
+                               : "null";
     }
     if (!strcmp(a, "subject")) {
         v = note_of(r, last, "bff-subject");

@@ -25,8 +25,10 @@ typedef struct {
     const char *traceparent;    /* for ProxyPass: the gateway's own span */
     const char *span_id;        /* that span */
     /* filled by bff_obs_note_run when an aggregation ran */
-    const char *backends;       /* JSON object text: name -> timing */
-    apr_array_header_t *failures;    /* bff_obs_failure_t */
+    const bff_endpoint_t *ep;
+    const bff_be_result_t *results;  /* the run's, one per backend */
+    const char *backends;       /* bff_obs_backends' text, once made */
+    apr_array_header_t *failures;    /* bff_obs_failure_t; NULL: none */
     double agg_ms;
 } bff_obs_req_t;
 
@@ -38,6 +40,10 @@ const char *bff_request_id(request_rec *r);
 /* Records what the engine did, for the log and the events. */
 void bff_obs_note_run(request_rec *r, const bff_endpoint_t *ep,
                       const bff_run_result_t *res);
+/* The backends' outcomes and timings as a JSON object text, made when a
+ * log or an event first asks for it (not on every request); NULL when
+ * no aggregation ran. */
+const char *bff_obs_backends(request_rec *r, bff_obs_req_t *o);
 void bff_log_register_hooks(apr_pool_t *p);
 const char *bff_log_cmd_request_id(cmd_parms *cmd, void *dcv, int on);
 
