@@ -40,6 +40,7 @@ typedef struct {
     const char *allow;           /* methods of routes that matched the path */
     const char *request_id;
     bff_trace_t trace;
+    bff_obs_req_t *obs;          /* for the calls' span ids */
     json_t *body;                /* the client's body (POST, PUT, PATCH) */
 } bff_req_t;
 
@@ -166,10 +167,11 @@ static int bff_map_to_storage(request_rec *r)
 
 static void set_correlation(request_rec *r, bff_req_t *rq)
 {
-    const bff_obs_req_t *o = bff_obs_req(r);    /* mod_bff_log.c */
+    bff_obs_req_t *o = bff_obs_req(r);    /* mod_bff_log.c */
 
     rq->request_id = o->request_id;
     rq->trace = o->trace;
+    rq->obs = o;
 }
 
 /* Every backend call gets its own span id under the request's trace. */
@@ -179,7 +181,7 @@ static void per_call_headers(void *baton, const bff_backend_t *be,
     bff_req_t *rq = baton;
     unsigned char rnd[8];
 
-    bff_random_bytes(rnd, sizeof(rnd));
+    bff_rnd_take(&rq->obs->rnd, rnd, sizeof(rnd));
     APR_ARRAY_PUSH(hdrs, const char *) = apr_pstrcat(p, "traceparent: ",
         bff_trace_child(&rq->trace, rnd, p), NULL);
 }
