@@ -1820,10 +1820,12 @@ static void cache_child_init(apr_pool_t *pchild, server_rec *s)
     }
     if (near_ms() && !strncmp(store, "redis", 5)) {
         subscriber_stop = 0;
+        /* a pre-cleanup: the thread's pools are subpools of pchild, which
+         * go before pchild's plain cleanups run; the thread is stopped and
+         * joined while they still exist */
         if (apr_thread_create(&subscriber, NULL, subscriber_main, NULL, pchild)
             == APR_SUCCESS) {
-            apr_pool_cleanup_register(pchild, NULL, subscriber_cleanup,
-                                      apr_pool_cleanup_null);
+            apr_pool_pre_cleanup_register(pchild, NULL, subscriber_cleanup);
         }
     }
 }

@@ -12,7 +12,7 @@ use IO::Socket::INET ();
 use JSON::PP ();
 use Time::HiRes qw(sleep);
 
-plan tests => 29, need_servers('redis-server', 'memcached');
+plan tests => 31, need_servers('redis-server', 'memcached');
 
 my $U = $ENV{BFF_T_USER_URL};
 my $endpoint = <<"CONF";
@@ -116,6 +116,19 @@ sleep 0.3;
 ok t_cmp(http_get($b->{port}, '/c/6')->header('X-Cache-Status'), 'MISS',
          "a purge on A reaches B's near cache");
 ok t_cmp(scalar @{ svc_log('user') }, 2);
+# a graceful restart ends the old generation's children: each stops its
+# subscriber thread before its pools go, and none dies of a signal
+my @old = BFFTest::httpd_children($a);
+open my $pf, '<', "$a->{dir}/httpd.pid" or die $!;
+chomp(my $apid = <$pf> // '');
+close $pf;
+ok @old && kill('USR1', $apid), 'graceful restart of A';
+my $until = time + 15;
+sleep 0.1 while grep({ kill 0, $_ } @old) && time < $until;
+sleep 1.2;   # the parent reaps (and logs) its children once a second
+my $alog = do { local (@ARGV, $/) = ("$a->{dir}/error.log"); <> } // '';
+ok !grep({ kill 0, $_ } @old) && $alog !~ /AH00052|exit signal/,
+   'the old children ended without a signal' or diag $alog;
 stop_httpd($a);
 stop_httpd($b);
 
