@@ -166,6 +166,13 @@ static const char *outcome(const bff_be_result_t *br)
     }
 }
 
+/* A backend that failed or was skipped: the log names its reason, and
+ * it counts among the run's failures. */
+static int run_failed(const bff_be_result_t *br)
+{
+    return br->state == BFF_BE_FAILED || br->state == BFF_BE_SKIPPED;
+}
+
 void bff_obs_note_run(request_rec *r, const bff_endpoint_t *ep,
                       const bff_run_result_t *res)
 {
@@ -189,7 +196,7 @@ void bff_obs_note_run(request_rec *r, const bff_endpoint_t *ep,
         const bff_be_result_t *br = &res->results[i];
         bff_obs_failure_t *f;
 
-        if (br->state != BFF_BE_FAILED && br->state != BFF_BE_SKIPPED) {
+        if (!run_failed(br)) {
             continue;
         }
         if (!o->failures) {
@@ -223,7 +230,7 @@ const char *bff_obs_backends(request_rec *r, bff_obs_req_t *o)
             "\"status\":%d,\"ms\":%.3f", bff_json_quote_str(be->name, r->pool),
             outcome(br), br->status, (double)br->elapsed / 1000.0);
 
-        if (br->state == BFF_BE_FAILED || br->state == BFF_BE_SKIPPED) {
+        if (run_failed(br)) {
             item = apr_pstrcat(r->pool, item, ",\"reason\":",
                                bff_json_quote_str(br->reason, r->pool), NULL);
         }
