@@ -16,11 +16,12 @@ libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev libhiredis-dev libjwt-dev
 libpcre2-dev check redis-server memcached openssl json-schema-test-suite"
 # the Apache::Test suite (IO::Socket::SSL: the TLS backends of t/82), the
 # demo, the bench, the docker/ checks
-# (promtool from prometheus, python3-yaml), the fuzz targets (clang with
+# (promtool from prometheus, python3-yaml), the backtraces of a crashed
+# httpd child's core (gdb), the fuzz targets (clang with
 # libFuzzer and the sanitizer runtimes)
 PKGS="$BUILD_PKGS libapache2-mod-perl2 libwww-perl libjson-perl libjson-xs-perl
 libio-socket-ssl-perl
-curl jq wrk procps iproute2 lsof bc python3 python3-yaml prometheus
+curl jq wrk procps iproute2 lsof bc python3 python3-yaml prometheus gdb
 clang libclang-rt-14-dev"
 if [ "${1:-}" = --build ]; then
     PKGS=$BUILD_PKGS

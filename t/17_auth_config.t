@@ -75,6 +75,7 @@ plan tests => 2 * @syntax + 2 * @startup + 2;
 my $httpd = Apache::Test::vars('httpd');
 my $libexec = $ENV{BFF_T_LIBEXECDIR};
 my $dir = tempdir(CLEANUP => 1);
+my $cores = Apache::Test::vars('t_logs') . '/cores';
 
 sub write_conf {
     my ($body, $port) = @_;
@@ -88,6 +89,7 @@ ServerRoot "$dir"
 ServerName 127.0.0.1
 PidFile "$dir/httpd.pid"
 ErrorLog "$dir/error.log"
+CoreDumpDirectory "$cores"
 DefaultRuntimeDir "$dir"
 Listen 127.0.0.1:$port
 LoadModule mpm_event_module "$libexec/mod_mpm_event.so"

@@ -295,6 +295,7 @@ PidFile "$dir/httpd.pid"
 DefaultRuntimeDir "$dir"
 Mutex file:$dir default
 ErrorLog "$dir/error.log"
+CoreDumpDirectory "@{[Apache::Test::vars(q(t_logs))]}/cores"
 LogLevel info
 Listen 127.0.0.1:$port
 $user
@@ -339,7 +340,8 @@ sub start_httpd_conf {
         BFF_USER_SERVICE => $ENV{BFF_T_USER_URL}, BFF_ORDER_SERVICE => $ENV{BFF_T_ORDER_URL},
         BFF_PRODUCT_SERVICE => $ENV{BFF_T_PRODUCT_URL}, %extra);
     my $httpd = Apache::Test::vars('httpd');
-    system($httpd, '-f', $conf, '-k', 'start') == 0
+    my $cores = Apache::Test::vars('t_logs') . '/cores';
+    system($httpd, '-f', $conf, '-c', "CoreDumpDirectory $cores", '-k', 'start') == 0
         or die "httpd $name ($conf) did not start: " . `cat $dir/error.log`;
     my $h = { name => $name, port => $port, dir => $dir };
     push @started, $h;
