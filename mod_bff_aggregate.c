@@ -181,7 +181,7 @@ static void per_call_headers(void *baton, const bff_backend_t *be,
     bff_req_t *rq = baton;
     unsigned char rnd[8];
 
-    bff_rnd_take(&rq->obs->rnd, rnd, sizeof(rnd));
+    bff_random_bytes(rnd, sizeof(rnd));
     APR_ARRAY_PUSH(hdrs, const char *) = apr_pstrcat(p, "traceparent: ",
         bff_trace_child(&rq->trace, rnd, p), NULL);
 }

@@ -67,7 +67,7 @@ static bff_obs_req_t *obs_create(request_rec *r)
     /* request id (16), trace id (16), span id (8) */
     unsigned char rnd[40];
 
-    bff_rnd_take(&o->rnd, rnd, sizeof(rnd));
+    bff_random_bytes(rnd, sizeof(rnd));
     if (!bff_request_id_valid(id)) {
         id = apr_table_get(r->subprocess_env, "UNIQUE_ID");
         if (!bff_request_id_valid(id)) {

@@ -24,7 +24,6 @@ typedef struct {
     int continued;              /* 1: the client's traceparent was valid */
     const char *traceparent;    /* for ProxyPass: the gateway's own span */
     const char *span_id;        /* that span */
-    bff_rnd_block_t rnd;        /* for the ids: the request's, its calls' */
     /* filled by bff_obs_note_run when an aggregation ran */
     const bff_endpoint_t *ep;
     const bff_be_result_t *results;  /* the run's, one per backend */

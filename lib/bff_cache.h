@@ -34,7 +34,8 @@ void bff_sha256_final(unsigned char out[32], bff_sha256_t *c);
 void bff_sha256(unsigned char out[32], const void *data, apr_size_t n);
 
 /* Unpredictable bytes for request, trace and span ids, lock tokens and
- * retry jitter, from OpenSSL's per-thread DRBG; never fails. */
+ * retry jitter, from OpenSSL's DRBG through a buffer of the process
+ * (thread-safe, fork-safe); never fails. */
 void bff_random_bytes(unsigned char *buf, apr_size_t n);
 
 /* ------------------------------------------------------------ limits -- */

@@ -9,7 +9,6 @@
 
 #include "bff_core.h"
 #include "bff_http.h"
-#include "bff_cache.h"           /* bff_random_bytes */
 
 int bff_request_id_valid(const char *id)
 {
@@ -144,22 +143,6 @@ const char *bff_hex(const unsigned char *b, apr_size_t n, apr_pool_t *p)
 
     hex_into(s, b, n);
     return s;
-}
-
-void bff_rnd_take(bff_rnd_block_t *blk, unsigned char *out, apr_size_t n)
-{
-    if (n > sizeof(blk->b)) {
-        bff_random_bytes(out, n);
-        return;
-    }
-    if (blk->n < n) {
-        bff_random_bytes(blk->b, sizeof(blk->b));
-        blk->n = sizeof(blk->b);
-    }
-    blk->n -= n;
-    memcpy(out, blk->b + blk->n, n);
-    /* what was taken is not left for a later reader of the block */
-    memset(blk->b + blk->n, 0, n);
 }
 
 void bff_trace_new(bff_trace_t *out, const unsigned char rnd[16])

@@ -39,19 +39,6 @@ typedef struct {
  * rejected. */
 int bff_trace_parse(bff_trace_t *out, const char *header);
 
-/* Random bytes for one request's ids (request id, trace id, a span per
- * backend call), drawn a block at a time: a draw costs about as much as
- * a SHA-256 of 1 KiB (OpenSSL's DRBG), whatever its size. Zeroed, the
- * block is empty. One thread at a time. */
-typedef struct {
-    unsigned char b[64];
-    apr_size_t n;                /* bytes not yet taken, at the end of b */
-} bff_rnd_block_t;
-
-/* n random bytes taken from blk, drawing a new block when it holds fewer;
- * more than a block's size is drawn directly. */
-void bff_rnd_take(bff_rnd_block_t *blk, unsigned char *out, apr_size_t n);
-
 /* Fills trace_id from 16 random bytes (never all zero) and flags "01". */
 void bff_trace_new(bff_trace_t *out, const unsigned char rnd[16]);
 

@@ -2439,6 +2439,105 @@ START_TEST(mc_black_hole)
 }
 END_TEST
 
+/* The bytes come from a buffer of the process: draws that cross a refill
+ * and draws larger than the buffer still differ from each other. */
+START_TEST(random_bytes_refill)
+{
+    static unsigned char big[5000], small[300];
+    unsigned char prev[16], cur[16];
+    int i;
+
+    bff_random_bytes(prev, sizeof(prev));
+    /* 3 x 300 direct draws, and enough 16-byte takes to refill the buffer
+     * more than once */
+    for (i = 0; i < 3; i++) {
+        bff_random_bytes(small, sizeof(small));
+    }
+    for (i = 0; i < 600; i++) {
+        bff_random_bytes(cur, sizeof(cur));
+        ck_assert(memcmp(prev, cur, sizeof(cur)) != 0);
+        memcpy(prev, cur, sizeof(cur));
+    }
+    bff_random_bytes(big, sizeof(big));
+    ck_assert(memcmp(big, big + 2500, 16) != 0);
+}
+END_TEST
+
+/* After a fork the child does not hand out what the parent drew before
+ * it: the next bytes of parent and child differ. */
+START_TEST(random_bytes_fork)
+{
+    unsigned char warm[16], mine[32], theirs[32];
+    int fds[2], status;
+    pid_t pid;
+    ssize_t got = 0;
+
+    bff_random_bytes(warm, sizeof(warm));     /* the buffer is filled */
+    ck_assert_int_eq(pipe(fds), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        unsigned char out[32];
+        bff_random_bytes(out, sizeof(out));
+        _exit(write(fds[1], out, sizeof(out)) == (ssize_t)sizeof(out) ? 0 : 1);
+    }
+    close(fds[1]);
+    bff_random_bytes(mine, sizeof(mine));
+    while (got < (ssize_t)sizeof(theirs)) {
+        ssize_t n = read(fds[0], theirs + got, sizeof(theirs) - (size_t)got);
+        if (n <= 0) {
+            break;
+        }
+        got += n;
+    }
+    close(fds[0]);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_int_eq(got, sizeof(theirs));
+    ck_assert(memcmp(mine, theirs, sizeof(mine)) != 0);
+}
+END_TEST
+
+#define RND_THREADS 4
+#define RND_TAKES 3000
+
+static void *rnd_worker(void *arg)
+{
+    unsigned char (*out)[16] = arg;
+    int i;
+
+    for (i = 0; i < RND_TAKES; i++) {
+        bff_random_bytes(out[i], 16);
+    }
+    return NULL;
+}
+
+static int cmp16(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+/* Threads taking at once never get the same bytes. */
+START_TEST(random_bytes_threads)
+{
+    static unsigned char got[RND_THREADS * RND_TAKES][16];
+    pthread_t th[RND_THREADS];
+    int i;
+
+    for (i = 0; i < RND_THREADS; i++) {
+        ck_assert_int_eq(pthread_create(&th[i], NULL, rnd_worker,
+                                        got + i * RND_TAKES), 0);
+    }
+    for (i = 0; i < RND_THREADS; i++) {
+        pthread_join(th[i], NULL);
+    }
+    qsort(got, RND_THREADS * RND_TAKES, 16, cmp16);
+    for (i = 1; i < RND_THREADS * RND_TAKES; i++) {
+        ck_assert(memcmp(got[i - 1], got[i], 16) != 0);
+    }
+}
+END_TEST
+
 /* ------------------------------------------------------------- suites -- */
 
 static Suite *core_suite(void)
@@ -2452,6 +2551,9 @@ static Suite *core_suite(void)
     tcase_add_test(tc, sha256_boundaries);
     tcase_add_test(tc, sha256_million_a);
     tcase_add_test(tc, random_bytes);
+    tcase_add_test(tc, random_bytes_refill);
+    tcase_add_test(tc, random_bytes_fork);
+    tcase_add_test(tc, random_bytes_threads);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("keys");

@@ -365,43 +365,6 @@ START_TEST(trace_rules)
 }
 END_TEST
 
-/* A request's ids come from blocks of random bytes: one draw serves the
- * request's own ids and its first calls' spans, later takes draw anew,
- * no bytes are handed out twice and none are left once taken. */
-START_TEST(rnd_block)
-{
-    bff_rnd_block_t blk;
-    unsigned char ids[20][8], big[100], first[40];
-    static const unsigned char zero[sizeof(blk.b)];
-    int i, j;
-
-    memset(&blk, 0, sizeof(blk));
-    bff_rnd_take(&blk, first, sizeof(first));
-    ck_assert_uint_eq(blk.n, sizeof(blk.b) - 40);
-    ck_assert(memcmp(blk.b + blk.n, zero, 40) == 0);
-    for (i = 0; i < 20; i++) {
-        bff_rnd_take(&blk, ids[i], 8);
-        ck_assert_uint_eq(blk.n % 8, 0);
-        ck_assert(memcmp(blk.b + blk.n, zero, sizeof(blk.b) - blk.n) == 0);
-        ck_assert(memcmp(ids[i], first, 8) != 0);
-        for (j = 0; j < i; j++) {
-            ck_assert(memcmp(ids[i], ids[j], 8) != 0);
-        }
-    }
-    /* 24 left after the first 40, then blocks of 64: 3 + 8 + 8 + 1 */
-    ck_assert_uint_eq(blk.n, sizeof(blk.b) - 8);
-    /* more than a block: drawn directly, the block untouched */
-    memset(big, 0, sizeof(big));
-    bff_rnd_take(&blk, big, sizeof(big));
-    ck_assert_uint_eq(blk.n, sizeof(blk.b) - 8);
-    ck_assert(memcmp(big, zero, sizeof(zero)) != 0);
-    /* a take larger than what is left draws a new block */
-    bff_rnd_take(&blk, big, sizeof(blk.b));
-    ck_assert_uint_eq(blk.n, 0);
-    ck_assert(memcmp(blk.b, zero, sizeof(blk.b)) == 0);
-}
-END_TEST
-
 static Suite *obs_suite(void)
 {
     Suite *s = suite_create("obs");
@@ -428,7 +391,6 @@ static Suite *obs_suite(void)
     tcase_add_test(tc, request_id_rules);
     tcase_add_test(tc, header_name_folding);
     tcase_add_test(tc, trace_rules);
-    tcase_add_test(tc, rnd_block);
     suite_add_tcase(s, tc);
     return s;
 }
