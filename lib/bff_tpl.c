@@ -113,6 +113,26 @@ const char *bff_url_encode(const char *s, apr_pool_t *p)
     return sb_str(&sb);
 }
 
+/* Appends an integer in decimal, as jansson prints it (ids in URLs are
+ * the common case: json_dumpb's set-up costs more than the digits). */
+static void sb_int(sbuf_t *sb, json_int_t v)
+{
+    char d[24];
+    int i = (int)sizeof(d);
+    /* the magnitude as unsigned: -LLONG_MIN does not fit a json_int_t */
+    unsigned long long m = v < 0 ? 0ULL - (unsigned long long)v
+                                 : (unsigned long long)v;
+
+    do {
+        d[--i] = (char)('0' + m % 10);
+        m /= 10;
+    } while (m);
+    if (v < 0) {
+        d[--i] = '-';
+    }
+    sb_add(sb, d + i, sizeof(d) - (apr_size_t)i);
+}
+
 /* Appends one scalar in URL form, or returns what is wrong with it. */
 static const char *url_scalar(sbuf_t *sb, json_t *v)
 {
@@ -124,8 +144,10 @@ static const char *url_scalar(sbuf_t *sb, json_t *v)
         sb_encode(sb, json_string_value(v), json_string_length(v));
         return NULL;
     case JSON_INTEGER:
+        sb_int(sb, json_integer_value(v));
+        return NULL;
     case JSON_REAL:
-        /* jansson's own number format ("42", "-1.5", "1e+300"). Digits,
+        /* jansson's own number format ("-1.5", "1e+300"). Digits,
          * '-', '.' and 'e' are safe as they are (a number cannot spell
          * ".."); '+' is encoded because a query would read it as a space. */
         n = json_dumpb(v, num, sizeof(num), JSON_ENCODE_ANY);
@@ -190,14 +212,14 @@ static const char *expand_url(sbuf_t *sb, const bff_ref_t *ref, json_t *v,
 static const char *expand_json(sbuf_t *sb, const bff_ref_t *ref, json_t *v,
                                apr_pool_t *p)
 {
-    char *js = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    apr_size_t n;
+    const char *js = bff_json_dump(&n, v, p);
 
-    if (!js) {
+    if (n == 0) {
         return apr_psprintf(p, "reference '%s': value cannot be encoded as "
                             "JSON", bff_ref_text(ref));
     }
-    sb_add(sb, js, strlen(js));
-    free(js);
+    sb_add(sb, js, n);
     return NULL;
 }
 

@@ -9,9 +9,11 @@
  * reference, URL/JSON template and shaping path. Besides the sanitizers,
  * it aborts when a security invariant breaks: a URL expansion that changes
  * the fixed prefix or lets a byte outside [A-Za-z0-9-_~%,.] into a value,
- * or a matched parameter value that holds a '/'.
+ * or a matched parameter value that holds a '/', or an integer written
+ * otherwise than jansson prints it.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,7 +35,8 @@ static void must(const char *err)
  * APR allocates pool memory with mmap, which LeakSanitizer does not scan,
  * so regexes held only by a long-lived pool would be reported as leaks. */
 static void compile_fixed(bff_route_t **routes, bff_ref_t **refs,
-                          bff_tpl_t **url_tpl, apr_pool_t *p)
+                          bff_tpl_t **url_tpl, bff_tpl_t **int_tpl,
+                          apr_pool_t *p)
 {
     static const char *const rpat[5] = {
         "/users/{id:int}/orders", "/fx/{code:~[A-Z]{3}}/{x}",
@@ -52,6 +55,7 @@ static void compile_fixed(bff_route_t **routes, bff_ref_t **refs,
     }
     must(bff_tpl_compile(url_tpl, "http://h:1/x/{a}/y?q={a[].b}&r={a.b}",
                          BFF_TPL_URL, p));
+    must(bff_tpl_compile(int_tpl, "http://h:1/i/{a}", BFF_TPL_URL, p));
 }
 
 typedef struct {
@@ -90,7 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static int inited;
     bff_route_t *routes[5];
     bff_ref_t *refs[6];
-    bff_tpl_t *url_tpl;
+    bff_tpl_t *url_tpl, *int_tpl;
     apr_pool_t *p;
     char *buf, *path, *text, *jtext, *nl;
     json_t *doc = NULL;
@@ -113,7 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     apr_pool_create(&p, gpool);
-    compile_fixed(routes, refs, &url_tpl, p);
+    compile_fixed(routes, refs, &url_tpl, &int_tpl, p);
 
     buf = apr_pstrmemdup(p, (const char *)data, size);
     path = buf;
@@ -194,6 +198,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
              * and no ".." (only numbers keep their '.') */
             check_value_bytes(out + strlen(prefix), y);
             if (strstr(out, "..")) {
+                abort();
+            }
+        }
+        /* an integer is written as jansson prints it */
+        if (bt.doc && json_is_integer(json_object_get(bt.doc, "a"))) {
+            char want[64];
+            json_int_t a = json_integer_value(json_object_get(bt.doc, "a"));
+
+            snprintf(want, sizeof(want), "http://h:1/i/%" JSON_INTEGER_FORMAT,
+                     a);
+            if (bff_tpl_expand(&out, int_tpl, eval_lookup, &bt, p)
+                || strcmp(out, want)) {
                 abort();
             }
         }

@@ -1159,6 +1159,11 @@ START_TEST(url_tpl_scalars)
     /* integers from references stay integers ("1" not "1.0") */
     ck_assert_str_eq(XU("http://h/u/{user.id}",
                         "{\"user\":{\"id\":1}}"), "http://h/u/1");
+    /* the ends of the integer range */
+    ck_assert_str_eq(XU("http://h/{a}/{b}",
+                        "{\"a\":9223372036854775807,"
+                        "\"b\":-9223372036854775808}"),
+                     "http://h/9223372036854775807/-9223372036854775808");
 }
 END_TEST
 
@@ -1317,6 +1322,8 @@ START_TEST(json_tpl_basic)
     /* a template can be just a value */
     ck_assert_str_eq(XJ("{user.name}", env), "\"Ann\"");
     ck_assert_str_eq(XJ("[{user.id},{r},{n}]", env), "[5,2.5,null]");
+    /* reals as the gateway's answers print them: 15 significant digits */
+    ck_assert_str_eq(XJ("{\"p\":{p}}", "{\"p\":0.1}"), "{\"p\":0.1}");
     /* literal braces not followed by a name are JSON */
     ck_assert_str_eq(XJ("{\"a\":{\"b\":{user.id}},\"c\":{}}", env),
                      "{\"a\":{\"b\":5},\"c\":{}}");
@@ -1350,7 +1357,7 @@ START_TEST(json_tpl_invalid_utf8)
     json_t *env = J("{}");
     const char *err;
 
-    /* json_dumps refuses strings that are not UTF-8: an error, not a
+    /* a string that is not UTF-8 cannot be dumped: an error, not a
      * corrupt body */
     json_object_set_new(env, "s", json_stringn_nocheck("\xff", 1));
     ck_assert_ptr_null(X(&err, "{\"a\":{s}}", BFF_TPL_JSON, env));
