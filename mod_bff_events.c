@@ -300,8 +300,7 @@ static int ev_log_transaction(request_rec *r)
     }
     o = bff_obs_req(r);
     ts = apr_psprintf(r->pool, "%" APR_TIME_T_FMT, apr_time_as_msec(r->request_time));
-    dur = apr_psprintf(r->pool, "%.3f",
-                       (double)(apr_time_now() - r->request_time) / 1000.0);
+    dur = bff_obs_duration_ms(r);
     status = apr_itoa(r->pool, last->status);
     {
         const char *subject = apr_table_get(r->notes, "bff-subject");
@@ -315,8 +314,7 @@ static int ev_log_transaction(request_rec *r)
             "path", r->uri,
             "status", status,
             "duration_ms", dur,
-            "aggregation_ms", o->results ? apr_psprintf(r->pool, "%.3f",
-                                                        o->agg_ms) : NULL,
+            "aggregation_ms", bff_obs_aggregation_ms(r, o),
             "cache", apr_table_get(r->notes, "bff-cache"),
             "completed", apr_table_get(r->notes, "bff-completed"),
             "subject", subject ? subject : r->user,

@@ -212,6 +212,17 @@ void bff_obs_note_run(request_rec *r, const bff_endpoint_t *ep,
     }
 }
 
+const char *bff_obs_duration_ms(request_rec *r)
+{
+    return apr_psprintf(r->pool, "%.3f",
+                        (double)(apr_time_now() - r->request_time) / 1000.0);
+}
+
+const char *bff_obs_aggregation_ms(request_rec *r, const bff_obs_req_t *o)
+{
+    return o && o->results ? apr_psprintf(r->pool, "%.3f", o->agg_ms) : NULL;
+}
+
 const char *bff_obs_backends(request_rec *r, bff_obs_req_t *o)
 {
     apr_array_header_t *parts;
@@ -307,8 +318,7 @@ static const char *log_json(request_rec *r, char *a)
         return apr_itoa(r->pool, last->status);
     }
     if (!strcmp(a, "duration_ms")) {
-        return apr_psprintf(r->pool, "%.3f",
-                            (double)(apr_time_now() - r->request_time) / 1000.0);
+        return bff_obs_duration_ms(r);
     }
     if (!strcmp(a, "bytes")) {
         return apr_off_t_toa(r->pool, last->bytes_sent);
@@ -331,8 +341,8 @@ static const char *log_json(request_rec *r, char *a)
         return v ? v : "null";
     }
     if (!strcmp(a, "aggregation_ms")) {
-        return o && o->results ? apr_psprintf(r->pool, "%.3f", o->agg_ms)
-                               : "null";
+        v = bff_obs_aggregation_ms(r, o);
+        return v ? v : "null";
     }
     if (!strcmp(a, "subject")) {
         v = note_of(r, last, "bff-subject");

@@ -44,6 +44,10 @@ void bff_obs_note_run(request_rec *r, const bff_endpoint_t *ep,
  * log or an event first asks for it (not on every request); NULL when
  * no aggregation ran. */
 const char *bff_obs_backends(request_rec *r, bff_obs_req_t *o);
+/* Milliseconds with three decimals: since the request arrived, and what
+ * the aggregation took (NULL when none ran). */
+const char *bff_obs_duration_ms(request_rec *r);
+const char *bff_obs_aggregation_ms(request_rec *r, const bff_obs_req_t *o);
 void bff_log_register_hooks(apr_pool_t *p);
 const char *bff_log_cmd_request_id(cmd_parms *cmd, void *dcv, int on);
 
