@@ -25,6 +25,11 @@ json_t *bff_json_pool_own(json_t *v, apr_pool_t *p);
  * bytes only, so it is safe to run before decoding untrusted input. */
 int bff_json_depth(const char *buf, size_t len);
 
+/* Writes v in decimal as jansson prints it (no NUL) into out, which has
+ * room for BFF_JSON_INT_MAX bytes; returns the length. */
+#define BFF_JSON_INT_MAX 21
+apr_size_t bff_json_int_text(char *out, json_int_t v);
+
 /* Serialises doc compactly into pool memory, NUL terminated: the bytes
  * json_dumpb(JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY)
  * gives. A document jansson cannot dump (a string that is not UTF-8)

@@ -158,17 +158,21 @@ static apr_size_t utoa(char *out, unsigned long long v)
     return n;
 }
 
-static void jb_int(jbuf_t *b, json_int_t v)
+apr_size_t bff_json_int_text(char *out, json_int_t v)
 {
-    char *o = jb_room(b, 21);
     apr_size_t n = 0;
     unsigned long long u = (unsigned long long)v;
 
     if (v < 0) {
-        o[n++] = '-';
+        out[n++] = '-';
         u = 0 - u;
     }
-    b->len += n + utoa(o + n, u);
+    return n + utoa(out + n, u);
+}
+
+static void jb_int(jbuf_t *b, json_int_t v)
+{
+    b->len += bff_json_int_text(jb_room(b, BFF_JSON_INT_MAX), v);
 }
 
 /* What jansson's jsonp_dtostr makes of snprintf("%.15g"): a '.' when

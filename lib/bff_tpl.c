@@ -113,26 +113,6 @@ const char *bff_url_encode(const char *s, apr_pool_t *p)
     return sb_str(&sb);
 }
 
-/* Appends an integer in decimal, as jansson prints it (ids in URLs are
- * the common case: json_dumpb's set-up costs more than the digits). */
-static void sb_int(sbuf_t *sb, json_int_t v)
-{
-    char d[24];
-    int i = (int)sizeof(d);
-    /* the magnitude as unsigned: -LLONG_MIN does not fit a json_int_t */
-    unsigned long long m = v < 0 ? 0ULL - (unsigned long long)v
-                                 : (unsigned long long)v;
-
-    do {
-        d[--i] = (char)('0' + m % 10);
-        m /= 10;
-    } while (m);
-    if (v < 0) {
-        d[--i] = '-';
-    }
-    sb_add(sb, d + i, sizeof(d) - (apr_size_t)i);
-}
-
 /* Appends one scalar in URL form, or returns what is wrong with it. */
 static const char *url_scalar(sbuf_t *sb, json_t *v)
 {
@@ -143,9 +123,14 @@ static const char *url_scalar(sbuf_t *sb, json_t *v)
     case JSON_STRING:
         sb_encode(sb, json_string_value(v), json_string_length(v));
         return NULL;
-    case JSON_INTEGER:
-        sb_int(sb, json_integer_value(v));
+    case JSON_INTEGER: {
+        /* ids in URLs are the common case: json_dumpb's set-up per value
+         * costs more than the digits */
+        char d[BFF_JSON_INT_MAX];
+
+        sb_add(sb, d, bff_json_int_text(d, json_integer_value(v)));
         return NULL;
+    }
     case JSON_REAL:
         /* jansson's own number format ("-1.5", "1e+300"). Digits,
          * '-', '.' and 'e' are safe as they are (a number cannot spell
