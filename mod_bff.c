@@ -5,11 +5,15 @@
  * section and its directives) and the lifecycle hooks. The aggregation
  * handler is in mod_bff_aggregate.c; pure logic is under lib/.
  */
+#include <pthread.h>
+#include <signal.h>
+
 #include "httpd.h"
 #include "http_config.h"
 #include "http_core.h"
 #include "http_log.h"
 #include "ap_mpm.h"
+#include "mpm_common.h"
 
 #include "apr_lib.h"
 #include "apr_strings.h"
@@ -1120,6 +1124,69 @@ static int bff_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
+/* A stop that catches a child while it starts. httpd's children run
+ * just_die on SIGTERM from their fork until their threads run, and
+ * just_die destroys the child's pool and calls exit() inside the signal
+ * handler. The parent sends SIGTERM to every child when it stops, children
+ * still starting after a graceful restart included; one that arrives while
+ * mod_unixd drops the privileges (initgroups reads /etc/group with malloc)
+ * frees memory while malloc is half-way through an update, and the child
+ * dies of SIGABRT ("corrupted size vs. prev_size"). So SIGTERM is held while
+ * the privileges are dropped and let in at the start and at the end of
+ * child_init, where nothing is inside malloc: the child then stops the way
+ * httpd means it to. (The MPM blocks every signal itself before child_init
+ * and lets SIGTERM in only after its threads started, with a handler that
+ * ignores it: one pending at the end of child_init would be lost.) */
+static sigset_t term_set;
+static sigset_t term_before;    /* the mask before SIGTERM was held */
+static sigset_t term_holding;   /* the mask while it is held */
+
+static int hold_term(apr_pool_t *pchild, server_rec *s)
+{
+    sigemptyset(&term_set);
+    sigaddset(&term_set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &term_set, &term_before);
+    pthread_sigmask(SIG_BLOCK, NULL, &term_holding);
+    return DECLINED;   /* the privileges are mod_unixd's to drop */
+}
+
+/* a SIGTERM that came meanwhile runs its handler now (just_die: the child
+ * exits); SIGTERM is then blocked again if it was */
+static void let_term_in(void)
+{
+    sigset_t pending, was;
+
+    if (sigpending(&pending) == 0 && sigismember(&pending, SIGTERM)) {
+        pthread_sigmask(SIG_UNBLOCK, &term_set, &was);
+        if (sigismember(&was, SIGTERM)) {
+            pthread_sigmask(SIG_BLOCK, &term_set, NULL);
+        }
+    }
+}
+
+static void term_child_init_first(apr_pool_t *pchild, server_rec *s)
+{
+    sigset_t now;
+    int sig, same = 1;
+
+    let_term_in();
+    /* an MPM that set a mask of its own since keeps it; otherwise the
+     * mask from before the hold comes back */
+    sigemptyset(&now);
+    pthread_sigmask(SIG_BLOCK, NULL, &now);
+    for (sig = 1; sig < NSIG && same; sig++) {
+        same = sigismember(&now, sig) == sigismember(&term_holding, sig);
+    }
+    if (same) {
+        pthread_sigmask(SIG_SETMASK, &term_before, NULL);
+    }
+}
+
+static void term_child_init_last(apr_pool_t *pchild, server_rec *s)
+{
+    let_term_in();
+}
+
 static void bff_child_init(apr_pool_t *pchild, server_rec *s)
 {
     apr_status_t rv = bff_aggregate_child_init(pchild, s);
@@ -1134,7 +1201,11 @@ static void bff_register_hooks(apr_pool_t *p)
 {
     ap_hook_check_config(bff_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(bff_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_drop_privileges(hold_term, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_child_init(term_child_init_first, NULL, NULL,
+                       APR_HOOK_REALLY_FIRST);
     ap_hook_child_init(bff_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(term_child_init_last, NULL, NULL, APR_HOOK_REALLY_LAST);
     bff_aggregate_register_hooks(p);
     bff_cache_register_hooks(p);
     bff_problem_register_hooks(p);

@@ -88,8 +88,11 @@ suite() {
     src=$(cat "t/logs/suite-$client.rc")
     sed -n 's/^\(t\/[^ ]*\.t\) *(Wstat.*/\1/p' "t/logs/suite-$client.out" \
         | sort -u > "t/logs/failed-$client"
-    if [ "$src" != 0 ]; then
+    if [ "$src" != 0 ] && [ -s "t/logs/failed-$client" ]; then
         note="$note$(printf '  failed: %s' "$(tr '\n' ' ' < "t/logs/failed-$client")")
+"
+    elif [ "$src" != 0 ]; then
+        note="$note  failed: no test file; see the report after the suite (httpd crashed, or the run stopped)
 "
     fi
     return "$src"

@@ -277,7 +277,9 @@ my @started;
 # Starts another httpd with mod_bff and the given configuration body on a
 # free loopback port (for settings that are per server: the cache store,
 # the near cache, a second instance sharing Redis). Stopped by PID.
-sub start_httpd {
+# Writes t/logs/<name>/httpd.conf for an instance of its own around the
+# configuration $body; returns { name, port, dir } without starting it.
+sub write_httpd_conf {
     my ($name, $body) = @_;
     my $dir = Apache::Test::vars('t_logs') . "/$name";
     my $libexec = $ENV{BFF_T_LIBEXECDIR};
@@ -311,10 +313,16 @@ MaxRequestWorkers 64
 $body
 CONF
     close $fh;
+    return { name => $name, port => $port, dir => $dir };
+}
+
+sub start_httpd {
+    my ($name, $body) = @_;
+    my $h = write_httpd_conf($name, $body);
+    my ($dir, $port) = @$h{qw(dir port)};
     my $httpd = Apache::Test::vars('httpd');
     system($httpd, '-f', "$dir/httpd.conf", '-k', 'start') == 0
         or die "httpd $name did not start: " . `cat $dir/error.log`;
-    my $h = { name => $name, port => $port, dir => $dir };
     push @started, $h;
     BFFServices::wait_port($port) or die "httpd $name not listening";
     return $h;
