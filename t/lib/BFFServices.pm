@@ -10,19 +10,28 @@ use warnings;
 
 use Cwd ();
 use File::Path qw(make_path);
+use IO::Select ();
 use IO::Socket::INET ();
 use POSIX ();
 use Time::HiRes qw(sleep);
 
 our @ROLES = qw(user order product);
 
+# A port nothing listens on now. The services start asynchronously, so a
+# port handed out a moment ago may still look free: this process never
+# hands out the same port twice (two services on one port: the second
+# exits, and a check of the port finds the first one).
+my %handed_out;
 sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1, ReuseAddr => 1)
-        or die "no free port: $!";
-    my $port = $s->sockport;
-    close $s;
-    return $port;
+    for (1 .. 100) {
+        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                      Proto => 'tcp', Listen => 1, ReuseAddr => 1)
+            or die "no free port: $!";
+        my $port = $s->sockport;
+        close $s;
+        return $port unless $handed_out{$port}++;
+    }
+    die "no free port: the kernel kept handing out ports given before\n";
 }
 
 # 1 when an executable of that name is on PATH
@@ -65,7 +74,8 @@ sub start {
     $ENV{BFF_T_MEMCACHE_PORT} = free_port();
     if (have_bin('redis-server')) {
         $self->start_redis;
-        wait_port($ENV{BFF_T_REDIS_PORT}) or die "redis-server did not start\n";
+        wait_answer($ENV{BFF_T_REDIS_PORT}, "PING\r\n", qr/^\+PONG/)
+            or die "redis-server did not start (see $a{logdir}/redis.out)\n";
     }
     if (have_bin('memcached')) {
         my $mpid = fork // die "fork: $!";
@@ -77,7 +87,8 @@ sub start {
             POSIX::_exit(127);
         }
         $self->{pids}{memcached} = $mpid;
-        wait_port($ENV{BFF_T_MEMCACHE_PORT}) or die "memcached did not start\n";
+        wait_answer($ENV{BFF_T_MEMCACHE_PORT}, "version\r\n", qr/^VERSION /)
+            or die "memcached did not start (see $a{logdir}/memcached.out)\n";
     }
     for my $role (@ROLES) {
         my $port = $ENV{'BFF_T_' . uc($role) . '_PORT'};
@@ -94,6 +105,27 @@ sub start {
         }
     }
     return $self;
+}
+
+# the server on the port is the one expected: it answers $ask with a
+# line matching $expect
+sub wait_answer {
+    my ($port, $ask, $expect) = @_;
+    for (1 .. 100) {
+        my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                      Proto => 'tcp', Timeout => 2);
+        if ($c) {
+            $c->autoflush(1);
+            print $c $ask;
+            my $line = '';
+            if (IO::Select->new($c)->can_read(2)) {
+                sysread $c, $line, 256;
+            }
+            return 1 if $line =~ $expect;
+        }
+        sleep 0.05;
+    }
+    return 0;
 }
 
 sub wait_port {
