@@ -9,6 +9,7 @@ use Apache::TestUtil;
 use File::Temp qw(tempdir);
 use IO::Socket::INET ();
 use BFFServices ();
+use BFFTest ();
 use Time::HiRes qw(sleep);
 
 my $K = $ENV{BFF_T_KEYS};
@@ -75,7 +76,7 @@ plan tests => 2 * @syntax + 2 * @startup + 2;
 my $httpd = Apache::Test::vars('httpd');
 my $libexec = $ENV{BFF_T_LIBEXECDIR};
 my $dir = tempdir(CLEANUP => 1);
-my $cores = Apache::Test::vars('t_logs') . '/cores';
+my $cores = BFFTest::cores_dir();
 
 sub write_conf {
     my ($body, $port) = @_;

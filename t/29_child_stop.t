@@ -17,7 +17,6 @@ use BFFTest;
 
 plan skip_all => 'needs root: httpd drops privileges only when started as root' if $> != 0;
 plan skip_all => 'needs gdb' if system('sh', '-c', 'command -v gdb >/dev/null') != 0;
-plan tests => 6;
 
 sub slurp { open my $fh, '<', $_[0] or return ''; local $/; scalar <$fh> }
 
@@ -33,6 +32,10 @@ open my $py, '>', "$dir/child.py" or die $!;
 print $py <<'PY';
 import os, signal, gdb
 def run(c): gdb.execute(c, to_string=True)
+try:
+    run('set debuginfod enabled off')   # no network lookups of symbols
+except gdb.error:
+    pass
 for c in ('set pagination off', 'set confirm off', 'set startup-with-shell off',
           'set breakpoint pending on', 'set follow-fork-mode child',
           'set detach-on-fork on', 'handle SIGTERM nostop noprint pass',
@@ -64,6 +67,10 @@ local $ENV{BFF_T_PRELOAD} = $preload // '';
 my $out = `timeout 60 gdb -batch -nx -x $dir/child.py --args $httpd -f $dir/httpd.conf -DFOREGROUND 2>&1`;
 my ($child) = $out =~ /^CHILD (\d+)$/m;
 my ($blk) = $out =~ /^SIGBLK ([0-9a-f]+)$/m;
+# a machine that forbids ptrace (a container without it) cannot run this
+plan skip_all => "gdb cannot trace httpd here: $1"
+    if !$child && $out =~ /^(.*(?:ptrace|Operation not permitted).*)$/m;
+plan tests => 6;
 ok $child, 'gdb stopped the first child at setgid' or diag $out;
 ok defined $blk && (hex(substr($blk, -8)) & (1 << 14)), 'SIGTERM is blocked while the privileges are dropped'
     or diag "SigBlk: " . ($blk // 'none');

@@ -277,6 +277,10 @@ my @started;
 # Starts another httpd with mod_bff and the given configuration body on a
 # free loopback port (for settings that are per server: the cache store,
 # the near cache, a second instance sharing Redis). Stopped by PID.
+# Where every httpd the suite starts dumps core (CoreDumpDirectory);
+# t/TEST.PL reports what it finds there after the run.
+sub cores_dir { Apache::Test::vars('t_logs') . '/cores' }
+
 # Writes t/logs/<name>/httpd.conf for an instance of its own around the
 # configuration $body; returns { name, port, dir } without starting it.
 sub write_httpd_conf {
@@ -297,7 +301,7 @@ PidFile "$dir/httpd.pid"
 DefaultRuntimeDir "$dir"
 Mutex file:$dir default
 ErrorLog "$dir/error.log"
-CoreDumpDirectory "@{[Apache::Test::vars(q(t_logs))]}/cores"
+CoreDumpDirectory "@{[cores_dir()]}"
 LogLevel info
 Listen 127.0.0.1:$port
 $user
@@ -348,8 +352,7 @@ sub start_httpd_conf {
         BFF_USER_SERVICE => $ENV{BFF_T_USER_URL}, BFF_ORDER_SERVICE => $ENV{BFF_T_ORDER_URL},
         BFF_PRODUCT_SERVICE => $ENV{BFF_T_PRODUCT_URL}, %extra);
     my $httpd = Apache::Test::vars('httpd');
-    my $cores = Apache::Test::vars('t_logs') . '/cores';
-    system($httpd, '-f', $conf, '-c', "CoreDumpDirectory $cores", '-k', 'start') == 0
+    system($httpd, '-f', $conf, '-c', 'CoreDumpDirectory ' . cores_dir(), '-k', 'start') == 0
         or die "httpd $name ($conf) did not start: " . `cat $dir/error.log`;
     my $h = { name => $name, port => $port, dir => $dir };
     push @started, $h;
