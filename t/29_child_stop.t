@@ -13,10 +13,11 @@ use warnings FATAL => 'all';
 
 use Apache::Test qw(-withtestmore);
 use Apache::TestUtil;
+use BFFServices ();
 use BFFTest;
 
 plan skip_all => 'needs root: httpd drops privileges only when started as root' if $> != 0;
-plan skip_all => 'needs gdb' if system('sh', '-c', 'command -v gdb >/dev/null') != 0;
+plan skip_all => 'needs gdb' unless BFFServices::have_bin('gdb');
 
 sub slurp { open my $fh, '<', $_[0] or return ''; local $/; scalar <$fh> }
 

@@ -274,9 +274,6 @@ END { kill 'TERM', $_ for @forked }
 # instances a test started are stopped even when it dies half way
 my @started;
 
-# Starts another httpd with mod_bff and the given configuration body on a
-# free loopback port (for settings that are per server: the cache store,
-# the near cache, a second instance sharing Redis). Stopped by PID.
 # Where every httpd the suite starts dumps core (CoreDumpDirectory);
 # t/TEST.PL reports what it finds there after the run.
 sub cores_dir { Apache::Test::vars('t_logs') . '/cores' }
@@ -320,6 +317,9 @@ CONF
     return { name => $name, port => $port, dir => $dir };
 }
 
+# Starts another httpd with mod_bff and the given configuration body on a
+# free loopback port (for settings that are per server: the cache store,
+# the near cache, a second instance sharing Redis). Stopped by PID.
 sub start_httpd {
     my ($name, $body) = @_;
     my $h = write_httpd_conf($name, $body);
