@@ -7,6 +7,7 @@
  */
 #include <pthread.h>
 #include <signal.h>
+#include <errno.h>
 
 #include "httpd.h"
 #include "http_config.h"
@@ -32,6 +33,7 @@
 #include "mod_bff_sse.h"
 #include "bff_cache.h"
 #include "bff_fetch.h"
+#include "bff_futex.h"
 #include "bff_opts.h"
 #include "bff_tls.h"
 
@@ -1187,6 +1189,35 @@ static void term_child_init_last(apr_pool_t *pchild, server_rec *s)
     let_term_in();
 }
 
+/* A child's threads wait on futexes: its futex hash sized for them
+ * (bff_futex.h), before the MPM starts its threads. */
+static void futex_hash_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    int threads = 0, before, after, err;
+
+    if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS
+        || bff_futex_hash_slots(threads) == 0) {
+        return;
+    }
+    err = bff_futex_hash_size(threads, &before, &after);
+    if (err == EINVAL) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, BFFLOGNO(6)
+                     "futex hash of this child: the kernel's global one "
+                     "(this kernel has no process futex hashes)");
+    }
+    else if (err) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, err, s, BFFLOGNO(7)
+                     "futex hash of this child: %u buckets for its %d "
+                     "threads refused, %d kept (0: the kernel's global "
+                     "hash)", bff_futex_hash_slots(threads), threads, before);
+    }
+    else {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, BFFLOGNO(5)
+                     "futex hash of this child: %d buckets for its %d "
+                     "threads", after, threads);
+    }
+}
+
 static void bff_child_init(apr_pool_t *pchild, server_rec *s)
 {
     apr_status_t rv = bff_aggregate_child_init(pchild, s);
@@ -1204,6 +1235,7 @@ static void bff_register_hooks(apr_pool_t *p)
     ap_hook_drop_privileges(hold_term, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_child_init(term_child_init_first, NULL, NULL,
                        APR_HOOK_REALLY_FIRST);
+    ap_hook_child_init(futex_hash_child_init, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_child_init(bff_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(term_child_init_last, NULL, NULL, APR_HOOK_REALLY_LAST);
     bff_aggregate_register_hooks(p);

@@ -20,6 +20,8 @@
 #   CONNS=32 DELAYS=0/0/0 bench/run-concurrency.sh   the miss path of bench/run.sh's scenario a
 #   MODULES='old/.libs/mod_bff.so .libs/mod_bff.so' bench/run-concurrency.sh   builds side by side
 #   POOLS='child thread' bench/run-concurrency.sh   rows per BFFBackendPool (default child)
+#   PROFILES='conf/bff-mpm.conf /tmp/16x96.conf' bench/run-concurrency.sh
+#                                       profile rows per MPM configuration file
 #   ENVS='- MALLOC_ARENA_MAX=2' bench/run-concurrency.sh   rows per gateway environment
 #                                       (- is none; each entry one NAME=VALUE for apache2,
 #                                       after conf/bff-envvars, which the profile rows
@@ -214,12 +216,14 @@ for mod in ${MODULES:-$top/.libs/mod_bff.so}; do
     ptag=
     [[ -z ${POOLS:-} ]] || ptag=" pool=$BFFB_POOL"
     [[ $GW_ENV == - ]] || ptag="$ptag $GW_ENV"
-    if want mod_bff-profile; then
-        start_gateway "$top/conf/bff-mpm.conf" "$top/conf/bff-envvars"
-        measure_row "mod_bff, conf/bff-mpm.conf$tag$ptag" "http://127.0.0.1:$BFFB_PORT/api/profile/42" "$(cat "$run/httpd.pid")"
+    for prof in ${PROFILES:-conf/bff-mpm.conf}; do
+        want mod_bff-profile || break
+        [[ $prof == /* ]] || prof=$top/$prof
+        start_gateway "$prof" "$top/conf/bff-envvars"
+        measure_row "mod_bff, ${prof#"$top/"}$tag$ptag" "http://127.0.0.1:$BFFB_PORT/api/profile/42" "$(cat "$run/httpd.pid")"
         [[ -z ${RAW_DIR:-} ]] || cp "$run/error.log" "$RAW_DIR/error-profile-$BFFB_POOL${ptag//[^A-Za-z0-9]/_}.log"
         stop_gateway
-    fi
+    done
     if want mod_bff-debian; then
         start_gateway "$debian_mpm"
         measure_row "mod_bff, Debian's mpm_event.conf$tag$ptag" "http://127.0.0.1:$BFFB_PORT/api/profile/42" "$(cat "$run/httpd.pid")"

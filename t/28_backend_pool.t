@@ -4,7 +4,8 @@
 # within its timeout, then fails as "pool exhausted" (503 when the call is
 # required, counted in bff_service_errors_total); with BFFBackendPool
 # thread each thread has connections of its own. Configuration errors are
-# refused and the unbounded opt-out is reported by apache2 -t.
+# refused and the unbounded opt-out is reported by apache2 -t. A child
+# sizes its futex hash for its threads.
 use strict;
 use warnings FATAL => 'all';
 
@@ -15,7 +16,7 @@ use Time::HiRes qw(sleep time);
 use BFFTest;
 use BFFConfTest qw(configtest);
 
-plan tests => 21;
+plan tests => 22;
 
 my $svc;
 END { own_svc_stop($svc) if $svc }
@@ -62,6 +63,17 @@ cmp_ok $took, '>=', 0.5, sprintf('they took turns on the two connections (%.2fs)
 my $log = do { local $/; open my $fh, '<', "$h->{dir}/error.log" or die; <$fh> };
 like $log, qr/BFF4: backend HTTP client: native, one pool per child shared by its threads, 4 idle connections kept \(closed after 45000 ms idle\), 2 connections per backend origin/,
     'the pool is logged at child start';
+
+# the child's futex hash is sized for its 16 threads before they start
+# (four buckets a thread, a power of two of at least 16); a kernel before
+# Linux 6.16 has only the global hash, which the child says instead
+if ($log =~ /BFF6: futex hash of this child: the kernel's global one/) {
+    pass 'no process futex hash in this kernel: nothing to size';
+}
+else {
+    like $log, qr/BFF5: futex hash of this child: 64 buckets for its 16 threads/,
+        'the futex hash is sized for the threads at child start';
+}
 
 # --- beyond the bound a call waits within its timeout, then fails named:
 # two slow calls hold both connections, two others wait 200 ms for one

@@ -3,6 +3,8 @@
  * arithmetic (backoff with jitter, budget). Time is passed in, so every
  * transition is checked at exact instants.
  */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +16,7 @@
 #include "bff_breaker.h"
 #include "bff_retry.h"
 #include "bff_inflight.h"
+#include "bff_futex.h"
 
 #include <pthread.h>
 
@@ -598,6 +601,65 @@ START_TEST(inflight_threads)
 }
 END_TEST
 
+/* four buckets a thread, a power of two between 16 and 16,384 */
+START_TEST(futex_hash_slots)
+{
+    ck_assert_uint_eq(bff_futex_hash_slots(-1), 0);
+    ck_assert_uint_eq(bff_futex_hash_slots(0), 0);
+    ck_assert_uint_eq(bff_futex_hash_slots(1), 0);
+    ck_assert_uint_eq(bff_futex_hash_slots(2), 16);
+    ck_assert_uint_eq(bff_futex_hash_slots(4), 16);
+    ck_assert_uint_eq(bff_futex_hash_slots(5), 32);
+    ck_assert_uint_eq(bff_futex_hash_slots(25), 128);
+    ck_assert_uint_eq(bff_futex_hash_slots(384), 2048);
+    ck_assert_uint_eq(bff_futex_hash_slots(4096), 16384);
+    ck_assert_uint_eq(bff_futex_hash_slots(4097), 16384);
+    ck_assert_uint_eq(bff_futex_hash_slots(1 << 30), 16384);
+}
+END_TEST
+
+static void *futex_idle(void *arg)
+{
+    pthread_barrier_wait(arg);
+    return NULL;
+}
+
+/* The size asked for, kept by threads started after it (the MPM starts
+ * its workers after child_init). Each test runs in a process of its own
+ * (check forks), so the size does not leak into another. */
+START_TEST(futex_hash_sized)
+{
+    pthread_barrier_t b;
+    pthread_t th[4];
+    int before, after, err, i;
+
+    err = bff_futex_hash_size(384, &before, &after);
+    if (err == EINVAL) {
+        fprintf(stderr, "futex_hash_sized: no process futex hashes in this "
+                "kernel (before Linux 6.16), nothing to size\n");
+        return;
+    }
+    ck_assert_int_eq(err, 0);
+    ck_assert_int_eq(after, 2048);
+    pthread_barrier_init(&b, NULL, 5);
+    for (i = 0; i < 4; i++) {
+        ck_assert_int_eq(pthread_create(&th[i], NULL, futex_idle, &b), 0);
+    }
+    err = bff_futex_hash_size(25, &before, &after);
+    pthread_barrier_wait(&b);
+    for (i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+    }
+    ck_assert_int_eq(err, 0);
+    ck_assert_int_eq(before, 2048);
+    ck_assert_int_eq(after, 128);
+    /* one thread asks for nothing: the size stays */
+    ck_assert_int_eq(bff_futex_hash_size(1, &before, &after), 0);
+    ck_assert_int_eq(before, 128);
+    ck_assert_int_eq(after, 128);
+}
+END_TEST
+
 static Suite *resilience_suite(void)
 {
     Suite *s = suite_create("resilience");
@@ -632,6 +694,11 @@ static Suite *resilience_suite(void)
     tcase_add_test(tc, inflight_caps);
     tcase_add_test(tc, inflight_crashed_process);
     tcase_add_test(tc, inflight_threads);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("futex");
+    tcase_add_test(tc, futex_hash_slots);
+    tcase_add_test(tc, futex_hash_sized);
     suite_add_tcase(s, tc);
     return s;
 }
