@@ -2,7 +2,10 @@
 # Many slow aggregations in flight: GET /api/profile/42 with backend delays
 # 20/50/30 ms and 1000 concurrent clients, in one run: Peer A (nginx+lua),
 # Peer B (Node), httpd serving the same bytes as a static file (the
-# ceiling inside httpd), mod_bff with the shipped profile (conf/bff-mpm.conf,
+# ceiling inside httpd, bench-peers' own instance), the same file served by
+# the gateway's httpd with the shipped profile (httpd's own path with the
+# same MPM settings: the reference for context switches and memory),
+# mod_bff with the shipped profile (conf/bff-mpm.conf,
 # and conf/bff-envvars in its environment)
 # and mod_bff with Debian's default event MPM settings. Each row prints
 # req/s, p50, p99, socket errors, non-2xx answers (503s of BFFMaxInFlight),
@@ -64,6 +67,11 @@ IFS=/ read -r du do dp <<<"$DELAYS"
 for s in 8001:$du 8002:$do 8003:$dp; do
     curl -sf -o /dev/null "http://127.0.0.1:${s%%:*}/__admin/delay?ms=${s#*:}"
 done
+
+# the answer's bytes as a static file, for the static rows of the gateway
+mkdir -p "$run/docroot/static"
+curl -sf -o "$run/docroot/static/profile.json" http://127.0.0.1:9001/api/profile/42
+chmod -R o+rX "$run/docroot"
 
 export BFF_MODULE=$top/.libs/mod_bff.so BFFB_RUN=$run
 export_httpd_user
@@ -204,6 +212,18 @@ want peer-b && measure_row "B node fastify+undici" http://127.0.0.1:9002/api/pro
 # reference for context switches per request
 want static && [[ -n $(listen_pid 9004) ]] &&
     measure_row "httpd static file (apache-static)" http://127.0.0.1:9004/api/profile/42 "$(listen_pid 9004)"
+# httpd's own static-file path in the gateway, with the profile's MPM
+# settings: the reference for context switches and memory per connection
+for prof in ${PROFILES:-conf/bff-mpm.conf}; do
+    want profile-static || break
+    [[ $prof == /* ]] || prof=$top/$prof
+    pools=${POOLS:-child} mods=${MODULES:-$top/.libs/mod_bff.so} GW_ENV=-
+    export BFFB_POOL=${pools%% *}
+    BFF_MODULE=$(readlink -f "${mods%% *}")
+    start_gateway "$prof" "$top/conf/bff-envvars"
+    measure_row "httpd static file, ${prof#"$top/"}" "http://127.0.0.1:$BFFB_PORT/static/profile.json" "$(cat "$run/httpd.pid")"
+    stop_gateway
+done
 # MODULES="A/.libs/mod_bff.so B/.libs/mod_bff.so": rows for each build
 # (named by its source directory), in one run
 for mod in ${MODULES:-$top/.libs/mod_bff.so}; do
