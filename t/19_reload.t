@@ -27,7 +27,6 @@ my $U = BFFTest::svc_url('user');
 my $libexec = $ENV{BFF_T_LIBEXECDIR};
 
 sub spew { my ($f, $s) = @_; open my $fh, '>', $f or die "$f: $!"; print $fh $s; close $fh }
-sub slurp { open my $fh, '<', $_[0] or return ''; local $/; scalar <$fh> }
 sub keyline { "$_[0] " . sha256_hex($_[1]) . " $_[2]\n" }
 
 # key A: the suite's rsa.key; key B: rsa-other.key and its public half

@@ -42,7 +42,6 @@ open my $pf, '<', "$h->{dir}/httpd.pid" or die "no pid file: $!";
 chomp(my $ppid = <$pf>);
 close $pf;
 
-sub slurp { open my $fh, '<', $_[0] or return ''; local $/; scalar <$fh> }
 sub svc_calls { scalar @{ own_svc_admin($svc, '/__admin/log') } }
 sub health {
     my $res = http_get($port, '/health');

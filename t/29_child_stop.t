@@ -19,8 +19,6 @@ use BFFTest;
 plan skip_all => 'needs root: httpd drops privileges only when started as root' if $> != 0;
 plan skip_all => 'needs gdb' unless BFFServices::have_bin('gdb');
 
-sub slurp { open my $fh, '<', $_[0] or return ''; local $/; scalar <$fh> }
-
 my $h = BFFTest::write_httpd_conf('p29', <<'CONF');
 <BFFEndpoint GET /s/{id:int}>
     BFFBackend user GET http://127.0.0.1:9/users/{id} required

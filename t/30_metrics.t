@@ -397,7 +397,6 @@ ok histograms_ok($text) >= 6, 'histograms consistent';
 # ------------------------------------------- graceful restart, new conf --
 
 my $before = parse($text);
-sub slurp { open my $fh, '<', $_[0] or return ''; local $/; scalar <$fh> }
 sub generations { my $n = () = slurp("$h->{dir}/error.log") =~ /resuming normal operations/g; $n }
 # the configuration changes: one more endpoint
 {

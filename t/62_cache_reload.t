@@ -16,8 +16,6 @@ plan tests => 14;
 my $U = BFFTest::svc_url('user');
 my $O = BFFTest::svc_url('order');
 
-sub slurp { open my $fh, '<', $_[0] or return ''; local $/; scalar <$fh> }
-
 sub conf {
     my $deny = shift;
     return <<"CONF";

@@ -25,8 +25,6 @@ my $U = BFFTest::svc_url('user');
 my $O = BFFTest::svc_url('order');
 my $P = BFFTest::svc_url('product');
 
-sub slurp { open my $fh, '<', $_[0] or return ''; local $/; scalar <$fh> }
-
 sub conf {
     my ($store, $prefix) = @_;
     my $c = <<"CONF";

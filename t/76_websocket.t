@@ -92,7 +92,6 @@ ProxyWebsocketFallbackToProxyHttp Off
 CONF
 my $port = $h->{port};
 
-sub slurp { open my $fh, '<', $_[0] or return ''; local $/; scalar <$fh> }
 sub heads { [BFFWebSocket::backend_heads($wslog)] }
 sub ws { BFFWebSocket::connect($port, @_) }
 sub bearer { (Authorization => "Bearer $_[0]") }

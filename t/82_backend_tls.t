@@ -23,8 +23,6 @@ plan tests => 43;
 my $client = $ENV{BFF_T_CLIENT} // 'native';
 my $K = BFFTLS::pki_dir('tls82');
 
-sub slurp { open my $fh, '<', $_[0] or return ''; local $/; scalar <$fh> }
-
 # --- certificates ------------------------------------------------------
 sub leaf { BFFTLS::leaf($K, @_) }
 BFFTLS::ca($K, $_) for 'ca', 'other-ca';

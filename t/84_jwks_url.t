@@ -43,7 +43,6 @@ sub run {
     return $out;
 }
 sub spew { open my $fh, '>', "$_[0].tmp" or die "$_[0]: $!"; print $fh $_[1]; close $fh; rename "$_[0].tmp", $_[0] }
-sub slurp { open my $fh, '<', $_[0] or return ''; local $/; scalar <$fh> }
 
 # --- the server's certificate, of a test CA ----------------------------
 run("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out '$K/ca.key'");

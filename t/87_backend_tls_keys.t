@@ -22,7 +22,6 @@ plan tests => 21;
 my $client = $ENV{BFF_T_CLIENT} // 'native';
 my $K = BFFTLS::pki_dir('tls87');
 sub run { BFFTLS::run(@_) }
-sub slurp { open my $fh, '<', $_[0] or return ''; local $/; scalar <$fh> }
 
 # --- certificates ------------------------------------------------------
 BFFTLS::ca($K, 'ca');

@@ -30,14 +30,13 @@ sub run {
 }
 
 sub spew { open my $fh, '>', $_[0] or die "$_[0]: $!"; print $fh $_[1]; close $fh }
-sub slurp { open my $fh, '<', $_[0] or return ''; local $/; scalar <$fh> }
 
 # 1 when the file (an error log) matches $re within 3 seconds
 sub log_has {
     my ($file, $re) = @_;
     my $until = Time::HiRes::time() + 3;
     while (Time::HiRes::time() < $until) {
-        return 1 if slurp($file) =~ $re;
+        return 1 if BFFTest::slurp($file) =~ $re;
         Time::HiRes::sleep(0.1);
     }
     return 0;
