@@ -1200,8 +1200,9 @@ static void futex_hash_child_init(apr_pool_t *pchild, server_rec *s)
         return;
     }
     err = bff_futex_hash_size(threads, &before, &after);
-    if (err == EINVAL) {
-        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, BFFLOGNO(6)
+    if (err && before < 0) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, err == EINVAL ? 0 : err, s,
+                     BFFLOGNO(6)
                      "futex hash of this child: the kernel's global one "
                      "(this kernel has no process futex hashes)");
     }

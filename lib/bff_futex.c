@@ -30,19 +30,18 @@ unsigned bff_futex_hash_slots(int threads)
     return slots;
 }
 
-int bff_futex_hash_size(int threads, int *before, int *after)
+int bff_futex_hash_set(unsigned slots, int *before, int *after)
 {
-    unsigned slots = bff_futex_hash_slots(threads);
     int n;
 
-    *before = *after = 0;
+    *before = -1;
+    *after = 0;
     n = prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_GET_SLOTS, 0, 0, 0);
     if (n < 0) {
         return errno;
     }
-    *before = n;
+    *before = *after = n;
     if (slots == 0 || (unsigned)n == slots) {
-        *after = n;
         return 0;
     }
     if (prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_SET_SLOTS, slots, 0, 0) != 0) {
@@ -54,4 +53,9 @@ int bff_futex_hash_size(int threads, int *before, int *after)
     }
     *after = n;
     return 0;
+}
+
+int bff_futex_hash_size(int threads, int *before, int *after)
+{
+    return bff_futex_hash_set(bff_futex_hash_slots(threads), before, after);
 }

@@ -23,10 +23,16 @@
 unsigned bff_futex_hash_slots(int threads);
 
 /* Gives this process a futex hash of bff_futex_hash_slots(threads)
- * buckets. 0, with the buckets before (0: the kernel's global hash) and
- * after; or an errno value: EINVAL from a kernel without process futex
- * hashes (before 6.16, where every process shares the global hash and
- * there is nothing to size), or what else the kernel refused with. */
+ * buckets: bff_futex_hash_set(bff_futex_hash_slots(threads), ...). */
 int bff_futex_hash_size(int threads, int *before, int *after);
+
+/* Gives this process a futex hash of slots buckets (0: nothing to do).
+ * Returns 0, with the buckets before (0: the kernel's global hash) and
+ * after; or an errno value, with *before -1 when the kernel cannot say
+ * what its hash is (EINVAL: a kernel without process futex hashes,
+ * before 6.16, where every process shares the global hash and there is
+ * nothing to size), else the buckets kept (the kernel refused the size:
+ * EINVAL for one not a power of two, ENOMEM). */
+int bff_futex_hash_set(unsigned slots, int *before, int *after);
 
 #endif /* BFF_FUTEX_H */
