@@ -1194,12 +1194,13 @@ static void term_child_init_last(apr_pool_t *pchild, server_rec *s)
 static void futex_hash_child_init(apr_pool_t *pchild, server_rec *s)
 {
     int threads = 0, before, after, err;
+    unsigned slots;
 
     if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS
-        || bff_futex_hash_slots(threads) == 0) {
+        || (slots = bff_futex_hash_slots(threads)) == 0) {
         return;
     }
-    err = bff_futex_hash_size(threads, &before, &after);
+    err = bff_futex_hash_set(slots, &before, &after);
     if (err && before < 0) {
         ap_log_error(APLOG_MARK, APLOG_INFO, err == EINVAL ? 0 : err, s,
                      BFFLOGNO(6)
@@ -1210,7 +1211,7 @@ static void futex_hash_child_init(apr_pool_t *pchild, server_rec *s)
         ap_log_error(APLOG_MARK, APLOG_WARNING, err, s, BFFLOGNO(7)
                      "futex hash of this child: %u buckets for its %d "
                      "threads refused, %d kept (0: the kernel's global "
-                     "hash)", bff_futex_hash_slots(threads), threads, before);
+                     "hash)", slots, threads, before);
     }
     else {
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, BFFLOGNO(5)

@@ -54,8 +54,3 @@ int bff_futex_hash_set(unsigned slots, int *before, int *after)
     *after = n;
     return 0;
 }
-
-int bff_futex_hash_size(int threads, int *before, int *after)
-{
-    return bff_futex_hash_set(bff_futex_hash_slots(threads), before, after);
-}

@@ -22,10 +22,6 @@
  * a single thread, which has no use for a hash of its own. */
 unsigned bff_futex_hash_slots(int threads);
 
-/* Gives this process a futex hash of bff_futex_hash_slots(threads)
- * buckets: bff_futex_hash_set(bff_futex_hash_slots(threads), ...). */
-int bff_futex_hash_size(int threads, int *before, int *after);
-
 /* Gives this process a futex hash of slots buckets (0: nothing to do).
  * Returns 0, with the buckets before (0: the kernel's global hash) and
  * after; or an errno value, with *before -1 when the kernel cannot say

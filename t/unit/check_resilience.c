@@ -633,7 +633,7 @@ START_TEST(futex_hash_sized)
     pthread_t th[4];
     int before, after, err, i;
 
-    err = bff_futex_hash_size(384, &before, &after);
+    err = bff_futex_hash_set(bff_futex_hash_slots(384), &before, &after);
     if (err == EINVAL && before == -1) {
         fprintf(stderr, "futex_hash_sized: no process futex hashes in this "
                 "kernel (before Linux 6.16), nothing to size\n");
@@ -645,7 +645,7 @@ START_TEST(futex_hash_sized)
     for (i = 0; i < 4; i++) {
         ck_assert_int_eq(pthread_create(&th[i], NULL, futex_idle, &b), 0);
     }
-    err = bff_futex_hash_size(25, &before, &after);
+    err = bff_futex_hash_set(bff_futex_hash_slots(25), &before, &after);
     pthread_barrier_wait(&b);
     for (i = 0; i < 4; i++) {
         pthread_join(th[i], NULL);
@@ -653,8 +653,8 @@ START_TEST(futex_hash_sized)
     ck_assert_int_eq(err, 0);
     ck_assert_int_eq(before, 2048);
     ck_assert_int_eq(after, 128);
-    /* one thread asks for nothing: the size stays */
-    ck_assert_int_eq(bff_futex_hash_size(1, &before, &after), 0);
+    /* no size asked for: the size stays */
+    ck_assert_int_eq(bff_futex_hash_set(0, &before, &after), 0);
     ck_assert_int_eq(before, 128);
     ck_assert_int_eq(after, 128);
     /* a size the kernel refuses (not a power of two): the error, and the
