@@ -1709,8 +1709,9 @@ static int resolve_child(void)
     }
     bff_fetch_reset(fetcher);
 
-    /* libcurl (threaded resolver): the connect timeout bounds it too */
-    {
+    /* libcurl (threaded resolver), when built with it: the connect
+     * timeout bounds it too */
+    if (bff_fetch_has_curl()) {
         bff_fetch_curl_opts_t opts;
         bff_fetcher_t *cf;
 
