@@ -606,6 +606,13 @@ static void assign_slots_locked(unsigned int n, apr_pool_t *ptemp)
         memset(&slots[i], 0, sizeof(slot_t));
         apr_cpystrn(slots[i].source, src, SOURCE_MAX);
     }
+    /* A fetch in flight belongs to a child of the previous generation,
+     * which is stopping: it may never clear its mark (it exits, or its
+     * slot moved), and the new children must not wait out its timeout.
+     * At worst a source is fetched twice at once; the later answer wins. */
+    for (i = 0; i < n; i++) {
+        slots[i].busy_until = 0;
+    }
 }
 
 int bff_jwks_start(server_rec *s, apr_pool_t *pconf, apr_pool_t *ptemp)

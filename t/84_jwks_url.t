@@ -11,7 +11,8 @@
 # its jwks_uri; two <Location>s trust two key sets and issuers; fetches
 # go through the egress proxy= (a CONNECT proxy of the test's own); the
 # provider's Cache-Control: max-age sets the refresh; a graceful restart
-# while the provider is down keeps the key sets; what is no usable key set
+# while the provider is down keeps the key sets, and a fetch still in
+# flight in a stopping child delays no refresh; what is no usable key set
 # (too large, not a JWKS, a discovery document naming an http:// jwks_uri,
 # keys of another algorithm than the location's) is never used.
 use strict;
@@ -28,7 +29,7 @@ use Time::HiRes qw(sleep);
 use BFFTest;
 use BFFJWT;
 
-plan tests => 44;
+plan tests => 46;
 
 my $K = Apache::Test::vars('t_logs') . '/jwks84';
 remove_tree($K);
@@ -114,6 +115,7 @@ my $J = serve(1, sub {
         return (200, qq({"issuer":"https://a.test","jwks_uri":"http://127.0.0.1:$port/d"}));
     }
     my ($name) = $path =~ m{^/(\w+)$} or return (404, '{}');
+    sleep 4 if -e "$K/$name.hang";
     my $status = slurp("$K/$name.status") || 200;
     my $cc = slurp("$K/$name.cc");
     return ($status, slurp("$K/$name.json"), $cc ? "Cache-Control: $cc\r\n" : '');
@@ -275,14 +277,25 @@ system(Apache::Test::vars('httpd'), '-f', "$h->{dir}/httpd.conf", '-k', 'gracefu
 sleep 1.5;
 ok t_cmp(join(',', map { get('/a/ok', tok('k2'))->code } 1 .. 6), '200,200,200,200,200,200',
          'after a graceful restart with the provider down: the key set kept');
-# again with the sources in another order (the /a section moved last):
-# each key set follows its URL to its new place in the table
+# again with the sources in another order (the /a section moved last),
+# while a fetch of /a hangs (4 s, under its 5 s timeout): each key set
+# follows its URL to its new place in the table, and the new children
+# fetch /a at once rather than wait for the stopping child's fetch
+spew("$K/a.hang", 1);
+$n = hits('/a');
+my $until = Time::HiRes::time() + 5;
+sleep 0.1 while hits('/a') == $n && Time::HiRes::time() < $until;
+ok hits('/a') > $n, 'a fetch of /a is in flight (its provider hangs)';
 my $conf = slurp("$h->{dir}/httpd.conf");
 $conf =~ s{(<Location /a>\n.*?</Location>\n)}{}s or die 'no /a section';
 spew("$h->{dir}/httpd.conf", $conf . $1);
 system(Apache::Test::vars('httpd'), '-f', "$h->{dir}/httpd.conf", '-k', 'graceful') == 0
     or die 'graceful restart failed';
-sleep 1.5;
+unlink "$K/a.hang";
+$n = hits('/a');
+$until = Time::HiRes::time() + 5;
+sleep 0.1 while hits('/a') == $n && Time::HiRes::time() < $until;
+ok hits('/a') > $n, 'after the restart the new children fetch /a within 5 s (its fetch in flight took no slot with it)';
 ok t_cmp(join(',', map { get('/a/ok', tok('k2'))->code } 1 .. 4)
          . ';' . join(',', map { get('/b/ok', tok('k3', iss => 'https://b.test'))->code } 1 .. 4),
          '200,200,200,200;200,200,200,200',
