@@ -10,6 +10,9 @@
  * child, and the child that finds a slot due marks it busy under the
  * global mutex and fetches it, so one process fetches a source at a time.
  * A failed fetch changes nothing: the last good key set keeps serving.
+ * A child that stops gives its fetch up at once and leaves the source
+ * due for another; a restart clears every busy mark (their children
+ * are stopping).
  *
  * Each JWT setting with a URL has, per child, the verifier of the
  * generation it last saw; a request compares the slot's generation (one
@@ -286,7 +289,7 @@ static const char *get(const char **body, apr_size_t *len, const char **cc,
     if (bff_fetch_start(task.client, req) == APR_SUCCESS) {
         do {
             rv = bff_fetch_wait(task.client, &done, u->timeout_ms + 1000);
-        } while (rv == APR_TIMEUP && !task.stop);
+        } while ((rv == APR_TIMEUP || rv == APR_EINTR) && !task.stop);
         if (!done) {
             bff_fetch_reset(task.client);
             return "no answer";
@@ -381,6 +384,12 @@ static void fetch_slot(unsigned int i, const jwks_url_t *u, apr_pool_t *p)
         return;
     }
     sl->busy_until = 0;
+    if (err && task.stop) {
+        /* this child stops: its fetch was cut short, not failed, and
+         * the source is due at once for another child */
+        gunlock();
+        return;
+    }
     sl->next_due = bff_jwks_next_due(&sched, !err, cc, apr_time_now());
     if (err) {
         failures = ++sl->failures;

@@ -302,6 +302,10 @@ static apr_status_t task_stop(void *data)
     bff_wd_task_t *t = data;
 
     t->stop = 1;
+    /* a round waiting for a fetch returns at once (APR_EINTR) */
+    if (t->client && t->client->vt->wake) {
+        t->client->vt->wake(t->client);
+    }
     if (t->mu) {
         apr_thread_mutex_lock(t->mu);
         apr_thread_mutex_unlock(t->mu);

@@ -65,9 +65,10 @@ void bff_shared_cache_unlock(bff_shared_cache_t *c);
  * every child (the health probe, the JWKS fetcher): a child watchdog
  * calls tick every AP_WD_TM_SLICE. mod_watchdog starts its thread in
  * child_init and joins it only at process exit, after pchild is gone: a
- * pre-cleanup of pchild raises stop and waits, on a mutex of the process
- * pool, for a round in progress to end, so that no round touches the
- * client (or anything of pchild) afterwards. */
+ * pre-cleanup of pchild raises stop, wakes a round waiting for a fetch
+ * (it returns APR_EINTR at once) and waits, on a mutex of the process
+ * pool, for the round to end, so that no round touches the client (or
+ * anything of pchild) afterwards. */
 typedef struct {
     const char *name;                 /* the child watchdog's */
     ap_watchdog_callback_fn_t *tick;

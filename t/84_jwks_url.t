@@ -29,7 +29,7 @@ use Time::HiRes qw(sleep);
 use BFFTest;
 use BFFJWT;
 
-plan tests => 46;
+plan tests => 47;
 
 my $K = Apache::Test::vars('t_logs') . '/jwks84';
 remove_tree($K);
@@ -97,14 +97,14 @@ sub serve {
                 or POSIX::_exit(0);
         }
         my ($path) = head_of($c) =~ /^GET (\S+)/;
-        my ($status, $body, $extra) = $handler->($path // '', $port);
+        my ($status, $body, $extra) = $handler->($path // '', $port, $c);
         print $c "HTTP/1.1 $status X\r\nContent-Type: application/json\r\n" . ($extra // '')
             . "Connection: close\r\nContent-Length: " . length($body) . "\r\n\r\n$body";
         $c->close(SSL_fast_shutdown => 1) if $tls;
     });
 }
 my $J = serve(1, sub {
-    my ($path, $port) = @_;
+    my ($path, $port, $c) = @_;
     open my $fh, '>>', "$K/hits" or die $!;
     print $fh "$path\n";
     close $fh;
@@ -115,7 +115,17 @@ my $J = serve(1, sub {
         return (200, qq({"issuer":"https://a.test","jwks_uri":"http://127.0.0.1:$port/d"}));
     }
     my ($name) = $path =~ m{^/(\w+)$} or return (404, '{}');
-    sleep 4 if -e "$K/$name.hang";
+    if (-e "$K/$name.hang") {
+        sleep 4;
+        # the client closed the connection before the answer: it gave up
+        my $rin = '';
+        vec($rin, fileno($c), 1) = 1;
+        if (select(my $rout = $rin, undef, undef, 0) > 0 && !sysread($c, my $x, 1)) {
+            open my $g, '>>', "$K/gave-up" or die $!;
+            print $g "$path\n";
+            close $g;
+        }
+    }
     my $status = slurp("$K/$name.status") || 200;
     my $cc = slurp("$K/$name.cc");
     return ($status, slurp("$K/$name.json"), $cc ? "Cache-Control: $cc\r\n" : '');
@@ -279,8 +289,9 @@ ok t_cmp(join(',', map { get('/a/ok', tok('k2'))->code } 1 .. 6), '200,200,200,2
          'after a graceful restart with the provider down: the key set kept');
 # again with the sources in another order (the /a section moved last),
 # while a fetch of /a hangs (4 s, under its 5 s timeout): each key set
-# follows its URL to its new place in the table, and the new children
-# fetch /a at once rather than wait for the stopping child's fetch
+# follows its URL to its new place in the table, the stopping child
+# gives its fetch up at once, and the new children fetch /a at once
+# rather than wait for it
 spew("$K/a.hang", 1);
 $n = hits('/a');
 my $until = Time::HiRes::time() + 5;
@@ -296,6 +307,9 @@ $n = hits('/a');
 $until = Time::HiRes::time() + 5;
 sleep 0.1 while hits('/a') == $n && Time::HiRes::time() < $until;
 ok hits('/a') > $n, 'after the restart the new children fetch /a within 5 s (its fetch in flight took no slot with it)';
+$until = Time::HiRes::time() + 6;
+sleep 0.1 while slurp("$K/gave-up") eq '' && Time::HiRes::time() < $until;
+ok t_cmp(slurp("$K/gave-up"), "/a\n", 'the stopping child closed its hanging fetch of /a before the answer');
 ok t_cmp(join(',', map { get('/a/ok', tok('k2'))->code } 1 .. 4)
          . ';' . join(',', map { get('/b/ok', tok('k3', iss => 'https://b.test'))->code } 1 .. 4),
          '200,200,200,200;200,200,200,200',
