@@ -27,8 +27,6 @@ sub resumed {
     open my $fh, '<', "$h->{dir}/error.log" or return 0;
     return scalar grep { /resuming normal operations/ } <$fh>;
 }
-sub wait_for { my ($cond, $s) = @_; my $until = now() + $s;
-               Time::HiRes::sleep(0.05) until $cond->() || now() > $until; $cond->() }
 
 ok t_cmp(http_get($h->{port}, '/b/1')->code, 200, 'served');
 my @files = glob("$dir/bff-breaker*");

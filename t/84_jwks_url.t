@@ -294,9 +294,7 @@ ok t_cmp(join(',', map { get('/a/ok', tok('k2'))->code } 1 .. 6), '200,200,200,2
 # rather than wait for it
 spew("$K/a.hang", 1);
 $n = hits('/a');
-my $until = Time::HiRes::time() + 5;
-sleep 0.1 while hits('/a') == $n && Time::HiRes::time() < $until;
-ok hits('/a') > $n, 'a fetch of /a is in flight (its provider hangs)';
+ok wait_for(sub { hits('/a') > $n }, 5), 'a fetch of /a is in flight (its provider hangs)';
 my $conf = slurp("$h->{dir}/httpd.conf");
 $conf =~ s{(<Location /a>\n.*?</Location>\n)}{}s or die 'no /a section';
 spew("$h->{dir}/httpd.conf", $conf . $1);
@@ -304,11 +302,8 @@ system(Apache::Test::vars('httpd'), '-f', "$h->{dir}/httpd.conf", '-k', 'gracefu
     or die 'graceful restart failed';
 unlink "$K/a.hang";
 $n = hits('/a');
-$until = Time::HiRes::time() + 5;
-sleep 0.1 while hits('/a') == $n && Time::HiRes::time() < $until;
-ok hits('/a') > $n, 'after the restart the new children fetch /a within 5 s (its fetch in flight took no slot with it)';
-$until = Time::HiRes::time() + 6;
-sleep 0.1 while slurp("$K/gave-up") eq '' && Time::HiRes::time() < $until;
+ok wait_for(sub { hits('/a') > $n }, 5), 'after the restart the new children fetch /a within 5 s (its fetch in flight took no slot with it)';
+wait_for(sub { slurp("$K/gave-up") ne '' }, 6);
 ok t_cmp(slurp("$K/gave-up"), "/a\n", 'the stopping child closed its hanging fetch of /a before the answer');
 ok t_cmp(join(',', map { get('/a/ok', tok('k2'))->code } 1 .. 4)
          . ';' . join(',', map { get('/b/ok', tok('k3', iss => 'https://b.test'))->code } 1 .. 4),

@@ -18,7 +18,7 @@ our @EXPORT = qw(bff_get bff_req bff_send bff_chunked decode svc_reset svc_log s
                  svc_url fixture users orders_of products_by_id expected_profile
                  json_is now user_of expected_web expected_mobile redis_cli redis_stop redis_start start_httpd httpd_children
                  start_httpd_conf stop_httpd http_get own_svc_start own_svc_stop own_svc_admin
-                 need_servers fork_server burst slurp);
+                 need_servers fork_server burst slurp wait_for);
 
 my $json = JSON::PP->new->canonical(1)->allow_nonref(1);
 my $ua = LWP::UserAgent->new(timeout => 10, keep_alive => 0);
@@ -191,6 +191,15 @@ sub canonical { $json->encode($_[0]) }
 
 # a file's text ('' when it cannot be read: a log not written yet)
 sub slurp { open my $fh, '<', $_[0] or return ''; local $/; scalar <$fh> }
+
+# wait_for(sub { COND }, SECS): polls COND until it holds or SECS pass;
+# COND's last value
+sub wait_for {
+    my ($cond, $secs) = @_;
+    my $until = now() + $secs;
+    Time::HiRes::sleep(0.05) until $cond->() || now() > $until;
+    return $cond->();
+}
 
 # ------------------------------------------------------------- Redis --
 
